@@ -1,0 +1,105 @@
+"""Loaders for PerturbQA files and user tables (CSV / Parquet)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from coreperturb.data.schema import COLUMNS, QueryTable, validate_frame
+from coreperturb.errors import DataValidationError
+
+PERTURBQA_LINES: tuple[str, ...] = ("k562", "rpe1", "hepg2", "jurkat")
+_ALIASES = {"pert": "perturbation", "perturbagen": "perturbation"}
+
+
+def _read_any(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataValidationError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            return pd.read_parquet(path)
+        sep = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+        return pd.read_csv(path, sep=sep, dtype={"label": "string"}, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
+
+
+def read_perturbqa_file(path: str | Path, cell_line: str, task: str) -> pd.DataFrame:
+    """Read one PerturbQA ``{line}-{task}.csv`` (columns ``pert,gene,label,split``) into tidy columns.
+
+    Args:
+        path: The CSV file.
+        cell_line: Value for the ``cell_line`` column.
+        task: ``de`` or ``dir``.
+
+    Returns:
+        A validated tidy frame.
+    """
+    path = Path(path)
+    df = _read_any(path).rename(columns=_ALIASES)
+    need = ["perturbation", "gene", "label", "split"]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise DataValidationError(
+            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} "
+            f"(a PerturbQA file has columns pert,gene,label,split); found {list(map(str, df.columns))}"
+        )
+    df = df.assign(cell_line=cell_line, task=task)
+    return validate_frame(df, str(path))
+
+
+def load_perturbqa(
+    data_dir: str | Path,
+    cell_lines: Sequence[str] = PERTURBQA_LINES,
+    tasks: Sequence[str] = ("de",),
+) -> QueryTable:
+    """Load PerturbQA ``{line}-{task}.csv`` files from ``data_dir`` into one :class:`QueryTable`."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataValidationError(f"{data_dir}: data directory not found")
+    frames = []
+    for line in cell_lines:
+        for task in tasks:
+            path = data_dir / f"{line}-{task}.csv"
+            if not path.exists():
+                present = sorted(p.name for p in data_dir.glob("*-*.csv"))
+                raise DataValidationError(
+                    f"{path}: file not found (expected {{cell_line}}-{{task}}.csv; present: {present})"
+                )
+            frames.append(read_perturbqa_file(path, line, task))
+    frame = pd.concat(frames, ignore_index=True)
+    return QueryTable(frame, str(data_dir))
+
+
+def read_query_table(path: str | Path, cell_line: str | None = None, task: str | None = None) -> QueryTable:
+    """Read a user CSV/TSV/Parquet query table.
+
+    The file needs the columns ``perturbation`` (or ``pert``), ``gene``, ``label`` and ``split``;
+    ``cell_line`` and ``task`` may come from the arguments instead.
+    """
+    path = Path(path)
+    df = _read_any(path).rename(columns=_ALIASES)
+    if "cell_line" not in df.columns and cell_line is not None:
+        df["cell_line"] = cell_line
+    if "task" not in df.columns and task is not None:
+        df["task"] = task
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise DataValidationError(
+            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"found {list(map(str, df.columns))}"
+        )
+    return QueryTable(validate_frame(df, str(path)), str(path))
+
+
+def write_query_table(table: QueryTable, path: str | Path) -> None:
+    """Write a query table as CSV or Parquet (by suffix)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = table.frame.astype({c: str for c in ("cell_line", "task", "split")})
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)

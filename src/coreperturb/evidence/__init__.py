@@ -1,0 +1,17 @@
+"""Evidence: related observed perturbations, organised on the same readout gene into positive / negative."""
+
+from coreperturb.evidence.contrastive import ContrastiveEvidence, build_evidence
+from coreperturb.evidence.features import FeatureParams, evidence_features
+from coreperturb.evidence.pool import ObservationPool
+from coreperturb.evidence.similarity import SimilarityBundle, keep_top_k, relational_similarity
+
+__all__ = [
+    "ContrastiveEvidence",
+    "FeatureParams",
+    "ObservationPool",
+    "SimilarityBundle",
+    "build_evidence",
+    "evidence_features",
+    "keep_top_k",
+    "relational_similarity",
+]

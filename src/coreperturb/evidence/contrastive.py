@@ -1,0 +1,158 @@
+"""Contrastive evidence: for each query (p, g), the related observed perturbations split by their outcome on g.
+
+Positive evidence for (p, g) = training perturbations p' related to p (in the KG) under which g was positive
+(DE, or up-regulated for the direction task); negative evidence = related p' under which g was observed and
+negative. Everything is computed for all queries at once as sparse ``queries × pool`` matrices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from coreperturb._util import positions
+from coreperturb.evidence.pool import ObservationPool
+from coreperturb.evidence.similarity import SimilarityBundle
+from coreperturb.graph.kg import KnowledgeGraph
+
+
+def gather_rows(mat: sp.csr_matrix, idx: np.ndarray) -> sp.csr_matrix:
+    """Rows ``idx`` of ``mat``; a negative index gives an empty row."""
+    safe = np.where(idx >= 0, idx, 0)
+    out = sp.csr_matrix(mat[safe])
+    if (idx < 0).any():
+        mask = sp.diags((idx >= 0).astype(np.float64))
+        out = sp.csr_matrix(mask @ out)
+        out.eliminate_zeros()
+    return out
+
+
+@dataclass(frozen=True)
+class ContrastiveEvidence:
+    """Positive and negative evidence for a batch of queries.
+
+    Attributes:
+        queries: Frame with ``perturbation`` and ``gene`` columns, one row per query (row order of the matrices).
+        pool: The observed perturbations (columns of the matrices).
+        weight: CSR ``queries × pool``; entry (q, j) = similarity of pool perturbation j to the query
+            perturbation, stored only where j was observed on the query gene and is related (similarity > 0).
+        positive: CSR, 1 where pool perturbation j is in ``weight`` and made the gene positive.
+    """
+
+    queries: pd.DataFrame
+    pool: pd.Index
+    weight: sp.csr_matrix
+    positive: sp.csr_matrix
+
+    @property
+    def positive_weight(self) -> sp.csr_matrix:
+        """Similarity mass of positive evidence (CSR)."""
+        return sp.csr_matrix(self.weight.multiply(self.positive))
+
+    @property
+    def negative_weight(self) -> sp.csr_matrix:
+        """Similarity mass of negative evidence (CSR)."""
+        return sp.csr_matrix(self.weight - self.positive_weight)
+
+    def summary(self) -> pd.DataFrame:
+        """Per-query totals: n_pos, n_neg, pos_mass, neg_mass, max_pos, max_neg."""
+        pw, nw = self.positive_weight, self.negative_weight
+        pw.eliminate_zeros()
+        nw.eliminate_zeros()
+        return pd.DataFrame(
+            {
+                "n_pos_evidence": pw.getnnz(axis=1),
+                "n_neg_evidence": nw.getnnz(axis=1),
+                "pos_mass": np.asarray(pw.sum(axis=1)).ravel(),
+                "neg_mass": np.asarray(nw.sum(axis=1)).ravel(),
+                "max_pos": pw.max(axis=1).toarray().ravel(),
+                "max_neg": nw.max(axis=1).toarray().ravel(),
+            }
+        )
+
+    def for_query(
+        self,
+        i: int,
+        kg: KnowledgeGraph | None = None,
+        sims: SimilarityBundle | None = None,
+        top: int = 10,
+        paths: int = 2,
+    ) -> pd.DataFrame:
+        """Inspectable view of one query's evidence, strongest first within each side.
+
+        Args:
+            i: Query row.
+            kg: If given, add the shared KG features that link each related perturbation to the query.
+            sims: If given, add the per-relation similarities.
+            top: Rows per side (positive / negative).
+            paths: Shared features listed per relation.
+
+        Returns:
+            Frame with columns evidence (positive/negative), related_perturbation, similarity,
+            one ``sim_<relation>`` column per relation (with ``sims``) and ``paths`` (with ``kg``).
+        """
+        row = self.weight.getrow(i)
+        lab = self.positive.getrow(i)
+        cols = row.indices
+        df = pd.DataFrame(
+            {
+                "evidence": np.where(lab.toarray().ravel()[cols] > 0, "positive", "negative"),
+                "related_perturbation": self.pool[cols].astype(str),
+                "similarity": row.data,
+            }
+        )
+        df = (
+            df.sort_values(["evidence", "similarity"], ascending=[False, False])
+            .groupby("evidence", sort=False)
+            .head(top)
+            .reset_index(drop=True)
+        )
+        p = str(self.queries["perturbation"].iat[i])
+        if sims is not None:
+            qi = int(positions(sims.queries, [p])[0])
+            pj = positions(sims.pool, df["related_perturbation"])
+            for r, s in sims.by_relation.items():
+                df[f"sim_{r}"] = s[qi, pj]
+        if kg is not None:
+            texts = []
+            for q in df["related_perturbation"]:
+                parts = []
+                for r in kg.relation_names:
+                    for fid, label, _ in kg.shared_features(p, q, r, top=paths):
+                        parts.append(f"{r}:{label}" if label == fid else f"{r}:{label} ({fid})")
+                texts.append("; ".join(parts))
+            df["paths"] = texts
+        return df
+
+
+def build_evidence(
+    queries: pd.DataFrame, pool: ObservationPool, sims: SimilarityBundle
+) -> ContrastiveEvidence:
+    """Organise the pool's outcomes on each query's gene by relatedness to the query's perturbation.
+
+    Args:
+        queries: Rows with ``perturbation`` and ``gene``.
+        pool: Observed training outcomes.
+        sims: Similarities whose rows include every query perturbation and whose columns are ``pool.perturbations``.
+    """
+    if not sims.pool.equals(pool.perturbations):
+        raise ValueError("similarity columns must be the pool's perturbations, in order")
+    gi = positions(pool.genes, queries["gene"].astype(str))
+    qi = positions(sims.queries, queries["perturbation"].astype(str))
+    if (qi < 0).any():
+        raise ValueError("some query perturbations have no similarity row")
+    obs = gather_rows(sp.csr_matrix(pool.M.T), gi).tocoo()
+    pos = gather_rows(sp.csr_matrix(pool.Y.T), gi)
+    w = sims.combined[qi[obs.row], obs.col]
+    keep = w > 0
+    shape = (len(queries), len(pool.perturbations))
+    weight = sp.csr_matrix((w[keep], (obs.row[keep], obs.col[keep])), shape=shape)
+    pattern = weight.copy()
+    pattern.data[:] = 1.0
+    positive = sp.csr_matrix(pattern.multiply(pos))
+    return ContrastiveEvidence(
+        queries.reset_index(drop=True)[["perturbation", "gene"]], pool.perturbations, weight, positive
+    )

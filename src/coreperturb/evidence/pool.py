@@ -1,0 +1,77 @@
+"""Observed training outcomes as sparse ``perturbations × genes`` matrices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from coreperturb._util import positions
+
+
+@dataclass(frozen=True)
+class ObservationPool:
+    """Training outcomes: which (perturbation, gene) pairs were observed and which were positive.
+
+    Attributes:
+        perturbations: Row index (training perturbations).
+        genes: Column index (readout genes seen anywhere in the benchmark unit).
+        Y: CSR, 1 where the pair was observed positive (DE, or "up" for the direction task).
+        M: CSR, 1 where the pair was observed.
+    """
+
+    perturbations: pd.Index
+    genes: pd.Index
+    Y: sp.csr_matrix
+    M: sp.csr_matrix
+
+    @classmethod
+    def from_frame(cls, train: pd.DataFrame, genes: pd.Index | None = None) -> ObservationPool:
+        """Build from rows with columns perturbation, gene, label."""
+        perts = pd.Index(sorted(pd.unique(train["perturbation"].astype(str))))
+        if genes is None:
+            genes = pd.Index(sorted(pd.unique(train["gene"].astype(str))))
+        pi = positions(perts, train["perturbation"].astype(str))
+        gi = positions(genes, train["gene"].astype(str))
+        keep = gi >= 0
+        shape = (len(perts), len(genes))
+        y = train["label"].to_numpy(dtype=np.float64)[keep]
+        Y = sp.csr_matrix((y, (pi[keep], gi[keep])), shape=shape)
+        Y.eliminate_zeros()
+        M = sp.csr_matrix((np.ones(int(keep.sum())), (pi[keep], gi[keep])), shape=shape)
+        return cls(perts, genes, Y, M)
+
+    @property
+    def gene_pos(self) -> np.ndarray:
+        """Positives per gene."""
+        return np.asarray(self.Y.sum(axis=0)).ravel()
+
+    @property
+    def gene_obs(self) -> np.ndarray:
+        """Observations per gene."""
+        return np.asarray(self.M.sum(axis=0)).ravel()
+
+    def gene_rate(self, prior: float = 0.5) -> np.ndarray:
+        """Smoothed positive rate of each gene: (pos + prior·global) / (obs + prior)... with a Beta prior."""
+        g = self.global_rate
+        return (self.gene_pos + prior * 2 * g) / (self.gene_obs + prior * 2)
+
+    @property
+    def global_rate(self) -> float:
+        """Overall positive rate."""
+        return float(self.Y.sum() / max(self.M.sum(), 1))
+
+    @property
+    def perturbation_rate(self) -> np.ndarray:
+        """Positive rate of each training perturbation over its observed genes (its 'strength')."""
+        obs = np.asarray(self.M.sum(axis=1)).ravel()
+        return np.asarray(self.Y.sum(axis=1)).ravel() / np.maximum(obs, 1)
+
+    def subset(self, perturbations: pd.Index) -> ObservationPool:
+        """Pool restricted to some perturbations (same gene columns)."""
+        idx = positions(self.perturbations, perturbations)
+        if (idx < 0).any():
+            raise KeyError("subset() got perturbations that are not in the pool")
+        return ObservationPool(pd.Index(perturbations), self.genes, self.Y[idx], self.M[idx])

@@ -1,0 +1,82 @@
+"""Relation-wise similarity between query perturbations and the observed (pool) perturbations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from coreperturb.graph.kg import KnowledgeGraph
+
+
+def keep_top_k(s: np.ndarray, k: int) -> np.ndarray:
+    """Zero all but the ``k`` largest entries of each row (ties at the threshold are kept). Returns a copy."""
+    s = np.array(s, dtype=np.float32, copy=True)
+    if k <= 0 or s.shape[1] <= k:
+        return s
+    thr = -np.partition(-s, k - 1, axis=1)[:, k - 1 : k]
+    s[s < thr] = 0.0
+    return s
+
+
+@dataclass(frozen=True)
+class SimilarityBundle:
+    """Dense ``queries × pool`` similarities, one matrix per relation plus their combination.
+
+    Attributes:
+        queries: Query perturbations (rows).
+        pool: Pool perturbations (columns).
+        by_relation: Relation name → top-k sparsified similarity (float32, zeros elsewhere).
+        combined: Mean of the per-relation similarities (each scaled to max 1), top-k sparsified.
+    """
+
+    queries: pd.Index
+    pool: pd.Index
+    by_relation: dict[str, np.ndarray]
+    combined: np.ndarray
+
+
+def relational_similarity(
+    kg: KnowledgeGraph,
+    queries: Sequence[str],
+    pool: Sequence[str],
+    relations: Sequence[str] | None = None,
+    top_k: int = 100,
+    exclude_self: bool = True,
+) -> SimilarityBundle:
+    """Similarity of each query perturbation to each pool perturbation in every relation.
+
+    Args:
+        kg: Knowledge graph.
+        queries: Query perturbations.
+        pool: Pool (training) perturbations.
+        relations: Relations to use (default: all).
+        top_k: Keep only the ``top_k`` most similar pool perturbations per query and relation.
+        exclude_self: Zero the similarity of a perturbation to itself (when a query is also in the pool).
+    """
+    q = pd.Index(list(queries))
+    p = pd.Index(list(pool))
+    rels = list(relations) if relations is not None else kg.relation_names
+    raw: dict[str, np.ndarray] = {}
+    for r in rels:
+        s = kg.similarity(list(q), list(p), r)
+        if exclude_self:
+            qi = p.get_indexer(q)
+            hit = np.flatnonzero(qi >= 0)
+            s[hit, qi[hit]] = 0.0
+        raw[r] = s
+    combined = np.zeros((len(q), len(p)), dtype=np.float32)
+    for s in raw.values():
+        mx = float(s.max()) if s.size else 0.0
+        if mx > 0:
+            combined += s / mx
+    if rels:
+        combined /= len(rels)
+    return SimilarityBundle(
+        queries=q,
+        pool=p,
+        by_relation={r: keep_top_k(s, top_k) for r, s in raw.items()},
+        combined=keep_top_k(combined, top_k),
+    )

@@ -1,0 +1,203 @@
+"""A typed multi-relation knowledge graph stored as scipy.sparse matrices.
+
+Every relation is a sparse ``genes × features`` matrix (GO terms, pathways, complexes, network neighbours),
+weighted by inverse document frequency so that generic terms and hub neighbours weigh little. A perturbation
+is embedded in a relation through the genes it targets: a CRISPRi perturbation targets the gene of the same
+name, a drug targets the genes listed in a drug→target source. Two perturbations are related in a relation
+by the cosine of their embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from coreperturb._util import positions
+
+
+def idf_weights(binary: sp.csr_matrix) -> np.ndarray:
+    """Smoothed inverse document frequency of each column of a binary gene × feature matrix."""
+    df = np.asarray((binary > 0).sum(axis=0)).ravel()
+    n = binary.shape[0]
+    return np.log((n + 1.0) / (df + 1.0)).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """One relation type of the KG.
+
+    Attributes:
+        name: Registry-style name, e.g. ``go_bp`` or ``network``.
+        kind: ``annotation`` (gene → term), ``gene_set`` (gene ∈ set) or ``network`` (gene — gene).
+        matrix: ``genes × features`` CSR matrix of non-negative weights (IDF-weighted).
+        feature_ids: Identifier of each feature column (GO id, pathway id, neighbour gene).
+        feature_labels: Human-readable label of each feature column (term name, pathway name).
+    """
+
+    name: str
+    kind: str
+    matrix: sp.csr_matrix
+    feature_ids: np.ndarray
+    feature_labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.kind not in {"annotation", "gene_set", "network"}:
+            raise ValueError(f"relation {self.name!r}: unknown kind {self.kind!r}")
+        if self.matrix.shape[1] != len(self.feature_ids) or len(self.feature_ids) != len(self.feature_labels):
+            raise ValueError(f"relation {self.name!r}: matrix columns and feature names disagree")
+        if self.matrix.nnz and self.matrix.data.min() < 0:
+            raise ValueError(f"relation {self.name!r}: negative weights")
+
+    @property
+    def n_features(self) -> int:
+        """Number of feature columns."""
+        return int(self.matrix.shape[1])
+
+
+@dataclass(frozen=True)
+class KnowledgeGraph:
+    """Genes, relations over them, and perturbation → gene targets.
+
+    Attributes:
+        genes: The gene universe (row order of every relation matrix).
+        relations: Relation name → :class:`Relation`.
+        targets: Non-gene perturbation id (e.g. a DrugBank id) → target genes.
+        names: Optional display names of non-gene perturbations (drug names).
+    """
+
+    genes: pd.Index
+    relations: Mapping[str, Relation]
+    targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.genes.is_unique:
+            raise ValueError("KnowledgeGraph.genes must be unique")
+        for rel in self.relations.values():
+            if rel.matrix.shape[0] != len(self.genes):
+                raise ValueError(
+                    f"relation {rel.name!r} has {rel.matrix.shape[0]} rows, expected {len(self.genes)}"
+                )
+
+    @property
+    def relation_names(self) -> list[str]:
+        """Relation names in insertion order."""
+        return list(self.relations)
+
+    def target_matrix(self, perturbations: Sequence[str]) -> sp.csr_matrix:
+        """``perturbations × genes`` matrix of target weights (rows sum to 1 or are empty).
+
+        A perturbation named like a gene targets that gene; otherwise its targets come from
+        :attr:`targets`; with neither, its row is empty (it has no KG information).
+        """
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        gidx = positions(self.genes, list(perturbations))
+        for i, (p, g) in enumerate(zip(perturbations, gidx, strict=True)):
+            if g >= 0:
+                rows.append(i)
+                cols.append(int(g))
+                vals.append(1.0)
+                continue
+            tg = positions(self.genes, list(self.targets.get(p, ())))
+            tg = tg[tg >= 0]
+            for t in tg:
+                rows.append(i)
+                cols.append(int(t))
+                vals.append(1.0 / len(tg))
+        return sp.csr_matrix((vals, (rows, cols)), shape=(len(perturbations), len(self.genes)))
+
+    def has_info(self, perturbations: Sequence[str]) -> np.ndarray:
+        """Boolean mask: which perturbations map to at least one KG gene."""
+        return np.asarray(self.target_matrix(perturbations).getnnz(axis=1) > 0)
+
+    def embed(self, perturbations: Sequence[str], relation: str) -> sp.csr_matrix:
+        """L2-normalised ``perturbations × features`` embedding in one relation."""
+        rel = self.relations[relation]
+        x = self.target_matrix(perturbations) @ rel.matrix
+        return normalize(sp.csr_matrix(x), norm="l2", axis=1, copy=False)
+
+    def similarity(self, queries: Sequence[str], pool: Sequence[str], relation: str) -> np.ndarray:
+        """Dense cosine similarity ``len(queries) × len(pool)`` in one relation (float32)."""
+        a = self.embed(queries, relation)
+        b = self.embed(pool, relation)
+        return np.asarray((a @ b.T).toarray(), dtype=np.float32)
+
+    def shared_features(self, a: str, b: str, relation: str, top: int = 3) -> list[tuple[str, str, float]]:
+        """The features that link ``a`` and ``b`` in ``relation``, strongest first.
+
+        Returns:
+            ``(feature_id, feature_label, contribution)`` tuples; contributions sum to the cosine.
+        """
+        rel = self.relations[relation]
+        ea, eb = self.embed([a, b], relation)[0], self.embed([a, b], relation)[1]
+        prod = ea.multiply(eb).tocsr()
+        if prod.nnz == 0:
+            return []
+        order = np.argsort(-prod.data)[:top]
+        return [
+            (
+                str(rel.feature_ids[prod.indices[j]]),
+                str(rel.feature_labels[prod.indices[j]]),
+                float(prod.data[j]),
+            )
+            for j in order
+        ]
+
+    def summary(self) -> pd.DataFrame:
+        """One row per relation: name, kind, genes covered, features, non-zeros."""
+        rows = []
+        for r in self.relations.values():
+            rows.append(
+                {
+                    "relation": r.name,
+                    "kind": r.kind,
+                    "genes_covered": int((r.matrix.getnnz(axis=1) > 0).sum()),
+                    "features": r.n_features,
+                    "nnz": int(r.matrix.nnz),
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def relation_from_pairs(
+    name: str,
+    kind: str,
+    genes: pd.Index,
+    gene_col: Iterable[str],
+    feature_col: Iterable[str],
+    labels: Mapping[str, str] | None = None,
+    hub_cap: float | None = None,
+) -> Relation:
+    """Build an IDF-weighted relation from (gene, feature) pairs; genes outside ``genes`` are dropped.
+
+    Args:
+        hub_cap: If set, features attached to more than this fraction of genes (and to more than 50 genes)
+            are dropped: extreme hubs such as "protein binding" carry no specificity.
+    """
+    g = np.asarray(list(gene_col), dtype=object)
+    f = np.asarray(list(feature_col), dtype=object)
+    gi = positions(genes, g)
+    keep = gi >= 0
+    feats = pd.Index(pd.unique(f[keep]))
+    fi = positions(feats, f[keep])
+    binary = sp.csr_matrix((np.ones(int(keep.sum())), (gi[keep], fi)), shape=(len(genes), len(feats)))
+    binary.sum_duplicates()
+    binary.data[:] = 1.0
+    if hub_cap is not None and len(feats):
+        frac = np.asarray(binary.sum(axis=0)).ravel() / max(len(genes), 1)
+        size = np.asarray(binary.sum(axis=0)).ravel()
+        cols = np.flatnonzero((frac <= hub_cap) | (size <= 50))
+        binary = binary[:, cols]
+        feats = feats[cols]
+    weighted = sp.csr_matrix(binary @ sp.diags(idf_weights(binary)))
+    weighted.eliminate_zeros()
+    ids = np.asarray(feats.astype(str))
+    lab = np.asarray([labels.get(x, x) for x in ids] if labels else ids, dtype=object)
+    return Relation(name=name, kind=kind, matrix=weighted, feature_ids=ids, feature_labels=lab)

@@ -1,0 +1,321 @@
+"""Knowledge-graph sources, registered by name, and the builder that assembles a :class:`KnowledgeGraph`.
+
+Built-in sources read the files of a KG directory (``go_annotations.tsv``, ``gene_network.tsv``, ...).
+Users add their own with :func:`edge_list_source` (STRING-like TSV) and :func:`gmt_source` (GMT gene sets,
+e.g. Reactome, MSigDB, Enrichr libraries).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from coreperturb._util import positions
+from coreperturb.errors import KnowledgeGraphError
+from coreperturb.graph.kg import KnowledgeGraph, Relation, idf_weights, relation_from_pairs
+from coreperturb.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceOutput:
+    """What a source contributes: raw (gene, feature) pairs per relation and/or perturbation targets."""
+
+    pairs: dict[str, tuple[str, np.ndarray, np.ndarray, dict[str, str]]] = field(default_factory=dict)
+    """relation name → (kind, genes, features, feature labels)."""
+    targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+
+
+SourceFn = Callable[[Path], SourceOutput]
+KG_SOURCES: Registry[SourceFn] = Registry("KG source")
+# file each built-in source needs inside the KG directory
+SOURCE_FILES: dict[str, str] = {
+    "go": "go_annotations.tsv",
+    "gene_network": "gene_network.tsv",
+    "reactome": "reactome_pathways.gmt",
+    "corum": "corum_core_complexes.tsv",
+    "drug_targets": "drug_targets.tsv",
+}
+
+
+def _read_tsv(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    if not path.exists():
+        raise KnowledgeGraphError(f"{path}: file not found")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise KnowledgeGraphError(f"{path}: cannot be parsed as TSV: {exc}") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise KnowledgeGraphError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+    return df
+
+
+def go_closure(parents: pd.DataFrame, terms: pd.Index) -> sp.csr_matrix:
+    """Reflexive-transitive closure of the GO DAG over ``is_a`` / ``part_of`` edges (terms × ancestors)."""
+    rel = parents["relation"].str.replace("_", " ").isin(["isa", "is a", "part of"])
+    ci = positions(terms, parents.loc[rel, "child"])
+    pi = positions(terms, parents.loc[rel, "parent"])
+    ok = (ci >= 0) & (pi >= 0)
+    step = sp.csr_matrix((np.ones(int(ok.sum())), (ci[ok], pi[ok])), shape=(len(terms), len(terms)))
+    reach = sp.identity(len(terms), format="csr")
+    for _ in range(64):  # GO depth is < 20; the loop ends when nothing new is reached
+        nxt = reach + reach @ step
+        nxt.data[:] = 1.0
+        if nxt.nnz == reach.nnz:
+            break
+        reach = sp.csr_matrix(nxt)
+    return reach
+
+
+@KG_SOURCES.register("go")
+def go_source(kg_dir: Path, propagate: bool = True) -> SourceOutput:
+    """GO annotations split by aspect (``go_bp``, ``go_mf``, ``go_cc``), propagated up the DAG.
+
+    Reads ``go_annotations.tsv`` (gene, go_id, aspect, evidence); ``go_parents.tsv`` (child, parent,
+    relation) for propagation and ``go_terms.tsv`` (go_id, name) for labels, when present. Annotations with
+    evidence ``ND`` (no data) are ignored.
+    """
+    ann = _read_tsv(kg_dir / "go_annotations.tsv", ["gene", "go_id", "aspect"])
+    if "evidence" in ann.columns:
+        ann = ann[ann["evidence"] != "ND"]
+    labels: dict[str, str] = {}
+    if (kg_dir / "go_terms.tsv").exists():
+        t = _read_tsv(kg_dir / "go_terms.tsv", ["go_id", "name"])
+        labels = dict(zip(t["go_id"], t["name"], strict=True))
+    out = SourceOutput()
+    closure = None
+    terms = pd.Index(pd.unique(ann["go_id"]))
+    if propagate and (kg_dir / "go_parents.tsv").exists():
+        par = _read_tsv(kg_dir / "go_parents.tsv", ["child", "parent", "relation"])
+        terms = pd.Index(pd.unique(np.concatenate([terms.to_numpy(), par["child"], par["parent"]])))
+        closure = go_closure(par, terms)
+    names = {"P": "go_bp", "F": "go_mf", "C": "go_cc"}
+    for aspect, name in names.items():
+        a = ann[ann["aspect"].str.upper().str[:1] == aspect]
+        if a.empty:
+            continue
+        genes = np.asarray(a["gene"], dtype=object)
+        feats = np.asarray(a["go_id"], dtype=object)
+        if closure is not None:
+            gidx = pd.Index(pd.unique(genes))
+            ti = positions(terms, feats)
+            m = sp.csr_matrix((np.ones(len(ti)), (positions(gidx, genes), ti)), shape=(len(gidx), len(terms)))
+            prop = sp.coo_matrix(m @ closure)
+            genes = np.asarray(gidx[prop.row], dtype=object)
+            feats = np.asarray(terms[prop.col], dtype=object)
+        out.pairs[name] = ("annotation", genes, feats, labels)
+    return out
+
+
+def _network_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Features of a network relation: each gene's neighbours plus itself (undirected)."""
+    nodes = pd.unique(np.concatenate([a, b]))
+    genes = np.concatenate([a, b, nodes])
+    feats = np.concatenate([b, a, nodes])
+    return genes, feats
+
+
+def edge_list_source(path: str | Path, name: str | None = None) -> Callable[[Path], SourceOutput]:
+    """A source for an undirected gene—gene edge list (first two columns; a header line is optional)."""
+    path = Path(path)
+    rel_name = name or path.stem
+
+    def load(_: Path) -> SourceOutput:
+        if not path.exists():
+            raise KnowledgeGraphError(f"{path}: file not found")
+        sep = "," if path.suffix.lower() == ".csv" else "\t"
+        df = pd.read_csv(path, sep=sep, header=None, dtype=str, usecols=[0, 1])
+        headers = {
+            "gene_a",
+            "gene_b",
+            "gene1",
+            "gene2",
+            "source",
+            "target",
+            "protein1",
+            "protein2",
+            "from",
+            "to",
+        }
+        if len(df) and str(df.iloc[0, 0]).lower() in headers:
+            df = df.iloc[1:]
+        bad = df.isna().any(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise KnowledgeGraphError(f"{path}: line {i + 1}: needs two gene columns")
+        g, f = _network_pairs(df.iloc[:, 0].to_numpy(dtype=object), df.iloc[:, 1].to_numpy(dtype=object))
+        return SourceOutput(pairs={rel_name: ("network", g, f, {})})
+
+    return load
+
+
+@KG_SOURCES.register("gene_network")
+def gene_network_source(kg_dir: Path) -> SourceOutput:
+    """The gene functional-interaction network ``gene_network.tsv`` (gene_a, gene_b) as relation ``network``."""
+    df = _read_tsv(kg_dir / "gene_network.tsv", ["gene_a", "gene_b"])
+    g, f = _network_pairs(df["gene_a"].to_numpy(dtype=object), df["gene_b"].to_numpy(dtype=object))
+    return SourceOutput(pairs={"network": ("network", g, f, {})})
+
+
+def read_gmt(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Read a GMT file (name, description/id, genes...) into (gene, set id) pairs and set labels."""
+    path = Path(path)
+    if not path.exists():
+        raise KnowledgeGraphError(f"{path}: file not found")
+    genes: list[str] = []
+    sets: list[str] = []
+    labels: dict[str, str] = {}
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            fields = line.rstrip("\n\r").split("\t")
+            if not line.strip():
+                continue
+            if len(fields) < 3:
+                raise KnowledgeGraphError(
+                    f"{path}: line {lineno}: a GMT line needs a name, a description and at least one gene"
+                )
+            name, desc = fields[0], fields[1]
+            sid = desc if desc.startswith(("R-", "GO:", "hsa")) else name
+            labels[sid] = name
+            for g in fields[2:]:
+                g = g.split(",")[0].strip()  # Enrichr libraries may carry "GENE,weight"
+                if g:
+                    genes.append(g)
+                    sets.append(sid)
+    return np.asarray(genes, dtype=object), np.asarray(sets, dtype=object), labels
+
+
+def gmt_source(path: str | Path, name: str | None = None) -> Callable[[Path], SourceOutput]:
+    """A source for a GMT gene-set file (Reactome, MSigDB, Enrichr libraries, ...)."""
+    path = Path(path)
+    rel_name = name or path.stem
+
+    def load(_: Path) -> SourceOutput:
+        g, s, lab = read_gmt(path)
+        return SourceOutput(pairs={rel_name: ("gene_set", g, s, lab)})
+
+    return load
+
+
+@KG_SOURCES.register("reactome")
+def reactome_source(kg_dir: Path) -> SourceOutput:
+    """Reactome pathways from ``reactome_pathways.gmt`` as relation ``reactome``."""
+    return gmt_source(kg_dir / "reactome_pathways.gmt", "reactome")(kg_dir)
+
+
+@KG_SOURCES.register("corum")
+def corum_source(kg_dir: Path) -> SourceOutput:
+    """CORUM complexes (human) from ``corum_core_complexes.tsv`` as relation ``corum``. CC BY-NC 4.0 data."""
+    df = _read_tsv(kg_dir / "corum_core_complexes.tsv", ["ComplexID", "subunits(Gene name)"])
+    if "Organism" in df.columns:
+        df = df[df["Organism"] == "Human"]
+    subunits = df["subunits(Gene name)"].str.split(";")
+    ex = pd.DataFrame({"complex": df["ComplexID"], "gene": subunits}).explode("gene")
+    ex["gene"] = ex["gene"].str.strip()
+    ex = ex[(ex["gene"] != "") & ex["gene"].notna() & (ex["gene"] != "None")]
+    labels = dict(zip(df["ComplexID"], df.get("ComplexName", df["ComplexID"]), strict=True))
+    return SourceOutput(
+        pairs={
+            "corum": (
+                "gene_set",
+                ex["gene"].to_numpy(dtype=object),
+                ex["complex"].to_numpy(dtype=object),
+                labels,
+            )
+        }
+    )
+
+
+@KG_SOURCES.register("drug_targets")
+def drug_targets_source(kg_dir: Path) -> SourceOutput:
+    """Drug → target genes from ``drug_targets.tsv`` (drugbank_id, drug_name, gene_target)."""
+    df = _read_tsv(kg_dir / "drug_targets.tsv", ["drugbank_id", "gene_target"])
+    df = df[df["gene_target"] != ""]
+    targets = {str(k): tuple(map(str, pd.unique(v))) for k, v in df.groupby("drugbank_id")["gene_target"]}
+    names = dict(zip(df["drugbank_id"], df["drug_name"], strict=False)) if "drug_name" in df.columns else {}
+    return SourceOutput(targets=targets, names=names)
+
+
+def available_sources(kg_dir: str | Path) -> list[str]:
+    """Built-in sources whose file is present in ``kg_dir``."""
+    kg_dir = Path(kg_dir)
+    return [s for s, f in SOURCE_FILES.items() if (kg_dir / f).exists()]
+
+
+def build_kg(
+    kg_dir: str | Path | None,
+    sources: Sequence[str] | None = None,
+    extra: Iterable[Callable[[Path], SourceOutput]] = (),
+    extra_genes: Iterable[str] = (),
+    hub_cap: float = 0.25,
+) -> KnowledgeGraph:
+    """Assemble a knowledge graph from registered sources.
+
+    Args:
+        kg_dir: Directory holding the built-in source files.
+        sources: Names from :data:`KG_SOURCES`; ``None`` means every built-in source whose file exists.
+        extra: Additional source callables (see :func:`edge_list_source`, :func:`gmt_source`).
+        extra_genes: Genes to include in the universe even if no source mentions them.
+        hub_cap: Drop features attached to more than this fraction of genes (hub handling).
+
+    Returns:
+        The knowledge graph.
+    """
+    path = Path(kg_dir) if kg_dir is not None else Path(".")
+    if kg_dir is not None and not path.is_dir():
+        raise KnowledgeGraphError(f"{path}: KG directory not found")
+    names = list(sources) if sources is not None else (available_sources(path) if kg_dir is not None else [])
+    outputs: list[SourceOutput] = []
+    for name in names:
+        fn = KG_SOURCES.get(name)
+        if name in SOURCE_FILES and not (path / SOURCE_FILES[name]).exists():
+            raise KnowledgeGraphError(f"{path / SOURCE_FILES[name]}: file for KG source {name!r} not found")
+        outputs.append(fn(path))
+    outputs.extend(fn(path) for fn in extra)
+    universe: list[np.ndarray] = [np.asarray(list(extra_genes), dtype=object)]
+    for out in outputs:
+        for _, genes, _, _ in out.pairs.values():
+            universe.append(genes)
+    genes_index = pd.Index(pd.unique(np.concatenate(universe))) if universe else pd.Index([])
+    genes_index = pd.Index(sorted(map(str, genes_index)))
+    relations: dict[str, Relation] = {}
+    targets: dict[str, tuple[str, ...]] = {}
+    disp: dict[str, str] = {}
+    for out in outputs:
+        for rname, (kind, genes, feats, labels) in out.pairs.items():
+            if rname in relations:
+                raise KnowledgeGraphError(f"two KG sources define relation {rname!r}")
+            cap = None if kind == "network" else hub_cap
+            relations[rname] = relation_from_pairs(rname, kind, genes_index, genes, feats, labels, cap)
+        targets.update(out.targets)
+        disp.update(out.names)
+    if not relations:
+        raise KnowledgeGraphError(f"{path}: no KG relation could be built (sources: {names or 'none'})")
+    for r in relations.values():
+        log.info(
+            "KG relation %s: %d genes, %d features", r.name, (r.matrix.getnnz(axis=1) > 0).sum(), r.n_features
+        )
+    return KnowledgeGraph(genes=genes_index, relations=relations, targets=targets, names=disp)
+
+
+__all__ = [
+    "KG_SOURCES",
+    "SourceOutput",
+    "available_sources",
+    "build_kg",
+    "edge_list_source",
+    "gmt_source",
+    "go_closure",
+    "idf_weights",
+    "read_gmt",
+]

@@ -1,0 +1,28 @@
+"""Shared fixtures: a small synthetic benchmark written once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coreperturb.data import QueryTable, load_perturbqa, write_synthetic
+from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb.graph import KnowledgeGraph, build_kg
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def synth_paths(tmp_path_factory: pytest.TempPathFactory) -> SyntheticPaths:
+    return write_synthetic(tmp_path_factory.mktemp("synth"), seed=0, cell_lines=("synth_a",), n_genes=300)
+
+
+@pytest.fixture(scope="session")
+def synth_table(synth_paths: SyntheticPaths) -> QueryTable:
+    return load_perturbqa(synth_paths.data_dir, synth_paths.cell_lines, ("de", "dir"))
+
+
+@pytest.fixture(scope="session")
+def synth_kg(synth_paths: SyntheticPaths) -> KnowledgeGraph:
+    return build_kg(synth_paths.kg_dir)

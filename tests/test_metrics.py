@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from coreperturb.evaluate import METRICS, best_f1_threshold, evaluate, reliability_bins
+
+
+def _fixture(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n = 600
+    genes = rng.choice([f"g{i}" for i in range(25)], n)
+    perts = rng.choice([f"p{i}" for i in range(40)], n)
+    y = (rng.random(n) < 0.3).astype(int)
+    s = np.round(np.clip(0.3 * y + rng.random(n) * 0.8, 0, 1), 2)  # rounded: ties exercised
+    return y, s, genes, perts
+
+
+def test_macro_per_gene_matches_sklearn() -> None:
+    y, s, g, p = _fixture()
+    expected, n = [], 0
+    for gene in np.unique(g):
+        m = g == gene
+        if 0 < y[m].sum() < m.sum():
+            expected.append(roc_auc_score(y[m], s[m]))
+            n += 1
+    assert METRICS.get("macro_per_gene_auroc")(y, s, g, p, 0.5) == pytest.approx(np.mean(expected), abs=1e-12)
+    assert METRICS.get("n_genes_per_gene_auroc")(y, s, g, p, 0.5) == n
+    assert METRICS.get("auroc")(y, s, g, p, 0.5) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_constant_within_gene_is_exactly_half() -> None:
+    y, _, g, p = _fixture(1)
+    rate = {gene: y[g == gene].mean() for gene in np.unique(g)}
+    s = np.array([rate[x] for x in g])
+    assert METRICS.get("macro_per_gene_auroc")(y, s, g, p, 0.5) == 0.5
+
+
+def test_single_class_genes_are_skipped() -> None:
+    y = np.array([1, 1, 0, 1])
+    s = np.array([0.9, 0.1, 0.2, 0.8])
+    g = np.array(["a", "a", "b", "b"])
+    assert METRICS.get("n_genes_per_gene_auroc")(y, s, g, g, 0.5) == 1
+    assert METRICS.get("macro_per_gene_auroc")(y, s, g, g, 0.5) == 1.0
+
+
+def test_calibration_metrics() -> None:
+    y = np.array([0, 0, 1, 1])
+    s = np.array([0.05, 0.05, 0.95, 0.95])
+    assert METRICS.get("ece")(y, s, y, y, 0.5) == pytest.approx(0.05)
+    assert METRICS.get("brier")(y, s, y, y, 0.5) == pytest.approx(0.0025)
+    rb = reliability_bins(y, s)
+    assert rb["count"].sum() == 4 and len(rb) == 10
+    assert METRICS.get("pred_pos_rate")(y, s, y, y, 0.5) == 0.5
+
+
+def test_best_f1_threshold_and_bootstrap() -> None:
+    y = np.array([0, 0, 1, 1, 1])
+    s = np.array([0.1, 0.6, 0.5, 0.7, 0.9])
+    thr = best_f1_threshold(y, s)
+    assert thr == 0.5
+    yb, sb, g, p = _fixture(2)
+    out = evaluate(yb, sb, g, p, n_bootstrap=30).set_index("metric")
+    lo, hi, v = out.loc["auroc", ["ci_low", "ci_high", "value"]]
+    assert lo <= v <= hi and lo < hi
