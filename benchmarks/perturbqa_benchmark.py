@@ -23,7 +23,9 @@ from coreperturb.evidence import ObservationPool, build_evidence, relational_sim
 from coreperturb.pipeline import BenchmarkConfig, run_benchmark, summary_table
 
 
-def naive_vote(test: pd.DataFrame, train: pd.DataFrame, combined: np.ndarray, queries: pd.Index, pool: pd.Index) -> np.ndarray:
+def naive_vote(
+    test: pd.DataFrame, train: pd.DataFrame, combined: np.ndarray, queries: pd.Index, pool: pd.Index
+) -> np.ndarray:
     """Per-query Python loop: for each (p, g), walk the training rows of g and sum similarity-weighted labels."""
     by_gene: dict[str, list[tuple[str, int]]] = {}
     for p, g, y in zip(train["perturbation"], train["gene"], train["label"], strict=True):
