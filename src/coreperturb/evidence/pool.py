@@ -54,7 +54,7 @@ class ObservationPool:
         return np.asarray(self.M.sum(axis=0)).ravel()
 
     def gene_rate(self, prior: float = 0.5) -> np.ndarray:
-        """Smoothed positive rate of each gene: (pos + prior·global) / (obs + prior)... with a Beta prior."""
+        """Smoothed positive rate of each gene: (pos + 2·prior·global_rate) / (obs + 2·prior)."""
         g = self.global_rate
         return (self.gene_pos + prior * 2 * g) / (self.gene_obs + prior * 2)
 

@@ -136,7 +136,8 @@ class KnowledgeGraph:
             ``(feature_id, feature_label, contribution)`` tuples; contributions sum to the cosine.
         """
         rel = self.relations[relation]
-        ea, eb = self.embed([a, b], relation)[0], self.embed([a, b], relation)[1]
+        pair = self.embed([a, b], relation)
+        ea, eb = pair[0], pair[1]
         prod = ea.multiply(eb).tocsr()
         if prod.nnz == 0:
             return []
