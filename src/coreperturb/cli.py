@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from coreperturb import __version__
 from coreperturb._util import positions
 from coreperturb.errors import CorePerturbError
+from coreperturb.llm.backends import LLMSettings
 from coreperturb.pipeline import (
     DEFAULT_METHODS,
     BenchmarkConfig,
@@ -58,6 +70,45 @@ def _print_table(df: pd.DataFrame, title: str) -> None:
     out_console.print(table)
 
 
+@contextlib.contextmanager
+def _progress() -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]]:
+    """Step messages and an LLM progress bar (rich with ETA on a terminal, plain log lines otherwise)."""
+    if console.is_terminal:
+        cols = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*cols, console=console, transient=True) as bar:
+            task = bar.add_task("starting", total=None)
+            step = {"msg": "starting"}
+
+            def say(msg: str) -> None:
+                step["msg"] = msg
+                bar.update(task, description=msg, total=None, completed=0)
+
+            def llm_tick(done: int, total: int) -> None:
+                bar.update(task, description=step["msg"], total=total, completed=done)
+
+            yield say, llm_tick
+        return
+    last = {"pct": -1}
+
+    def say_plain(msg: str) -> None:
+        last["pct"] = -1
+        console.print(f"[{time.strftime('%H:%M:%S')}] {msg}")
+
+    def tick_plain(done: int, total: int) -> None:
+        pct = int(100 * done / max(total, 1)) // 10 * 10
+        if pct != last["pct"]:
+            last["pct"] = pct
+            console.print(f"[{time.strftime('%H:%M:%S')}]   {done}/{total} queries ({pct}%)")
+
+    yield say_plain, tick_plain
+
+
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
@@ -98,12 +149,56 @@ def benchmark(
         int, typer.Option(help="Bootstrap resamples over test perturbations for 95% CIs.")
     ] = 0,
     seed: Annotated[int, typer.Option(help="Seed for synthetic data, folds and bootstrap.")] = 0,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="perturbqa ({cell_line}-{task}.csv files) or lincs (signature tables: --data-dir holds "
+            "consensi-drugbank-binary.tsv and genes.tsv)."
+        ),
+    ] = "perturbqa",
+    negatives_per_perturbation: Annotated[
+        int, typer.Option(help="lincs: non-significant genes sampled per perturbation as negatives.")
+    ] = 200,
+    test_fraction: Annotated[float, typer.Option(help="lincs: share of perturbations held out.")] = 0.3,
+    llm: Annotated[
+        str, typer.Option(help="LLM backend for llm_isolated/core_reasoning: embedded, openai or vllm.")
+    ] = "embedded",
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model name (openai/vllm) or GGUF path (embedded; default: bundled SmolLM2-135M)."),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="LLM requests in flight.")] = 8,
+    requests_per_second: Annotated[
+        float | None, typer.Option(help="Cap on LLM request starts per second.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="LLM request timeout (s); retried with backoff.")] = 60.0,
+    max_retries: Annotated[int, typer.Option(help="Retries per LLM request (timeouts, 429, 5xx).")] = 4,
+    max_queries: Annotated[
+        int | None,
+        typer.Option(help="Score at most N test queries per cell line/task, sampled gene by gene."),
+    ] = None,
+    calibration_queries: Annotated[
+        int, typer.Option(help="Held-out TRAIN queries scored by LLM methods to fit calibration.")
+    ] = 200,
+    cache: Annotated[
+        Path | None, typer.Option(help="LLM response cache / result store (default: OUT/llm_cache.sqlite).")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Re-run only LLM rows that ended with an error.")
+    ] = False,
 ) -> None:
     """Fit each method on the train split and evaluate it on unseen test perturbations.
 
     Writes OUT/metrics.csv (cell_line, task, method, metric, value, ci_low, ci_high) and
     OUT/predictions.parquet (one row per test query, one score column per method), and prints a summary.
     With no --data-dir it runs on a small synthetic benchmark with planted signal.
+
+    LLM methods (llm_isolated, core_reasoning) cache every answer in OUT/llm_cache.sqlite: re-running the
+    same command after an interruption resumes without repeating answered prompts; --retry-failed re-runs
+    the rows that failed. Set the API key in $COREPERTURB_API_KEY (or $OPENAI_API_KEY).
     """
     try:
         if data_dir is not None and kg_dir is None:
@@ -117,10 +212,26 @@ def benchmark(
             kg_sources=_split(kg_sources),
             n_bootstrap=bootstrap,
             seed=seed,
+            dataset=dataset,
+            negatives_per_perturbation=negatives_per_perturbation,
+            test_fraction=test_fraction,
+            llm=LLMSettings(
+                backend=llm,
+                model=model,
+                base_url=base_url,
+                concurrency=concurrency,
+                requests_per_second=requests_per_second,
+                timeout=timeout,
+                max_retries=max_retries,
+            ),
+            max_queries=max_queries,
+            calibration_queries=calibration_queries,
+            cache_path=cache,
+            retry_failed=retry_failed,
         )
         out.mkdir(parents=True, exist_ok=True)
-        with console.status("starting") as status:
-            result = run_benchmark(config, workdir=out, progress=lambda m: status.update(m))
+        with _progress() as (say, llm_progress):
+            result = run_benchmark(config, workdir=out, progress=say, llm_progress=llm_progress)
     except (CorePerturbError, ValueError, KeyError) as exc:
         _fail(exc)
         return
@@ -130,6 +241,13 @@ def benchmark(
     tmp_m.replace(out / "metrics.csv")
     tmp_p.replace(out / "predictions.parquet")
     _print_table(summary_table(result.metrics), "test-split metrics")
+    for method, st in result.llm_stats.items():
+        console.print(
+            f"{method}: {st.n_queries} queries, {st.n_calls} LLM calls, {st.n_cache_hits} cache hits, "
+            f"{st.n_resumed} resumed, {st.n_errors} errors, {st.n_verbal} verbal-confidence scores, "
+            f"{st.prompt_tokens} prompt + {st.completion_tokens} completion tokens"
+            + (f"; errors by kind: {st.errors}" if st.errors else "")
+        )
     console.print(
         f"wrote {out / 'metrics.csv'} and {out / 'predictions.parquet'} in {result.timings['total']:.1f}s"
     )
@@ -203,3 +321,7 @@ def run() -> None:  # pragma: no cover - console-script shim
     except CorePerturbError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

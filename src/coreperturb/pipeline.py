@@ -12,16 +12,22 @@ import pandas as pd
 
 from coreperturb.data.io import PERTURBQA_LINES, load_perturbqa
 from coreperturb.data.schema import QueryTable
+from coreperturb.data.signatures import load_lincs
 from coreperturb.data.synthetic import write_synthetic
+from coreperturb.errors import CorePerturbError
 from coreperturb.evaluate.metrics import evaluate
 from coreperturb.evidence.contrastive import ContrastiveEvidence
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.graph.sources import build_kg
+from coreperturb.llm.backends import Backend, LLMSettings, make_backend
+from coreperturb.llm.runner import Progress, RunStats
 from coreperturb.predictors.base import PREDICTORS, make_predictor
 from coreperturb.predictors.core_voting import CoreVoting
+from coreperturb.predictors.llm import LLM_METHODS, _LLMPredictor, stratified_by_gene
 
 log = logging.getLogger(__name__)
 DEFAULT_METHODS: tuple[str, ...] = ("gene_frequency", "knn_retrieval", "core_voting")
+DATASETS: tuple[str, ...] = ("perturbqa", "lincs")
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,17 @@ class BenchmarkConfig:
         methods: Registered predictor names.
         kg_sources: KG sources (default: every built-in source whose file exists).
         n_bootstrap: Bootstrap resamples over test perturbations for 95% CIs (0 = none).
-        seed: Seed for synthetic data, folds and bootstrap.
+        seed: Seed for synthetic data, folds, bootstrap and (``lincs``) negative sampling and split.
+        dataset: ``perturbqa`` (``{cell_line}-{task}.csv`` files) or ``lincs`` (signature tables turned into
+            queries by :func:`coreperturb.data.signatures.load_lincs`; ``data_dir`` is the LINCS directory).
+        negatives_per_perturbation: ``lincs`` only: non-significant genes sampled per perturbation.
+        test_fraction: ``lincs`` only: share of perturbations held out as unseen test perturbations.
+        llm: How to reach the LLM for ``llm_isolated`` / ``core_reasoning`` (default: the embedded model).
+        max_queries: Score at most this many test queries per (cell line, task), sampled gene by gene so
+            per-gene AUROC stays computable; every method is evaluated on the same sample.
+        calibration_queries: Held-out TRAIN queries the LLM methods score to fit their calibration.
+        cache_path: SQLite response cache / result store of the LLM methods (default: ``OUT/llm_cache.sqlite``).
+        retry_failed: Re-run LLM rows stored with an error (otherwise a resumed run keeps them as they are).
     """
 
     data_dir: Path | None = None
@@ -47,8 +63,18 @@ class BenchmarkConfig:
     kg_sources: tuple[str, ...] | None = None
     n_bootstrap: int = 0
     seed: int = 0
+    dataset: str = "perturbqa"
+    negatives_per_perturbation: int = 200
+    test_fraction: float = 0.3
+    llm: LLMSettings | None = None
+    max_queries: int | None = None
+    calibration_queries: int = 200
+    cache_path: Path | None = None
+    retry_failed: bool = False
 
     def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose from {DATASETS}")
         for m in self.methods:
             PREDICTORS.get(m)  # raises a clear error for unknown names
         bad = [t for t in self.tasks if t not in ("de", "dir")]
@@ -74,6 +100,7 @@ class BenchmarkResult:
     timings: dict[str, float] = field(default_factory=dict)
     models: dict[tuple[str, str, str], object] = field(default_factory=dict)
     kg: KnowledgeGraph | None = None
+    llm_stats: dict[str, RunStats] = field(default_factory=dict)
 
 
 def resolve_inputs(config: BenchmarkConfig, workdir: Path) -> tuple[QueryTable, KnowledgeGraph]:
@@ -81,10 +108,24 @@ def resolve_inputs(config: BenchmarkConfig, workdir: Path) -> tuple[QueryTable, 
     data_dir, kg_dir, lines = config.data_dir, config.kg_dir, config.cell_lines
     if data_dir is None:
         paths = write_synthetic(workdir / "synthetic_input", seed=config.seed)
-        data_dir = paths.data_dir
+        data_dir = paths.lincs_dir if config.dataset == "lincs" else paths.data_dir
         kg_dir = kg_dir or paths.kg_dir
         lines = lines or paths.cell_lines
-    table = load_perturbqa(data_dir, lines or PERTURBQA_LINES, config.tasks)
+    if kg_dir is None:
+        raise CorePerturbError("a KG directory is required when a data directory is given")
+    assert data_dir is not None
+    if config.dataset == "lincs":
+        table, report = load_lincs(
+            data_dir,
+            negatives_per_perturbation=config.negatives_per_perturbation,
+            test_fraction=config.test_fraction,
+            seed=config.seed,
+            tasks=config.tasks,
+        )
+        for line in report.lines():
+            log.warning("lincs: %s", line) if "dropped" in line else log.info("lincs: %s", line)
+    else:
+        table = load_perturbqa(data_dir, lines or PERTURBQA_LINES, config.tasks)
     genes = pd.unique(pd.concat([table.frame["gene"], table.frame["perturbation"]]).astype(str))
     kg = build_kg(kg_dir, config.kg_sources, extra_genes=genes)
     return table, kg
@@ -95,6 +136,7 @@ def run_benchmark(
     workdir: Path | None = None,
     progress: Callable[[str], None] | None = None,
     inputs: tuple[QueryTable, KnowledgeGraph] | None = None,
+    llm_progress: Progress | None = None,
 ) -> BenchmarkResult:
     """Run every method on every (cell line, task) and evaluate on the test split.
 
@@ -103,6 +145,7 @@ def run_benchmark(
         workdir: Where the synthetic default is written (a temp dir if ``None``).
         progress: Called with a short message before each step.
         inputs: Pre-loaded ``(table, kg)`` (skips loading).
+        llm_progress: Called with ``(done, total)`` while LLM methods score queries.
     """
     import tempfile
 
@@ -119,21 +162,58 @@ def run_benchmark(
     metric_rows: list[pd.DataFrame] = []
     pred_parts: list[pd.DataFrame] = []
     models: dict[tuple[str, str, str], object] = {}
+    llm_stats: dict[str, RunStats] = {}
+    backend: Backend | None = None
     for line, task, sub in table.groups():
         train, test = sub.split("train"), sub.split("test")
+        if config.max_queries is not None:
+            test = stratified_by_gene(test, config.max_queries, config.seed).reset_index(drop=True)
         preds = test.astype({"cell_line": str, "task": str, "split": str}).copy()
+        test_perts = sorted(pd.unique(test["perturbation"].astype(str)))
+        no_kg = int((~kg.has_info(test_perts)).sum())
+        if no_kg:
+            log.warning(
+                "%s/%s: %d of %d test perturbations have no KG information (no target gene in the KG); "
+                "their scores fall back to the gene prior",
+                line,
+                task,
+                no_kg,
+                len(test_perts),
+            )
         for method in config.methods:
             say(f"{line}/{task}: fitting {method}")
             t = time.perf_counter()
-            model = (
-                make_predictor(method, kg, seed=config.seed)
-                if method != "gene_frequency"
-                else make_predictor(method, kg)
-            )
+            if method in LLM_METHODS:
+                if backend is None:
+                    backend = make_backend(config.llm or LLMSettings())
+                model = make_predictor(
+                    method,
+                    kg,
+                    llm=backend,
+                    cache_path=config.cache_path or Path(workdir or ".") / "llm_cache.sqlite",
+                    calibration_queries=config.calibration_queries,
+                    retry_failed=config.retry_failed,
+                    progress=llm_progress,
+                    seed=config.seed,
+                )
+            elif method == "gene_frequency":
+                model = make_predictor(method, kg)
+            elif method == "core_voting" and config.dataset == "lincs":
+                # drug neighbourhoods are sparser: let training CV choose the neighbourhood size
+                model = make_predictor(method, kg, seed=config.seed, top_k=(50, 100))
+            else:
+                model = make_predictor(method, kg, seed=config.seed)
             model.fit(train)
             scores = model.predict_proba(test)[:, 1]
             timings[f"{line}/{task}/{method}"] = time.perf_counter() - t
             preds[method] = scores
+            if isinstance(model, _LLMPredictor):
+                st = model.last_scores_
+                preds[f"{method}_p_yes"] = st["p_yes"].to_numpy()
+                preds[f"{method}_score_method"] = st["score_method"].to_numpy()
+                preds[f"{method}_from_cache"] = st["from_cache"].to_numpy()
+                preds[f"{method}_error"] = st["error"].to_numpy()
+                llm_stats.setdefault(method, RunStats()).add(model.stats_)
             if isinstance(model, CoreVoting):
                 ev, _ = model.evidence(test)
                 summ = ev.summary()
@@ -148,6 +228,18 @@ def run_benchmark(
                 n_bootstrap=config.n_bootstrap,
                 seed=config.seed,
             )
+            m = pd.concat(
+                [
+                    m,
+                    pd.DataFrame(
+                        {
+                            "metric": ["n_test_perturbations", "n_test_perturbations_without_kg"],
+                            "value": [float(len(test_perts)), float(no_kg)],
+                        }
+                    ),
+                ],
+                ignore_index=True,
+            )
             m.insert(0, "method", method)
             m.insert(0, "task", task)
             m.insert(0, "cell_line", line)
@@ -161,6 +253,7 @@ def run_benchmark(
         timings=timings,
         models=models,
         kg=kg,
+        llm_stats=llm_stats,
     )
 
 

@@ -25,6 +25,7 @@ class SyntheticPaths:
     data_dir: Path
     kg_dir: Path
     cell_lines: tuple[str, ...]
+    lincs_dir: Path | None = None
 
 
 def _module_of(n_genes: int, n_modules: int, rng: np.random.Generator) -> np.ndarray:
@@ -45,9 +46,11 @@ def write_synthetic(
     """Generate a synthetic benchmark and knowledge graph under ``out_dir``.
 
     Writes ``out_dir/data/{line}-de.csv``, ``{line}-dir.csv`` (PerturbQA format), ``drugs-de.csv`` /
-    ``drugs-dir.csv`` (drug perturbations named ``DB9xxxx``) and ``out_dir/kg/`` with ``go_annotations.tsv``,
+    ``drugs-dir.csv`` (drug perturbations named ``DB9xxxx``), ``out_dir/kg/`` with ``go_annotations.tsv``,
     ``go_terms.tsv``, ``go_parents.tsv``, ``gene_network.tsv``, ``reactome_pathways.gmt`` and
-    ``drug_targets.tsv``.
+    ``drug_targets.tsv``, and ``out_dir/lincs/`` with the drugs' full signatures in the LINCS consensus format
+    (``consensi-drugbank-binary.tsv``: perturbagen, entrez_gene_id, z_score, direction; ``genes.tsv``: the
+    gene universe with ids and symbols). The last two drugs have no known target (they test the fallback).
 
     Args:
         out_dir: Output directory (created).
@@ -117,7 +120,7 @@ def write_synthetic(
     drugs = [f"DB9{d:04d}" for d in range(n_drugs)]
     drug_module = rng.integers(0, n_modules, size=n_drugs)
     dt = []
-    for d, m in zip(drugs, drug_module, strict=True):
+    for d, m in zip(drugs[:-2], drug_module[:-2], strict=True):
         members = genes[module == m]
         for g in rng.choice(members, size=min(len(members), int(rng.integers(1, 4))), replace=False):
             dt.append((d, f"drug {d}", g))
@@ -127,7 +130,10 @@ def write_synthetic(
 
     # --- labels ---------------------------------------------------------------------------------
     def simulate(
-        perts: np.ndarray, pert_module: np.ndarray, line_seed: int
+        perts: np.ndarray,
+        pert_module: np.ndarray,
+        line_seed: int,
+        n_observed: int = readouts_per_perturbation,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         r = np.random.default_rng(line_seed)
         base = r.beta(1.0, 12.0, size=n_genes)  # gene-specific base DE rates
@@ -149,7 +155,7 @@ def write_synthetic(
             if m >= 0:
                 prob = 1 - (1 - prob) * (1 - strength[i] * programme[m])
             de = r.random(n_genes) < prob
-            observed = r.choice(n_genes, size=min(n_genes, readouts_per_perturbation), replace=False)
+            observed = r.choice(n_genes, size=min(n_genes, n_observed), replace=False)
             for j in observed:
                 de_rows.append((p, genes[j], int(de[j]), split[i]))
             for j in observed[de[observed]]:
@@ -167,4 +173,23 @@ def write_synthetic(
     de, dr = simulate(np.array(drugs), drug_module, seed * 1000 + 999)
     de.to_csv(data_dir / "drugs-de.csv", index=False)
     dr.to_csv(data_dir / "drugs-dir.csv", index=False)
-    return SyntheticPaths(data_dir=data_dir, kg_dir=kg_dir, cell_lines=tuple(cell_lines))
+    # the same kind of drugs as full signatures (every gene measured), in the LINCS consensus format
+    lincs_dir = out / "lincs"
+    lincs_dir.mkdir(parents=True, exist_ok=True)
+    entrez = {g: str(10000 + i) for i, g in enumerate(genes)}
+    pd.DataFrame(
+        {"entrez_gene_id": [entrez[g] for g in genes], "status": "measured", "symbol": genes}
+    ).to_csv(lincs_dir / "genes.tsv", sep="\t", index=False)
+    _de_all, dir_all = simulate(np.array(drugs), drug_module, seed * 1000 + 998, n_observed=n_genes)
+    sig = dir_all.rename(columns={"pert": "perturbagen"})
+    zr = np.random.default_rng(seed + 7)
+    z = zr.uniform(2.0, 8.0, size=len(sig)) * np.where(sig["label"] == 1, 1, -1)
+    pd.DataFrame(
+        {
+            "perturbagen": sig["perturbagen"],
+            "entrez_gene_id": sig["gene"].map(entrez),
+            "z_score": np.round(z, 3),
+            "direction": np.where(sig["label"] == 1, "up", "down"),
+        }
+    ).to_csv(lincs_dir / "consensi-drugbank-binary.tsv", sep="\t", index=False)
+    return SyntheticPaths(data_dir=data_dir, kg_dir=kg_dir, cell_lines=tuple(cell_lines), lincs_dir=lincs_dir)

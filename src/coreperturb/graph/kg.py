@@ -92,15 +92,15 @@ class KnowledgeGraph:
     def target_matrix(self, perturbations: Sequence[str]) -> sp.csr_matrix:
         """``perturbations × genes`` matrix of target weights (rows sum to 1 or are empty).
 
-        A perturbation named like a gene targets that gene; otherwise its targets come from
-        :attr:`targets`; with neither, its row is empty (it has no KG information).
+        A perturbation listed in :attr:`targets` (a drug) targets those genes; otherwise one named like a
+        gene targets that gene; with neither, its row is empty (it has no KG information).
         """
         rows: list[int] = []
         cols: list[int] = []
         vals: list[float] = []
         gidx = positions(self.genes, list(perturbations))
         for i, (p, g) in enumerate(zip(perturbations, gidx, strict=True)):
-            if g >= 0:
+            if g >= 0 and p not in self.targets:
                 rows.append(i)
                 cols.append(int(g))
                 vals.append(1.0)
@@ -114,8 +114,12 @@ class KnowledgeGraph:
         return sp.csr_matrix((vals, (rows, cols)), shape=(len(perturbations), len(self.genes)))
 
     def has_info(self, perturbations: Sequence[str]) -> np.ndarray:
-        """Boolean mask: which perturbations map to at least one KG gene."""
-        return np.asarray(self.target_matrix(perturbations).getnnz(axis=1) > 0)
+        """Boolean mask: which perturbations map to KG genes that have features in at least one relation."""
+        t = self.target_matrix(perturbations)
+        covered = np.zeros(len(self.genes), dtype=bool)
+        for rel in self.relations.values():
+            covered |= rel.matrix.getnnz(axis=1) > 0
+        return np.asarray((t @ covered.astype(np.float64)) > 0)
 
     def embed(self, perturbations: Sequence[str], relation: str) -> sp.csr_matrix:
         """L2-normalised ``perturbations × features`` embedding in one relation."""

@@ -2,6 +2,16 @@
 
 from coreperturb.predictors.base import PREDICTORS, Predictor, make_predictor
 from coreperturb.predictors.core_voting import CoreVoting
+from coreperturb.predictors.llm import CoreReasoning, LLMIsolated
 from coreperturb.predictors.simple import GeneFrequency, KnnRetrieval
 
-__all__ = ["PREDICTORS", "CoreVoting", "GeneFrequency", "KnnRetrieval", "Predictor", "make_predictor"]
+__all__ = [
+    "PREDICTORS",
+    "CoreReasoning",
+    "CoreVoting",
+    "GeneFrequency",
+    "KnnRetrieval",
+    "LLMIsolated",
+    "Predictor",
+    "make_predictor",
+]

