@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +28,6 @@ from coreperturb.data import load_perturbqa, write_synthetic
 from coreperturb.evidence import ObservationPool, build_evidence, relational_similarity
 from coreperturb.graph import build_kg
 from coreperturb.llm import LLMCache, LLMRunner, LLMSettings, PromptBuilder, SamplingParams, make_backend
-from coreperturb.llm.testserver import FakeOpenAIServer
 
 
 def prompts(n: int, tmp: Path) -> list[list[dict[str, str]]]:
@@ -70,32 +72,49 @@ def main() -> None:
         tmp = Path(d)
         msgs = prompts(args.n, tmp)
         keys = [f"q{i}" for i in range(len(msgs))]
-        with FakeOpenAIServer(latency=args.latency) as srv:
-            asyncio.run(direct_http(srv.base_url, msgs[:20], args.concurrency))  # warm-up
-            t_direct = asyncio.run(direct_http(srv.base_url, msgs, args.concurrency))
+        # the server runs in its own process so that it does not share the client's interpreter (GIL)
+        port = 18000 + os.getpid() % 1000
+        srv = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "coreperturb.llm.testserver",
+                "--port",
+                str(port),
+                "--latency",
+                str(args.latency),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert srv.stdout is not None
+            srv.stdout.readline()  # "serving ..."
+            base_url = f"http://127.0.0.1:{port}/v1"
+            asyncio.run(direct_http(base_url, msgs[:20], args.concurrency))  # warm-up
+            t_direct = asyncio.run(direct_http(base_url, msgs, args.concurrency))
             backend = make_backend(
-                LLMSettings(
-                    backend="openai", base_url=srv.base_url, model="fake", concurrency=args.concurrency
-                )
+                LLMSettings(backend="openai", base_url=base_url, model="fake", concurrency=args.concurrency)
             )
             _, st = LLMRunner(backend, LLMCache(tmp / "c.sqlite")).run("u", "m", keys, msgs, "t")
+        finally:
+            srv.terminate()
         print(
             f"HTTP ({len(msgs)} prompts, {args.latency * 1000:.0f} ms simulated model time, concurrency "
             f"{args.concurrency}): direct {t_direct:.2f}s, runner {st.wall_seconds:.2f}s, overhead "
             f"{100 * (st.wall_seconds - t_direct) / t_direct:+.1f}%"
         )
         if args.embedded:
+            # two fresh model instances: llama.cpp keeps a prompt cache, so reusing one would favour the second pass
             try:
+                direct_backend = make_backend(LLMSettings(backend="embedded"))
                 emb = make_backend(LLMSettings(backend="embedded"))
             except Exception as exc:
                 print(f"embedded: skipped ({exc})")
                 return
             sub = msgs[: args.embedded]
-            server = emb._server  # type: ignore[attr-defined]
+            server = direct_backend._server  # type: ignore[attr-defined]
             body = {"max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": 20}
-            for m in sub[:3]:
-                server.handle_chat_completions({"messages": m, **body})  # warm-up
-            # alternate the order so the prefix cache favours neither side
             t = time.perf_counter()
             for m in sub:
                 server.handle_chat_completions({"messages": m, **body})
@@ -103,7 +122,9 @@ def main() -> None:
             _, st = LLMRunner(emb, LLMCache(tmp / "e.sqlite")).run("u", "m", keys[: len(sub)], sub, "t")
             print(
                 f"embedded SmolLM2-135M ({len(sub)} prompts): direct {t_direct:.2f}s, runner "
-                f"{st.wall_seconds:.2f}s, overhead {100 * (st.wall_seconds - t_direct) / t_direct:+.1f}%"
+                f"{st.wall_seconds:.2f}s, overhead {100 * (st.wall_seconds - t_direct) / t_direct:+.1f}%; "
+                f"runner time outside backend calls {st.wall_seconds - st.backend_seconds:.3f}s "
+                f"({100 * (st.wall_seconds - st.backend_seconds) / st.backend_seconds:.2f}% of backend time)"
             )
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from coreperturb.cli import app
+from coreperturb.pipeline import PREDICTION_COLUMNS
 
 runner = CliRunner()
 
@@ -29,15 +30,10 @@ def test_benchmark_on_synthetic_default(tmp_path: Path) -> None:
     assert need <= set(m["metric"])
     assert set(m["method"]) == {"gene_frequency", "knn_retrieval", "core_voting"}
     p = pd.read_parquet(tmp_path / "predictions.parquet")
-    assert {
-        "perturbation",
-        "gene",
-        "label",
-        "gene_frequency",
-        "knn_retrieval",
-        "core_voting",
-        "n_pos_evidence",
-    } <= set(p.columns)
+    assert list(p.columns) == list(PREDICTION_COLUMNS)
+    assert set(p["method"]) == {"gene_frequency", "knn_retrieval", "core_voting"}
+    assert p.groupby("method").size().nunique() == 1  # every method scored the same queries
+    assert not p.duplicated(["cell_line", "task", "method", "perturbation", "gene"]).any()
     assert "macro_per_gene_auroc" in res.output
 
 

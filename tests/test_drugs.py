@@ -133,9 +133,10 @@ def test_llm_methods_run_on_drugs(synth_paths: SyntheticPaths, tmp_path: Path) -
         cache_path=tmp_path / "c.sqlite",
     )
     res = run_benchmark(cfg)
-    pred = res.predictions
-    assert len(pred) <= 120 and pred["core_reasoning_error"].isna().all()
+    pred = res.predictions[res.predictions["method"] == "core_reasoning"]
+    assert len(pred) <= 120 and pred["error"].isna().all()
     assert res.llm_stats["core_reasoning"].n_calls == len(pred)
+    assert res.llm_details is not None and (res.llm_details["score_method"] == "logprobs").all()
     kg = res.kg
     assert kg is not None
     pred = pred[pred["perturbation"].isin(list(kg.targets))]

@@ -223,7 +223,7 @@ def test_kill_9_resume_loses_and_duplicates_nothing(synth_paths: SyntheticPaths,
         asked_after = sum(srv.state.requests.values()) - asked_before
     pred = pd.read_parquet(out / "predictions.parquet")
     assert len(pred) == 300 and not pred.duplicated(["perturbation", "gene"]).any()
-    assert pred["core_reasoning_error"].isna().all()
+    assert pred["error"].isna().all() and (pred["method"] == "core_reasoning").all()
     assert asked_after == total_prompts - cached_before  # no cached prompt was asked again
     assert "cache hits" in done.stderr
 

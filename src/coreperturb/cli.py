@@ -25,6 +25,9 @@ from rich.table import Table
 
 from coreperturb import __version__
 from coreperturb._util import positions
+from coreperturb.config import load_config_file
+from coreperturb.data.io import write_query_table
+from coreperturb.data.prepare import DEParams, labels_from_anndata
 from coreperturb.errors import CorePerturbError
 from coreperturb.llm.backends import LLMSettings
 from coreperturb.pipeline import (
@@ -36,13 +39,14 @@ from coreperturb.pipeline import (
     summary_table,
 )
 from coreperturb.predictors.core_voting import CoreVoting
+from coreperturb.report import build_report, write_run
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="coreperturb: predict gene responses to unseen perturbations from contrastive KG evidence (CORE).",
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out_console = Console()
 if not out_console.is_terminal:
     out_console = Console(width=200)
@@ -125,6 +129,19 @@ def main(
 
 @app.command()
 def benchmark(
+    ctx: typer.Context,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="TOML/YAML file with any of these options (underscored); flags given here win."
+        ),
+    ] = None,
+    anndata: Annotated[
+        bool,
+        typer.Option(
+            "--anndata", help="Also write predictions.h5ad (perturbations × genes, a layer per method)."
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Output directory (metrics.csv, predictions.parquet).")] = Path(
         "runs/benchmark"
     ),
@@ -189,6 +206,16 @@ def benchmark(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Re-run only LLM rows that ended with an error.")
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local, or ray: run the LLM calls over a Ray Data dataset (pip install 'coreperturb[ray]')."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address, e.g. HEAD:6379 (default: a local Ray).")
+    ] = None,
+    ray_workers: Annotated[int, typer.Option(help="Concurrent Ray workers for --executor ray.")] = 2,
 ) -> None:
     """Fit each method on the train split and evaluate it on unseen test perturbations.
 
@@ -201,45 +228,54 @@ def benchmark(
     the rows that failed. Set the API key in $COREPERTURB_API_KEY (or $OPENAI_API_KEY).
     """
     try:
-        if data_dir is not None and kg_dir is None:
+        if config_file is not None:
+            # compare by name: typer may ship its own copy of click's ParameterSource enum
+            given = {
+                k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
+            }
+            for key, value in load_config_file(config_file).items():
+                if key not in given:
+                    ctx.params[key] = value
+        o = dict(ctx.params)
+        out = Path(o["out"])
+        if o["data_dir"] is not None and o["kg_dir"] is None:
             raise CorePerturbError("--kg-dir is required with --data-dir")
         config = BenchmarkConfig(
-            data_dir=data_dir,
-            kg_dir=kg_dir,
-            cell_lines=_split(cell_lines),
-            tasks=_split(task) or ("de",),
-            methods=_split(methods) or DEFAULT_METHODS,
-            kg_sources=_split(kg_sources),
-            n_bootstrap=bootstrap,
-            seed=seed,
-            dataset=dataset,
-            negatives_per_perturbation=negatives_per_perturbation,
-            test_fraction=test_fraction,
+            data_dir=o["data_dir"],
+            kg_dir=o["kg_dir"],
+            cell_lines=_split(o["cell_lines"]),
+            tasks=_split(o["task"]) or ("de",),
+            methods=_split(o["methods"]) or DEFAULT_METHODS,
+            kg_sources=_split(o["kg_sources"]),
+            n_bootstrap=o["bootstrap"],
+            seed=o["seed"],
+            dataset=o["dataset"],
+            negatives_per_perturbation=o["negatives_per_perturbation"],
+            test_fraction=o["test_fraction"],
             llm=LLMSettings(
-                backend=llm,
-                model=model,
-                base_url=base_url,
-                concurrency=concurrency,
-                requests_per_second=requests_per_second,
-                timeout=timeout,
-                max_retries=max_retries,
+                backend=o["llm"],
+                model=o["model"],
+                base_url=o["base_url"],
+                concurrency=o["concurrency"],
+                requests_per_second=o["requests_per_second"],
+                timeout=o["timeout"],
+                max_retries=o["max_retries"],
             ),
-            max_queries=max_queries,
-            calibration_queries=calibration_queries,
-            cache_path=cache,
-            retry_failed=retry_failed,
+            max_queries=o["max_queries"],
+            calibration_queries=o["calibration_queries"],
+            cache_path=o["cache"],
+            retry_failed=o["retry_failed"],
+            executor=o["executor"],
+            ray_address=o["ray_address"],
+            ray_workers=o["ray_workers"],
         )
         out.mkdir(parents=True, exist_ok=True)
         with _progress() as (say, llm_progress):
             result = run_benchmark(config, workdir=out, progress=say, llm_progress=llm_progress)
-    except (CorePerturbError, ValueError, KeyError) as exc:
+        written = write_run(result, config, out, anndata=bool(o["anndata"]))
+    except (CorePerturbError, ValueError, KeyError, ImportError) as exc:
         _fail(exc)
         return
-    tmp_m, tmp_p = out / "metrics.csv.tmp", out / "predictions.parquet.tmp"
-    result.metrics.to_csv(tmp_m, index=False)
-    result.predictions.to_parquet(tmp_p, index=False)
-    tmp_m.replace(out / "metrics.csv")
-    tmp_p.replace(out / "predictions.parquet")
     _print_table(summary_table(result.metrics), "test-split metrics")
     for method, st in result.llm_stats.items():
         console.print(
@@ -248,9 +284,86 @@ def benchmark(
             f"{st.prompt_tokens} prompt + {st.completion_tokens} completion tokens"
             + (f"; errors by kind: {st.errors}" if st.errors else "")
         )
-    console.print(
-        f"wrote {out / 'metrics.csv'} and {out / 'predictions.parquet'} in {result.timings['total']:.1f}s"
-    )
+    console.print(f"wrote {', '.join(p.name for p in written)} to {out} in {result.timings['total']:.1f}s")
+
+
+@app.command()
+def prepare(
+    h5ad: Annotated[
+        Path, typer.Option("--h5ad", help="AnnData file (cells × genes), raw counts or log1p data.")
+    ],
+    perturbation_key: Annotated[str, typer.Option(help="obs column naming each cell's perturbation.")],
+    control: Annotated[str, typer.Option(help="Value of that column for control cells.")],
+    out: Annotated[Path, typer.Option(help="Output table (.parquet or .csv).")] = Path("queries.parquet"),
+    cell_line_key: Annotated[
+        str | None, typer.Option(help="obs column of cell lines (tested separately).")
+    ] = None,
+    cell_line: Annotated[
+        str, typer.Option(help="Cell-line name when there is no --cell-line-key.")
+    ] = "cells",
+    layer: Annotated[str | None, typer.Option(help="Use this layer instead of X.")] = None,
+    data: Annotated[str, typer.Option(help="counts, log (log1p-normalised) or auto.")] = "auto",
+    max_padj: Annotated[float, typer.Option(help="BH-adjusted p-value threshold.")] = 0.05,
+    min_abs_lfc: Annotated[float, typer.Option(help="Minimum |log2 fold change|.")] = 0.25,
+    min_cells: Annotated[int, typer.Option(help="Skip perturbations with fewer cells.")] = 5,
+    negatives_per_perturbation: Annotated[
+        int, typer.Option(help="Non-DE genes sampled per perturbation.")
+    ] = 200,
+    test_fraction: Annotated[float, typer.Option(help="Share of perturbations held out (unseen).")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of negative sampling and the split.")] = 0,
+) -> None:
+    """Compute DE / direction labels per perturbation vs control cells (Wilcoxon + BH) and write the tidy
+    query table with an unseen-perturbation split; also writes OUT's stem + '.de.csv' with every DE call."""
+    try:
+        try:
+            import anndata as ad
+        except ImportError:
+            raise CorePerturbError("prepare needs anndata: pip install 'coreperturb[anndata]'") from None
+        if not h5ad.exists():
+            raise CorePerturbError(f"{h5ad}: file not found")
+        with console.status(f"reading {h5ad}"):
+            adata = ad.read_h5ad(h5ad)
+        with console.status("testing every perturbation against control cells"):
+            table, reports, de = labels_from_anndata(
+                adata,
+                perturbation_key,
+                control,
+                cell_line_key=cell_line_key,
+                cell_line=cell_line,
+                layer=layer,
+                data=data,
+                params=DEParams(max_padj=max_padj, min_abs_lfc=min_abs_lfc, min_cells=min_cells),
+                negatives_per_perturbation=negatives_per_perturbation,
+                test_fraction=test_fraction,
+                seed=seed,
+                source=str(h5ad),
+            )
+        write_query_table(table, out)
+        de.to_csv(out.with_suffix(".de.csv"), index=False)
+    except (CorePerturbError, ValueError, KeyError, OSError) as exc:
+        _fail(exc)
+        return
+    for line, rep in reports.items():
+        for msg in rep.lines():
+            console.print(f"{line}: {msg}")
+    console.print(f"wrote {out} ({len(table)} rows) and {out.with_suffix('.de.csv')}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A benchmark output directory (metrics.csv, predictions.parquet).")
+    ],
+) -> None:
+    """Write RUN_DIR/report.html (self-contained) and RUN_DIR/report.md: metrics with CIs, ROC / PR curves,
+    reliability diagram, per-gene AUROC distributions, predicted vs true DE rate, example evidence."""
+    try:
+        with console.status("building the report"):
+            html, md = build_report(run_dir)
+    except (CorePerturbError, ValueError, KeyError, ImportError) as exc:
+        _fail(exc)
+        return
+    console.print(f"wrote {html} and {md}")
 
 
 @app.command()

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from coreperturb.data.io import PERTURBQA_LINES, load_perturbqa
@@ -16,10 +17,13 @@ from coreperturb.data.signatures import load_lincs
 from coreperturb.data.synthetic import write_synthetic
 from coreperturb.errors import CorePerturbError
 from coreperturb.evaluate.metrics import evaluate
-from coreperturb.evidence.contrastive import ContrastiveEvidence
+from coreperturb.evidence.contrastive import ContrastiveEvidence, build_evidence
+from coreperturb.evidence.pool import ObservationPool
+from coreperturb.evidence.similarity import SimilarityBundle, relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.graph.sources import build_kg
 from coreperturb.llm.backends import Backend, LLMSettings, make_backend
+from coreperturb.llm.distributed import RayExecutor
 from coreperturb.llm.runner import Progress, RunStats
 from coreperturb.predictors.base import PREDICTORS, make_predictor
 from coreperturb.predictors.core_voting import CoreVoting
@@ -28,6 +32,20 @@ from coreperturb.predictors.llm import LLM_METHODS, _LLMPredictor, stratified_by
 log = logging.getLogger(__name__)
 DEFAULT_METHODS: tuple[str, ...] = ("gene_frequency", "knn_retrieval", "core_voting")
 DATASETS: tuple[str, ...] = ("perturbqa", "lincs")
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "cell_line",
+    "perturbation",
+    "gene",
+    "task",
+    "method",
+    "score",
+    "label",
+    "split",
+    "n_pos_evidence",
+    "n_neg_evidence",
+    "from_cache",
+    "error",
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,9 @@ class BenchmarkConfig:
         calibration_queries: Held-out TRAIN queries the LLM methods score to fit their calibration.
         cache_path: SQLite response cache / result store of the LLM methods (default: ``OUT/llm_cache.sqlite``).
         retry_failed: Re-run LLM rows stored with an error (otherwise a resumed run keeps them as they are).
+        executor: ``local`` (async calls in-process) or ``ray`` (LLM calls over a Ray Data dataset).
+        ray_address: Ray cluster address for ``ray`` (default: start / join a local one).
+        ray_workers: Concurrent Ray workers for ``ray``.
     """
 
     data_dir: Path | None = None
@@ -71,8 +92,13 @@ class BenchmarkConfig:
     calibration_queries: int = 200
     cache_path: Path | None = None
     retry_failed: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_workers: int = 2
 
     def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"unknown executor {self.executor!r}; use local or ray")
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose from {DATASETS}")
         for m in self.methods:
@@ -90,9 +116,13 @@ class BenchmarkResult:
 
     Attributes:
         metrics: Tidy frame (cell_line, task, method, metric, value, ci_low, ci_high).
-        predictions: One row per test query with each method's score column.
+        predictions: One row per (test query, method) with the columns of :data:`PREDICTION_COLUMNS`.
         timings: Seconds per step.
         models: Fitted predictors keyed by (cell_line, task, method).
+        kg: The knowledge graph used.
+        llm_stats: Call / cache / token counters per LLM method.
+        llm_details: Per LLM row: raw ``p_yes``, ``score_method`` (logprobs / verbal), ``from_cache``, ``error``.
+        examples: A few test queries with their contrastive evidence (for the report).
     """
 
     metrics: pd.DataFrame
@@ -101,6 +131,8 @@ class BenchmarkResult:
     models: dict[tuple[str, str, str], object] = field(default_factory=dict)
     kg: KnowledgeGraph | None = None
     llm_stats: dict[str, RunStats] = field(default_factory=dict)
+    llm_details: pd.DataFrame | None = None
+    examples: list[dict[str, object]] = field(default_factory=list)
 
 
 def resolve_inputs(config: BenchmarkConfig, workdir: Path) -> tuple[QueryTable, KnowledgeGraph]:
@@ -163,12 +195,16 @@ def run_benchmark(
     pred_parts: list[pd.DataFrame] = []
     models: dict[tuple[str, str, str], object] = {}
     llm_stats: dict[str, RunStats] = {}
+    llm_parts: list[pd.DataFrame] = []
+    examples: list[dict[str, object]] = []
     backend: Backend | None = None
     for line, task, sub in table.groups():
         train, test = sub.split("train"), sub.split("test")
         if config.max_queries is not None:
             test = stratified_by_gene(test, config.max_queries, config.seed).reset_index(drop=True)
-        preds = test.astype({"cell_line": str, "task": str, "split": str}).copy()
+        base = test.astype({"cell_line": str, "task": str, "split": str})[
+            ["cell_line", "perturbation", "gene", "task", "label", "split"]
+        ].reset_index(drop=True)
         test_perts = sorted(pd.unique(test["perturbation"].astype(str)))
         no_kg = int((~kg.has_info(test_perts)).sum())
         if no_kg:
@@ -180,6 +216,8 @@ def run_benchmark(
                 no_kg,
                 len(test_perts),
             )
+        unit_preds: list[pd.DataFrame] = []
+        evidence_counts: pd.DataFrame | None = None
         for method in config.methods:
             say(f"{line}/{task}: fitting {method}")
             t = time.perf_counter()
@@ -195,6 +233,11 @@ def run_benchmark(
                     retry_failed=config.retry_failed,
                     progress=llm_progress,
                     seed=config.seed,
+                    executor=RayExecutor(
+                        config.llm or LLMSettings(), config.ray_workers, address=config.ray_address
+                    )
+                    if config.executor == "ray"
+                    else None,
                 )
             elif method == "gene_frequency":
                 model = make_predictor(method, kg)
@@ -206,19 +249,26 @@ def run_benchmark(
             model.fit(train)
             scores = model.predict_proba(test)[:, 1]
             timings[f"{line}/{task}/{method}"] = time.perf_counter() - t
-            preds[method] = scores
+            part = base.assign(method=method, score=scores, from_cache=False, error=None)
             if isinstance(model, _LLMPredictor):
                 st = model.last_scores_
-                preds[f"{method}_p_yes"] = st["p_yes"].to_numpy()
-                preds[f"{method}_score_method"] = st["score_method"].to_numpy()
-                preds[f"{method}_from_cache"] = st["from_cache"].to_numpy()
-                preds[f"{method}_error"] = st["error"].to_numpy()
+                part["from_cache"] = st["from_cache"].to_numpy(dtype=bool)
+                part["error"] = st["error"].to_numpy()
+                llm_parts.append(
+                    base[["cell_line", "task", "perturbation", "gene"]].assign(
+                        method=method,
+                        p_yes=st["p_yes"].to_numpy(),
+                        score_method=st["score_method"].to_numpy(),
+                        from_cache=st["from_cache"].to_numpy(dtype=bool),
+                        error=st["error"].to_numpy(),
+                    )
+                )
                 llm_stats.setdefault(method, RunStats()).add(model.stats_)
             if isinstance(model, CoreVoting):
-                ev, _ = model.evidence(test)
-                summ = ev.summary()
-                preds["n_pos_evidence"] = summ["n_pos_evidence"].to_numpy()
-                preds["n_neg_evidence"] = summ["n_neg_evidence"].to_numpy()
+                ev, sims = model.evidence(test)
+                evidence_counts = ev.summary()[["n_pos_evidence", "n_neg_evidence"]]
+                examples.extend(_examples(model, kg, base, scores, ev, sims))
+            unit_preds.append(part)
             m = evaluate(
                 test["label"].to_numpy(),
                 scores,
@@ -245,7 +295,12 @@ def run_benchmark(
             m.insert(0, "cell_line", line)
             metric_rows.append(m)
             models[(line, task, method)] = model
-        pred_parts.append(preds)
+        if evidence_counts is None:
+            evidence_counts = _evidence_counts(kg, train, test)
+        for part in unit_preds:
+            part["n_pos_evidence"] = evidence_counts["n_pos_evidence"].to_numpy()
+            part["n_neg_evidence"] = evidence_counts["n_neg_evidence"].to_numpy()
+            pred_parts.append(part[list(PREDICTION_COLUMNS)])
     timings["total"] = time.perf_counter() - t0
     return BenchmarkResult(
         metrics=pd.concat(metric_rows, ignore_index=True),
@@ -254,7 +309,50 @@ def run_benchmark(
         models=models,
         kg=kg,
         llm_stats=llm_stats,
+        llm_details=pd.concat(llm_parts, ignore_index=True) if llm_parts else None,
+        examples=examples,
     )
+
+
+def _evidence_counts(kg: KnowledgeGraph, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """Positive / negative evidence counts per test query (default CORE retrieval)."""
+    pool = ObservationPool.from_frame(train)
+    sims = relational_similarity(
+        kg, sorted(pd.unique(test["perturbation"].astype(str))), list(pool.perturbations)
+    )
+    return build_evidence(test.reset_index(drop=True), pool, sims).summary()[
+        ["n_pos_evidence", "n_neg_evidence"]
+    ]
+
+
+def _examples(
+    model: CoreVoting,
+    kg: KnowledgeGraph,
+    base: pd.DataFrame,
+    scores: np.ndarray,
+    ev: ContrastiveEvidence,
+    sims: SimilarityBundle,
+    n: int = 3,
+) -> list[dict[str, object]]:
+    """A few test queries with their contrastive evidence (for the report): the best-scored true positives."""
+    pos = np.flatnonzero(base["label"].to_numpy() == 1)
+    neg = np.flatnonzero(base["label"].to_numpy() == 0)
+    pick = list(pos[np.argsort(-scores[pos])][: n - 1]) + list(neg[np.argsort(-scores[neg])][:1])
+    out: list[dict[str, object]] = []
+    for i in pick:
+        table = ev.for_query(int(i), kg=kg, sims=None, top=5, paths=1)
+        out.append(
+            {
+                "cell_line": str(base["cell_line"].iat[i]),
+                "task": str(base["task"].iat[i]),
+                "perturbation": str(base["perturbation"].iat[i]),
+                "gene": str(base["gene"].iat[i]),
+                "label": int(base["label"].to_numpy()[i]),
+                "score": float(scores[i]),
+                "evidence": table.round(4).to_dict(orient="records"),
+            }
+        )
+    return out
 
 
 def summary_table(

@@ -12,6 +12,7 @@ row and column.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def signatures_to_queries(
     universe_gene_col: str = "entrez_gene_id",
     universe_symbol_col: str | None = "symbol",
     row_offset: int = 2,
+    perturbations: Sequence[str] | None = None,
 ) -> tuple[QueryTable, SignatureReport]:
     """Build the tidy query table from a signature table and its gene universe.
 
@@ -123,6 +125,8 @@ def signatures_to_queries(
         universe_gene_col: Universe column of gene ids.
         universe_symbol_col: Universe column of gene symbols used as ``gene`` in the output (``None`` keeps ids).
         row_offset: Added to 0-based positions for reported row numbers (2 = CSV/TSV with a header).
+        perturbations: All perturbations measured (default: those with a signature row); ones without any
+            significant gene contribute negatives only.
 
     Returns:
         The query table and a report of what was kept and dropped.
@@ -172,7 +176,7 @@ def signatures_to_queries(
         {"perturbation": pert[keep].to_numpy(), "gene_id": gid[keep].to_numpy(), "direction": direction[keep]}
     )
     rng = np.random.default_rng(seed)
-    perts = np.asarray(sorted(pd.unique(pert)))
+    perts = np.asarray(sorted(set(pd.unique(pert)) | set(perturbations or ())))
     all_ids = np.asarray(list(id_to_symbol))
     # negatives: a seeded sample of the universe minus each perturbation's significant genes
     neg_p: list[np.ndarray] = []

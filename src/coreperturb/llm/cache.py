@@ -1,7 +1,8 @@
 """SQLite (WAL) response cache and per-row result store: resume after a crash, no repeated calls.
 
-* ``responses``: sha256(model, messages, sampling params, template hash) → the backend's answer. Written
-  (committed) as soon as each answer arrives, so a killed run never pays twice for an answered prompt.
+* ``responses``: sha256(model, messages, sampling params, template hash) → the backend's answer,
+  committed together with each chunk of results: a killed run re-asks at most the answers of its last,
+  uncommitted chunk, and never a prompt whose answer was committed.
 * ``results``: one row per (run unit, method, query key) with the score or the error. Written in chunks;
   the primary key makes a resumed run unable to duplicate rows.
 """
@@ -104,8 +105,16 @@ class LLMCache:
             rows = self._conn.execute(sql, (unit, method)).fetchall()
         return {r[0]: ResultRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5] or 0, r[6] or 0) for r in rows}
 
-    def write_results(self, unit: str, method: str, rows: Iterable[ResultRow]) -> None:
-        """Upsert a chunk of results in one transaction."""
+    def write_results(
+        self,
+        unit: str,
+        method: str,
+        rows: Iterable[ResultRow],
+        responses: Sequence[tuple[str, Completion]] = (),
+        model: str = "",
+        template: str = "",
+    ) -> None:
+        """Upsert a chunk of results (and the answers behind them) in one transaction."""
         now = time.time()
         data = [
             (
@@ -122,10 +131,16 @@ class LLMCache:
             )
             for r in rows
         ]
+        answers = [(k, model, template, json.dumps(c.to_json()), now) for k, c in responses]
         with self._lock:
             self._conn.execute("BEGIN")
-            self._conn.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)", data)
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", answers)
+                self._conn.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)", data)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
 
 __all__ = ["LLMCache", "ResultRow", "prompt_key"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from coreperturb.llm.backends import Backend, Completion, LLMError, Message, SamplingParams
 from coreperturb.llm.cache import LLMCache, ResultRow, prompt_key
+from coreperturb.llm.distributed import RayExecutor
 from coreperturb.llm.scoring import VERBAL_SUFFIX, score_completion
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,17 @@ class LLMRunner:
         params: SamplingParams | None = None,
         chunk_size: int = 32,
         progress: Progress | None = None,
+        executor: RayExecutor | None = None,
     ) -> None:
         self.backend = backend
         self.cache = cache
         self.params = params or SamplingParams()
         self.chunk_size = chunk_size
         self.progress = progress
+        self.executor = executor
+        self._prefetched: dict[str, Completion | str] = {}
+        self._pending: dict[str, Completion] = {}
+        self._pending_template = ""
 
     async def _ask(
         self,
@@ -104,19 +110,24 @@ class LLMRunner:
         refresh: bool = False,
     ) -> tuple[Completion, bool]:
         key = prompt_key(self.backend.model_id, messages, params.as_dict(), template)
-        hit = None if refresh else self.cache.get(key)
+        hit = None if refresh else (self._pending.get(key) or self.cache.get(key))
         if hit is not None:
             stats.n_cache_hits += 1
             return hit, True
+        pre = self._prefetched.pop(key, None)
+        if isinstance(pre, str):
+            raise LLMError(pre)
         t = time.perf_counter()
         try:
-            c = await self.backend.chat(messages, params)
+            c = pre if pre is not None else await self.backend.chat(messages, params)
         finally:
             stats.backend_seconds += time.perf_counter() - t
         stats.n_calls += 1
         stats.prompt_tokens += c.prompt_tokens
         stats.completion_tokens += c.completion_tokens
-        self.cache.put(key, c, self.backend.model_id, template)
+        # answers are committed with the next chunk of results (one transaction, off the hot path)
+        self._pending[key] = c
+        self._pending_template = template
         return c, False
 
     async def _one(
@@ -172,6 +183,10 @@ class LLMRunner:
         total, done = len(queries), len(queries) - len(todo)
         if self.progress:
             self.progress(done, total)
+        if self.executor is not None:
+            self._prefetch(
+                [i for i in todo if i not in refresh], [i for i in todo if i in refresh], messages, template
+            )
         sem = asyncio.Semaphore(max(1, self.backend.concurrency))
         buffer: list[ResultRow] = []
 
@@ -186,15 +201,41 @@ class LLMRunner:
                 buffer.append(row)
                 done += 1
                 if len(buffer) >= self.chunk_size:
-                    self.cache.write_results(unit, method, buffer)
+                    self._flush(unit, method, buffer)
                     buffer = []
                 if self.progress:
                     self.progress(done, total)
         finally:
-            if buffer:
-                self.cache.write_results(unit, method, buffer)
+            self._flush(unit, method, buffer)
             await self.backend.aclose()
         return results
+
+    def _flush(self, unit: str, method: str, rows: list[ResultRow]) -> None:
+        """Commit pending answers and a chunk of results in one transaction."""
+        if not rows and not self._pending:
+            return
+        self.cache.write_results(
+            unit,
+            method,
+            rows,
+            responses=list(self._pending.items()),
+            model=self.backend.model_id,
+            template=self._pending_template,
+        )
+        self._pending = {}
+
+    def _prefetch(
+        self, todo: list[int], refresh: list[int], messages: Sequence[Sequence[Message]], template: str
+    ) -> None:
+        """Answer the uncached prompts of ``todo`` (and all of ``refresh``) on the executor in one pass."""
+        assert self.executor is not None
+        want: dict[str, Sequence[Message]] = {}
+        for i in [*todo, *refresh]:
+            key = prompt_key(self.backend.model_id, messages[i], self.params.as_dict(), template)
+            if i in refresh or self.cache.get(key) is None:
+                want.setdefault(key, messages[i])
+        answers = self.executor.complete(list(want.values()), self.params)
+        self._prefetched = dict(zip(want, answers, strict=True))
 
     def run(
         self,

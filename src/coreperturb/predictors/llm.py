@@ -18,6 +18,7 @@ from coreperturb.evidence.similarity import relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.llm.backends import Backend, LLMSettings, make_backend
 from coreperturb.llm.cache import LLMCache
+from coreperturb.llm.distributed import RayExecutor
 from coreperturb.llm.prompts import PromptBuilder, template_for
 from coreperturb.llm.runner import LLMRunner, Progress, RunStats
 from coreperturb.predictors.base import PREDICTORS, Predictor, perturbation_folds
@@ -70,6 +71,7 @@ class _LLMPredictor(Predictor):
         progress: Progress | None = None,
         unit: str = "default",
         seed: int = 0,
+        executor: RayExecutor | None = None,
     ) -> None:
         self.kg = kg
         self.llm = llm if llm is not None else LLMSettings()
@@ -81,6 +83,7 @@ class _LLMPredictor(Predictor):
         self.progress = progress
         self.unit = unit
         self.seed = seed
+        self.executor = executor
         self.stats_ = RunStats()
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -115,7 +118,7 @@ class _LLMPredictor(Predictor):
         unit = f"{self.unit}/{line}/{task}/{split}/{tpl.hash}/{backend.model_id}"
         cache = LLMCache(self.cache_path)
         try:
-            runner = LLMRunner(backend, cache, progress=self.progress)
+            runner = LLMRunner(backend, cache, progress=self.progress, executor=self.executor)
             rows, stats = runner.run(unit, self.name, keys, msgs, tpl.hash, retry_failed=self.retry_failed)
         finally:
             cache.close()

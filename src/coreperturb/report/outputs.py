@@ -1,0 +1,201 @@
+"""Run outputs: metrics.csv, predictions.parquet, llm_details.parquet, examples.json, manifest.json, AnnData."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import sys
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coreperturb._util import positions
+from coreperturb.data.io import PERTURBQA_LINES
+from coreperturb.data.signatures import LINCS_FILES
+from coreperturb.llm.prompts import template_for
+from coreperturb.predictors.llm import LLM_METHODS
+
+PACKAGES = (
+    "coreperturb",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "openai",
+    "xllamacpp",
+    "anndata",
+    "ray",
+)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items() if k != "api_key"}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items() if k != "api_key"}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    return obj
+
+
+def config_hash(config: Any) -> str:
+    """sha256 of the run configuration as canonical JSON (API keys excluded)."""
+    return hashlib.sha256(json.dumps(_jsonable(config), sort_keys=True).encode()).hexdigest()
+
+
+def input_files(config: Any, workdir: Path) -> list[Path]:
+    """The data and KG files a benchmark configuration reads."""
+    files: list[Path] = []
+    data_dir = config.data_dir
+    kg_dir = config.kg_dir
+    if data_dir is None:
+        syn = workdir / "synthetic_input"
+        data_dir = syn / ("lincs" if config.dataset == "lincs" else "data")
+        kg_dir = kg_dir or syn / "kg"
+    data_dir = Path(data_dir)
+    if config.dataset == "lincs":
+        files += [data_dir / f for f in LINCS_FILES.values()]
+    else:
+        lines = config.cell_lines or (PERTURBQA_LINES if config.data_dir else None)
+        for task in config.tasks:
+            if lines:
+                files += [data_dir / f"{line}-{task}.csv" for line in lines]
+            else:
+                files += sorted(data_dir.glob(f"*-{task}.csv"))
+    if kg_dir is not None:
+        files += sorted(p for p in Path(kg_dir).iterdir() if p.is_file())
+    return [f for f in files if f.exists()]
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that shape results."""
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def build_manifest(result: Any, config: Any, workdir: Path) -> dict[str, Any]:
+    """Everything needed to reproduce or audit a run."""
+    llm_methods = [m for m in config.methods if m in LLM_METHODS]
+    templates = {
+        f"{fam}_{task}": template_for(fam, task).hash
+        for fam in {"isolated" if m == "llm_isolated" else "core" for m in llm_methods}
+        for task in config.tasks
+    }
+    models = {}
+    for (line, task, method), model in result.models.items():
+        params = model.get_params() if hasattr(model, "get_params") else {}
+        models[f"{line}/{task}/{method}"] = _jsonable(params)
+    backend = None
+    for model in result.models.values():
+        b = getattr(model, "backend_", None)
+        if b is not None:
+            backend = b.describe()
+            break
+    return {
+        "coreperturb_manifest": 1,
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "config": _jsonable(config),
+        "config_hash": config_hash(config),
+        "seeds": {"seed": config.seed},
+        "inputs": {str(p): sha256_file(p) for p in input_files(config, workdir)},
+        "llm": {"backend": backend, "prompt_templates": templates} if llm_methods else None,
+        "models": models,
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+        "llm_stats": {k: dataclasses.asdict(v) for k, v in result.llm_stats.items()},
+    }
+
+
+def to_anndata(predictions: pd.DataFrame) -> Any:
+    """Perturbations × genes AnnData: ``X`` = label (NaN where not asked), one layer of scores per method.
+
+    ``obs`` rows are (cell_line, task, perturbation) with their split; ``var`` rows are genes.
+    """
+    try:
+        import anndata as ad
+    except ImportError:
+        raise ImportError("AnnData export needs anndata: pip install 'coreperturb[anndata]'") from None
+    p = predictions.astype({"cell_line": str, "task": str, "perturbation": str, "gene": str})
+    obs_key = p["cell_line"] + "|" + p["task"] + "|" + p["perturbation"]
+    obs_index = pd.Index(pd.unique(obs_key))
+    genes = pd.Index(sorted(pd.unique(p["gene"])))
+    oi = positions(obs_index, obs_key)
+    gi = positions(genes, p["gene"])
+    x = np.full((len(obs_index), len(genes)), np.nan, dtype=np.float32)
+    x[oi, gi] = p["label"].to_numpy(dtype=np.float32)
+    layers = {}
+    for method, grp in p.groupby("method", sort=False):
+        layer = np.full_like(x, np.nan)
+        rows = positions(obs_index, obs_key[grp.index])
+        layer[rows, positions(genes, grp["gene"])] = grp["score"].to_numpy(dtype=np.float32)
+        layers[str(method)] = layer
+    first = p.drop_duplicates("perturbation").set_index("perturbation")
+    obs = pd.DataFrame(
+        {
+            "cell_line": [k.split("|")[0] for k in obs_index],
+            "task": [k.split("|")[1] for k in obs_index],
+            "perturbation": [k.split("|", 2)[2] for k in obs_index],
+        },
+        index=obs_index,
+    )
+    obs["split"] = first.reindex(obs["perturbation"])["split"].astype(str).to_numpy()
+    return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=genes), layers=layers)
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def write_run(result: Any, config: Any, out: Path, anndata: bool = False) -> list[Path]:
+    """Write every output of a benchmark run into ``out`` (each file atomically). Returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    _atomic(out / "metrics.csv", lambda t: result.metrics.to_csv(t, index=False))
+    written.append(out / "metrics.csv")
+    _atomic(out / "predictions.parquet", lambda t: result.predictions.to_parquet(t, index=False))
+    written.append(out / "predictions.parquet")
+    if result.llm_details is not None:
+        _atomic(out / "llm_details.parquet", lambda t: result.llm_details.to_parquet(t, index=False))
+        written.append(out / "llm_details.parquet")
+    _atomic(out / "examples.json", lambda t: t.write_text(json.dumps(_jsonable(result.examples), indent=1)))
+    written.append(out / "examples.json")
+    if anndata:
+        adata = to_anndata(result.predictions)
+        _atomic(out / "predictions.h5ad", lambda t: adata.write_h5ad(t))
+        written.append(out / "predictions.h5ad")
+    manifest = build_manifest(result, config, out)
+    _atomic(out / "manifest.json", lambda t: t.write_text(json.dumps(manifest, indent=1, default=str)))
+    written.append(out / "manifest.json")
+    return written
+
+
+__all__ = ["build_manifest", "config_hash", "input_files", "sha256_file", "to_anndata", "write_run"]
