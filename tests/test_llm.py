@@ -258,3 +258,41 @@ def test_embedded_smollm2_gives_logprob_scores(tmp_path: Path) -> None:
             )[0]
         ],
     )
+
+
+def test_server_killed_mid_run_rows_recorded_then_retried(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    prompts = [[{"role": "user", "content": f"prompt {i}"}] for i in range(40)]
+    keys = [f"q{i}" for i in range(40)]
+    cache = LLMCache(tmp_path / "c.sqlite")
+    srv = FakeOpenAIServer(port=port)
+    answered = {"n": 0}
+
+    def dies_after_15(text: str) -> float:
+        answered["n"] += 1
+        if answered["n"] == 15:
+            threading.Thread(target=srv.stop, daemon=True).start()  # the server goes away mid-run
+        return 0.7
+
+    srv.p_yes = dies_after_15
+    srv.start()
+    settings = LLMSettings(
+        backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model="fake", max_retries=1, concurrency=2
+    )
+    rows, st = LLMRunner(make_backend(settings), cache).run("u", "m", keys, prompts, "t")
+    failed = {r.query for r in rows if r.error}
+    assert 0 < len(failed) < 40 and st.n_errors == len(failed)  # recorded per row, the run finished
+    assert all(
+        "connection error" in (r.error or "") or "attempts" in (r.error or "") for r in rows if r.error
+    )
+    with FakeOpenAIServer(port=port) as srv2:
+        rows2, st2 = LLMRunner(make_backend(settings), cache).run(
+            "u", "m", keys, prompts, "t", retry_failed=True
+        )
+        assert sum(srv2.state.requests.values()) == len(failed)  # only the failed rows were asked again
+    assert st2.n_errors == 0 and [r.query for r in rows2] == keys

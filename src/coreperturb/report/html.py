@@ -33,7 +33,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; 
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; } th { background: #f3f3f3; }
-td.l, th.l { text-align: left; } img { max-width: 100%; } .pos { color: #b2182b; } .neg { color: #2166ac; }
+td.l, th.l, .ev td { text-align: left; } img { max-width: 100%; } .pos { color: #b2182b; } .neg { color: #2166ac; }
 .meta { color: #666; font-size: .85em; }
 </style></head><body>
 <h1>coreperturb report — {{ title }}</h1>
