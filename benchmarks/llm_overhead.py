@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from coreperturb.data import load_perturbqa, write_synthetic
-from coreperturb.evidence import ObservationPool, build_evidence, relational_similarity
+from coreperturb.evidence import ObservationPool, retrieve_evidence
 from coreperturb.graph import build_kg
 from coreperturb.llm import LLMCache, LLMRunner, LLMSettings, PromptBuilder, SamplingParams, make_backend
 
@@ -37,8 +37,7 @@ def prompts(n: int, tmp: Path) -> list[list[dict[str, str]]]:
     kg = build_kg(paths.kg_dir)
     train, test = table.split("train"), table.split("test").head(n)
     pool = ObservationPool.from_frame(train)
-    sims = relational_similarity(kg, sorted(test["perturbation"].unique()), list(pool.perturbations))
-    ev = build_evidence(test, pool, sims)
+    ev, sims = retrieve_evidence(kg, test, pool)
     return PromptBuilder(kg, pool).render("core", "de", test, ev, sims)
 
 

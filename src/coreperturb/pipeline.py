@@ -17,9 +17,8 @@ from coreperturb.data.signatures import load_lincs
 from coreperturb.data.synthetic import write_synthetic
 from coreperturb.errors import CorePerturbError
 from coreperturb.evaluate.metrics import evaluate
-from coreperturb.evidence.contrastive import ContrastiveEvidence, build_evidence
+from coreperturb.evidence.contrastive import ContrastiveEvidence, retrieve_evidence
 from coreperturb.evidence.pool import ObservationPool
-from coreperturb.evidence.similarity import SimilarityBundle, relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.graph.sources import build_kg
 from coreperturb.llm.backends import Backend, LLMSettings, make_backend
@@ -155,7 +154,7 @@ def resolve_inputs(config: BenchmarkConfig, workdir: Path) -> tuple[QueryTable, 
             tasks=config.tasks,
         )
         for line in report.lines():
-            log.warning("lincs: %s", line) if "dropped" in line else log.info("lincs: %s", line)
+            log.log(logging.WARNING if "dropped" in line else logging.INFO, "lincs: %s", line)
     else:
         table = load_perturbqa(data_dir, lines or PERTURBQA_LINES, config.tasks)
     genes = pd.unique(pd.concat([table.frame["gene"], table.frame["perturbation"]]).astype(str))
@@ -265,9 +264,9 @@ def run_benchmark(
                 )
                 llm_stats.setdefault(method, RunStats()).add(model.stats_)
             if isinstance(model, CoreVoting):
-                ev, sims = model.evidence(test)
+                ev, _ = model.evidence(test)
                 evidence_counts = ev.summary()[["n_pos_evidence", "n_neg_evidence"]]
-                examples.extend(_examples(model, kg, base, scores, ev, sims))
+                examples.extend(_examples(kg, base, scores, ev))
             unit_preds.append(part)
             m = evaluate(
                 test["label"].to_numpy(),
@@ -316,23 +315,12 @@ def run_benchmark(
 
 def _evidence_counts(kg: KnowledgeGraph, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     """Positive / negative evidence counts per test query (default CORE retrieval)."""
-    pool = ObservationPool.from_frame(train)
-    sims = relational_similarity(
-        kg, sorted(pd.unique(test["perturbation"].astype(str))), list(pool.perturbations)
-    )
-    return build_evidence(test.reset_index(drop=True), pool, sims).summary()[
-        ["n_pos_evidence", "n_neg_evidence"]
-    ]
+    ev, _ = retrieve_evidence(kg, test, ObservationPool.from_frame(train))
+    return ev.summary()[["n_pos_evidence", "n_neg_evidence"]]
 
 
 def _examples(
-    model: CoreVoting,
-    kg: KnowledgeGraph,
-    base: pd.DataFrame,
-    scores: np.ndarray,
-    ev: ContrastiveEvidence,
-    sims: SimilarityBundle,
-    n: int = 3,
+    kg: KnowledgeGraph, base: pd.DataFrame, scores: np.ndarray, ev: ContrastiveEvidence, n: int = 3
 ) -> list[dict[str, object]]:
     """A few test queries with their contrastive evidence (for the report): the best-scored true positives."""
     pos = np.flatnonzero(base["label"].to_numpy() == 1)
@@ -340,7 +328,7 @@ def _examples(
     pick = list(pos[np.argsort(-scores[pos])][: n - 1]) + list(neg[np.argsort(-scores[neg])][:1])
     out: list[dict[str, object]] = []
     for i in pick:
-        table = ev.for_query(int(i), kg=kg, sims=None, top=5, paths=1)
+        table = ev.for_query(int(i), kg=kg, top=5, paths=1)
         out.append(
             {
                 "cell_line": str(base["cell_line"].iat[i]),

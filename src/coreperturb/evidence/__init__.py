@@ -1,6 +1,6 @@
 """Evidence: related observed perturbations, organised on the same readout gene into positive / negative."""
 
-from coreperturb.evidence.contrastive import ContrastiveEvidence, build_evidence
+from coreperturb.evidence.contrastive import ContrastiveEvidence, build_evidence, retrieve_evidence
 from coreperturb.evidence.features import FeatureParams, evidence_features
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import SimilarityBundle, keep_top_k, relational_similarity
@@ -14,4 +14,5 @@ __all__ = [
     "evidence_features",
     "keep_top_k",
     "relational_similarity",
+    "retrieve_evidence",
 ]

@@ -7,6 +7,7 @@ negative. Everything is computed for all queries at once as sparse ``queries × 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ import scipy.sparse as sp
 
 from coreperturb._util import positions
 from coreperturb.evidence.pool import ObservationPool
-from coreperturb.evidence.similarity import SimilarityBundle
+from coreperturb.evidence.similarity import SimilarityBundle, relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph
 
 
@@ -156,3 +157,29 @@ def build_evidence(
     return ContrastiveEvidence(
         queries.reset_index(drop=True)[["perturbation", "gene"]], pool.perturbations, weight, positive
     )
+
+
+def retrieve_evidence(
+    kg: KnowledgeGraph,
+    queries: pd.DataFrame,
+    pool: ObservationPool,
+    relations: Sequence[str] | None = None,
+    top_k: int = 100,
+) -> tuple[ContrastiveEvidence, SimilarityBundle]:
+    """KG retrieval and contrastive organisation in one step: the evidence of ``queries`` from ``pool``.
+
+    Args:
+        kg: Knowledge graph.
+        queries: Rows with ``perturbation`` and ``gene`` (row order of the evidence matrices).
+        pool: Observed training outcomes.
+        relations: Relations to retrieve through (default: all).
+        top_k: Related perturbations kept per query perturbation and relation.
+
+    Returns:
+        The evidence and the similarities behind it.
+    """
+    q = queries.reset_index(drop=True)
+    sims = relational_similarity(
+        kg, sorted(pd.unique(q["perturbation"].astype(str))), list(pool.perturbations), relations, top_k
+    )
+    return build_evidence(q, pool, sims), sims

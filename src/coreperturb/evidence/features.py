@@ -103,7 +103,7 @@ def evidence_features(
     qi = positions(sims.queries, queries["perturbation"].astype(str))
     gi = positions(pool.genes, queries["gene"].astype(str))
     rate = pool.gene_rate()
-    b = np.where(gi >= 0, rate[np.maximum(gi, 0)], pool.global_rate)
+    b = pool.rate_of(queries["gene"].astype(str))
     base = _logit(b)
     feats: dict[str, np.ndarray] = {
         "base": base,

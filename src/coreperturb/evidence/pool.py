@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,11 @@ class ObservationPool:
         """Smoothed positive rate of each gene: (pos + 2·prior·global_rate) / (obs + 2·prior)."""
         g = self.global_rate
         return (self.gene_pos + prior * 2 * g) / (self.gene_obs + prior * 2)
+
+    def rate_of(self, genes: Iterable[str]) -> np.ndarray:
+        """:meth:`gene_rate` of each of ``genes``; the global rate for genes never observed in the pool."""
+        gi = positions(self.genes, genes)
+        return np.where(gi >= 0, self.gene_rate()[np.maximum(gi, 0)], self.global_rate)
 
     @property
     def global_rate(self) -> float:

@@ -83,24 +83,9 @@ class LLMCache:
             row = self._conn.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
         return Completion.from_json(json.loads(row[0])) if row else None
 
-    def put(self, key: str, completion: Completion, model: str = "", template: str = "") -> None:
-        """Store an answer (committed immediately)."""
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
-                (key, model, template, json.dumps(completion.to_json()), time.time()),
-            )
-
-    def n_responses(self) -> int:
-        """Number of cached answers."""
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
-
-    def done(self, unit: str, method: str, include_errors: bool = True) -> dict[str, ResultRow]:
-        """Stored results of a run unit and method, keyed by query key."""
+    def done(self, unit: str, method: str) -> dict[str, ResultRow]:
+        """Stored results (errors included) of a run unit and method, keyed by query key."""
         sql = "SELECT query, score, score_method, error, from_cache, prompt_tokens, completion_tokens FROM results WHERE unit = ? AND method = ?"
-        if not include_errors:
-            sql += " AND error IS NULL"
         with self._lock:
             rows = self._conn.execute(sql, (unit, method)).fetchall()
         return {r[0]: ResultRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5] or 0, r[6] or 0) for r in rows}

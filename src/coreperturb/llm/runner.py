@@ -99,7 +99,6 @@ class LLMRunner:
         self.executor = executor
         self._prefetched: dict[str, Completion | str] = {}
         self._pending: dict[str, Completion] = {}
-        self._pending_template = ""
 
     async def _ask(
         self,
@@ -127,7 +126,6 @@ class LLMRunner:
         stats.completion_tokens += c.completion_tokens
         # answers are committed with the next chunk of results (one transaction, off the hot path)
         self._pending[key] = c
-        self._pending_template = template
         return c, False
 
     async def _one(
@@ -135,15 +133,14 @@ class LLMRunner:
     ) -> ResultRow:
         try:
             c, cached = await self._ask(messages, self.params, template, stats, refresh)
-            s = score_completion(c) if c.top_logprobs else None
-            if s is None and not c.top_logprobs:
+            if not c.top_logprobs:
                 # the backend gave no log-probabilities: ask again for a verbalised confidence
                 verbal = SamplingParams(max_tokens=16, temperature=0.0, top_logprobs=0)
                 c, cached2 = await self._ask(
                     _with_suffix(messages, VERBAL_SUFFIX), verbal, template, stats, refresh
                 )
                 cached = cached and cached2
-                s = score_completion(c)
+            s = score_completion(c)
             if s is None:
                 raise LLMError(
                     f"malformed answer: {c.text[:80]!r} (no Yes/No in the reply or its log-probabilities)"
@@ -184,9 +181,7 @@ class LLMRunner:
         if self.progress:
             self.progress(done, total)
         if self.executor is not None:
-            self._prefetch(
-                [i for i in todo if i not in refresh], [i for i in todo if i in refresh], messages, template
-            )
+            self._prefetch(todo, refresh, messages, template)
         sem = asyncio.Semaphore(max(1, self.backend.concurrency))
         buffer: list[ResultRow] = []
 
@@ -201,16 +196,16 @@ class LLMRunner:
                 buffer.append(row)
                 done += 1
                 if len(buffer) >= self.chunk_size:
-                    self._flush(unit, method, buffer)
+                    self._flush(unit, method, buffer, template)
                     buffer = []
                 if self.progress:
                     self.progress(done, total)
         finally:
-            self._flush(unit, method, buffer)
+            self._flush(unit, method, buffer, template)
             await self.backend.aclose()
         return results
 
-    def _flush(self, unit: str, method: str, rows: list[ResultRow]) -> None:
+    def _flush(self, unit: str, method: str, rows: list[ResultRow], template: str) -> None:
         """Commit pending answers and a chunk of results in one transaction."""
         if not rows and not self._pending:
             return
@@ -220,17 +215,17 @@ class LLMRunner:
             rows,
             responses=list(self._pending.items()),
             model=self.backend.model_id,
-            template=self._pending_template,
+            template=template,
         )
         self._pending = {}
 
     def _prefetch(
-        self, todo: list[int], refresh: list[int], messages: Sequence[Sequence[Message]], template: str
+        self, todo: list[int], refresh: set[int], messages: Sequence[Sequence[Message]], template: str
     ) -> None:
-        """Answer the uncached prompts of ``todo`` (and all of ``refresh``) on the executor in one pass."""
+        """Answer the prompts of ``todo`` that are uncached (or being refreshed) on the executor in one pass."""
         assert self.executor is not None
         want: dict[str, Sequence[Message]] = {}
-        for i in [*todo, *refresh]:
+        for i in todo:
             key = prompt_key(self.backend.model_id, messages[i], self.params.as_dict(), template)
             if i in refresh or self.cache.get(key) is None:
                 want.setdefault(key, messages[i])

@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from coreperturb.evaluate.metrics import _grouped_auroc, best_f1_threshold
-from coreperturb.evidence.contrastive import ContrastiveEvidence, build_evidence
+from coreperturb.evidence.contrastive import ContrastiveEvidence, retrieve_evidence
 from coreperturb.evidence.features import FeatureParams, evidence_features
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import SimilarityBundle, relational_similarity
@@ -180,9 +180,7 @@ class CoreVoting(Predictor):
 
     def evidence(self, queries: pd.DataFrame) -> tuple[ContrastiveEvidence, SimilarityBundle]:
         """Contrastive evidence for queries (first-class object) and the similarities behind it."""
-        q = queries.reset_index(drop=True)
-        sims = self.similarities(sorted(pd.unique(q["perturbation"].astype(str))), self.pool_)
-        return build_evidence(q, self.pool_, sims), sims
+        return retrieve_evidence(self.kg, queries, self.pool_, self.relations, self._k())
 
     def get_params(self) -> dict[str, object]:
         """Constructor parameters (without the KG)."""

@@ -10,11 +10,9 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from coreperturb._util import positions
 from coreperturb.evaluate.metrics import best_f1_threshold
-from coreperturb.evidence.contrastive import build_evidence
+from coreperturb.evidence.contrastive import retrieve_evidence
 from coreperturb.evidence.pool import ObservationPool
-from coreperturb.evidence.similarity import relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.llm.backends import Backend, LLMSettings, make_backend
 from coreperturb.llm.cache import LLMCache
@@ -102,13 +100,7 @@ class _LLMPredictor(Predictor):
         order = np.lexsort((q["perturbation"].astype(str).to_numpy(), q["gene"].astype(str).to_numpy()))
         qs = q.iloc[order].reset_index(drop=True)  # gene-major: shared prefixes reach the server together
         if self.family == "core":
-            sims = relational_similarity(
-                self.kg,
-                sorted(pd.unique(qs["perturbation"].astype(str))),
-                list(pool.perturbations),
-                top_k=self.top_k,
-            )
-            ev = build_evidence(qs, pool, sims)
+            ev, sims = retrieve_evidence(self.kg, qs, pool, top_k=self.top_k)
             msgs = builder.render("core", task, qs, ev, sims)
         else:
             msgs = builder.render("isolated", task, qs)
@@ -134,11 +126,6 @@ class _LLMPredictor(Predictor):
         back = np.empty(len(order), dtype=np.int64)
         back[order] = np.arange(len(order))
         return out.iloc[back].reset_index(drop=True)
-
-    def _prior(self, queries: pd.DataFrame) -> np.ndarray:
-        gi = positions(self.pool_.genes, queries["gene"].astype(str))
-        rate = self.pool_.gene_rate()
-        return np.where(gi >= 0, rate[np.maximum(gi, 0)], self.pool_.global_rate)
 
     @staticmethod
     def _logit(p: np.ndarray) -> np.ndarray:
@@ -180,7 +167,7 @@ class _LLMPredictor(Predictor):
         raw = self._score(q, self.train_, split="test")
         p = raw["p_yes"].to_numpy(dtype=np.float64)
         ok = ~np.isnan(p)
-        score = self._prior(q)
+        score = self.pool_.rate_of(q["gene"].astype(str))
         if self.calibrator_ is not None:
             score[ok] = self.calibrator_.predict_proba(self._logit(p[ok]))[:, 1]
         else:

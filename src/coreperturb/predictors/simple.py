@@ -86,9 +86,7 @@ class KnnRetrieval(Predictor):
             denom > 0, (s @ pool.perturbation_rate) / np.maximum(denom, 1e-12), pool.global_rate
         )
         qi = positions(sims.queries, queries["perturbation"].astype(str))
-        gi = positions(pool.genes, queries["gene"].astype(str))
-        rate = pool.gene_rate()
-        b = np.where(gi >= 0, rate[np.maximum(gi, 0)], pool.global_rate)
+        b = pool.rate_of(queries["gene"].astype(str))
         lg = lambda x: np.log(np.clip(x, 1e-6, 1 - 1e-6) / (1 - np.clip(x, 1e-6, 1 - 1e-6)))  # noqa: E731
         return pd.DataFrame(
             {"base": lg(b), "neighbour_rate": lg(strength[qi]) - lg(np.array(pool.global_rate))}
