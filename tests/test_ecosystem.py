@@ -99,6 +99,12 @@ def test_prepare_cli(tmp_path: Path) -> None:
         ["prepare", "--h5ad", str(tmp_path / "cells.h5ad"), "--perturbation-key", "x", "--control", "ctrl"],
     )
     assert res.exit_code == 2 and "obs has no column 'x'" in res.output
+    (tmp_path / "junk.h5ad").write_text("not hdf5")
+    res = runner.invoke(
+        app,
+        ["prepare", "--h5ad", str(tmp_path / "junk.h5ad"), "--perturbation-key", "pert", "--control", "ctrl"],
+    )
+    assert res.exit_code == 2 and "junk.h5ad: cannot be read as AnnData" in res.output
 
 
 @pytest.fixture(scope="module")

@@ -219,8 +219,9 @@ def benchmark(
 ) -> None:
     """Fit each method on the train split and evaluate it on unseen test perturbations.
 
-    Writes OUT/metrics.csv (cell_line, task, method, metric, value, ci_low, ci_high) and
-    OUT/predictions.parquet (one row per test query, one score column per method), and prints a summary.
+    Writes OUT/metrics.csv (cell_line, task, method, metric, value, ci_low, ci_high),
+    OUT/predictions.parquet (one row per test query and method), examples.json and manifest.json
+    (plus llm_details.parquet for LLM methods and predictions.h5ad with --anndata), and prints a summary.
     With no --data-dir it runs on a small synthetic benchmark with planted signal.
 
     LLM methods (llm_isolated, core_reasoning) cache every answer in OUT/llm_cache.sqlite: re-running the
@@ -322,7 +323,10 @@ def prepare(
         if not h5ad.exists():
             raise CorePerturbError(f"{h5ad}: file not found")
         with console.status(f"reading {h5ad}"):
-            adata = ad.read_h5ad(h5ad)
+            try:
+                adata = ad.read_h5ad(h5ad)
+            except (OSError, ValueError, KeyError) as exc:
+                raise CorePerturbError(f"{h5ad}: cannot be read as AnnData (.h5ad): {exc}") from None
         with console.status("testing every perturbation against control cells"):
             table, reports, de = labels_from_anndata(
                 adata,
