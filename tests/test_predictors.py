@@ -67,6 +67,25 @@ def test_core_voting_direction_task(synth_table: QueryTable, synth_kg: Knowledge
     assert _macro(test, m.predict_proba(test)[:, 1]) > 0.6
 
 
+def test_core_voting_accepts_a_scikit_learn_combiner(
+    synth_table: QueryTable, synth_kg: KnowledgeGraph
+) -> None:
+    import json
+
+    from sklearn.linear_model import LogisticRegression
+
+    sub = synth_table.subset("synth_a", "de")
+    train, test = sub.split("train"), sub.split("test")
+    est = LogisticRegression(C=0.5, max_iter=500)
+    m = CoreVoting(synth_kg, n_folds=3, combiner=est).fit(train)
+    assert m.model_ is not est and not hasattr(est, "coef_")  # cloned, the user's object is untouched
+    assert list(m.cv_results_) == ["LogisticRegression"]
+    assert _macro(test, m.predict_proba(test)[:, 1]) > 0.6
+    assert "LogisticRegression(C=0.5" in json.loads(json.dumps(m.get_params()))["combiner"]
+    with pytest.raises(ValueError, match="unknown combiner 'forest'"):
+        CoreVoting(synth_kg, combiner="forest").fit(train)
+
+
 def test_evidence_accessor(fitted) -> None:
     _, test, models = fitted
     ev, sims = models["core_voting"].evidence(test.head(50))
