@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from coreperturb.data import load_perturbqa
 from coreperturb.evaluate.metrics import macro_per_gene_auroc
-from coreperturb.graph import build_kg
+from coreperturb.pipeline import BenchmarkConfig, resolve_inputs
 from coreperturb.predictors.base import perturbation_folds
 from coreperturb.predictors.core_voting import CoreVoting
 
@@ -48,9 +47,10 @@ def main() -> None:
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
     lines = args.cell_lines.split(",")
-    table = load_perturbqa(args.shared / "perturbqa", lines, ["de"])
-    genes = pd.unique(pd.concat([table.frame["gene"], table.frame["perturbation"]]).astype(str))
-    kg = build_kg(args.shared / "kg", None, extra_genes=genes)  # as the benchmark builds it
+    config = BenchmarkConfig(
+        data_dir=args.shared / "perturbqa", kg_dir=args.shared / "kg", cell_lines=tuple(lines), tasks=("de",)
+    )
+    table, kg = resolve_inputs(config, Path("."))  # the table and KG exactly as the benchmark builds them
     rows = []
     t0 = time.perf_counter()
     for line in lines:

@@ -322,7 +322,8 @@ def _evidence_counts(kg: KnowledgeGraph, train: pd.DataFrame, test: pd.DataFrame
 def _examples(
     kg: KnowledgeGraph, base: pd.DataFrame, scores: np.ndarray, ev: ContrastiveEvidence, n: int = 3
 ) -> list[dict[str, object]]:
-    """A few test queries with their contrastive evidence (for the report): the best-scored true positives."""
+    """A few test queries with their contrastive evidence (for the report): the best-scored true positives
+    and the best-scored negative."""
     pos = np.flatnonzero(base["label"].to_numpy() == 1)
     neg = np.flatnonzero(base["label"].to_numpy() == 0)
     pick = list(pos[np.argsort(-scores[pos])][: n - 1]) + list(neg[np.argsort(-scores[neg])][:1])

@@ -13,6 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
+from coreperturb._util import logit as _logit
 from coreperturb._util import positions
 from coreperturb.evidence.contrastive import build_evidence, gather_rows
 from coreperturb.evidence.pool import ObservationPool
@@ -33,11 +34,6 @@ class FeatureParams:
     prior_strength: float = 1.0
     module_k: int = 30
     module_self: float = 2.0
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.asarray(np.log(p / (1 - p)))
 
 
 def _at(dense_q_by_g: np.ndarray, qi: np.ndarray, gi: np.ndarray, fill: float = 0.0) -> np.ndarray:

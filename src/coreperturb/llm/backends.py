@@ -19,7 +19,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +84,19 @@ class SamplingParams:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict, stable key order."""
-        return {
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "top_logprobs": self.top_logprobs,
-        }
+        return asdict(self)
+
+
+def chat_body(messages: Sequence[Message], params: SamplingParams) -> dict[str, Any]:
+    """OpenAI chat-completions request body (first-token top log-probabilities when asked for)."""
+    body: dict[str, Any] = {
+        "messages": list(messages),
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+    }
+    if params.top_logprobs:
+        body.update(logprobs=True, top_logprobs=params.top_logprobs)
+    return body
 
 
 def parse_openai_chat(data: dict[str, Any]) -> Completion:
@@ -227,14 +235,7 @@ class OpenAIBackend(Backend):
 
         client = self._ensure_client()
         assert self._limiter is not None
-        body: dict[str, Any] = {
-            "model": self.model_id,
-            "messages": list(messages),
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-        }
-        if params.top_logprobs:
-            body.update(logprobs=True, top_logprobs=params.top_logprobs)
+        body = {"model": self.model_id, **chat_body(messages, params)}
         last = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -347,14 +348,7 @@ class EmbeddedBackend(Backend):
 
     async def chat(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
         """Run one request in a worker thread."""
-        body: dict[str, Any] = {
-            "messages": list(messages),
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-        }
-        if params.top_logprobs:
-            body.update(logprobs=True, top_logprobs=params.top_logprobs)
-        return parse_openai_chat(await asyncio.to_thread(self._call, body))
+        return parse_openai_chat(await asyncio.to_thread(self._call, chat_body(messages, params)))
 
     def describe(self) -> dict[str, Any]:
         """Backend and model file."""
@@ -499,6 +493,7 @@ __all__ = [
     "SamplingParams",
     "ScriptedBackend",
     "VLLMBackend",
+    "chat_body",
     "default_gguf",
     "make_backend",
     "parse_openai_chat",

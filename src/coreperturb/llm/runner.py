@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from coreperturb.llm.backends import Backend, Completion, LLMError, Message, SamplingParams
 from coreperturb.llm.cache import LLMCache, ResultRow, prompt_key
@@ -48,19 +48,9 @@ class RunStats:
 
     def add(self, other: RunStats) -> None:
         """Accumulate another run's counters."""
-        for k in (
-            "n_queries",
-            "n_resumed",
-            "n_cache_hits",
-            "n_calls",
-            "n_errors",
-            "n_verbal",
-            "prompt_tokens",
-            "completion_tokens",
-        ):
-            setattr(self, k, getattr(self, k) + getattr(other, k))
-        self.backend_seconds += other.backend_seconds
-        self.wall_seconds += other.wall_seconds
+        for f in fields(self):
+            if f.name != "errors":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         for e, n in other.errors.items():
             self.errors[e] = self.errors.get(e, 0) + n
 

@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from coreperturb._util import logit
 from coreperturb.evaluate.metrics import _grouped_auroc, best_f1_threshold
 from coreperturb.evidence.contrastive import ContrastiveEvidence, retrieve_evidence
 from coreperturb.evidence.features import FeatureParams, evidence_features
@@ -28,8 +29,7 @@ COMBINERS = ("logistic", "boosting")
 
 
 def _logit_col(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))[:, None]
+    return logit(p)[:, None]
 
 
 def _make_combiner(name: str | ClassifierMixin, seed: int) -> ClassifierMixin:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from coreperturb._util import logit
 from coreperturb.evaluate.metrics import best_f1_threshold
 from coreperturb.evidence.contrastive import retrieve_evidence
 from coreperturb.evidence.pool import ObservationPool
@@ -129,8 +130,7 @@ class _LLMPredictor(Predictor):
 
     @staticmethod
     def _logit(p: np.ndarray) -> np.ndarray:
-        p = np.clip(p, 1e-4, 1 - 1e-4)
-        return np.log(p / (1 - p))[:, None]
+        return logit(p, eps=1e-4)[:, None]
 
     # -- estimator API ----------------------------------------------------------------------------
     def fit(self, train: pd.DataFrame) -> _LLMPredictor:
