@@ -2,12 +2,17 @@
 
 Usage:
     python benchmarks/inner_cv.py [--shared ../shared/data] [--cell-lines k562,rpe1,hepg2,jurkat] [--folds 4]
+                                  [--compare combiners|transfer]
 
 Test rows are dropped right after loading; they are never used. For each cell line, the training perturbations are split into
 ``--folds`` groups; each group in turn is the validation set, CORE-Voting is fitted on the remaining training
 perturbations with each candidate combiner, and the macro per-gene AUROC on the validation group is recorded.
 Prints every (line, fold) score, the mean per candidate, and the paired difference of every candidate against
 the first one (mean, standard error over line × fold, number of wins).
+
+``--compare combiners`` (default) compares CORE-Voting combiners; ``--compare transfer`` compares
+``core_voting`` with ``core_voting_transfer``, which also gets the TRAINING rows of the other cell lines as
+context (exactly what the benchmark passes it; the validation line's own rows are never context).
 """
 
 from __future__ import annotations
@@ -22,18 +27,22 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from coreperturb.evaluate.metrics import macro_per_gene_auroc
+from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.pipeline import BenchmarkConfig, resolve_inputs
 from coreperturb.predictors.base import perturbation_folds
-from coreperturb.predictors.core_voting import CoreVoting
+from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
 
 
-def candidates() -> dict[str, object]:
-    """Combiners compared; the first is the reference."""
+def candidates(compare: str, kg: KnowledgeGraph) -> dict[str, CoreVoting]:
+    """Unfitted models compared; the first is the reference."""
+    if compare == "transfer":
+        return {"core_voting": CoreVoting(kg), "core_voting_transfer": CoreVotingTransfer(kg)}
+    old = HistGradientBoostingClassifier(
+        max_iter=300, learning_rate=0.05, max_leaf_nodes=31, min_samples_leaf=100, random_state=0
+    )
     return {
-        "boosting (31 leaves, min leaf 100)": HistGradientBoostingClassifier(
-            max_iter=300, learning_rate=0.05, max_leaf_nodes=31, min_samples_leaf=100, random_state=0
-        ),
-        "boosting (default: 15 leaves, min leaf 200, l2 1)": "boosting",
+        "boosting (31 leaves, min leaf 100)": CoreVoting(kg, combiner=old),
+        "boosting (default: 15 leaves, min leaf 200, l2 1)": CoreVoting(kg),
     }
 
 
@@ -43,6 +52,7 @@ def main() -> None:
     ap.add_argument("--cell-lines", default="k562,rpe1,hepg2,jurkat")
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--compare", choices=("combiners", "transfer"), default="combiners")
     args = ap.parse_args()
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
@@ -56,11 +66,12 @@ def main() -> None:
     for line in lines:
         frame = table.frame
         train = frame[(frame["cell_line"] == line) & (frame["split"] == "train")].reset_index(drop=True)
+        context = frame[(frame["cell_line"] != line) & (frame["split"] == "train")].reset_index(drop=True)
         fold = perturbation_folds(train["perturbation"], args.folds, args.seed)
         for f in range(args.folds):
             inner, val = train[fold != f].reset_index(drop=True), train[fold == f].reset_index(drop=True)
-            for name, combiner in candidates().items():
-                model = CoreVoting(kg, combiner=combiner).fit(inner)  # type: ignore[arg-type]
+            for name, model in candidates(args.compare, kg).items():
+                model.fit(inner, context=context if model.uses_context else None)
                 p = model.predict_proba(val)[:, 1]
                 y, genes_v = val["label"].to_numpy(), val["gene"].astype(str).to_numpy()
                 score = macro_per_gene_auroc(y, p, genes_v, val["perturbation"].to_numpy(), 0.5)
@@ -68,7 +79,7 @@ def main() -> None:
                 print(f"{line} fold {f} {name}: {score:.4f}", flush=True)
     res = pd.DataFrame(rows)
     wide = res.pivot_table(index=["cell_line", "fold"], columns="candidate", values="auroc")
-    names = list(candidates())
+    names = list(candidates(args.compare, kg))
     print(f"\ninner-CV macro per-gene AUROC (train perturbations only; {time.perf_counter() - t0:.0f}s)")
     print(res.pivot_table(index="candidate", columns="cell_line", values="auroc").round(4).to_string())
     ref = wide[names[0]]

@@ -2,6 +2,10 @@
 
 Usage:
     python benchmarks/perturbqa_benchmark.py [--shared ../shared/data] [--task de] [--out runs/bench]
+                                             [--methods gene_frequency,knn_retrieval,core_voting]
+
+``--methods ...,core_voting_transfer`` adds CORE-Voting with context from the other loaded cell lines'
+training rows (a different protocol from per-line PerturbQA: more training data; reported as its own method).
 
 Prints the summary table, wall time of the whole run (load, KG, evidence, all methods, metrics), peak RSS,
 and the speed ratio of the sparse evidence computation against a straightforward per-query Python loop
@@ -51,6 +55,7 @@ def main() -> None:
     ap.add_argument("--cell-lines", default="k562,rpe1,hepg2,jurkat")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--loop-sample", type=int, default=2000)
+    ap.add_argument("--methods", default="gene_frequency,knn_retrieval,core_voting")
     args = ap.parse_args()
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
@@ -59,6 +64,7 @@ def main() -> None:
         kg_dir=args.shared / "kg",
         cell_lines=tuple(args.cell_lines.split(",")),
         tasks=(args.task,),
+        methods=tuple(args.methods.split(",")),
     )
     t0 = time.perf_counter()
     result = run_benchmark(config)

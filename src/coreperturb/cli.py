@@ -156,9 +156,14 @@ def benchmark(
         str | None, typer.Option(help="Comma-separated cell lines (default: all present).")
     ] = None,
     task: Annotated[str, typer.Option(help="de, dir, or de,dir.")] = "de",
-    methods: Annotated[str, typer.Option(help="Comma-separated predictor names.")] = ",".join(
-        DEFAULT_METHODS
-    ),
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated predictor names: gene_frequency, knn_retrieval, core_voting, "
+            "core_voting_transfer (adds the other loaded cell lines' training rows as context), "
+            "llm_isolated, core_reasoning."
+        ),
+    ] = ",".join(DEFAULT_METHODS),
     kg_sources: Annotated[
         str | None, typer.Option(help="Comma-separated KG sources (default: all whose files exist).")
     ] = None,

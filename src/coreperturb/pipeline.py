@@ -245,7 +245,10 @@ def run_benchmark(
                 model = make_predictor(method, kg, seed=config.seed, top_k=(50, 100))
             else:
                 model = make_predictor(method, kg, seed=config.seed)
-            model.fit(train)
+            if isinstance(model, CoreVoting) and model.uses_context:
+                model.fit(train, context=_context_rows(table, line, task))
+            else:
+                model.fit(train)
             scores = model.predict_proba(test)[:, 1]
             timings[f"{line}/{task}/{method}"] = time.perf_counter() - t
             part = base.assign(method=method, score=scores, from_cache=False, error=None)
@@ -311,6 +314,13 @@ def run_benchmark(
         llm_details=pd.concat(llm_parts, ignore_index=True) if llm_parts else None,
         examples=examples,
     )
+
+
+def _context_rows(table: QueryTable, line: str, task: str) -> pd.DataFrame:
+    """Training rows of ``task`` in every cell line other than ``line`` (context for transfer methods)."""
+    f = table.frame
+    keep = (f["cell_line"].astype(str) != line) & (f["task"].astype(str) == task) & (f["split"] == "train")
+    return f.loc[keep].reset_index(drop=True)
 
 
 def _evidence_counts(kg: KnowledgeGraph, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:

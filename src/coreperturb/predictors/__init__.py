@@ -1,7 +1,7 @@
 """Predictors with ``fit`` / ``predict_proba``, registered by name."""
 
 from coreperturb.predictors.base import PREDICTORS, Predictor, make_predictor
-from coreperturb.predictors.core_voting import CoreVoting
+from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
 from coreperturb.predictors.llm import CoreReasoning, LLMIsolated
 from coreperturb.predictors.simple import GeneFrequency, KnnRetrieval
 
@@ -9,6 +9,7 @@ __all__ = [
     "PREDICTORS",
     "CoreReasoning",
     "CoreVoting",
+    "CoreVotingTransfer",
     "GeneFrequency",
     "KnnRetrieval",
     "LLMIsolated",

@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from coreperturb._util import logit
 from coreperturb.evaluate.metrics import _grouped_auroc, best_f1_threshold
+from coreperturb.evidence.context import ContextEvidence, check_context
 from coreperturb.evidence.contrastive import ContrastiveEvidence, retrieve_evidence
 from coreperturb.evidence.features import FeatureParams, evidence_features
 from coreperturb.evidence.pool import ObservationPool
@@ -81,6 +82,8 @@ class CoreVoting(Predictor):
     """
 
     name = "core_voting"
+    uses_context = False
+    context_: ContextEvidence | None = None
 
     def __init__(
         self,
@@ -128,15 +131,29 @@ class CoreVoting(Predictor):
     def _features(self, queries: pd.DataFrame, pool_rows: pd.DataFrame) -> pd.DataFrame:
         pool = ObservationPool.from_frame(pool_rows, self.genes_)
         sims = self.similarities(sorted(pd.unique(queries["perturbation"].astype(str))), pool)
-        return evidence_features(queries, pool, sims, self.kg, self.feature_params)
+        feats = evidence_features(queries, pool, sims, self.kg, self.feature_params)
+        if self.context_ is not None:
+            ctx = self.context_.features(queries, pool)
+            feats = pd.concat([feats, ctx.set_axis(feats.index)], axis=1)
+        return feats
 
-    def fit(self, train: pd.DataFrame) -> CoreVoting:
+    def fit(self, train: pd.DataFrame, context: pd.DataFrame | None = None) -> CoreVoting:
         """Cross-fit evidence features, pick and fit the combiner, calibrate on held-out train perturbations.
 
         With several ``top_k`` values, each is tried and the one with the best held-out macro per-gene AUROC
         (training perturbations only) is kept.
+
+        Args:
+            train: Training rows (perturbation, gene, label) of one cell line and task.
+            context: Optional TRAINING rows of the same task in other cell lines (cell_line, perturbation,
+                gene, label). Adds the features of :class:`ContextEvidence`: how the same perturbations
+                behaved elsewhere. Must not share a cell line with ``train``.
         """
         train = train.reset_index(drop=True)
+        self.context_ = None
+        if context is not None:
+            check_context(context, train)
+            self.context_ = ContextEvidence.from_frame(context, self.module_k, self.module_self)
         self.genes_ = pd.Index(sorted(pd.unique(train["gene"].astype(str))))
         y = train["label"].to_numpy()
         hold = (
@@ -206,3 +223,27 @@ class CoreVoting(Predictor):
             **asdict(self.feature_params),
             "seed": self.seed,
         }
+
+
+@PREDICTORS.register("core_voting_transfer")
+class CoreVotingTransfer(CoreVoting):
+    """CORE-Voting plus evidence from the same perturbations observed in OTHER cell lines.
+
+    Identical to :class:`CoreVoting`, but :meth:`fit` requires ``context``: training rows of the same task
+    in other cell lines. The benchmark passes every other loaded line's training rows (never test rows, never
+    the target line's own rows). This uses more training data than the per-line PerturbQA protocol, so its
+    scores are reported as their own method, beside ``core_voting``.
+    """
+
+    name = "core_voting_transfer"
+    uses_context = True
+
+    def fit(self, train: pd.DataFrame, context: pd.DataFrame | None = None) -> CoreVotingTransfer:
+        """Fit with context rows from other cell lines (required)."""
+        if context is None or context.empty:
+            raise ValueError(
+                "core_voting_transfer needs training rows of the same task in at least one other cell line; "
+                "load several cell lines (e.g. --cell-lines k562,rpe1,hepg2,jurkat)"
+            )
+        super().fit(train, context)
+        return self
