@@ -17,7 +17,7 @@ from sklearn.preprocessing import normalize
 
 from coreperturb._util import logit, positions
 from coreperturb.evidence.contrastive import gather_rows
-from coreperturb.evidence.features import _at, _sim_times, co_response
+from coreperturb.evidence.features import co_response, shrunk_vote
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import keep_top_k
 
@@ -105,7 +105,7 @@ class ContextEvidence:
             rate_sum[seen] += logit(prate) - logit(np.array([cpool.global_rate]))[0]
             n_ctx += seen
             # the pair itself, where this context observed it
-            pk = positions(cpool.perturbations, qperts)
+            pk = ki[qi]
             gk = positions(cpool.genes, qgenes)
             ok = (pk >= 0) & (gk >= 0)
             if ok.any():
@@ -120,17 +120,15 @@ class ContextEvidence:
             sim += np.asarray((a @ b.T).toarray(), dtype=np.float32)
             both += np.outer(seen, seen_p).astype(np.float32)
         sim = keep_top_k(np.maximum(sim / np.maximum(both, 1.0), 0.0), self.top_k)
-        b0 = pool.rate_of(qgenes)
-        pos = _at(_sim_times(sim, pool.Y), qi, gi)
-        tot = _at(_sim_times(sim, pool.M), qi, gi)
+        vote, mass = shrunk_vote(sim, pool, qi, gi, pool.rate_of(qgenes), 1.0)
         return pd.DataFrame(
             {
                 "ctx_n": n_ctx[qi],
                 "ctx_rate": np.where(n_ctx > 0, rate_sum / np.maximum(n_ctx, 1), 0.0)[qi],
                 "ctx_pair_n": pair_n,
                 "ctx_pair_pos": pair_pos,
-                "vote_ctx": logit((pos + b0) / (tot + 1.0)) - logit(b0),
-                "mass_ctx": np.log1p(tot),
+                "vote_ctx": vote,
+                "mass_ctx": mass,
             }
         )
 

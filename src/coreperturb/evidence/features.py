@@ -59,6 +59,25 @@ def co_response(pool: ObservationPool, k: int, self_weight: float) -> sp.csr_mat
     return sp.csr_matrix(co + self_weight * sp.identity(co.shape[0], format="csr"))
 
 
+def shrunk_vote(
+    s: np.ndarray, pool: ObservationPool, qi: np.ndarray, gi: np.ndarray, b: np.ndarray, a: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Similarity-weighted vote of the pool's outcomes on each query's gene, shrunk toward its base rate.
+
+    Args:
+        s: ``queries × pool`` similarities (rows = query perturbations).
+        pool: Observed outcomes.
+        qi: Row of ``s`` of each query; gi: column of ``pool.genes`` of each query (-1 = unobserved gene).
+        b: Base rate of each query's gene; a: its pseudo-count.
+
+    Returns:
+        ``(logit((pos + a·b) / (tot + a)) − logit(b), log1p(tot))``: the vote and the log evidence mass.
+    """
+    pos = _at(_sim_times(s, pool.Y), qi, gi)
+    tot = _at(_sim_times(s, pool.M), qi, gi)
+    return _logit((pos + a * b) / (tot + a)) - _logit(b), np.log1p(tot)
+
+
 def _top_k_sparse(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep the ``k`` largest stored values of each CSR row (vectorised)."""
     m = sp.csr_matrix(m)
@@ -110,10 +129,7 @@ def evidence_features(
     sets = dict(sims.by_relation)
     sets["combined"] = sims.combined
     for r, s in sets.items():
-        pos = _at(_sim_times(s, pool.Y), qi, gi)
-        tot = _at(_sim_times(s, pool.M), qi, gi)
-        feats[f"vote_{r}"] = _logit((pos + a * b) / (tot + a)) - base
-        feats[f"mass_{r}"] = np.log1p(tot)
+        feats[f"vote_{r}"], feats[f"mass_{r}"] = shrunk_vote(s, pool, qi, gi, b, a)
         denom = s.sum(axis=1)
         strength = np.where(denom > 0, (s @ prate) / np.maximum(denom, 1e-12), pool.global_rate)
         feats[f"strength_{r}"] = _logit(strength[qi])
@@ -157,4 +173,4 @@ def evidence_features(
     return pd.DataFrame(feats)
 
 
-__all__ = ["FeatureParams", "co_response", "evidence_features", "keep_top_k"]
+__all__ = ["FeatureParams", "co_response", "evidence_features", "keep_top_k", "shrunk_vote"]
