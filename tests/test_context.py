@@ -105,3 +105,46 @@ def test_benchmark_passes_other_lines_as_context(tmp_path: Path) -> None:
     )
     assert res.exit_code == 2 and "at least one other cell line" in res.output
     assert "Traceback" not in res.output
+
+
+def test_context_for_query_lists_contexts_and_measured_responders() -> None:
+    genes = [f"g{i}" for i in range(6)]
+    ctx = _rows(
+        "B",
+        [("Q", g, int(g in ("g0", "g1", "g2"))) for g in genes]
+        + [("P1", g, int(g in ("g0", "g1", "g2"))) for g in genes]
+        + [("P3", g, int(g in ("g0", "g1"))) for g in genes]
+        + [("P2", g, int(g == "g5")) for g in genes],
+    )
+    ev = ContextEvidence.from_frame(ctx, module_k=3, module_self=1.0, top_k=5)
+    # target line: P1 made g3 DE, P2 did not; P3 was never measured on g3
+    pool = ObservationPool.from_frame(_rows("A", [("P1", "g3", 1), ("P2", "g3", 0), ("P3", "g4", 0)]))
+    contexts, similar = ev.for_query("Q", "g3", pool)
+    row = contexts.set_index("cell_line").loc["B"]
+    assert bool(row["perturbation_observed"]) and row["perturbation_rate"] == pytest.approx(0.5)
+    assert row["pair"] == "negative"
+    assert contexts.shape[0] == 1
+    # P1 responded exactly like Q; P2 not at all (similarity <= 0 is dropped); P3 is not measured on g3
+    assert list(similar["related_perturbation"]) == ["P1"]
+    assert list(similar["outcome"]) == ["positive"] and similar["similarity"].iloc[0] > 0.5
+    # an unseen perturbation and an unknown gene give empty, well-formed views
+    contexts, similar = ev.for_query("unseen", "nope", pool)
+    assert not bool(contexts["perturbation_observed"].iloc[0]) and contexts["pair"].iloc[0] == "not measured"
+    assert similar.empty and list(similar.columns) == ["related_perturbation", "similarity", "outcome"]
+
+
+def test_explain_transfer_prints_context_evidence() -> None:
+    from typer.testing import CliRunner
+
+    from coreperturb.cli import app
+
+    res = CliRunner().invoke(
+        app, ["explain", "--perturbation", "G0001", "--gene", "G0334", "--transfer", "--top", "3"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "G0001 in the other cell lines" in res.output and "synth_b" in res.output
+    assert "responded like G0001" in res.output
+    res = CliRunner().invoke(
+        app, ["explain", "--perturbation", "G0001", "--gene", "G0334", "--transfer", "--cell-line", "nope"]
+    )
+    assert res.exit_code == 2 and "cell line 'nope' not found" in res.output

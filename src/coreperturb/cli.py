@@ -33,12 +33,14 @@ from coreperturb.llm.backends import LLMSettings
 from coreperturb.pipeline import (
     DEFAULT_METHODS,
     BenchmarkConfig,
+    context_rows,
+    explain_context,
     explain_query,
     resolve_inputs,
     run_benchmark,
     summary_table,
 )
-from coreperturb.predictors.core_voting import CoreVoting
+from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
 from coreperturb.report import build_report, write_run
 
 app = typer.Typer(
@@ -386,12 +388,21 @@ def explain(
     cell_line: Annotated[str | None, typer.Option(help="Cell line (default: the first present).")] = None,
     task: Annotated[str, typer.Option(help="de or dir.")] = "de",
     top: Annotated[int, typer.Option(help="Evidence rows per side.")] = 8,
+    transfer: Annotated[
+        bool,
+        typer.Option(
+            "--transfer",
+            help="Fit core_voting_transfer: also use the other cell lines' training rows and show how the "
+            "perturbation behaved there.",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Show the positive and negative evidence for one (perturbation, gene), with the KG links behind it.
 
     The model is fitted on the training split of the cell line; the perturbation itself is left out of the
-    evidence pool if it is a training perturbation.
+    evidence pool if it is a training perturbation. With --transfer every cell line in --data-dir is loaded,
+    and the perturbation's training rows in the OTHER lines are shown and used as evidence.
     """
     import tempfile
 
@@ -401,18 +412,26 @@ def explain(
         config = BenchmarkConfig(
             data_dir=data_dir,
             kg_dir=kg_dir,
-            cell_lines=(cell_line,) if cell_line else None,
+            cell_lines=(cell_line,) if cell_line and not transfer else None,
             tasks=(task,),
             seed=seed,
         )
         with tempfile.TemporaryDirectory() as tmp, console.status("loading data and knowledge graph"):
             table, kg = resolve_inputs(config, Path(tmp))
         line = cell_line or table.cell_lines[0]
+        if line not in table.cell_lines:
+            raise CorePerturbError(f"cell line {line!r} not found; available: {', '.join(table.cell_lines)}")
         train = table.subset(line, task).split("train")
         train = train[train["perturbation"] != perturbation]
-        with console.status(f"fitting CORE-Voting on {line}/{task}"):
-            model = CoreVoting(kg, seed=seed).fit(train)
+        model: CoreVoting
+        if transfer:
+            with console.status(f"fitting core_voting_transfer on {line}/{task}"):
+                model = CoreVotingTransfer(kg, seed=seed).fit(train, context=context_rows(table, line, task))
+        else:
+            with console.status(f"fitting CORE-Voting on {line}/{task}"):
+                model = CoreVoting(kg, seed=seed).fit(train)
         df, _, prob = explain_query(model, kg, perturbation, gene, top=top)
+        ctx = explain_context(model, perturbation, gene, top=top) if transfer else None
     except (CorePerturbError, ValueError, KeyError) as exc:
         _fail(exc)
         return
@@ -428,12 +447,26 @@ def explain(
     for side in ("positive", "negative"):
         part = df[df["evidence"] == side].drop(columns="evidence")
         label = "made the gene positive" if side == "positive" else "observed, gene not positive"
-        ev_table = Table(title=f"{side} evidence: related perturbations that {label}")
-        for c in part.columns:
-            ev_table.add_column(str(c), overflow="fold")
-        for _, row in part.iterrows():
-            ev_table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.to_numpy()])
-        out_console.print(ev_table)
+        _print_frame(part, f"{side} evidence: related perturbations that {label}")
+    if ctx is not None:
+        contexts, similar = ctx
+        _print_frame(
+            contexts,
+            f"{perturbation} in the other cell lines (training rows; pair = {perturbation} → {gene})",
+        )
+        _print_frame(
+            similar,
+            f"{line} perturbations measured on {gene} that responded like {perturbation} in the other lines",
+        )
+
+
+def _print_frame(df: pd.DataFrame, title: str) -> None:
+    table = Table(title=title)
+    for c in df.columns:
+        table.add_column(str(c), overflow="fold")
+    for _, row in df.iterrows():
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.to_numpy()])
+    out_console.print(table)
 
 
 def run() -> None:  # pragma: no cover - console-script shim

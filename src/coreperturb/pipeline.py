@@ -246,7 +246,7 @@ def run_benchmark(
             else:
                 model = make_predictor(method, kg, seed=config.seed)
             if isinstance(model, CoreVoting) and model.uses_context:
-                model.fit(train, context=_context_rows(table, line, task))
+                model.fit(train, context=context_rows(table, line, task))
             else:
                 model.fit(train)
             scores = model.predict_proba(test)[:, 1]
@@ -316,7 +316,7 @@ def run_benchmark(
     )
 
 
-def _context_rows(table: QueryTable, line: str, task: str) -> pd.DataFrame:
+def context_rows(table: QueryTable, line: str, task: str) -> pd.DataFrame:
     """Training rows of ``task`` in every cell line other than ``line`` (context for transfer methods)."""
     f = table.frame
     keep = (f["cell_line"].astype(str) != line) & (f["task"].astype(str) == task) & (f["split"] == "train")
@@ -385,10 +385,28 @@ def explain_query(
     return ev.for_query(0, kg=kg, sims=sims, top=top), ev, prob
 
 
+def explain_context(
+    model: CoreVoting, perturbation: str, gene: str, top: int = 8
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Context evidence (other cell lines) for one query of a model fitted with context.
+
+    Returns:
+        ``(contexts, similar)`` as in :meth:`ContextEvidence.for_query`.
+
+    Raises:
+        ValueError: The model was fitted without context rows.
+    """
+    if model.context_ is None:
+        raise ValueError("the model was fitted without context rows (use core_voting_transfer)")
+    return model.context_.for_query(perturbation, gene, model.pool_, top=top)
+
+
 __all__ = [
     "DEFAULT_METHODS",
     "BenchmarkConfig",
     "BenchmarkResult",
+    "context_rows",
+    "explain_context",
     "explain_query",
     "resolve_inputs",
     "run_benchmark",

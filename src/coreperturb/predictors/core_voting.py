@@ -153,7 +153,9 @@ class CoreVoting(Predictor):
         self.context_ = None
         if context is not None:
             check_context(context, train)
-            self.context_ = ContextEvidence.from_frame(context, self.module_k, self.module_self)
+            self.context_ = ContextEvidence.from_frame(
+                context, self.module_k, self.module_self, prior_strength=self.prior_strength
+            )
         self.genes_ = pd.Index(sorted(pd.unique(train["gene"].astype(str))))
         y = train["label"].to_numpy()
         hold = (
