@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,17 @@ def test_benchmark_passes_other_lines_as_context(tmp_path: Path) -> None:
     m = pd.read_csv(tmp_path / "ok" / "metrics.csv")
     per_line = m[(m["metric"] == "macro_per_gene_auroc") & (m["method"] == "core_voting_transfer")]
     assert set(per_line["cell_line"]) >= {"synth_a", "synth_b"} and (per_line["value"] > 0.55).all()
+    # examples carry the method and, for the transfer model, its context evidence; strict JSON (no NaN)
+    text = (tmp_path / "ok" / "examples.json").read_text()
+    examples = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    transfer_ex = [e for e in examples if e["method"] == "core_voting_transfer"]
+    assert transfer_ex and all(e["context"] and "context_evidence" in e for e in transfer_ex)
+    assert not any("context" in e for e in examples if e["method"] == "core_voting")
+    res = runner.invoke(app, ["report", str(tmp_path / "ok")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "ok" / "report.md").read_text()
+    assert "core_voting_transfer score" in md and "in synth_b:" in md
+    assert "responded like it there" in (tmp_path / "ok" / "report.html").read_text()
     res = runner.invoke(
         app, ["benchmark", "--out", str(tmp_path / "one"), "--cell-lines", "synth_a", "--methods", methods]
     )

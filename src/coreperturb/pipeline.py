@@ -269,7 +269,7 @@ def run_benchmark(
             if isinstance(model, CoreVoting):
                 ev, _ = model.evidence(test)
                 evidence_counts = ev.summary()[["n_pos_evidence", "n_neg_evidence"]]
-                examples.extend(_examples(kg, base, scores, ev))
+                examples.extend(_examples(kg, base, scores, ev, model))
             unit_preds.append(part)
             m = evaluate(
                 test["label"].to_numpy(),
@@ -330,18 +330,33 @@ def _evidence_counts(kg: KnowledgeGraph, train: pd.DataFrame, test: pd.DataFrame
 
 
 def _examples(
-    kg: KnowledgeGraph, base: pd.DataFrame, scores: np.ndarray, ev: ContrastiveEvidence, n: int = 3
+    kg: KnowledgeGraph,
+    base: pd.DataFrame,
+    scores: np.ndarray,
+    ev: ContrastiveEvidence,
+    model: CoreVoting,
+    n: int = 3,
 ) -> list[dict[str, object]]:
     """A few test queries with their contrastive evidence (for the report): the best-scored true positives
-    and the best-scored negative."""
+    and the best-scored negative. For a model fitted with context, also the query's context evidence."""
     pos = np.flatnonzero(base["label"].to_numpy() == 1)
     neg = np.flatnonzero(base["label"].to_numpy() == 0)
     pick = list(pos[np.argsort(-scores[pos])][: n - 1]) + list(neg[np.argsort(-scores[neg])][:1])
     out: list[dict[str, object]] = []
     for i in pick:
         table = ev.for_query(int(i), kg=kg, top=5, paths=1)
+        extra: dict[str, object] = {}
+        if model.context_ is not None:
+            contexts, similar = explain_context(
+                model, str(base["perturbation"].iat[i]), str(base["gene"].iat[i]), top=5
+            )
+            extra = {
+                "context": contexts.round(4).to_dict(orient="records"),
+                "context_evidence": similar.round(4).to_dict(orient="records"),
+            }
         out.append(
             {
+                "method": model.name,
                 "cell_line": str(base["cell_line"].iat[i]),
                 "task": str(base["task"].iat[i]),
                 "perturbation": str(base["perturbation"].iat[i]),
@@ -349,6 +364,7 @@ def _examples(
                 "label": int(base["label"].to_numpy()[i]),
                 "score": float(scores[i]),
                 "evidence": table.round(4).to_dict(orient="records"),
+                **extra,
             }
         )
     return out

@@ -44,8 +44,10 @@ td.l, th.l, .ev td { text-align: left; } img { max-width: 100%; } .pos { color: 
 {% endfor %}
 <h2>Example queries with their contrastive evidence</h2>
 {% for ex in examples %}
-<h3>{{ ex.perturbation }} → {{ ex.gene }} ({{ ex.cell_line }}, {{ ex.task }}): label {{ ex.label }}, CORE-Voting score {{ "%.3f"|format(ex.score) }}</h3>
-{{ ex.table }}
+<h3>{{ ex.perturbation }} → {{ ex.gene }} ({{ ex.cell_line }}, {{ ex.task }}): label {{ ex.label }}, {{ ex.method }} score {{ "%.3f"|format(ex.score) }}</h3>
+{{ ex.table }}{% if ex.context_table %}
+<p>{{ ex.perturbation }} in the other cell lines (training rows), and {{ ex.cell_line }} perturbations measured on {{ ex.gene }} that responded like it there:</p>
+{{ ex.context_table }}{{ ex.context_evidence_table }}{% endif %}
 {% else %}<p>No examples (run core_voting to get them).</p>{% endfor %}
 </body></html>
 """
@@ -223,10 +225,13 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
             ]
         ex_views.append(
             {
+                "method": "core_voting",  # examples.json written before the method was recorded
                 **ex,
                 "table": ev.to_html(index=False, escape=False, classes="ev")
                 if not ev.empty
                 else "<p>no related evidence</p>",
+                "context_table": _records_html(ex.get("context")),
+                "context_evidence_table": _records_html(ex.get("context_evidence")),
             }
         )
     html = (
@@ -257,15 +262,32 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     md += ["## Example queries", ""]
     for ex in examples[:6]:
         md.append(
-            f"- **{ex['perturbation']} → {ex['gene']}** ({ex['cell_line']}, {ex['task']}): label {ex['label']}, score {ex['score']:.3f}"
+            f"- **{ex['perturbation']} → {ex['gene']}** ({ex['cell_line']}, {ex['task']}): label {ex['label']}, "
+            f"{ex.get('method', 'core_voting')} score {ex['score']:.3f}"
         )
         for e in ex.get("evidence", [])[:6]:
             md.append(
                 f"  - {e['evidence']}: {e['related_perturbation']} (similarity {e['similarity']:.3f}) {e.get('paths', '')}"
             )
+        for c in ex.get("context", []):
+            rate = c.get("perturbation_rate")
+            seen = f"positive rate {rate:.3f}" if isinstance(rate, float) else "not observed"
+            md.append(f"  - in {c['cell_line']}: {ex['perturbation']} {seen}; pair {c['pair']}")
+        for e in ex.get("context_evidence", []):
+            md.append(
+                f"  - responded alike: {e['related_perturbation']} (similarity {e['similarity']:.3f}), "
+                f"{e['outcome']} on {ex['gene']}"
+            )
     md_path = run_dir / "report.md"
     md_path.write_text("\n".join(md) + "\n")
     return html_path, md_path
+
+
+def _records_html(records: object) -> str:
+    """HTML table of a list of records (empty string when there are none)."""
+    if not isinstance(records, list) or not records:
+        return ""
+    return pd.DataFrame(records).to_html(index=False, classes="ev", na_rep="")
 
 
 def _has_tabulate() -> bool:
