@@ -42,7 +42,9 @@ def test_transfer_beats_per_line_on_hepg2_with_jurkat_context() -> None:
     y, g, p = test["label"].to_numpy(), test["gene"].to_numpy(), test["perturbation"].to_numpy()
     macro = METRICS.get("macro_per_gene_auroc")
     core = make_predictor("core_voting", kg).fit(train).predict_proba(test)[:, 1]
-    transfer = make_predictor("core_voting_transfer", kg).fit(train, context=context).predict_proba(test)[:, 1]
+    transfer = (
+        make_predictor("core_voting_transfer", kg).fit(train, context=context).predict_proba(test)[:, 1]
+    )
     s_core, s_transfer = macro(y, core, g, p, 0.5), macro(y, transfer, g, p, 0.5)
     print(f"hepg2 macro per-gene AUROC: core_voting {s_core:.4f}, core_voting_transfer {s_transfer:.4f}")
     assert s_transfer > s_core + 0.02
