@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from coreperturb.data.synthetic import SyntheticPaths
 from coreperturb.errors import KnowledgeGraphError, UnknownNameError
 from coreperturb.graph import KnowledgeGraph, build_kg, edge_list_source, gmt_source
 
@@ -84,3 +85,17 @@ def test_bad_kg_inputs(tmp_path: Path) -> None:
     (tmp_path / "go_annotations.tsv").write_text("gene\tterm\nA\tGO:1\n")
     with pytest.raises(KnowledgeGraphError, match=r"missing column\(s\) \['go_id', 'aspect'\]"):
         build_kg(tmp_path, ["go"])
+
+
+def test_weights_do_not_depend_on_the_loaded_readout_genes(synth_paths: SyntheticPaths) -> None:
+    """Extra genes (readouts of whatever cell lines are loaded) widen the index but must not change the IDF
+    weights, the hub cut or any similarity: a model must not depend on which other datasets were loaded."""
+    plain = build_kg(synth_paths.kg_dir)
+    extra = [f"EXTRA{i}" for i in range(5000)]
+    wide = build_kg(synth_paths.kg_dir, extra_genes=extra)
+    assert len(wide.genes) == len(plain.genes) + len(extra)
+    genes = list(plain.genes[:40])
+    for r in plain.relation_names:
+        np.testing.assert_array_equal(plain.similarity(genes, genes, r), wide.similarity(genes, genes, r))
+        np.testing.assert_array_equal(plain.relations[r].feature_ids, wide.relations[r].feature_ids)
+        assert wide.embed(extra[:3], r).nnz == 0

@@ -20,10 +20,15 @@ from sklearn.preprocessing import normalize
 from coreperturb._util import positions
 
 
-def idf_weights(binary: sp.csr_matrix) -> np.ndarray:
-    """Smoothed inverse document frequency of each column of a binary gene × feature matrix."""
+def idf_weights(binary: sp.csr_matrix, n: int | None = None) -> np.ndarray:
+    """Smoothed inverse document frequency of each column of a binary gene × feature matrix.
+
+    Args:
+        binary: Genes × features membership.
+        n: Size of the gene universe the frequencies refer to (default: the number of rows).
+    """
     df = np.asarray((binary > 0).sum(axis=0)).ravel()
-    n = binary.shape[0]
+    n = binary.shape[0] if n is None else n
     return np.log((n + 1.0) / (df + 1.0)).astype(np.float64)
 
 
@@ -179,12 +184,16 @@ def relation_from_pairs(
     feature_col: Iterable[str],
     labels: Mapping[str, str] | None = None,
     hub_cap: float | None = None,
+    n_universe: int | None = None,
 ) -> Relation:
     """Build an IDF-weighted relation from (gene, feature) pairs; genes outside ``genes`` are dropped.
 
     Args:
         hub_cap: If set, features attached to more than this fraction of genes (and to more than 50 genes)
             are dropped: extreme hubs such as "protein binding" carry no specificity.
+        n_universe: Gene count that IDF and the hub fraction refer to (default ``len(genes)``). The KG
+            builder passes the genes its sources mention, so that genes added only to widen the index
+            (e.g. the readouts of the loaded cell lines) change no weight.
     """
     g = np.asarray(list(gene_col), dtype=object)
     f = np.asarray(list(feature_col), dtype=object)
@@ -195,13 +204,14 @@ def relation_from_pairs(
     binary = sp.csr_matrix((np.ones(int(keep.sum())), (gi[keep], fi)), shape=(len(genes), len(feats)))
     binary.sum_duplicates()
     binary.data[:] = 1.0
+    n = len(genes) if n_universe is None else n_universe
     if hub_cap is not None and len(feats):
-        frac = np.asarray(binary.sum(axis=0)).ravel() / max(len(genes), 1)
+        frac = np.asarray(binary.sum(axis=0)).ravel() / max(n, 1)
         size = np.asarray(binary.sum(axis=0)).ravel()
         cols = np.flatnonzero((frac <= hub_cap) | (size <= 50))
         binary = binary[:, cols]
         feats = feats[cols]
-    weighted = sp.csr_matrix(binary @ sp.diags(idf_weights(binary)))
+    weighted = sp.csr_matrix(binary @ sp.diags(idf_weights(binary, n)))
     weighted.eliminate_zeros()
     ids = np.asarray(feats.astype(str))
     lab = np.asarray([labels.get(x, x) for x in ids] if labels else ids, dtype=object)

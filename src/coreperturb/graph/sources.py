@@ -282,12 +282,12 @@ def build_kg(
             raise KnowledgeGraphError(f"{path / SOURCE_FILES[name]}: file for KG source {name!r} not found")
         outputs.append(fn(path))
     outputs.extend(fn(path) for fn in extra)
-    universe: list[np.ndarray] = [np.asarray(list(extra_genes), dtype=object)]
-    for out in outputs:
-        for _, genes, _, _ in out.pairs.values():
-            universe.append(genes)
-    genes_index = pd.Index(pd.unique(np.concatenate(universe))) if universe else pd.Index([])
-    genes_index = pd.Index(sorted(map(str, genes_index)))
+    mentioned = [genes for out in outputs for _, genes, _, _ in out.pairs.values()]
+    # IDF and the hub cut refer to the genes the sources mention, never to extra_genes: otherwise the
+    # weights (and every model) would depend on which datasets happened to be loaded beside the KG
+    n_sources = int(pd.unique(np.concatenate(mentioned)).size) if mentioned else 0
+    universe = [np.asarray(list(extra_genes), dtype=object), *mentioned]
+    genes_index = pd.Index(sorted(map(str, pd.unique(np.concatenate(universe)))))
     relations: dict[str, Relation] = {}
     targets: dict[str, tuple[str, ...]] = {}
     disp: dict[str, str] = {}
@@ -296,7 +296,9 @@ def build_kg(
             if rname in relations:
                 raise KnowledgeGraphError(f"two KG sources define relation {rname!r}")
             cap = None if kind == "network" else hub_cap
-            relations[rname] = relation_from_pairs(rname, kind, genes_index, genes, feats, labels, cap)
+            relations[rname] = relation_from_pairs(
+                rname, kind, genes_index, genes, feats, labels, cap, n_universe=n_sources
+            )
         targets.update(out.targets)
         disp.update(out.names)
     if not relations:
