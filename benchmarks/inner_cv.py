@@ -28,7 +28,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from coreperturb.evaluate.metrics import macro_per_gene_auroc
 from coreperturb.graph.kg import KnowledgeGraph
-from coreperturb.pipeline import BenchmarkConfig, resolve_inputs
+from coreperturb.pipeline import BenchmarkConfig, context_rows, resolve_inputs
 from coreperturb.predictors.base import perturbation_folds
 from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
 
@@ -66,7 +66,7 @@ def main() -> None:
     for line in lines:
         frame = table.frame
         train = frame[(frame["cell_line"] == line) & (frame["split"] == "train")].reset_index(drop=True)
-        context = frame[(frame["cell_line"] != line) & (frame["split"] == "train")].reset_index(drop=True)
+        context = context_rows(table, line, "de")
         fold = perturbation_folds(train["perturbation"], args.folds, args.seed)
         for f in range(args.folds):
             inner, val = train[fold != f].reset_index(drop=True), train[fold == f].reset_index(drop=True)

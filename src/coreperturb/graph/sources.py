@@ -285,9 +285,10 @@ def build_kg(
     mentioned = [genes for out in outputs for _, genes, _, _ in out.pairs.values()]
     # IDF and the hub cut refer to the genes the sources mention, never to extra_genes: otherwise the
     # weights (and every model) would depend on which datasets happened to be loaded beside the KG
-    n_sources = int(pd.unique(np.concatenate(mentioned)).size) if mentioned else 0
-    universe = [np.asarray(list(extra_genes), dtype=object), *mentioned]
-    genes_index = pd.Index(sorted(map(str, pd.unique(np.concatenate(universe)))))
+    source_genes = pd.unique(np.concatenate(mentioned)) if mentioned else np.array([], dtype=object)
+    n_sources = int(source_genes.size)
+    universe = np.concatenate([np.asarray(list(extra_genes), dtype=object), source_genes])
+    genes_index = pd.Index(sorted(map(str, pd.unique(universe))))
     relations: dict[str, Relation] = {}
     targets: dict[str, tuple[str, ...]] = {}
     disp: dict[str, str] = {}

@@ -210,6 +210,8 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
 
     run_dir = Path(run_dir)
     metrics, pred, examples, manifest = _read(run_dir)
+    # runs written before examples recorded their method only had core_voting examples
+    examples = [{"method": "core_voting", **ex} for ex in examples]
     table = metrics_table(metrics)
     figs = _figures(pred, metrics)
     meta = (
@@ -225,7 +227,6 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
             ]
         ex_views.append(
             {
-                "method": "core_voting",  # examples.json written before the method was recorded
                 **ex,
                 "table": ev.to_html(index=False, escape=False, classes="ev")
                 if not ev.empty
@@ -263,7 +264,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     for ex in examples[:6]:
         md.append(
             f"- **{ex['perturbation']} → {ex['gene']}** ({ex['cell_line']}, {ex['task']}): label {ex['label']}, "
-            f"{ex.get('method', 'core_voting')} score {ex['score']:.3f}"
+            f"{ex['method']} score {ex['score']:.3f}"
         )
         for e in ex.get("evidence", [])[:6]:
             md.append(
