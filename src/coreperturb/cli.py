@@ -6,10 +6,12 @@ import contextlib
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -26,22 +28,38 @@ from rich.table import Table
 from coreperturb import __version__
 from coreperturb._util import positions
 from coreperturb.config import load_config_file
-from coreperturb.data.io import write_query_table
+from coreperturb.data.io import _read_any, present_cell_lines, read_query_table, write_query_table
 from coreperturb.data.prepare import DEParams, labels_from_anndata
 from coreperturb.errors import CorePerturbError
+from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.llm.backends import LLMSettings
+from coreperturb.model_files import KG_STORES, load_model, save_model
 from coreperturb.pipeline import (
     DEFAULT_METHODS,
     BenchmarkConfig,
     context_rows,
     explain_context,
     explain_query,
-    resolve_inputs,
+    load_inputs,
     run_benchmark,
     summary_table,
 )
 from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
 from coreperturb.report import build_report, write_run
+from coreperturb.report.prediction_files import PredictionWriter
+from coreperturb.stages import (
+    FitConfig,
+    FittedModels,
+    NameResolution,
+    grid_plan,
+    predict_grid,
+    resolve_genes,
+    resolve_perturbations,
+    score_pairs,
+)
+from coreperturb.stages import (
+    fit as fit_models,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -115,29 +133,225 @@ def _progress() -> Iterator[tuple[Callable[[str], None], Callable[[int, int], No
     yield say_plain, tick_plain
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Warnings as one plain line on stderr (no file / line / source echo)."""
+    console.print(f"[yellow]warning:[/] {message}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
+    ] = False,
 ) -> None:
     """CORE: Contrastive Organization of Relational Evidence."""
-    if version:
-        out_console.print(__version__)
-        raise typer.Exit()
+    warnings.showwarning = _show_warning
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+
+
+# -- options shared by benchmark and fit ------------------------------------------------------------
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="TOML/YAML file with any of these options (underscored); flags given here win."
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Directory of {cell_line}-{task}.csv files (pert,gene,label,split). Omit for the synthetic demo."
+    ),
+]
+QueriesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="A tidy query table instead of --data-dir (CSV/TSV/Parquet with cell_line, perturbation, gene, "
+        "task, label, split: what `coreperturb prepare` writes)."
+    ),
+]
+KgDirOpt = Annotated[
+    Path | None, typer.Option(help="Directory of KG source files (go_annotations.tsv, ...).")
+]
+KgSourcesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated built-in KG sources (go, gene_network, reactome, corum, drug_targets; default: all whose files exist in --kg-dir)."
+    ),
+]
+KgEdgesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kg-edges",
+        help="NAME=PATH: a gene-gene edge list (first two columns; TSV, or CSV for .csv; header optional) added as "
+        "network relation NAME. Repeatable.",
+    ),
+]
+KgGmtOpt = Annotated[
+    list[str] | None,
+    typer.Option("--kg-gmt", help="NAME=PATH: a GMT gene-set file added as relation NAME. Repeatable."),
+]
+CellLinesOpt = Annotated[
+    str | None, typer.Option(help="Comma-separated cell lines (default: every line present in the data).")
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed for synthetic data, folds, combiners and bootstrap.")]
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        help="perturbqa ({cell_line}-{task}.csv files) or lincs (signature tables: --data-dir holds "
+        "consensi-drugbank-binary.tsv and genes.tsv)."
+    ),
+]
+NegOpt = Annotated[
+    int, typer.Option(help="lincs: non-significant genes sampled per perturbation as negatives.")
+]
+TestFracOpt = Annotated[float, typer.Option(help="lincs: share of perturbations held out.")]
+LlmOpt = Annotated[
+    str, typer.Option(help="LLM backend for llm_isolated/core_reasoning: embedded, openai or vllm.")
+]
+ModelNameOpt = Annotated[
+    str | None,
+    typer.Option(help="Model name (openai/vllm) or GGUF path (embedded; default: bundled SmolLM2-135M)."),
+]
+BaseUrlOpt = Annotated[
+    str | None, typer.Option(help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1.")
+]
+ConcurrencyOpt = Annotated[int, typer.Option(help="LLM requests in flight.")]
+RpsOpt = Annotated[float | None, typer.Option(help="Cap on LLM request starts per second.")]
+TimeoutOpt = Annotated[float, typer.Option(help="LLM request timeout (s); retried with backoff.")]
+RetriesOpt = Annotated[int, typer.Option(help="Retries per LLM request (timeouts, 429, 5xx).")]
+CalibOpt = Annotated[
+    int, typer.Option(help="Held-out TRAIN queries scored by LLM methods to fit calibration.")
+]
+CacheOpt = Annotated[
+    Path | None, typer.Option(help="LLM response cache / result store (default: OUT/llm_cache.sqlite).")
+]
+RetryOpt = Annotated[
+    bool, typer.Option("--retry-failed", help="Re-run only LLM rows that ended with an error.")
+]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        help="local, or ray: run the LLM calls over a Ray Data dataset (pip install 'coreperturb[ray]')."
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="Ray cluster address, e.g. HEAD:6379 (default: a local Ray).")
+]
+RayWorkersOpt = Annotated[int, typer.Option(help="Concurrent Ray workers for --executor ray.")]
+KgStoreOpt = Annotated[
+    str,
+    typer.Option(
+        help="embed: store the KG in the model directory (self-contained); reference: store its content hash "
+        "and how to rebuild it from the KG files (smaller; those files must stay unchanged)."
+    ),
+]
+
+
+def _apply_config(ctx: typer.Context, config_file: Path | None, command: str) -> dict[str, Any]:
+    """The command's options, with values from a config file where the command line gave none."""
+    params = dict(ctx.params)
+    if config_file is None:
+        return params
+    # compare by name: typer may ship its own copy of click's ParameterSource enum
+    given = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
+    for key, value in load_config_file(config_file).items():
+        if key not in params:
+            raise CorePerturbError(f"{config_file}: key {key!r} is not an option of `coreperturb {command}`")
+        if key not in given:
+            params[key] = value
+    return params
+
+
+def _named_paths(values: list[str] | str | None, flag: str) -> tuple[tuple[str, Path], ...]:
+    """Parse repeatable NAME=PATH options (NAME defaults to the file's stem); missing files stop here."""
+    if not values:
+        return ()
+    items = [values] if isinstance(values, str) else list(values)
+    out = []
+    for item in items:
+        name, sep, path = str(item).rpartition("=")
+        p = Path(path)
+        name = name.strip() if sep else p.stem
+        if not name:
+            raise CorePerturbError(f"{flag} {item!r}: expected NAME=PATH")
+        if not p.is_file():
+            raise CorePerturbError(f"{flag} {item!r}: {p}: file not found")
+        out.append((name, p))
+    return tuple(out)
+
+
+def _auto_tasks(
+    data_dir: Path | None, queries: Path | None, lines: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    """Every task present in the data (for fit): de, plus dir where its files / rows exist."""
+    if queries is not None:
+        return tuple(read_query_table(queries).tasks)
+    if data_dir is None:
+        return ("de", "dir")
+    lines = lines or tuple(present_cell_lines(data_dir, ("de",)))
+    has_dir = all((data_dir / f"{line}-dir.csv").is_file() for line in lines)
+    return ("de", "dir") if has_dir else ("de",)
+
+
+def _benchmark_config(o: dict[str, Any], tasks: tuple[str, ...], methods: tuple[str, ...]) -> BenchmarkConfig:
+    """The data / KG / method settings of benchmark and fit."""
+    data_dir, queries = o["data_dir"], o["queries"]
+    if data_dir is not None and queries is not None:
+        raise CorePerturbError("give either --data-dir or --queries, not both")
+    kg_edges = _named_paths(o["kg_edges"], "--kg-edges")
+    kg_gmt = _named_paths(o["kg_gmt"], "--kg-gmt")
+    if (data_dir is not None or queries is not None) and o["kg_dir"] is None and not (kg_edges or kg_gmt):
+        raise CorePerturbError(
+            "--kg-dir (and/or --kg-edges NAME=PATH, --kg-gmt NAME=PATH) is required with --data-dir / --queries"
+        )
+    return BenchmarkConfig(
+        data_dir=data_dir,
+        kg_dir=o["kg_dir"],
+        cell_lines=_split(o["cell_lines"]),
+        tasks=tasks,
+        methods=methods,
+        kg_sources=_split(o["kg_sources"]),
+        n_bootstrap=o.get("bootstrap", 0),
+        seed=o["seed"],
+        dataset=o["dataset"],
+        negatives_per_perturbation=o["negatives_per_perturbation"],
+        test_fraction=o["test_fraction"],
+        llm=LLMSettings(
+            backend=o["llm"],
+            model=o["model"],
+            base_url=o["base_url"],
+            concurrency=o["concurrency"],
+            requests_per_second=o["requests_per_second"],
+            timeout=o["timeout"],
+            max_retries=o["max_retries"],
+        ),
+        max_queries=o.get("max_queries"),
+        calibration_queries=o["calibration_queries"],
+        cache_path=o["cache"],
+        retry_failed=o["retry_failed"],
+        executor=o["executor"],
+        ray_address=o["ray_address"],
+        ray_workers=o["ray_workers"],
+        queries=queries,
+        kg_edges=kg_edges,
+        kg_gmt=kg_gmt,
     )
 
 
 @app.command()
 def benchmark(
     ctx: typer.Context,
-    config_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--config", help="TOML/YAML file with any of these options (underscored); flags given here win."
-        ),
-    ] = None,
+    config_file: ConfigOpt = None,
     anndata: Annotated[
         bool,
         typer.Option(
@@ -147,16 +361,12 @@ def benchmark(
     out: Annotated[Path, typer.Option(help="Output directory (metrics.csv, predictions.parquet).")] = Path(
         "runs/benchmark"
     ),
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Directory of {cell_line}-{task}.csv files. Omit to run the synthetic demo."),
-    ] = None,
-    kg_dir: Annotated[
-        Path | None, typer.Option(help="Directory of KG source files (go_annotations.tsv, ...).")
-    ] = None,
-    cell_lines: Annotated[
-        str | None, typer.Option(help="Comma-separated cell lines (default: all present).")
-    ] = None,
+    data_dir: DataDirOpt = None,
+    queries: QueriesOpt = None,
+    kg_dir: KgDirOpt = None,
+    kg_edges: KgEdgesOpt = None,
+    kg_gmt: KgGmtOpt = None,
+    cell_lines: CellLinesOpt = None,
     task: Annotated[str, typer.Option(help="de, dir, or de,dir.")] = "de",
     methods: Annotated[
         str,
@@ -166,122 +376,61 @@ def benchmark(
             "llm_isolated, core_reasoning."
         ),
     ] = ",".join(DEFAULT_METHODS),
-    kg_sources: Annotated[
-        str | None, typer.Option(help="Comma-separated KG sources (default: all whose files exist).")
-    ] = None,
+    kg_sources: KgSourcesOpt = None,
     bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples over test perturbations for 95% CIs.")
     ] = 0,
-    seed: Annotated[int, typer.Option(help="Seed for synthetic data, folds and bootstrap.")] = 0,
-    dataset: Annotated[
-        str,
-        typer.Option(
-            help="perturbqa ({cell_line}-{task}.csv files) or lincs (signature tables: --data-dir holds "
-            "consensi-drugbank-binary.tsv and genes.tsv)."
-        ),
-    ] = "perturbqa",
-    negatives_per_perturbation: Annotated[
-        int, typer.Option(help="lincs: non-significant genes sampled per perturbation as negatives.")
-    ] = 200,
-    test_fraction: Annotated[float, typer.Option(help="lincs: share of perturbations held out.")] = 0.3,
-    llm: Annotated[
-        str, typer.Option(help="LLM backend for llm_isolated/core_reasoning: embedded, openai or vllm.")
-    ] = "embedded",
-    model: Annotated[
-        str | None,
-        typer.Option(help="Model name (openai/vllm) or GGUF path (embedded; default: bundled SmolLM2-135M)."),
-    ] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1.")
-    ] = None,
-    concurrency: Annotated[int, typer.Option(help="LLM requests in flight.")] = 8,
-    requests_per_second: Annotated[
-        float | None, typer.Option(help="Cap on LLM request starts per second.")
-    ] = None,
-    timeout: Annotated[float, typer.Option(help="LLM request timeout (s); retried with backoff.")] = 60.0,
-    max_retries: Annotated[int, typer.Option(help="Retries per LLM request (timeouts, 429, 5xx).")] = 4,
+    seed: SeedOpt = 0,
+    dataset: DatasetOpt = "perturbqa",
+    negatives_per_perturbation: NegOpt = 200,
+    test_fraction: TestFracOpt = 0.3,
+    llm: LlmOpt = "embedded",
+    model: ModelNameOpt = None,
+    base_url: BaseUrlOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    requests_per_second: RpsOpt = None,
+    timeout: TimeoutOpt = 60.0,
+    max_retries: RetriesOpt = 4,
     max_queries: Annotated[
         int | None,
         typer.Option(help="Score at most N test queries per cell line/task, sampled gene by gene."),
     ] = None,
-    calibration_queries: Annotated[
-        int, typer.Option(help="Held-out TRAIN queries scored by LLM methods to fit calibration.")
-    ] = 200,
-    cache: Annotated[
-        Path | None, typer.Option(help="LLM response cache / result store (default: OUT/llm_cache.sqlite).")
+    calibration_queries: CalibOpt = 200,
+    cache: CacheOpt = None,
+    retry_failed: RetryOpt = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = 2,
+    save_model_dir: Annotated[
+        Path | None,
+        typer.Option("--save-model", help="Also save the fitted models here (as `coreperturb fit` does)."),
     ] = None,
-    retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="Re-run only LLM rows that ended with an error.")
-    ] = False,
-    executor: Annotated[
-        str,
-        typer.Option(
-            help="local, or ray: run the LLM calls over a Ray Data dataset (pip install 'coreperturb[ray]')."
-        ),
-    ] = "local",
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster address, e.g. HEAD:6379 (default: a local Ray).")
-    ] = None,
-    ray_workers: Annotated[int, typer.Option(help="Concurrent Ray workers for --executor ray.")] = 2,
 ) -> None:
     """Fit each method on the train split and evaluate it on unseen test perturbations.
 
-    Writes OUT/metrics.csv (cell_line, task, method, metric, value, ci_low, ci_high),
-    OUT/predictions.parquet (one row per test query and method), examples.json and manifest.json
-    (plus llm_details.parquet for LLM methods and predictions.h5ad with --anndata), and prints a summary.
-    With no --data-dir it runs on a small synthetic benchmark with planted signal.
+    Exactly fit (train split) → predict (test split) → evaluate. Writes OUT/metrics.csv (cell_line, task,
+    method, metric, value, ci_low, ci_high), OUT/predictions.parquet (one row per test query and method),
+    examples.json and manifest.json (plus llm_details.parquet for LLM methods and predictions.h5ad with
+    --anndata), and prints a summary. With no --data-dir / --queries it runs on a small synthetic benchmark
+    with planted signal.
 
     LLM methods (llm_isolated, core_reasoning) cache every answer in OUT/llm_cache.sqlite: re-running the
     same command after an interruption resumes without repeating answered prompts; --retry-failed re-runs
-    the rows that failed. Set the API key in $COREPERTURB_API_KEY (or $OPENAI_API_KEY).
+    the rows that failed. Rows whose LLM call failed get no score and are left out of the metrics
+    (n_scored / n_errors); a method that failed on every query makes the command exit with status 1.
+    Set the API key in $COREPERTURB_API_KEY (or $OPENAI_API_KEY).
     """
     try:
-        if config_file is not None:
-            # compare by name: typer may ship its own copy of click's ParameterSource enum
-            given = {
-                k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
-            }
-            for key, value in load_config_file(config_file).items():
-                if key not in given:
-                    ctx.params[key] = value
-        o = dict(ctx.params)
+        o = _apply_config(ctx, config_file, "benchmark")
         out = Path(o["out"])
-        if o["data_dir"] is not None and o["kg_dir"] is None:
-            raise CorePerturbError("--kg-dir is required with --data-dir")
-        config = BenchmarkConfig(
-            data_dir=o["data_dir"],
-            kg_dir=o["kg_dir"],
-            cell_lines=_split(o["cell_lines"]),
-            tasks=_split(o["task"]) or ("de",),
-            methods=_split(o["methods"]) or DEFAULT_METHODS,
-            kg_sources=_split(o["kg_sources"]),
-            n_bootstrap=o["bootstrap"],
-            seed=o["seed"],
-            dataset=o["dataset"],
-            negatives_per_perturbation=o["negatives_per_perturbation"],
-            test_fraction=o["test_fraction"],
-            llm=LLMSettings(
-                backend=o["llm"],
-                model=o["model"],
-                base_url=o["base_url"],
-                concurrency=o["concurrency"],
-                requests_per_second=o["requests_per_second"],
-                timeout=o["timeout"],
-                max_retries=o["max_retries"],
-            ),
-            max_queries=o["max_queries"],
-            calibration_queries=o["calibration_queries"],
-            cache_path=o["cache"],
-            retry_failed=o["retry_failed"],
-            executor=o["executor"],
-            ray_address=o["ray_address"],
-            ray_workers=o["ray_workers"],
-        )
+        config = _benchmark_config(o, _split(o["task"]) or ("de",), _split(o["methods"]) or DEFAULT_METHODS)
         out.mkdir(parents=True, exist_ok=True)
         with _progress() as (say, llm_progress):
             result = run_benchmark(config, workdir=out, progress=say, llm_progress=llm_progress)
         written = write_run(result, config, out, anndata=bool(o["anndata"]))
-    except (CorePerturbError, ValueError, KeyError, ImportError) as exc:
+        if o["save_model_dir"] is not None and result.fitted is not None:
+            written.append(save_model(result.fitted, o["save_model_dir"], overwrite=True))
+    except (CorePerturbError, ValueError, KeyError, ImportError, OSError) as exc:
         _fail(exc)
         return
     _print_table(summary_table(result.metrics), "test-split metrics")
@@ -293,6 +442,332 @@ def benchmark(
             + (f"; errors by kind: {st.errors}" if st.errors else "")
         )
     console.print(f"wrote {', '.join(p.name for p in written)} to {out} in {result.timings['total']:.1f}s")
+    if result.failures:
+        console.print(
+            f"[bold red]error:[/] {result.failures[0]}"
+            + (f" (and {len(result.failures) - 1} more)" if len(result.failures) > 1 else "")
+        )
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def fit(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="Model directory to write.")] = Path("model"),
+    config_file: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    queries: QueriesOpt = None,
+    kg_dir: KgDirOpt = None,
+    kg_edges: KgEdgesOpt = None,
+    kg_gmt: KgGmtOpt = None,
+    kg_sources: KgSourcesOpt = None,
+    cell_lines: CellLinesOpt = None,
+    task: Annotated[
+        str | None, typer.Option(help="de, dir or de,dir (default: every task present in the data).")
+    ] = None,
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated predictors to fit: core_voting (default), core_voting_transfer (needs several "
+            "cell lines), gene_frequency, knn_retrieval, llm_isolated, core_reasoning."
+        ),
+    ] = "core_voting",
+    seed: SeedOpt = 0,
+    dataset: DatasetOpt = "perturbqa",
+    negatives_per_perturbation: NegOpt = 200,
+    test_fraction: TestFracOpt = 0.3,
+    kg_store: KgStoreOpt = "embed",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing model directory.")
+    ] = False,
+    llm: LlmOpt = "embedded",
+    model: ModelNameOpt = None,
+    base_url: BaseUrlOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    requests_per_second: RpsOpt = None,
+    timeout: TimeoutOpt = 60.0,
+    max_retries: RetriesOpt = 4,
+    calibration_queries: CalibOpt = 200,
+    cache: CacheOpt = None,
+    retry_failed: RetryOpt = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = 2,
+) -> None:
+    """Fit models on training rows and save them to a model directory for `coreperturb predict`.
+
+    Uses the rows with split == train of every cell line and task (all rows of a --queries file without a
+    split column). Saves OUT/model.json (versions, config, seed, KG hash, one entry per model),
+    OUT/train.parquet (the evidence pool), OUT/estimators.skops (combiners and calibrators) and the KG
+    (OUT/kg.npz + kg.json, or only its hash with --kg-store reference). Nothing is pickled.
+    """
+    try:
+        o = _apply_config(ctx, config_file, "fit")
+        lines = _split(o["cell_lines"])
+        tasks = _split(o["task"]) or _auto_tasks(o["data_dir"], o["queries"], lines)
+        config = _benchmark_config(
+            {**o, "max_queries": None}, tasks, _split(o["methods"]) or ("core_voting",)
+        )
+        if o["kg_store"] not in KG_STORES:
+            raise CorePerturbError(f"--kg-store must be one of {', '.join(KG_STORES)}")
+        out = Path(o["out"])
+        t0 = time.perf_counter()
+        with _progress() as (say, llm_progress):
+            say("loading data and building the knowledge graph")
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                inputs = load_inputs(config, Path(tmp), for_fit=True)
+                fitted = fit_models(
+                    inputs.table,
+                    inputs.kg,
+                    config.fit_config(),
+                    say,
+                    llm_progress,
+                    workdir=out.parent,
+                    kg_recipe=inputs.kg_recipe,
+                )
+            say(f"saving the model to {out}")
+            save_model(fitted, out, kg_store=o["kg_store"], overwrite=o["overwrite"])
+    except (CorePerturbError, ValueError, KeyError, ImportError, OSError) as exc:
+        _fail(exc)
+        return
+    size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
+    units = ", ".join("/".join(k) for k in fitted.models)
+    console.print(
+        f"fitted {units} on {len(fitted.train)} training rows ({fitted.kg.genes.size} KG genes, "
+        f"{len(fitted.kg.relations)} relations) in {time.perf_counter() - t0:.1f}s; wrote {out} ({size:.1f} MB)"
+    )
+    console.print(
+        f"next: coreperturb predict --model {out} --perturbations GENE1,GENE2 --out predictions.parquet"
+    )
+
+
+def _names_arg(value: str | None, what: str) -> list[str] | None:
+    """``all`` → None; ``@file`` → one name per line (``#`` comments); else comma-separated names."""
+    if value is None or value.strip().lower() == "all":
+        return None
+    value = value.strip()
+    if value.startswith("@"):
+        path = Path(value[1:])
+        if not path.is_file():
+            raise CorePerturbError(f"{path}: file of {what} not found")
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CorePerturbError(f"{path}: cannot be read: {exc}") from None
+        names = [ln.split("#", 1)[0].strip() for ln in lines]
+        names = [n for n in names if n]
+        if not names:
+            raise CorePerturbError(f"{path}: no {what} listed")
+        return list(dict.fromkeys(names))
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise CorePerturbError(f"no {what} given")
+    return list(dict.fromkeys(names))
+
+
+def _warn(res: NameResolution, what: str, limit: int = 20) -> None:
+    msgs = res.messages(what)
+    for m in msgs[:limit]:
+        console.print(f"[yellow]warning:[/] {m}")
+    if len(msgs) > limit:
+        console.print(f"[yellow]warning:[/] ... and {len(msgs) - limit} more {what} names renamed or unknown")
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Option("--model", help="Model directory written by `coreperturb fit`.")],
+    perturbations: Annotated[
+        str | None,
+        typer.Option(
+            help="P1,P2 | @file.txt (one per line) | all (every KG gene, or drug for a drug model, with KG "
+            "information that is not a training perturbation of the cell line)."
+        ),
+    ] = None,
+    genes: Annotated[
+        str, typer.Option(help="all (the cell line's training readout genes) | G1,G2 | @file.txt.")
+    ] = "all",
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead of --perturbations x --genes: a table of pairs (CSV/TSV/Parquet; columns "
+            "perturbation or pert, gene, optional cell_line)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(help="predictions.parquet | .csv | .h5ad (perturbations x genes, layers p_de, p_up)."),
+    ] = Path("predictions.parquet"),
+    cell_lines: Annotated[
+        str | None, typer.Option(help="Comma-separated cell lines (default: every line in the model).")
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated fitted methods, or all (default: the model's CORE method)."),
+    ] = None,
+    top: Annotated[
+        int | None, typer.Option(help="Keep the N most likely DE genes per perturbation (and method).")
+    ] = None,
+    chunk_pairs: Annotated[
+        int, typer.Option(help="Pairs scored at once (bounds memory).", min=1000)
+    ] = 250_000,
+    cache: Annotated[
+        Path | None, typer.Option(help="LLM response cache for LLM methods (default: next to --out).")
+    ] = None,
+) -> None:
+    """Predict P(DE) and P(up | DE) for perturbations x genes with a saved model.
+
+    Writes one row per (cell_line, perturbation, gene, method) with p_de, p_up (NaN without a direction
+    model), n_pos_evidence / n_neg_evidence (related training perturbations that made the gene DE / left it
+    unchanged), kg_coverage (share of KG relations that know the perturbation; 0 = the score is the gene's
+    prior) and flag (unknown_perturbation, no_kg_information, training_perturbation, unknown_gene). Names
+    are matched exactly, then ignoring case (fth1 -> FTH1) and drug names -> DrugBank ids, with a warning;
+    unknown names are warned about and their rows flagged. Rows are streamed to disk chunk by chunk.
+    """
+    try:
+        with console.status(f"loading {model_dir}"):
+            models = load_model(model_dir)
+        meths = _split(methods)
+        if meths == ("all",):
+            meths = tuple(models.methods)
+        meths_l = list(meths) if meths else [models.default_method]
+        for m in meths_l:
+            if m not in models.methods:
+                raise CorePerturbError(
+                    f"method {m!r} is not in the model; it holds {', '.join(models.methods)}"
+                )
+        lines = list(_split(cell_lines) or models.cell_lines)
+        for line in lines:
+            if line not in models.cell_lines:
+                raise CorePerturbError(
+                    f"cell line {line!r} is not in the model; it holds {', '.join(models.cell_lines)}"
+                )
+        _set_llm_cache(models, cache or out.with_name(out.stem + ".llm_cache.sqlite"))
+        t0 = time.perf_counter()
+        if queries is not None:
+            if perturbations is not None:
+                raise CorePerturbError("give either --queries or --perturbations, not both")
+            n_rows = _predict_pairs(models, queries, lines, meths_l, out, chunk_pairs)
+            n_pairs = n_rows // len(meths_l)
+        else:
+            if perturbations is None:
+                raise CorePerturbError("give --perturbations P1,P2 | @file.txt | all (or --queries FILE)")
+            names = _names_arg(perturbations, "perturbations")
+            if names is not None:
+                res = resolve_perturbations(models, names)
+                _warn(res, "perturbation")
+                if len(res.unknown) == len(names):
+                    raise CorePerturbError(
+                        f"none of the {len(names)} perturbations is known to the model or its KG "
+                        f"(e.g. {names[0]!r}); check the spelling (HGNC symbols, DrugBank ids or drug names)"
+                    )
+                names = list(dict.fromkeys(res.names))
+            gnames = _names_arg(genes, "genes")
+            if gnames is not None:
+                gres = resolve_genes(models, gnames)
+                _warn(gres, "gene")
+                gnames = list(dict.fromkeys(gres.names))
+            plan = grid_plan(models, names, gnames, lines)
+            if plan.n_pairs == 0:
+                raise CorePerturbError("nothing to predict: no perturbation x gene pairs")
+            with (
+                PredictionWriter(out, plan, meths_l) as writer,
+                _bar(plan.n_perturbations, "perturbations") as tick,
+            ):
+                for frame in predict_grid(models, plan, meths_l, chunk_pairs, top, progress=tick):
+                    writer.write(frame)
+            n_rows, n_pairs = writer.rows, plan.n_pairs
+    except (CorePerturbError, ValueError, KeyError, ImportError, OSError) as exc:
+        _fail(exc)
+        return
+    secs = time.perf_counter() - t0
+    console.print(
+        f"wrote {n_rows} rows to {out} ({n_pairs} pairs x {len(meths_l)} method(s) in {secs:.1f}s, "
+        f"{n_pairs * len(meths_l) / max(secs, 1e-9):,.0f} pairs/s)"
+    )
+
+
+def _set_llm_cache(models: FittedModels, path: Path) -> None:
+    from coreperturb.predictors.llm import _LLMPredictor
+
+    for m in models.models.values():
+        if isinstance(m, _LLMPredictor):
+            m.cache_path = path
+
+
+def _predict_pairs(
+    models: FittedModels, path: Path, lines: list[str], methods: list[str], out: Path, chunk: int
+) -> int:
+    """``predict --queries``: score the listed pairs (per cell line), streamed to ``out``."""
+    try:
+        raw = _read_any(path)
+    except CorePerturbError:
+        raise
+    raw = raw.rename(columns={"pert": "perturbation", "perturbagen": "perturbation"})
+    for col in ("perturbation", "gene"):
+        if col not in raw.columns:
+            raise CorePerturbError(f"{path}: missing column {col!r}; found {list(map(str, raw.columns))}")
+        bad = raw[col].isna() | (raw[col].astype(str).str.strip() == "")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise CorePerturbError(f"{path}, row {i + 2}, column {col!r}: empty value")
+    pres = resolve_perturbations(models, list(pd.unique(raw["perturbation"].astype(str).str.strip())))
+    _warn(pres, "perturbation")
+    gres = resolve_genes(models, list(pd.unique(raw["gene"].astype(str).str.strip())))
+    _warn(gres, "gene")
+    pmap = dict(zip(pd.unique(raw["perturbation"].astype(str).str.strip()), pres.names, strict=True))
+    gmap = dict(zip(pd.unique(raw["gene"].astype(str).str.strip()), gres.names, strict=True))
+    pairs = pd.DataFrame(
+        {
+            "perturbation": raw["perturbation"].astype(str).str.strip().map(pmap),
+            "gene": raw["gene"].astype(str).str.strip().map(gmap),
+        }
+    )
+    if "cell_line" in raw.columns:
+        pairs["cell_line"] = raw["cell_line"].astype(str)
+        unknown = sorted(set(pairs["cell_line"]) - set(models.cell_lines))
+        if unknown:
+            raise CorePerturbError(
+                f"{path}: cell line(s) {unknown} not in the model; it holds {models.cell_lines}"
+            )
+    with PredictionWriter(out, None, methods) as writer, _bar(len(pairs) * len(lines), "pairs") as tick:
+        done = 0
+        for line in lines:
+            sub = pairs if "cell_line" not in pairs.columns else pairs[pairs["cell_line"] == line]
+            for start in range(0, len(sub), chunk):
+                part = sub.iloc[start : start + chunk]
+                for frame in score_pairs(models, line, part, methods):
+                    writer.write(frame)
+                done += len(part)
+                tick(done, len(pairs) * len(lines))
+    return writer.rows
+
+
+@contextlib.contextmanager
+def _bar(total: int, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on a terminal, a log line every 10% otherwise."""
+    if console.is_terminal:
+        cols = (
+            TextColumn(f"predicting {unit}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*cols, console=console, transient=True) as bar:
+            task = bar.add_task(unit, total=total)
+            yield lambda done, tot: bar.update(task, completed=done, total=tot)
+        return
+    last = {"pct": -1}
+
+    def tick(done: int, tot: int) -> None:
+        pct = int(100 * done / max(tot, 1)) // 10 * 10
+        if pct != last["pct"]:
+            last["pct"] = pct
+            console.print(f"[{time.strftime('%H:%M:%S')}]   {done}/{tot} {unit} ({pct}%)")
+
+    yield tick
 
 
 @app.command()
@@ -371,7 +846,7 @@ def report(
     try:
         with console.status("building the report"):
             html, md = build_report(run_dir)
-    except (CorePerturbError, ValueError, KeyError, ImportError) as exc:
+    except (CorePerturbError, ValueError, KeyError, ImportError, OSError) as exc:
         _fail(exc)
         return
     console.print(f"wrote {html} and {md}")
@@ -379,8 +854,12 @@ def report(
 
 @app.command()
 def explain(
-    perturbation: Annotated[str, typer.Option(help="Perturbation (gene symbol or drug id).")],
+    perturbation: Annotated[str, typer.Option(help="Perturbation (gene symbol, DrugBank id or drug name).")],
     gene: Annotated[str, typer.Option(help="Readout gene.")],
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model", help="A model directory from `coreperturb fit` (instead of fitting here)."),
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Directory of {cell_line}-{task}.csv files (default: synthetic).")
     ] = None,
@@ -393,56 +872,80 @@ def explain(
         typer.Option(
             "--transfer",
             help="Fit core_voting_transfer: also use the other cell lines' training rows and show how the "
-            "perturbation behaved there.",
+            "perturbation behaved there (with --model: use the model's core_voting_transfer).",
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Show the positive and negative evidence for one (perturbation, gene), with the KG links behind it.
 
-    The model is fitted on the training split of the cell line; the perturbation itself is left out of the
-    evidence pool if it is a training perturbation. With --transfer every cell line in --data-dir is loaded,
-    and the perturbation's training rows in the OTHER lines are shown and used as evidence.
+    Without --model, CORE-Voting is fitted on the training split of the cell line; the perturbation itself
+    is left out of the evidence pool if it is a training perturbation. With --transfer every cell line in
+    --data-dir is loaded, and the perturbation's training rows in the OTHER lines are shown and used as
+    evidence. A perturbation that neither the training rows nor the KG know, or a gene that was never a
+    readout in training, stops with an error instead of printing a prior dressed up as a prediction.
     """
     import tempfile
 
     try:
-        if data_dir is not None and kg_dir is None:
-            raise CorePerturbError("--kg-dir is required with --data-dir")
-        config = BenchmarkConfig(
-            data_dir=data_dir,
-            kg_dir=kg_dir,
-            cell_lines=(cell_line,) if cell_line and not transfer else None,
-            tasks=(task,),
-            seed=seed,
-        )
-        with tempfile.TemporaryDirectory() as tmp, console.status("loading data and knowledge graph"):
-            table, kg = resolve_inputs(config, Path(tmp))
-        line = cell_line or table.cell_lines[0]
-        if line not in table.cell_lines:
-            raise CorePerturbError(f"cell line {line!r} not found; available: {', '.join(table.cell_lines)}")
-        train = table.subset(line, task).split("train")
-        train = train[train["perturbation"] != perturbation]
         model: CoreVoting
-        if transfer:
-            with console.status(f"fitting core_voting_transfer on {line}/{task}"):
-                model = CoreVotingTransfer(kg, seed=seed).fit(train, context=context_rows(table, line, task))
+        kg: KnowledgeGraph
+        if model_dir is not None:
+            with console.status(f"loading {model_dir}"):
+                fitted = load_model(model_dir)
+            line = cell_line or fitted.cell_lines[0]
+            method = "core_voting_transfer" if transfer else "core_voting"
+            if (line, task, method) not in fitted.models and not transfer:
+                method = "core_voting_transfer"
+            found = fitted.models.get((line, task, method))
+            if not isinstance(found, CoreVoting):
+                have = ", ".join("/".join(k) for k in fitted.models)
+                raise CorePerturbError(
+                    f"explain needs a core_voting or core_voting_transfer model for {line}/{task}; {model_dir} holds {have}"
+                )
+            model, kg = found, fitted.kg
+            perturbation, gene = _resolve_one(fitted, perturbation, gene)
         else:
-            with console.status(f"fitting CORE-Voting on {line}/{task}"):
-                model = CoreVoting(kg, seed=seed).fit(train)
+            if data_dir is not None and kg_dir is None:
+                raise CorePerturbError("--kg-dir is required with --data-dir")
+            config = BenchmarkConfig(
+                data_dir=data_dir,
+                kg_dir=kg_dir,
+                cell_lines=(cell_line,) if cell_line and not transfer else None,
+                tasks=(task,),
+                seed=seed,
+            )
+            with tempfile.TemporaryDirectory() as tmp, console.status("loading data and knowledge graph"):
+                inputs = load_inputs(config, Path(tmp))
+            table, kg = inputs.table, inputs.kg
+            line = cell_line or table.cell_lines[0]
+            if line not in table.cell_lines:
+                raise CorePerturbError(
+                    f"cell line {line!r} not found; available: {', '.join(table.cell_lines)}"
+                )
+            frame = table.frame.astype({"cell_line": str, "task": str})
+            probe = FittedModels(kg, {}, frame.loc[frame["split"] == "train"], FitConfig())
+            perturbation, gene = _resolve_one(probe, perturbation, gene, line, task)
+            train = table.subset(line, task).split("train")
+            train = train[train["perturbation"] != perturbation]
+            if transfer:
+                with console.status(f"fitting core_voting_transfer on {line}/{task}"):
+                    model = CoreVotingTransfer(kg, seed=seed).fit(
+                        train, context=context_rows(table, line, task)
+                    )
+            else:
+                with console.status(f"fitting CORE-Voting on {line}/{task}"):
+                    model = CoreVoting(kg, seed=seed).fit(train)
+        _check_evidence_exists(model, kg, perturbation, gene, line, task)
         df, _, prob = explain_query(model, kg, perturbation, gene, top=top)
-        ctx = explain_context(model, perturbation, gene, top=top) if transfer else None
+        ctx = explain_context(model, perturbation, gene, top=top) if model.context_ is not None else None
     except (CorePerturbError, ValueError, KeyError) as exc:
         _fail(exc)
         return
-    base = (
-        model.pool_.gene_rate()[positions(model.pool_.genes, [gene])[0]]
-        if gene in model.pool_.genes
-        else float("nan")
-    )
+    base = model.pool_.gene_rate()[positions(model.pool_.genes, [gene])[0]]
     out_console.print(
-        f"[bold]{perturbation} → {gene}[/] ({line}, {task}): P(positive) = {prob:.3f}; gene base rate = {base:.3f}; "
-        f"KG info for perturbation: {'yes' if kg.has_info([perturbation])[0] else 'no'}"
+        f"[bold]{perturbation} → {gene}[/] ({line}, {task}, {model.name}): P(positive) = {prob:.3f}; "
+        f"gene base rate = {base:.3f}; KG info for perturbation: {'yes' if kg.has_info([perturbation])[0] else 'no'}"
     )
     for side in ("positive", "negative"):
         part = df[df["evidence"] == side].drop(columns="evidence")
@@ -457,6 +960,38 @@ def explain(
         _print_frame(
             similar,
             f"{line} perturbations measured on {gene} that responded like {perturbation} in the other lines",
+        )
+
+
+def _resolve_one(
+    models: FittedModels, perturbation: str, gene: str, line: str | None = None, task: str = "de"
+) -> tuple[str, str]:
+    """Canonical names for explain; unknown names stop with suggestions."""
+    p = resolve_perturbations(models, [perturbation])
+    g = resolve_genes(models, [gene])
+    for res, what in ((p, "perturbation"), (g, "gene")):
+        for msg in res.messages(what):
+            if res.unknown:
+                raise CorePerturbError(msg.replace("; its rows are flagged", ""))
+            console.print(f"[yellow]warning:[/] {msg}")
+    return p.names[0], g.names[0]
+
+
+def _check_evidence_exists(
+    model: CoreVoting, kg: KnowledgeGraph, perturbation: str, gene: str, line: str, task: str
+) -> None:
+    """Refuse queries for which CORE has no evidence at all (the answer would be the gene's prior)."""
+    if gene not in model.pool_.genes:
+        raise CorePerturbError(
+            f"gene {gene!r} was never a readout in the {line}/{task} training rows; CORE has no outcomes on it"
+        )
+    in_context = model.context_ is not None and any(
+        perturbation in pool.perturbations for pool in model.context_.pools.values()
+    )
+    if not kg.has_info([perturbation])[0] and not in_context:
+        raise CorePerturbError(
+            f"perturbation {perturbation!r} has no KG information (no annotated target) and was not measured in "
+            f"another cell line: CORE has no evidence for it, only {gene}'s base rate"
         )
 
 

@@ -1,6 +1,6 @@
 """Run configuration files (TOML or YAML) validated with pydantic; CLI flags override file values.
 
-A file holds the same settings as the ``benchmark`` command's options, with underscores, e.g.::
+A file holds the same settings as the ``benchmark`` (or ``fit``) command's options, with underscores, e.g.::
 
     # run.toml
     data_dir = "../shared/data/perturbqa"
@@ -10,6 +10,7 @@ A file holds the same settings as the ``benchmark`` command's options, with unde
     llm = "openai"
     base_url = "http://127.0.0.1:8000/v1"
     model = "meta-llama/Llama-3.1-8B-Instruct"
+    kg_edges = ["string=string_edges.tsv"]   # NAME=PATH, relative to this file
 
 API keys never go in the file: set ``$COREPERTURB_API_KEY``.
 """
@@ -57,6 +58,12 @@ class BenchmarkFile(BaseModel):
     executor: str | None = None
     ray_address: str | None = None
     ray_workers: int | None = Field(default=None, ge=1)
+    queries: Path | None = None
+    kg_edges: str | list[str] | None = None
+    kg_gmt: str | list[str] | None = None
+    save_model: Path | None = None
+    kg_store: str | None = None
+    overwrite: bool | None = None
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -99,6 +106,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise CorePerturbError(f"{path}: key {key!r}: {err['msg']}") from None
     out: dict[str, Any] = {}
     for k, v in cfg.model_dump(exclude_none=True).items():
+        if k in ("kg_edges", "kg_gmt"):
+            # NAME=PATH entries: keep a list; resolve relative paths against the file
+            items = [v] if isinstance(v, str) else list(v)
+            fixed = []
+            for item in items:
+                name, sep, p = str(item).rpartition("=")
+                pth = Path(p)
+                if not pth.is_absolute():
+                    pth = (path.parent / pth).resolve()
+                fixed.append(f"{name}={pth}" if sep else str(pth))
+            out[k] = fixed
+            continue
         if isinstance(v, list):
             v = ",".join(map(str, v))
         if isinstance(v, Path) and not v.is_absolute():

@@ -1,4 +1,7 @@
-"""The benchmark job: load data and KG, fit every method per (cell line, task), score test queries, evaluate."""
+"""The benchmark job: load data and KG, then fit (train split) → predict (test split) → evaluate.
+
+The stages themselves live in :mod:`coreperturb.stages`; this module only loads inputs and composes them.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +10,33 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from coreperturb.data.io import PERTURBQA_LINES, load_perturbqa
+from coreperturb.data.io import load_perturbqa, present_cell_lines, read_query_table
 from coreperturb.data.schema import QueryTable
 from coreperturb.data.signatures import load_lincs
 from coreperturb.data.synthetic import write_synthetic
 from coreperturb.errors import CorePerturbError
-from coreperturb.evaluate.metrics import evaluate
 from coreperturb.evidence.contrastive import ContrastiveEvidence, retrieve_evidence
-from coreperturb.evidence.pool import ObservationPool
 from coreperturb.graph.kg import KnowledgeGraph
-from coreperturb.graph.sources import build_kg
-from coreperturb.llm.backends import Backend, LLMSettings, make_backend
-from coreperturb.llm.distributed import RayExecutor
+from coreperturb.graph.sources import build_kg_from_recipe
+from coreperturb.llm.backends import LLMSettings
 from coreperturb.llm.runner import Progress, RunStats
-from coreperturb.predictors.base import PREDICTORS, make_predictor
+from coreperturb.predictors.base import PREDICTORS
 from coreperturb.predictors.core_voting import CoreVoting
-from coreperturb.predictors.llm import LLM_METHODS, _LLMPredictor, stratified_by_gene
+from coreperturb.predictors.llm import stratified_by_gene
+from coreperturb.stages import (
+    FitConfig,
+    FittedModels,
+    evaluate_predictions,
+    failed_methods,
+    fit,
+    llm_stats,
+    predict,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_METHODS: tuple[str, ...] = ("gene_frequency", "knn_retrieval", "core_voting")
@@ -73,6 +83,10 @@ class BenchmarkConfig:
         executor: ``local`` (async calls in-process) or ``ray`` (LLM calls over a Ray Data dataset).
         ray_address: Ray cluster address for ``ray`` (default: start / join a local one).
         ray_workers: Concurrent Ray workers for ``ray``.
+        queries: A tidy query table (CSV / TSV / Parquet, as ``coreperturb prepare`` writes) instead of
+            ``data_dir``.
+        kg_edges: ``(name, path)`` of user gene—gene edge lists, each added as a network relation.
+        kg_gmt: ``(name, path)`` of user GMT gene-set files, each added as a gene-set relation.
     """
 
     data_dir: Path | None = None
@@ -94,8 +108,13 @@ class BenchmarkConfig:
     executor: str = "local"
     ray_address: str | None = None
     ray_workers: int = 2
+    queries: Path | None = None
+    kg_edges: tuple[tuple[str, Path], ...] = ()
+    kg_gmt: tuple[tuple[str, Path], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.queries is not None and self.data_dir is not None:
+            raise CorePerturbError("give either --data-dir or --queries, not both")
         if self.executor not in ("local", "ray"):
             raise ValueError(f"unknown executor {self.executor!r}; use local or ray")
         if self.dataset not in DATASETS:
@@ -107,6 +126,21 @@ class BenchmarkConfig:
             raise ValueError(f"unknown task(s) {bad}; use de and/or dir")
         if not self.methods:
             raise ValueError("no methods given")
+
+    def fit_config(self) -> FitConfig:
+        """The :class:`FitConfig` of this run."""
+        return FitConfig(
+            methods=self.methods,
+            seed=self.seed,
+            dataset=self.dataset,
+            llm=self.llm,
+            calibration_queries=self.calibration_queries,
+            cache_path=self.cache_path,
+            retry_failed=self.retry_failed,
+            executor=self.executor,
+            ray_address=self.ray_address,
+            ray_workers=self.ray_workers,
+        )
 
 
 @dataclass
@@ -122,6 +156,8 @@ class BenchmarkResult:
         llm_stats: Call / cache / token counters per LLM method.
         llm_details: Per LLM row: raw ``p_yes``, ``score_method`` (logprobs / verbal), ``from_cache``, ``error``.
         examples: A few test queries with their contrastive evidence (for the report).
+        failures: One line per (cell line, task, method) that failed on every query (no score at all).
+        fitted: The fitted models (save them with :func:`coreperturb.model_files.save_model`).
     """
 
     metrics: pd.DataFrame
@@ -132,20 +168,53 @@ class BenchmarkResult:
     llm_stats: dict[str, RunStats] = field(default_factory=dict)
     llm_details: pd.DataFrame | None = None
     examples: list[dict[str, object]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    fitted: FittedModels | None = None
 
 
-def resolve_inputs(config: BenchmarkConfig, workdir: Path) -> tuple[QueryTable, KnowledgeGraph]:
-    """Load the query table and KG named by ``config`` (generating the synthetic default if needed)."""
+@dataclass(frozen=True)
+class Inputs:
+    """A loaded query table, its KG and how that KG was built (recorded in model files)."""
+
+    table: QueryTable
+    kg: KnowledgeGraph
+    kg_recipe: dict[str, Any]
+
+
+def load_inputs(config: BenchmarkConfig, workdir: Path, for_fit: bool = False) -> Inputs:
+    """Load the query table and KG named by ``config`` (generating the synthetic default if needed).
+
+    Cell lines default to every line present: the ``{cell_line}-{task}.csv`` files of ``data_dir``, or
+    the ``cell_line`` values of a ``queries`` file. With ``for_fit`` a ``queries`` file needs no test
+    rows (and no ``split`` column: then every row is a training row).
+    """
     data_dir, kg_dir, lines = config.data_dir, config.kg_dir, config.cell_lines
-    if data_dir is None:
+    if data_dir is None and config.queries is None:
         paths = write_synthetic(workdir / "synthetic_input", seed=config.seed)
         data_dir = paths.lincs_dir if config.dataset == "lincs" else paths.data_dir
         kg_dir = kg_dir or paths.kg_dir
         lines = lines or paths.cell_lines
-    if kg_dir is None:
-        raise CorePerturbError("a KG directory is required when a data directory is given")
-    assert data_dir is not None
-    if config.dataset == "lincs":
+    if kg_dir is None and not (config.kg_edges or config.kg_gmt):
+        raise CorePerturbError(
+            "a KG is required with your data: --kg-dir and/or --kg-edges NAME=PATH / --kg-gmt NAME=PATH"
+        )
+    if config.queries is not None:
+        table = read_query_table(config.queries, for_fit=for_fit)
+        keep = np.ones(len(table), dtype=bool)
+        for col, want in (("cell_line", lines), ("task", config.tasks)):
+            if want:
+                have = set(table.frame[col].astype(str))
+                miss = sorted(set(want) - have)
+                if miss and col == "cell_line":
+                    raise CorePerturbError(
+                        f"{config.queries}: no rows for cell line(s) {miss}; present: {sorted(have)}"
+                    )
+                keep &= table.frame[col].astype(str).isin(list(want)).to_numpy()
+        if not keep.any():
+            raise CorePerturbError(f"{config.queries}: no rows for task(s) {list(config.tasks)}")
+        table = QueryTable(table.frame.loc[keep], table.source, table.require_test)
+    elif config.dataset == "lincs":
+        assert data_dir is not None
         table, report = load_lincs(
             data_dir,
             negatives_per_perturbation=config.negatives_per_perturbation,
@@ -156,56 +225,67 @@ def resolve_inputs(config: BenchmarkConfig, workdir: Path) -> tuple[QueryTable, 
         for line in report.lines():
             log.log(logging.WARNING if "dropped" in line else logging.INFO, "lincs: %s", line)
     else:
-        table = load_perturbqa(data_dir, lines or PERTURBQA_LINES, config.tasks)
+        assert data_dir is not None
+        table = load_perturbqa(data_dir, lines or present_cell_lines(data_dir, config.tasks), config.tasks)
     genes = pd.unique(pd.concat([table.frame["gene"], table.frame["perturbation"]]).astype(str))
-    kg = build_kg(kg_dir, config.kg_sources, extra_genes=genes)
-    return table, kg
+    recipe: dict[str, Any] = {
+        "kg_dir": str(Path(kg_dir).resolve()) if kg_dir is not None else None,
+        "sources": list(config.kg_sources) if config.kg_sources is not None else None,
+        "edges": [[n, str(Path(p).resolve())] for n, p in config.kg_edges],
+        "gmt": [[n, str(Path(p).resolve())] for n, p in config.kg_gmt],
+        "extra_genes": sorted(map(str, genes)),
+    }
+    return Inputs(table, build_kg_from_recipe(recipe), recipe)
+
+
+def resolve_inputs(config: BenchmarkConfig, workdir: Path) -> tuple[QueryTable, KnowledgeGraph]:
+    """``(table, kg)`` of :func:`load_inputs`."""
+    inputs = load_inputs(config, workdir)
+    return inputs.table, inputs.kg
+
+
+def held_out_queries(table: QueryTable, max_queries: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The test rows of every (cell line, task), optionally sampled gene by gene (``max_queries`` each)."""
+    parts = []
+    for _, _, sub in table.groups():
+        test = sub.split("test")
+        if max_queries is not None:
+            test = stratified_by_gene(test, max_queries, seed)
+        parts.append(test.reset_index(drop=True))
+    return pd.concat(parts, ignore_index=True).astype({"cell_line": str, "task": str, "split": str})
 
 
 def run_benchmark(
     config: BenchmarkConfig,
     workdir: Path | None = None,
     progress: Callable[[str], None] | None = None,
-    inputs: tuple[QueryTable, KnowledgeGraph] | None = None,
+    inputs: tuple[QueryTable, KnowledgeGraph] | Inputs | None = None,
     llm_progress: Progress | None = None,
 ) -> BenchmarkResult:
-    """Run every method on every (cell line, task) and evaluate on the test split.
+    """Fit every method on the train split, predict the test split, evaluate: the three public stages.
 
     Args:
         config: What to run.
         workdir: Where the synthetic default is written (a temp dir if ``None``).
         progress: Called with a short message before each step.
-        inputs: Pre-loaded ``(table, kg)`` (skips loading).
+        inputs: Pre-loaded ``(table, kg)`` or :class:`Inputs` (skips loading).
         llm_progress: Called with ``(done, total)`` while LLM methods score queries.
     """
     import tempfile
 
     say = progress or (lambda msg: log.info(msg))
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if inputs is None:
         with tempfile.TemporaryDirectory() as tmp:
             say("loading data and building the knowledge graph")
-            table, kg = resolve_inputs(config, Path(workdir or tmp))
-    else:
-        table, kg = inputs
-    timings["load_and_kg"] = time.perf_counter() - t0
-    metric_rows: list[pd.DataFrame] = []
-    pred_parts: list[pd.DataFrame] = []
-    models: dict[tuple[str, str, str], object] = {}
-    llm_stats: dict[str, RunStats] = {}
-    llm_parts: list[pd.DataFrame] = []
-    examples: list[dict[str, object]] = []
-    backend: Backend | None = None
-    for line, task, sub in table.groups():
-        train, test = sub.split("train"), sub.split("test")
-        if config.max_queries is not None:
-            test = stratified_by_gene(test, config.max_queries, config.seed).reset_index(drop=True)
-        base = test.astype({"cell_line": str, "task": str, "split": str})[
-            ["cell_line", "perturbation", "gene", "task", "label", "split"]
-        ].reset_index(drop=True)
-        test_perts = sorted(pd.unique(test["perturbation"].astype(str)))
-        no_kg = int((~kg.has_info(test_perts)).sum())
+            inputs = load_inputs(config, Path(workdir or tmp))
+    table, kg = (inputs.table, inputs.kg) if isinstance(inputs, Inputs) else inputs
+    recipe = inputs.kg_recipe if isinstance(inputs, Inputs) else None
+    timings: dict[str, float] = {"load_and_kg": time.perf_counter() - t0}
+    test = held_out_queries(table, config.max_queries, config.seed)
+    for (line, task), grp in test.groupby(["cell_line", "task"], sort=True):
+        perts = sorted(pd.unique(grp["perturbation"]))
+        no_kg = int((~kg.has_info(perts)).sum())
         if no_kg:
             log.warning(
                 "%s/%s: %d of %d test perturbations have no KG information (no target gene in the KG); "
@@ -213,106 +293,54 @@ def run_benchmark(
                 line,
                 task,
                 no_kg,
-                len(test_perts),
+                len(perts),
             )
-        unit_preds: list[pd.DataFrame] = []
-        evidence_counts: pd.DataFrame | None = None
-        for method in config.methods:
-            say(f"{line}/{task}: fitting {method}")
-            t = time.perf_counter()
-            if method in LLM_METHODS:
-                if backend is None:
-                    backend = make_backend(config.llm or LLMSettings())
-                model = make_predictor(
-                    method,
-                    kg,
-                    llm=backend,
-                    cache_path=config.cache_path or Path(workdir or ".") / "llm_cache.sqlite",
-                    calibration_queries=config.calibration_queries,
-                    retry_failed=config.retry_failed,
-                    progress=llm_progress,
-                    seed=config.seed,
-                    executor=RayExecutor(
-                        config.llm or LLMSettings(), config.ray_workers, address=config.ray_address
-                    )
-                    if config.executor == "ray"
-                    else None,
-                )
-            elif method == "gene_frequency":
-                model = make_predictor(method, kg)
-            elif method == "core_voting" and config.dataset == "lincs":
-                # drug neighbourhoods are sparser: let training CV choose the neighbourhood size
-                model = make_predictor(method, kg, seed=config.seed, top_k=(50, 100))
-            else:
-                model = make_predictor(method, kg, seed=config.seed)
-            if isinstance(model, CoreVoting) and model.uses_context:
-                model.fit(train, context=context_rows(table, line, task))
-            else:
-                model.fit(train)
-            scores = model.predict_proba(test)[:, 1]
-            timings[f"{line}/{task}/{method}"] = time.perf_counter() - t
-            part = base.assign(method=method, score=scores, from_cache=False, error=None)
-            if isinstance(model, _LLMPredictor):
-                st = model.last_scores_
-                part["from_cache"] = st["from_cache"].to_numpy(dtype=bool)
-                part["error"] = st["error"].to_numpy()
-                llm_parts.append(
-                    base[["cell_line", "task", "perturbation", "gene"]].assign(
-                        method=method,
-                        p_yes=st["p_yes"].to_numpy(),
-                        score_method=st["score_method"].to_numpy(),
-                        from_cache=st["from_cache"].to_numpy(dtype=bool),
-                        error=st["error"].to_numpy(),
-                    )
-                )
-                llm_stats.setdefault(method, RunStats()).add(model.stats_)
-            if isinstance(model, CoreVoting):
-                ev, _ = model.evidence(test)
-                evidence_counts = ev.summary()[["n_pos_evidence", "n_neg_evidence"]]
-                examples.extend(_examples(kg, base, scores, ev, model))
-            unit_preds.append(part)
-            m = evaluate(
-                test["label"].to_numpy(),
-                scores,
-                test["gene"].to_numpy(),
-                test["perturbation"].to_numpy(),
-                threshold=model.threshold_,
-                n_bootstrap=config.n_bootstrap,
-                seed=config.seed,
-            )
-            m = pd.concat(
-                [
-                    m,
-                    pd.DataFrame(
-                        {
-                            "metric": ["n_test_perturbations", "n_test_perturbations_without_kg"],
-                            "value": [float(len(test_perts)), float(no_kg)],
-                        }
-                    ),
-                ],
-                ignore_index=True,
-            )
-            m.insert(0, "method", method)
-            m.insert(0, "task", task)
-            m.insert(0, "cell_line", line)
-            metric_rows.append(m)
-            models[(line, task, method)] = model
-        if evidence_counts is None:
-            evidence_counts = _evidence_counts(kg, train, test)
-        for part in unit_preds:
-            part["n_pos_evidence"] = evidence_counts["n_pos_evidence"].to_numpy()
-            part["n_neg_evidence"] = evidence_counts["n_neg_evidence"].to_numpy()
-            pred_parts.append(part[list(PREDICTION_COLUMNS)])
+    t = time.perf_counter()
+    fitted = fit(table, kg, config.fit_config(), say, llm_progress, workdir, kg_recipe=recipe)
+    timings["fit"] = time.perf_counter() - t
+    timings.update({f"fit/{k}": v for k, v in fitted.timings.items()})
+    t = time.perf_counter()
+    preds = predict(fitted, test, progress=say)
+    timings["predict"] = time.perf_counter() - t
+    t = time.perf_counter()
+    metrics = evaluate_predictions(preds, fitted.thresholds, config.n_bootstrap, config.seed, kg=kg)
+    timings["evaluate"] = time.perf_counter() - t
+    llm_rows = preds["p_yes"].notna() | preds["score_method"].notna() if "p_yes" in preds else None
+    details = None
+    if llm_rows is not None and llm_rows.any():
+        details = preds.loc[
+            llm_rows,
+            [
+                "cell_line",
+                "task",
+                "perturbation",
+                "gene",
+                "method",
+                "p_yes",
+                "score_method",
+                "from_cache",
+                "error",
+            ],
+        ].reset_index(drop=True)
+    examples: list[dict[str, object]] = []
+    for (line, task, _), model in fitted.models.items():
+        if isinstance(model, CoreVoting):
+            rows = preds[
+                (preds["cell_line"] == line) & (preds["task"] == task) & (preds["method"] == model.name)
+            ].reset_index(drop=True)
+            examples.extend(_examples(kg, rows, model))
     timings["total"] = time.perf_counter() - t0
     return BenchmarkResult(
-        metrics=pd.concat(metric_rows, ignore_index=True),
-        predictions=pd.concat(pred_parts, ignore_index=True),
+        metrics=metrics,
+        predictions=preds[list(PREDICTION_COLUMNS)],
         timings=timings,
-        models=models,
+        models=dict(fitted.models),
         kg=kg,
-        llm_stats=llm_stats,
-        llm_details=pd.concat(llm_parts, ignore_index=True) if llm_parts else None,
+        llm_stats=llm_stats(fitted),
+        llm_details=details,
         examples=examples,
+        failures=failed_methods(preds),
+        fitted=fitted,
     )
 
 
@@ -323,32 +351,26 @@ def context_rows(table: QueryTable, line: str, task: str) -> pd.DataFrame:
     return f.loc[keep].reset_index(drop=True)
 
 
-def _evidence_counts(kg: KnowledgeGraph, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    """Positive / negative evidence counts per test query (default CORE retrieval)."""
-    ev, _ = retrieve_evidence(kg, test, ObservationPool.from_frame(train))
-    return ev.summary()[["n_pos_evidence", "n_neg_evidence"]]
-
-
 def _examples(
-    kg: KnowledgeGraph,
-    base: pd.DataFrame,
-    scores: np.ndarray,
-    ev: ContrastiveEvidence,
-    model: CoreVoting,
-    n: int = 3,
+    kg: KnowledgeGraph, rows: pd.DataFrame, model: CoreVoting, n: int = 3
 ) -> list[dict[str, object]]:
     """A few test queries with their contrastive evidence (for the report): the best-scored true positives
     and the best-scored negative. For a model fitted with context, also the query's context evidence."""
-    pos = np.flatnonzero(base["label"].to_numpy() == 1)
-    neg = np.flatnonzero(base["label"].to_numpy() == 0)
+    scores = rows["score"].to_numpy(dtype=np.float64)
+    label = rows["label"].to_numpy()
+    pos = np.flatnonzero(label == 1)
+    neg = np.flatnonzero(label == 0)
     pick = list(pos[np.argsort(-scores[pos])][: n - 1]) + list(neg[np.argsort(-scores[neg])][:1])
+    if not pick:
+        return []
+    ev, _ = retrieve_evidence(kg, rows.iloc[pick], model.pool_, model.relations, model._k())
     out: list[dict[str, object]] = []
-    for i in pick:
-        table = ev.for_query(int(i), kg=kg, top=5, paths=1)
+    for j, i in enumerate(pick):
+        table = ev.for_query(j, kg=kg, top=5, paths=1)
         extra: dict[str, object] = {}
         if model.context_ is not None:
             contexts, similar = explain_context(
-                model, str(base["perturbation"].iat[i]), str(base["gene"].iat[i]), top=5
+                model, str(rows["perturbation"].iat[i]), str(rows["gene"].iat[i]), top=5
             )
             extra = {
                 "context": contexts.round(4).to_dict(orient="records"),
@@ -357,11 +379,11 @@ def _examples(
         out.append(
             {
                 "method": model.name,
-                "cell_line": str(base["cell_line"].iat[i]),
-                "task": str(base["task"].iat[i]),
-                "perturbation": str(base["perturbation"].iat[i]),
-                "gene": str(base["gene"].iat[i]),
-                "label": int(base["label"].to_numpy()[i]),
+                "cell_line": str(rows["cell_line"].iat[i]),
+                "task": str(rows["task"].iat[i]),
+                "perturbation": str(rows["perturbation"].iat[i]),
+                "gene": str(rows["gene"].iat[i]),
+                "label": int(label[i]),
                 "score": float(scores[i]),
                 "evidence": table.round(4).to_dict(orient="records"),
                 **extra,
@@ -421,9 +443,12 @@ __all__ = [
     "DEFAULT_METHODS",
     "BenchmarkConfig",
     "BenchmarkResult",
+    "Inputs",
     "context_rows",
     "explain_context",
     "explain_query",
+    "held_out_queries",
+    "load_inputs",
     "resolve_inputs",
     "run_benchmark",
     "summary_table",

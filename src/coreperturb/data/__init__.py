@@ -3,6 +3,7 @@
 from coreperturb.data.io import (
     PERTURBQA_LINES,
     load_perturbqa,
+    present_cell_lines,
     read_perturbqa_file,
     read_query_table,
     write_query_table,
@@ -17,6 +18,7 @@ __all__ = [
     "QueryTable",
     "SyntheticPaths",
     "load_perturbqa",
+    "present_cell_lines",
     "read_perturbqa_file",
     "read_query_table",
     "validate_frame",

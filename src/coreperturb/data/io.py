@@ -50,17 +50,42 @@ def read_perturbqa_file(path: str | Path, cell_line: str, task: str) -> pd.DataF
     return validate_frame(df, str(path))
 
 
+def present_cell_lines(data_dir: str | Path, tasks: Sequence[str] = ("de",)) -> list[str]:
+    """Cell lines that have a ``{cell_line}-{task}.csv`` file in ``data_dir`` for every task, sorted.
+
+    Raises:
+        DataValidationError: No such file (the message lists the CSV files present).
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataValidationError(f"{data_dir}: data directory not found")
+    per_task = [
+        {p.name[: -len(f"-{task}.csv")] for p in data_dir.glob(f"*-{task}.csv") if p.is_file()}
+        for task in tasks
+    ]
+    lines = sorted(set.intersection(*per_task)) if per_task else []
+    if not lines:
+        present = sorted(p.name for p in data_dir.glob("*.csv"))
+        raise DataValidationError(
+            f"{data_dir}: no {{cell_line}}-{{task}}.csv file for task(s) {list(tasks)}; CSV files present: {present}"
+        )
+    return lines
+
+
 def load_perturbqa(
     data_dir: str | Path,
-    cell_lines: Sequence[str] = PERTURBQA_LINES,
+    cell_lines: Sequence[str] | None = PERTURBQA_LINES,
     tasks: Sequence[str] = ("de",),
 ) -> QueryTable:
-    """Load PerturbQA ``{line}-{task}.csv`` files from ``data_dir`` into one :class:`QueryTable`."""
+    """Load PerturbQA ``{line}-{task}.csv`` files from ``data_dir`` into one :class:`QueryTable`.
+
+    ``cell_lines=None`` loads every line present (:func:`present_cell_lines`).
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataValidationError(f"{data_dir}: data directory not found")
     frames = []
-    for line in cell_lines:
+    for line in cell_lines if cell_lines is not None else present_cell_lines(data_dir, tasks):
         for task in tasks:
             path = data_dir / f"{line}-{task}.csv"
             if not path.exists():
@@ -73,14 +98,22 @@ def load_perturbqa(
     return QueryTable(frame, str(data_dir))
 
 
-def read_query_table(path: str | Path, cell_line: str | None = None, task: str | None = None) -> QueryTable:
+def read_query_table(
+    path: str | Path,
+    cell_line: str | None = None,
+    task: str | None = None,
+    for_fit: bool = False,
+) -> QueryTable:
     """Read a user CSV/TSV/Parquet query table.
 
     The file needs the columns ``perturbation`` (or ``pert``), ``gene``, ``label`` and ``split``;
-    ``cell_line`` and ``task`` may come from the arguments instead.
+    ``cell_line`` and ``task`` may come from the arguments instead. With ``for_fit`` the test split may be
+    empty and a file without a ``split`` column is all training rows.
     """
     path = Path(path)
     df = _read_any(path).rename(columns=_ALIASES)
+    if for_fit and "split" not in df.columns:
+        df["split"] = "train"
     if "cell_line" not in df.columns and cell_line is not None:
         df["cell_line"] = cell_line
     if "task" not in df.columns and task is not None:
@@ -91,7 +124,7 @@ def read_query_table(path: str | Path, cell_line: str | None = None, task: str |
             f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
             f"found {list(map(str, df.columns))}"
         )
-    return QueryTable(validate_frame(df, str(path)), str(path))
+    return QueryTable(validate_frame(df, str(path), require_test=not for_fit), str(path), not for_fit)
 
 
 def write_query_table(table: QueryTable, path: str | Path) -> None:

@@ -28,7 +28,9 @@ def _where(source: str, row: int | None = None, column: str | None = None) -> st
     return ", ".join(parts)
 
 
-def validate_frame(df: pd.DataFrame, source: str = "<table>", row_offset: int = 2) -> pd.DataFrame:
+def validate_frame(
+    df: pd.DataFrame, source: str = "<table>", row_offset: int = 2, require_test: bool = True
+) -> pd.DataFrame:
     """Validate and normalise a query table.
 
     Args:
@@ -36,6 +38,8 @@ def validate_frame(df: pd.DataFrame, source: str = "<table>", row_offset: int = 
         source: Name of the file or object, used in error messages.
         row_offset: Added to the 0-based frame position to give the row number reported to the user
             (2 for a CSV with a header line: the first data row is line 2).
+        require_test: Every (cell line, task) needs a test split (benchmarks); ``False`` for fitting, which
+            only needs training rows.
 
     Returns:
         A new frame with canonical dtypes (strings for ids, int8 labels) and a fresh RangeIndex.
@@ -90,7 +94,7 @@ def validate_frame(df: pd.DataFrame, source: str = "<table>", row_offset: int = 
         )
     for (line, task), grp in out.groupby(["cell_line", "task"], sort=True):
         counts = grp["split"].value_counts()
-        for split in SPLITS:
+        for split in SPLITS if require_test else ("train",):
             if counts.get(split, 0) == 0:
                 raise DataValidationError(
                     f"{source}: cell_line={line!r} task={task!r} has an empty {split!r} split"
@@ -116,13 +120,17 @@ class QueryTable:
     Attributes:
         frame: The validated frame. Treat it as read-only.
         source: Where the rows came from (file name or ``"synthetic"``), for messages.
+        require_test: Whether every (cell line, task) must have test rows (see :func:`validate_frame`).
     """
 
     frame: pd.DataFrame
     source: str = "<table>"
+    require_test: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "frame", validate_frame(self.frame, self.source))
+        object.__setattr__(
+            self, "frame", validate_frame(self.frame, self.source, require_test=self.require_test)
+        )
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -144,7 +152,7 @@ class QueryTable:
             m &= (self.frame["cell_line"] == cell_line).to_numpy()
         if task is not None:
             m &= (self.frame["task"] == task).to_numpy()
-        return QueryTable(self.frame.loc[m], self.source)
+        return QueryTable(self.frame.loc[m], self.source, self.require_test)
 
     def split(self, name: str) -> pd.DataFrame:
         """Rows of the ``train`` or ``test`` split (a copy)."""

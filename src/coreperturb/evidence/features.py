@@ -98,8 +98,12 @@ def evidence_features(
     sims: SimilarityBundle,
     kg: KnowledgeGraph,
     params: FeatureParams | None = None,
+    counts: bool = False,
 ) -> pd.DataFrame:
     """Features of every query (p, g) computed from its contrastive evidence.
+
+    With ``counts=True`` two more columns, ``n_pos_evidence`` and ``n_neg_evidence`` (how many related
+    perturbations made g positive / left it negative), come last; they are for display, not for models.
 
     Columns: ``base`` (logit gene base rate in the pool), ``log_obs``; for every relation ``r`` and for ``combined``:
     ``vote_r`` (logit of the positive share of related evidence shrunk toward the gene's base rate, minus
@@ -170,6 +174,9 @@ def evidence_features(
     z = normalize(centred, axis=1)
     zp = gather_rows(z, pidx)
     feats["co_response"] = np.asarray(gather_rows(zp, qi).multiply(gather_rows(z, gi)).sum(axis=1)).ravel()
+    if counts:
+        feats["n_pos_evidence"] = summ["n_pos_evidence"].to_numpy()
+        feats["n_neg_evidence"] = summ["n_neg_evidence"].to_numpy()
     return pd.DataFrame(feats)
 
 

@@ -29,7 +29,7 @@ class SimilarityBundle:
         queries: Query perturbations (rows).
         pool: Pool perturbations (columns).
         by_relation: Relation name → top-k sparsified similarity (float32, zeros elsewhere).
-        combined: Mean of the per-relation similarities (each scaled to max 1), top-k sparsified.
+        combined: Mean of the per-relation similarities (cosines), top-k sparsified.
     """
 
     queries: pd.Index
@@ -67,11 +67,11 @@ def relational_similarity(
             hit = np.flatnonzero(qi >= 0)
             s[hit, qi[hit]] = 0.0
         raw[r] = s
+    # every relation is a cosine in [0, 1], so the mean needs no rescaling; in particular never by the
+    # batch's maximum, which would make a query's score depend on which other queries share its batch
     combined = np.zeros((len(q), len(p)), dtype=np.float32)
     for s in raw.values():
-        mx = float(s.max()) if s.size else 0.0
-        if mx > 0:
-            combined += s / mx
+        combined += s
     if rels:
         combined /= len(rels)
     return SimilarityBundle(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,34 +127,58 @@ def _network_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return genes, feats
 
 
+_HEADER = re.compile(
+    r"(gene|protein|node|symbol|source|target|interactor|partner|from|to|name|preferred_name)"
+    r"([ _-]?[ab12]|[ _-]?(symbol|name|id)s?)?",
+    re.IGNORECASE,
+)
+
+
+def _is_header(values: Sequence[str]) -> bool:
+    """Whether the first line of an edge list is a header (``gene_a``, ``protein1``, ``source``, ...)."""
+    return all(_HEADER.fullmatch(str(v).strip()) is not None for v in values)
+
+
 def edge_list_source(path: str | Path, name: str | None = None) -> Callable[[Path], SourceOutput]:
-    """A source for an undirected gene—gene edge list (first two columns; a header line is optional)."""
+    """A source for an undirected gene—gene edge list: the first two columns of a TSV (CSV for ``.csv``).
+
+    A header line is optional: the first line is taken as a header when both of its first two fields look
+    like column names (``gene_a``/``gene_b``, ``gene1``/``gene2``, ``protein1``/``protein2``,
+    ``source``/``target``, ``from``/``to``, ``node1``/``node2``, ...); otherwise it is an edge.
+    """
     path = Path(path)
     rel_name = name or path.stem
 
     def load(_: Path) -> SourceOutput:
-        if not path.exists():
+        if not path.is_file():
             raise KnowledgeGraphError(f"{path}: file not found")
         sep = "," if path.suffix.lower() == ".csv" else "\t"
-        df = pd.read_csv(path, sep=sep, header=None, dtype=str, usecols=[0, 1])
-        headers = {
-            "gene_a",
-            "gene_b",
-            "gene1",
-            "gene2",
-            "source",
-            "target",
-            "protein1",
-            "protein2",
-            "from",
-            "to",
-        }
-        if len(df) and str(df.iloc[0, 0]).lower() in headers:
+        try:
+            df = pd.read_csv(
+                path, sep=sep, header=None, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE
+            )
+        except pd.errors.EmptyDataError:
+            raise KnowledgeGraphError(f"{path}: the edge list is empty") from None
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise KnowledgeGraphError(f"{path}: cannot be parsed as an edge list: {exc}") from None
+        if df.shape[1] < 2:
+            raise KnowledgeGraphError(
+                f"{path}: line 1: an edge list needs two gene columns "
+                f"({'comma' if sep == ',' else 'tab'}-separated); found one"
+            )
+        df = df.iloc[:, :2].apply(lambda c: c.str.strip())
+        first = 1
+        if len(df) and _is_header(df.iloc[0].tolist()):
             df = df.iloc[1:]
-        bad = df.isna().any(axis=1)
+            first = 2
+        bad = (df == "").any(axis=1).to_numpy()
         if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise KnowledgeGraphError(f"{path}: line {i + 1}: needs two gene columns")
+            i = int(np.flatnonzero(bad)[0])
+            raise KnowledgeGraphError(
+                f"{path}: line {i + first}: needs two gene columns (found an empty one)"
+            )
+        if df.empty:
+            raise KnowledgeGraphError(f"{path}: the edge list has no edges")
         g, f = _network_pairs(df.iloc[:, 0].to_numpy(dtype=object), df.iloc[:, 1].to_numpy(dtype=object))
         return SourceOutput(pairs={rel_name: ("network", g, f, {})})
 
@@ -311,11 +337,25 @@ def build_kg(
     return KnowledgeGraph(genes=genes_index, relations=relations, targets=targets, names=disp)
 
 
+def build_kg_from_recipe(recipe: dict[str, Any]) -> KnowledgeGraph:
+    """Build the KG a recipe describes: ``kg_dir`` and ``sources`` (built-in sources; ``None`` = every one
+    whose file exists), ``edges`` / ``gmt`` (lists of ``[name, path]`` user files) and ``extra_genes``."""
+    extra: list[Callable[[Path], SourceOutput]] = [edge_list_source(p, n) for n, p in recipe.get("edges", [])]
+    extra += [gmt_source(p, n) for n, p in recipe.get("gmt", [])]
+    return build_kg(
+        recipe.get("kg_dir"),
+        recipe.get("sources"),
+        extra=extra,
+        extra_genes=recipe.get("extra_genes", ()),
+    )
+
+
 __all__ = [
     "KG_SOURCES",
     "SourceOutput",
     "available_sources",
     "build_kg",
+    "build_kg_from_recipe",
     "edge_list_source",
     "gmt_source",
     "go_closure",

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.registry import Registry
+
+
+@dataclass(frozen=True)
+class FittedState:
+    """What a fitted predictor needs besides its KG and training rows to predict again (see model files).
+
+    Attributes:
+        params: Constructor parameters (JSON-safe).
+        attrs: Fitted scalars and lists (JSON-safe): thresholds, chosen settings, feature names.
+        estimators: Fitted scikit-learn estimators by attribute name (saved with ``skops.io``).
+    """
+
+    params: dict[str, Any]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    estimators: dict[str, Any] = field(default_factory=dict)
 
 
 class Predictor(ABC):
@@ -35,6 +52,21 @@ class Predictor(ABC):
     def predict(self, queries: pd.DataFrame) -> np.ndarray:
         """Hard 0/1 predictions at ``threshold_``."""
         return (self.predict_proba(queries)[:, 1] >= self.threshold_).astype(np.int8)
+
+    def fitted_state(self) -> FittedState:
+        """The fitted state to save (see :mod:`coreperturb.model_files`)."""
+        raise NotImplementedError(f"{self.name} cannot be saved to a model file")
+
+    @classmethod
+    def from_fitted_state(
+        cls,
+        kg: KnowledgeGraph,
+        state: FittedState,
+        train: pd.DataFrame,
+        context: pd.DataFrame | None = None,
+    ) -> Predictor:
+        """Rebuild a fitted predictor from :meth:`fitted_state`, its KG and its training rows."""
+        raise NotImplementedError(f"{cls.name} cannot be loaded from a model file")
 
 
 PredictorFactory = Callable[..., Predictor]

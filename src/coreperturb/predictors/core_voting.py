@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,30 +24,37 @@ from coreperturb.evidence.features import FeatureParams, evidence_features
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import SimilarityBundle, relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph
-from coreperturb.predictors.base import PREDICTORS, Predictor, cross_fit, perturbation_folds
+from coreperturb.predictors.base import PREDICTORS, FittedState, Predictor, cross_fit, perturbation_folds
 
 log = logging.getLogger(__name__)
 
 COMBINERS = ("logistic", "boosting")
 
 
+class DegenerateModelWarning(UserWarning):
+    """A fitted model that cannot tell perturbations apart (e.g. too few training rows)."""
+
+
 def _logit_col(p: np.ndarray) -> np.ndarray:
     return logit(p)[:, None]
 
 
-def _make_combiner(name: str | ClassifierMixin, seed: int) -> ClassifierMixin:
+def _make_combiner(name: str | ClassifierMixin, seed: int, n_rows: int | None = None) -> ClassifierMixin:
     if not isinstance(name, str):
         return clone(name)
     if name == "logistic":
         return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     if name == "boosting":
         # Small, L2-regularised trees: chosen by 4-fold cross-validation over TRAINING perturbations of the
-        # four PerturbQA lines (benchmarks/inner_cv.py), never on the test split.
+        # four PerturbQA lines (benchmarks/inner_cv.py), never on the test split. The minimum leaf size is
+        # 200 there (every line has > 10,000 training rows); on small user tables it shrinks to 2% of the
+        # rows (at least 20) so that the trees can split at all instead of predicting a constant.
+        min_leaf = 200 if n_rows is None else int(min(200, max(20, n_rows // 50)))
         return HistGradientBoostingClassifier(
             max_iter=300,
             learning_rate=0.05,
             max_leaf_nodes=15,
-            min_samples_leaf=200,
+            min_samples_leaf=min_leaf,
             l2_regularization=1.0,
             random_state=seed,
         )
@@ -129,13 +138,22 @@ class CoreVoting(Predictor):
         )
 
     def _features(self, queries: pd.DataFrame, pool_rows: pd.DataFrame) -> pd.DataFrame:
+        return self._features_and_counts(queries, pool_rows)[0]
+
+    def _features_and_counts(
+        self, queries: pd.DataFrame, pool_rows: pd.DataFrame
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Model features and the evidence counts (n_pos_evidence, n_neg_evidence) from one retrieval."""
         pool = ObservationPool.from_frame(pool_rows, self.genes_)
         sims = self.similarities(sorted(pd.unique(queries["perturbation"].astype(str))), pool)
-        feats = evidence_features(queries, pool, sims, self.kg, self.feature_params)
+        feats = evidence_features(queries, pool, sims, self.kg, self.feature_params, counts=True)
+        count_cols = ["n_pos_evidence", "n_neg_evidence"]
+        counts = feats[count_cols]
+        feats = feats.drop(columns=count_cols)
         if self.context_ is not None:
             ctx = self.context_.features(queries, pool)
             feats = pd.concat([feats, ctx.set_axis(feats.index)], axis=1)
-        return feats
+        return feats, counts
 
     def fit(self, train: pd.DataFrame, context: pd.DataFrame | None = None) -> CoreVoting:
         """Cross-fit evidence features, pick and fit the combiner, calibrate on held-out train perturbations.
@@ -174,7 +192,7 @@ class CoreVoting(Predictor):
             feats, _ = cross_fit(train, self.n_folds, self.seed, self._features)
             x = feats.to_numpy()
             for name in candidates:
-                model = _make_combiner(name, self.seed)
+                model = _make_combiner(name, self.seed, int((~hold).sum()))
                 model.fit(x[~hold], y[~hold])
                 held = model.predict_proba(x[hold])[:, 1]
                 score = _grouped_auroc(y[hold], held, genes[hold])[0]
@@ -188,8 +206,16 @@ class CoreVoting(Predictor):
         self.calibrator_ = LogisticRegression(C=1e6, max_iter=1000).fit(_logit_col(held), y[hold])
         calibrated = self.calibrator_.predict_proba(_logit_col(held))[:, 1]
         self.threshold_ = best_f1_threshold(y[hold], calibrated)
-        self.model_ = _make_combiner(self.combiner_, self.seed)
+        self.model_ = _make_combiner(self.combiner_, self.seed, len(y))
         self.model_.fit(x, y)
+        if np.ptp(held) < 1e-9:
+            warnings.warn(
+                f"{self.name}: the combiner predicts one constant on held-out training perturbations "
+                f"({len(y)} training rows, {int(y.sum())} positive): its predictions will not rank "
+                "perturbations within a gene; more training perturbations are needed",
+                DegenerateModelWarning,
+                stacklevel=2,
+            )
         self.train_ = train
         self.pool_ = ObservationPool.from_frame(train, self.genes_)
         log.info(
@@ -206,13 +232,83 @@ class CoreVoting(Predictor):
 
     def predict_proba(self, queries: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities ``(n, 2)``."""
-        raw = self.model_.predict_proba(self.features(queries).to_numpy())[:, 1]
-        p = self.calibrator_.predict_proba(_logit_col(raw))[:, 1]
+        p = self.predict_with_evidence(queries)[0]
         return np.column_stack([1 - p, p])
+
+    def predict_with_evidence(self, queries: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+        """Calibrated P(positive) of each query and its evidence counts, from one evidence retrieval.
+
+        Returns:
+            ``(p, counts)``: ``counts`` has columns ``n_pos_evidence`` and ``n_neg_evidence`` (related
+            training perturbations that made the gene positive / left it negative).
+        """
+        feats, counts = self._features_and_counts(queries.reset_index(drop=True), self.train_)
+        if list(feats.columns) != self.feature_names_:
+            raise ValueError(
+                f"{self.name}: this version computes features {list(feats.columns)}, but the model was "
+                f"fitted on {self.feature_names_}; refit the model"
+            )
+        raw = self.model_.predict_proba(feats.to_numpy())[:, 1]
+        p = self.calibrator_.predict_proba(_logit_col(raw))[:, 1]
+        return np.asarray(p, dtype=np.float64), counts.reset_index(drop=True)
 
     def evidence(self, queries: pd.DataFrame) -> tuple[ContrastiveEvidence, SimilarityBundle]:
         """Contrastive evidence for queries (first-class object) and the similarities behind it."""
         return retrieve_evidence(self.kg, queries, self.pool_, self.relations, self._k())
+
+    def fitted_state(self) -> FittedState:
+        """Parameters, chosen settings, the fitted combiner and calibrator."""
+        params = self.get_params()
+        estimators: dict[str, Any] = {"model_": self.model_, "calibrator_": self.calibrator_}
+        if not isinstance(self.combiner, str):
+            params["combiner"] = "custom"
+            estimators["combiner"] = clone(self.combiner)
+        combiner = self.combiner_ if isinstance(self.combiner_, str) else type(self.combiner_).__name__
+        attrs = {
+            "top_k_": int(self.top_k_),
+            "combiner_": combiner,
+            "threshold_": float(self.threshold_),
+            "feature_names_": list(self.feature_names_),
+            "cv_results_": {k: float(v) for k, v in self.cv_results_.items()},
+        }
+        return FittedState(params, attrs, estimators)
+
+    @classmethod
+    def from_fitted_state(
+        cls, kg: KnowledgeGraph, state: FittedState, train: pd.DataFrame, context: pd.DataFrame | None = None
+    ) -> CoreVoting:
+        """Rebuild from the saved combiner / calibrator, the training rows (evidence pool) and context rows.
+
+        Raises:
+            ValueError: The saved features do not match what this version computes.
+        """
+        params = dict(state.params)
+        if params.get("combiner") == "custom":
+            params["combiner"] = state.estimators["combiner"]
+        obj = cls(kg, **params)
+        obj.top_k_ = int(state.attrs["top_k_"])
+        obj.combiner_ = state.attrs["combiner_"]
+        obj.threshold_ = float(state.attrs["threshold_"])
+        obj.feature_names_ = list(state.attrs["feature_names_"])
+        obj.cv_results_ = dict(state.attrs.get("cv_results_", {}))
+        obj.model_ = state.estimators["model_"]
+        obj.calibrator_ = state.estimators["calibrator_"]
+        obj.train_ = train.reset_index(drop=True)
+        obj.genes_ = pd.Index(sorted(pd.unique(obj.train_["gene"].astype(str))))
+        obj.pool_ = ObservationPool.from_frame(obj.train_, obj.genes_)
+        obj.context_ = None
+        if cls.uses_context or context is not None:
+            if context is None or context.empty:
+                raise ValueError(f"{cls.name}: the model file holds no context rows")
+            obj.context_ = ContextEvidence.from_frame(
+                context, obj.module_k, obj.module_self, prior_strength=obj.prior_strength
+            )
+        n_in = getattr(obj.model_, "n_features_in_", len(obj.feature_names_))
+        if n_in != len(obj.feature_names_):
+            raise ValueError(
+                f"{cls.name}: the combiner expects {n_in} features but {len(obj.feature_names_)} are named"
+            )
+        return obj
 
     def get_params(self) -> dict[str, object]:
         """Constructor parameters (without the KG)."""

@@ -20,7 +20,7 @@ from coreperturb.llm.cache import LLMCache
 from coreperturb.llm.distributed import RayExecutor
 from coreperturb.llm.prompts import PromptBuilder, template_for
 from coreperturb.llm.runner import LLMRunner, Progress, RunStats
-from coreperturb.predictors.base import PREDICTORS, Predictor, perturbation_folds
+from coreperturb.predictors.base import PREDICTORS, FittedState, Predictor, perturbation_folds
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +161,14 @@ class _LLMPredictor(Predictor):
     def score_table(self, queries: pd.DataFrame) -> pd.DataFrame:
         """Per query: calibrated ``score``, raw ``p_yes``, ``score_method``, ``error``, ``from_cache``.
 
-        Rows that failed get the gene's training base rate as ``score`` (their ``error`` says why).
+        Rows whose call failed get no score (``NaN``; their ``error`` says why): a failed call is never
+        replaced by a confident-looking number such as the gene's base rate.
         """
         q = queries.reset_index(drop=True)
         raw = self._score(q, self.train_, split="test")
         p = raw["p_yes"].to_numpy(dtype=np.float64)
         ok = ~np.isnan(p)
-        score = self.pool_.rate_of(q["gene"].astype(str))
+        score = np.full(len(q), np.nan)
         if self.calibrator_ is not None:
             score[ok] = self.calibrator_.predict_proba(self._logit(p[ok]))[:, 1]
         else:
@@ -180,6 +181,35 @@ class _LLMPredictor(Predictor):
         """Calibrated probabilities ``(n, 2)``."""
         s = self.score_table(queries)["score"].to_numpy()
         return np.column_stack([1 - s, s])
+
+    def fitted_state(self) -> FittedState:
+        """LLM settings (never the API key), the calibration and the threshold.
+
+        Raises:
+            ValueError: The predictor holds a backend object (e.g. ``scripted``), which has no saved form.
+        """
+        if isinstance(self.llm, Backend):
+            raise ValueError(
+                f"{self.name} was fitted with a backend object ({type(self.llm).__name__}); only models "
+                "fitted with LLMSettings (embedded / openai / vllm) can be saved"
+            )
+        params = self.get_params()
+        est = {"calibrator_": self.calibrator_} if self.calibrator_ is not None else {}
+        return FittedState(params, {"threshold_": float(self.threshold_)}, est)
+
+    @classmethod
+    def from_fitted_state(
+        cls, kg: KnowledgeGraph, state: FittedState, train: pd.DataFrame, context: pd.DataFrame | None = None
+    ) -> _LLMPredictor:
+        """Rebuild: the LLM is reached again through the saved settings (API key from the environment)."""
+        params = dict(state.params)
+        llm = LLMSettings(**params.pop("llm"))
+        obj = cls(kg, llm=llm, **params)
+        obj.train_ = train.reset_index(drop=True)
+        obj.pool_ = ObservationPool.from_frame(obj.train_)
+        obj.calibrator_ = state.estimators.get("calibrator_")
+        obj.threshold_ = float(state.attrs["threshold_"])
+        return obj
 
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters (without the KG and backend object)."""

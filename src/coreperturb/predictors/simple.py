@@ -11,7 +11,7 @@ from coreperturb.evaluate.metrics import best_f1_threshold
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph
-from coreperturb.predictors.base import PREDICTORS, Predictor, cross_fit
+from coreperturb.predictors.base import PREDICTORS, FittedState, Predictor, cross_fit
 
 
 def _two_col(p: np.ndarray) -> np.ndarray:
@@ -52,6 +52,21 @@ class GeneFrequency(Predictor):
         """Gene rate, or the global rate for genes never observed in training."""
         p = self.rate_.reindex(queries["gene"].astype(str)).fillna(self.global_).to_numpy()
         return _two_col(p)
+
+    def get_params(self) -> dict[str, object]:
+        """Constructor parameters (without the KG)."""
+        return {"prior": self.prior}
+
+    def fitted_state(self) -> FittedState:
+        """Counting is exact and cheap: the training rows are the whole state."""
+        return FittedState(self.get_params())
+
+    @classmethod
+    def from_fitted_state(
+        cls, kg: KnowledgeGraph, state: FittedState, train: pd.DataFrame, context: pd.DataFrame | None = None
+    ) -> GeneFrequency:
+        """Re-count the training rows (bit-identical to the saved model)."""
+        return cls(kg, **state.params).fit(train)
 
 
 @PREDICTORS.register("knn_retrieval")
@@ -104,3 +119,22 @@ class KnnRetrieval(Predictor):
     def predict_proba(self, queries: pd.DataFrame) -> np.ndarray:
         """Probabilities for queries, with all training perturbations as the neighbour pool."""
         return np.asarray(self.model_.predict_proba(self._features(queries, self.train_).to_numpy()))
+
+    def get_params(self) -> dict[str, object]:
+        """Constructor parameters (without the KG)."""
+        return {"top_k": self.top_k, "n_folds": self.n_folds, "seed": self.seed}
+
+    def fitted_state(self) -> FittedState:
+        """Parameters, threshold and the fitted logistic combiner."""
+        return FittedState(self.get_params(), {"threshold_": self.threshold_}, {"model_": self.model_})
+
+    @classmethod
+    def from_fitted_state(
+        cls, kg: KnowledgeGraph, state: FittedState, train: pd.DataFrame, context: pd.DataFrame | None = None
+    ) -> KnnRetrieval:
+        """Rebuild from the saved combiner and the training rows (the neighbour pool)."""
+        obj = cls(kg, **state.params)
+        obj.threshold_ = float(state.attrs["threshold_"])
+        obj.model_ = state.estimators["model_"]
+        obj.train_ = train.reset_index(drop=True)
+        return obj

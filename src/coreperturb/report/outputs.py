@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from coreperturb._util import positions
-from coreperturb.data.io import PERTURBQA_LINES
 from coreperturb.data.signatures import LINCS_FILES
 from coreperturb.llm.prompts import template_for
 from coreperturb.predictors.llm import LLM_METHODS
@@ -70,6 +69,12 @@ def input_files(config: Any, workdir: Path) -> list[Path]:
     files: list[Path] = []
     data_dir = config.data_dir
     kg_dir = config.kg_dir
+    extra = [Path(p) for _, p in (*getattr(config, "kg_edges", ()), *getattr(config, "kg_gmt", ()))]
+    if getattr(config, "queries", None) is not None:
+        files = [Path(config.queries), *extra]
+        if kg_dir is not None:
+            files += sorted(p for p in Path(kg_dir).iterdir() if p.is_file())
+        return [f for f in files if f.exists()]
     if data_dir is None:
         syn = workdir / "synthetic_input"
         data_dir = syn / ("lincs" if config.dataset == "lincs" else "data")
@@ -78,15 +83,15 @@ def input_files(config: Any, workdir: Path) -> list[Path]:
     if config.dataset == "lincs":
         files += [data_dir / f for f in LINCS_FILES.values()]
     else:
-        lines = config.cell_lines or (PERTURBQA_LINES if config.data_dir else None)
+        lines = config.cell_lines
         for task in config.tasks:
             if lines:
                 files += [data_dir / f"{line}-{task}.csv" for line in lines]
             else:
                 files += sorted(data_dir.glob(f"*-{task}.csv"))
-    if kg_dir is not None:
+    if kg_dir is not None and Path(kg_dir).is_dir():
         files += sorted(p for p in Path(kg_dir).iterdir() if p.is_file())
-    return [f for f in files if f.exists()]
+    return [f for f in [*files, *extra] if f.exists()]
 
 
 def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:

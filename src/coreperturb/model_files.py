@@ -1,0 +1,339 @@
+"""Fitted models on disk: a versioned, inspectable directory that never unpickles arbitrary objects.
+
+A model directory holds:
+
+* ``model.json`` — format and package versions, the fit configuration and seed, the KG's content hash and
+  how it was built, one entry per fitted (cell line, task, method) with its parameters and fitted
+  settings, and the sha256 of every other file;
+* ``train.parquet`` — the training rows (the evidence pools, and the context of transfer methods);
+* ``estimators.skops`` — the fitted scikit-learn combiners and calibrators, written with ``skops.io`` and
+  loaded with an explicit list of trusted types;
+* ``kg.npz`` / ``kg.json`` — the knowledge graph (CSR arrays, ``allow_pickle=False``; names in JSON),
+  unless the model was saved with ``kg_store="reference"``, in which case the KG is rebuilt from the files
+  named in ``model.json`` and must hash to the same content.
+
+Every failure to load names the file and says what is wrong in one line (:class:`ModelFileError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from coreperturb import __version__
+from coreperturb.errors import CorePerturbError
+from coreperturb.graph.kg import KnowledgeGraph
+from coreperturb.graph.sources import build_kg_from_recipe
+from coreperturb.graph.store import KG_ARRAYS, KG_META, kg_hash, load_kg, save_kg
+from coreperturb.llm.backends import LLMSettings
+from coreperturb.predictors.base import PREDICTORS, FittedState
+from coreperturb.report.outputs import _jsonable, package_versions, sha256_file
+from coreperturb.stages import TRAIN_COLUMNS, FitConfig, FittedModels
+
+log = logging.getLogger(__name__)
+
+FORMAT = "coreperturb-model"
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+TRAIN_FILE = "train.parquet"
+ESTIMATORS_FILE = "estimators.skops"
+KG_STORES = ("embed", "reference")
+TRUSTED_TYPES: tuple[str, ...] = (
+    # the trees of HistGradientBoostingClassifier (CORE-Voting's default combiner); everything else the
+    # built-in predictors save (logistic regressions, scalers, pipelines) is trusted by skops by default
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+
+
+class ModelFileError(CorePerturbError):
+    """A model directory is missing, truncated, modified, of another version or paired with another KG."""
+
+
+def _skops() -> Any:
+    try:
+        import skops.io as sio
+    except ImportError:  # pragma: no cover - skops is a dependency
+        raise CorePerturbError("model files need skops: pip install skops") from None
+    return sio
+
+
+def save_model(
+    models: FittedModels,
+    directory: str | Path,
+    kg_store: str = "embed",
+    overwrite: bool = False,
+) -> Path:
+    """Write fitted models to a model directory (atomically: a failed save leaves no partial directory).
+
+    Args:
+        models: From :func:`coreperturb.stages.fit`.
+        directory: Target directory.
+        kg_store: ``embed`` (default) stores the KG in the directory; ``reference`` stores only its content
+            hash and how to rebuild it (KG directory, sources, user files), for smaller model files.
+        overwrite: Replace an existing model directory.
+
+    Returns:
+        The directory.
+
+    Raises:
+        ModelFileError: The target exists and is not a model directory (or ``overwrite`` is off), or a
+            model cannot be saved.
+    """
+    if kg_store not in KG_STORES:
+        raise ModelFileError(f"unknown kg_store {kg_store!r}; use {' or '.join(KG_STORES)}")
+    if kg_store == "reference" and not models.kg_recipe:
+        raise ModelFileError("kg_store='reference' needs to know how the KG was built; use kg_store='embed'")
+    out = Path(directory)
+    if out.exists():
+        if not (out / MODEL_JSON).exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ModelFileError(
+                f"{out}: exists and is not a coreperturb model directory; choose another --out"
+            )
+        if not overwrite:
+            raise ModelFileError(f"{out}: a model directory exists already; pass --overwrite to replace it")
+    sio = _skops()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        units: list[dict[str, Any]] = []
+        estimators: dict[str, Any] = {}
+        for (line, task, method), model in models.models.items():
+            try:
+                state = model.fitted_state()
+            except (NotImplementedError, ValueError) as exc:
+                raise ModelFileError(f"cannot save {line}/{task}/{method}: {exc}") from None
+            key = f"{line}/{task}/{method}"
+            for name, est in state.estimators.items():
+                estimators[f"{key}/{name}"] = est
+            units.append(
+                {
+                    "cell_line": line,
+                    "task": task,
+                    "method": method,
+                    "class": type(model).__name__,
+                    "params": _jsonable(state.params),
+                    "attrs": _jsonable(state.attrs),
+                    "estimators": sorted(state.estimators),
+                    "uses_context": bool(getattr(model, "context_", None) is not None),
+                    "n_train_rows": len(models.training_rows(line, task)),
+                }
+            )
+        train = models.train.loc[:, list(TRAIN_COLUMNS)]
+        train.to_parquet(tmp / TRAIN_FILE, index=False)
+        sio.dump(estimators, tmp / ESTIMATORS_FILE)
+        written = [tmp / TRAIN_FILE, tmp / ESTIMATORS_FILE]
+        if kg_store == "embed":
+            written += save_kg(models.kg, tmp)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "coreperturb_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+            "packages": package_versions(),
+            "fit_config": _jsonable(models.config),
+            "seed": models.config.seed,
+            "kg": {
+                "hash": kg_hash(models.kg),
+                "store": kg_store,
+                "recipe": models.kg_recipe,
+                "n_genes": len(models.kg.genes),
+                "relations": list(models.kg.relation_names),
+            },
+            "units": units,
+            "files": {p.name: sha256_file(p) for p in written},
+        }
+        (tmp / MODEL_JSON).write_text(json.dumps(meta, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+        umask = os.umask(0)
+        os.umask(umask)
+        out.chmod(0o777 & ~umask)  # mkdtemp made it private
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_model_json(directory: str | Path) -> dict[str, Any]:
+    """The validated ``model.json`` of a model directory (format and version checked).
+
+    Raises:
+        ModelFileError: Missing, unreadable, not a coreperturb model, or of a newer format.
+    """
+    d = Path(directory)
+    path = d / MODEL_JSON
+    if not d.is_dir():
+        raise ModelFileError(f"{d}: model directory not found")
+    if not path.is_file():
+        raise ModelFileError(
+            f"{d}: not a coreperturb model directory (no {MODEL_JSON}); create one with `coreperturb fit`"
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: not valid JSON (truncated or modified?): {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(
+            f"{path}: not a coreperturb model file (format {meta.get('format') if isinstance(meta, dict) else None!r})"
+        )
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format {version} (written by coreperturb {meta.get('coreperturb_version')}); this "
+            f"coreperturb {__version__} reads format {FORMAT_VERSION}: "
+            + (
+                "upgrade coreperturb"
+                if isinstance(version, int) and version > FORMAT_VERSION
+                else "refit the model"
+            )
+        )
+    for key in ("files", "units", "kg", "fit_config"):
+        if key not in meta:
+            raise ModelFileError(f"{path}: missing key {key!r} (truncated or modified?)")
+    return meta
+
+
+def _fit_config(raw: dict[str, Any]) -> FitConfig:
+    fields = {f.name for f in dataclasses.fields(FitConfig)}
+    cfg = {k: v for k, v in raw.items() if k in fields}
+    cfg["methods"] = tuple(cfg.get("methods", ()))
+    if cfg.get("llm") is not None:
+        cfg["llm"] = LLMSettings(**cfg["llm"])
+    if cfg.get("cache_path") is not None:
+        cfg["cache_path"] = Path(cfg["cache_path"])
+    return FitConfig(**cfg)
+
+
+def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedModels:
+    """Load a model directory written by :func:`save_model`.
+
+    Args:
+        directory: The model directory.
+        trusted: Extra scikit-learn types to trust in ``estimators.skops`` (only for models you made
+            yourself with a custom combiner; see ``skops.io.get_untrusted_types``).
+
+    Raises:
+        ModelFileError: One line naming the file: missing or truncated files, a sha256 that does not
+            match ``model.json``, a model format this version cannot read, untrusted types, or a KG whose
+            content differs from the one the model was fitted on.
+    """
+    d = Path(directory)
+    meta = read_model_json(d)
+    for name, digest in meta["files"].items():
+        path = d / name
+        if not path.is_file():
+            raise ModelFileError(f"{path}: file missing from the model directory")
+        if sha256_file(path) != digest:
+            raise ModelFileError(f"{path}: sha256 does not match {MODEL_JSON} (truncated or modified)")
+    for name in (TRAIN_FILE, ESTIMATORS_FILE):
+        if name not in meta["files"]:
+            raise ModelFileError(f"{d / MODEL_JSON}: lists no {name} (truncated or modified?)")
+    saved_sklearn = meta.get("packages", {}).get("scikit-learn")
+    now_sklearn = package_versions(["scikit-learn"]).get("scikit-learn")
+    if saved_sklearn and now_sklearn and saved_sklearn != now_sklearn:
+        warnings.warn(
+            f"{d}: saved with scikit-learn {saved_sklearn}, loaded with {now_sklearn}; predictions may differ",
+            stacklevel=2,
+        )
+    try:
+        train = pd.read_parquet(d / TRAIN_FILE)
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{d / TRAIN_FILE}: cannot be read: {exc}") from None
+    missing = [c for c in TRAIN_COLUMNS if c not in train.columns]
+    if missing:
+        raise ModelFileError(f"{d / TRAIN_FILE}: missing column(s) {missing}")
+    train = train.astype({"cell_line": str, "task": str, "perturbation": str, "gene": str})
+    kg = _load_kg(d, meta)
+    sio = _skops()
+    est_path = d / ESTIMATORS_FILE
+    try:
+        untrusted = [t for t in sio.get_untrusted_types(file=est_path) if t not in TRUSTED_TYPES]
+        bad = [t for t in untrusted if t not in set(trusted)]
+        if bad:
+            raise ModelFileError(
+                f"{est_path}: holds types that are not trusted: {bad}; if you saved this model yourself "
+                "(e.g. with a custom combiner), pass them to load_model(..., trusted=[...])"
+            )
+        estimators = sio.load(est_path, trusted=[*TRUSTED_TYPES, *trusted])
+    except ModelFileError:
+        raise
+    except Exception as exc:  # skops raises many kinds on a damaged file
+        raise ModelFileError(f"{est_path}: cannot be loaded: {exc}") from None
+    config = _fit_config(meta["fit_config"])
+    models_: dict[tuple[str, str, str], Any] = {}
+    for u in meta["units"]:
+        line, task, method = u["cell_line"], u["task"], u["method"]
+        key = f"{line}/{task}/{method}"
+        cls = PREDICTORS.get(method)
+        state = FittedState(
+            params=u["params"],
+            attrs=u["attrs"],
+            estimators={n: estimators[f"{key}/{n}"] for n in u["estimators"] if f"{key}/{n}" in estimators},
+        )
+        if len(state.estimators) != len(u["estimators"]):
+            raise ModelFileError(f"{est_path}: estimators of {key} missing")
+        rows = train.loc[(train["cell_line"] == line) & (train["task"] == task)].reset_index(drop=True)
+        if len(rows) != u.get("n_train_rows", len(rows)):
+            raise ModelFileError(
+                f"{d / TRAIN_FILE}: {key} has {len(rows)} training rows, model.json says {u['n_train_rows']}"
+            )
+        context = None
+        if u.get("uses_context"):
+            context = train.loc[(train["cell_line"] != line) & (train["task"] == task)].reset_index(drop=True)
+        try:
+            models_[(line, task, method)] = cls.from_fitted_state(kg, state, rows, context)  # type: ignore[attr-defined]
+        except (KeyError, ValueError, TypeError, NotImplementedError) as exc:
+            raise ModelFileError(f"{d / MODEL_JSON}: {key} cannot be rebuilt: {exc}") from None
+    return FittedModels(kg, models_, train, config, meta["kg"].get("recipe"), {})
+
+
+def _load_kg(d: Path, meta: dict[str, Any]) -> KnowledgeGraph:
+    info = meta["kg"]
+    if info.get("store", "embed") == "embed":
+        for name in (KG_ARRAYS, KG_META):
+            if name not in meta["files"]:
+                raise ModelFileError(f"{d / MODEL_JSON}: lists no {name} (truncated or modified?)")
+        try:
+            kg = load_kg(d)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise ModelFileError(f"{d / KG_META}: the stored KG cannot be read: {exc}") from None
+        where = f"{d / KG_ARRAYS}"
+    else:
+        recipe = info.get("recipe") or {}
+        try:
+            kg = build_kg_from_recipe(recipe)
+        except CorePerturbError as exc:
+            raise ModelFileError(f"{d / MODEL_JSON}: the model's KG cannot be rebuilt: {exc}") from None
+        where = f"the KG rebuilt from {recipe.get('kg_dir') or 'the files in ' + MODEL_JSON}"
+    got = kg_hash(kg)
+    if got != info.get("hash"):
+        raise ModelFileError(
+            f"{where}: differs from the KG the model was fitted on (content sha256 {got[:12]}… vs "
+            f"{str(info.get('hash'))[:12]}… in {d / MODEL_JSON}); restore those KG files or refit"
+        )
+    return kg
+
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "TRUSTED_TYPES",
+    "ModelFileError",
+    "load_model",
+    "read_model_json",
+    "save_model",
+]

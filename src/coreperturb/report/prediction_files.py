@@ -1,0 +1,198 @@
+"""Streamed prediction files of ``coreperturb predict``: Parquet, CSV or AnnData (``.h5ad``).
+
+Rows arrive chunk by chunk (:func:`coreperturb.stages.predict_grid`) and are written as they come, so memory
+stays bounded whatever the number of pairs. Each file is written under a temporary name and renamed at the
+end: an interrupted run never leaves a truncated file that looks complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coreperturb._util import positions
+from coreperturb.errors import CorePerturbError
+from coreperturb.stages import GRID_COLUMNS, GridPlan
+
+SUFFIXES = (".parquet", ".csv", ".h5ad")
+
+
+def _schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("cell_line", pa.string()),
+            ("perturbation", pa.string()),
+            ("gene", pa.string()),
+            ("method", pa.string()),
+            ("p_de", pa.float64()),
+            ("p_up", pa.float64()),
+            ("n_pos_evidence", pa.int32()),
+            ("n_neg_evidence", pa.int32()),
+            ("kg_coverage", pa.float32()),
+            ("flag", pa.string()),
+        ]
+    )
+
+
+class PredictionWriter:
+    """Writes prediction chunks to ``path`` (format by suffix); use as a context manager.
+
+    Args:
+        path: ``.parquet`` (one row per pair and method), ``.csv`` (the same rows) or ``.h5ad``
+            (perturbations × genes, float32 layers ``p_de`` and ``p_up``; needs ``plan`` and one method).
+        plan: The grid being written (required for ``.h5ad``).
+        methods: Methods being written (``.h5ad`` takes exactly one).
+    """
+
+    def __init__(
+        self, path: str | Path, plan: GridPlan | None = None, methods: list[str] | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.kind = self.path.suffix.lower()
+        if self.kind not in SUFFIXES:
+            raise CorePerturbError(f"{self.path}: --out must end in {', '.join(SUFFIXES)}")
+        if self.kind == ".h5ad":
+            if plan is None:
+                raise CorePerturbError(f"{self.path}: .h5ad output needs a perturbations × genes grid")
+            if methods is not None and len(methods) != 1:
+                raise CorePerturbError(
+                    f"{self.path}: an .h5ad holds one method (layers p_de, p_up); pass one --methods name "
+                    "or write .parquet / .csv"
+                )
+        self.plan = plan
+        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        self.rows = 0
+        self._writer: Any = None
+        self._h5: Any = None
+
+    def __enter__(self) -> PredictionWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp.unlink(missing_ok=True)
+        if self.kind == ".parquet":
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self.tmp, _schema(), compression="zstd")
+        elif self.kind == ".h5ad":
+            self._open_h5ad()
+        return self
+
+    def _open_h5ad(self) -> None:
+        try:
+            import anndata as ad
+            import h5py
+        except ImportError:
+            raise CorePerturbError("--out .h5ad needs anndata: pip install 'coreperturb[anndata]'") from None
+        assert self.plan is not None
+        keys: list[str] = []
+        lines: list[str] = []
+        perts: list[str] = []
+        genes: dict[str, None] = {}
+        for line, ps, gs in self.plan.units:
+            keys += [f"{line}|{p}" for p in ps]
+            lines += [line] * len(ps)
+            perts += list(ps)
+            genes.update(dict.fromkeys(gs))
+        self.obs_index = pd.Index(keys)
+        self.var_index = pd.Index(list(genes))
+        obs = pd.DataFrame(
+            {
+                "cell_line": pd.Categorical(lines),
+                "perturbation": perts,
+                "kg_coverage": np.full(len(keys), np.nan, dtype=np.float32),
+                "flag": "",
+            },
+            index=self.obs_index,
+        )
+        self.obs = obs
+        self.coverage = np.full(len(keys), np.nan, dtype=np.float32)
+        self.flags = np.full(len(keys), "", dtype=object)
+        ad.AnnData(obs=obs, var=pd.DataFrame(index=self.var_index)).write_h5ad(self.tmp)
+        self._h5 = h5py.File(self.tmp, "a")
+        layers = self._h5.require_group("layers")
+        layers.attrs.setdefault("encoding-type", "dict")
+        layers.attrs.setdefault("encoding-version", "0.1.0")
+        shape = (len(self.obs_index), len(self.var_index))
+        chunks = (max(1, min(shape[0], 64)), max(1, min(shape[1], 4096)))
+        for name in ("p_de", "p_up"):
+            ds = layers.create_dataset(
+                name,
+                shape=shape,
+                dtype="f4",
+                fillvalue=np.nan,
+                chunks=chunks,
+                compression="gzip",
+                compression_opts=1,
+            )
+            ds.attrs["encoding-type"] = "array"
+            ds.attrs["encoding-version"] = "0.2.0"
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append one chunk (columns of :data:`GRID_COLUMNS`)."""
+        frame = frame[list(GRID_COLUMNS)]
+        self.rows += len(frame)
+        if self.kind == ".parquet":
+            import pyarrow as pa
+
+            self._writer.write_table(pa.Table.from_pandas(frame, schema=_schema(), preserve_index=False))
+        elif self.kind == ".csv":
+            frame.to_csv(self.tmp, mode="a", header=self.rows == len(frame), index=False)
+        else:
+            self._write_h5ad(frame)
+
+    def _write_h5ad(self, frame: pd.DataFrame) -> None:
+        keys = frame["cell_line"].astype(str) + "|" + frame["perturbation"].astype(str)
+        rows = positions(self.obs_index, keys)
+        cols = positions(self.var_index, frame["gene"].astype(str))
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        for name in ("p_de", "p_up"):
+            block = np.full((hi - lo, len(self.var_index)), np.nan, dtype=np.float32)
+            block[rows - lo, cols] = frame[name].to_numpy(dtype=np.float32)
+            ds = self._h5["layers"][name]
+            if name == "p_de" or not np.isnan(block).all():
+                ds[lo:hi, :] = block
+        first = frame.drop_duplicates(["cell_line", "perturbation"])
+        r = positions(
+            self.obs_index, first["cell_line"].astype(str) + "|" + first["perturbation"].astype(str)
+        )
+        self.coverage[r] = first["kg_coverage"].to_numpy(dtype=np.float32)
+        self.flags[r] = first["flag"].str.replace("unknown_gene", "", regex=False).str.strip(";").to_numpy()
+
+    def _close_h5ad(self) -> None:
+        try:
+            from anndata.io import write_elem  # anndata >= 0.11
+        except ImportError:  # pragma: no cover - anndata 0.10
+            from anndata.experimental import write_elem
+
+        self.obs["kg_coverage"] = self.coverage
+        self.obs["flag"] = self.flags
+        del self._h5["obs"]
+        write_elem(self._h5, "obs", self.obs)
+        self._h5.close()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            if self._h5 is not None:
+                if exc_type is None:
+                    self._close_h5ad()
+                else:
+                    self._h5.close()
+        finally:
+            if exc_type is None:
+                if self.kind == ".csv" and not self.tmp.exists():
+                    pd.DataFrame(columns=list(GRID_COLUMNS)).to_csv(self.tmp, index=False)
+                self.tmp.replace(self.path)
+            else:
+                self.tmp.unlink(missing_ok=True)
+
+
+__all__ = ["SUFFIXES", "PredictionWriter"]

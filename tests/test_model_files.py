@@ -1,0 +1,213 @@
+"""The public stages (fit → predict → evaluate) and model files: round trips and every failure case."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from coreperturb.cli import app
+from coreperturb.data import load_perturbqa
+from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb.graph import KnowledgeGraph
+from coreperturb.model_files import MODEL_JSON, ModelFileError, load_model, read_model_json, save_model
+from coreperturb.pipeline import BenchmarkConfig, load_inputs, run_benchmark
+from coreperturb.stages import FitConfig, FittedModels, evaluate_predictions, fit, predict
+
+runner = CliRunner()
+METHODS = ("gene_frequency", "knn_retrieval", "core_voting", "core_voting_transfer")
+
+
+@pytest.fixture(scope="module")
+def two_lines(tmp_path_factory: pytest.TempPathFactory) -> tuple[BenchmarkConfig, Path]:
+    work = tmp_path_factory.mktemp("two_lines")
+    return BenchmarkConfig(methods=METHODS, tasks=("de", "dir")), work
+
+
+@pytest.fixture(scope="module")
+def fitted(two_lines: tuple[BenchmarkConfig, Path]) -> tuple[FittedModels, pd.DataFrame]:
+    cfg, work = two_lines
+    inputs = load_inputs(cfg, work)
+    models = fit(inputs.table, inputs.kg, FitConfig(methods=METHODS), kg_recipe=inputs.kg_recipe)
+    test = inputs.table.frame.query("split == 'test'").astype({"cell_line": str, "task": str, "split": str})
+    return models, test
+
+
+def _key(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values(["cell_line", "task", "method", "perturbation", "gene"]).reset_index(drop=True)
+
+
+def test_benchmark_is_fit_then_predict_then_evaluate(
+    two_lines: tuple[BenchmarkConfig, Path], fitted: tuple[FittedModels, pd.DataFrame]
+) -> None:
+    cfg, work = two_lines
+    res = run_benchmark(cfg, workdir=work)
+    models, test = fitted
+    preds = predict(models, test)
+    a, b = _key(res.predictions), _key(preds)
+    assert len(a) == len(b) == len(test) * len(METHODS)
+    assert np.abs(a["score"].to_numpy() - b["score"].to_numpy()).max() <= 1e-12
+    assert (a["n_pos_evidence"].to_numpy() == b["n_pos_evidence"].to_numpy()).all()
+    m = evaluate_predictions(preds, models.thresholds, kg=models.kg)
+    key = ["cell_line", "task", "method", "metric"]
+    joined = res.metrics.merge(m, on=key, suffixes=("_bench", "_stages"))
+    assert len(joined) == len(res.metrics)
+    assert np.allclose(joined["value_bench"], joined["value_stages"], equal_nan=True)
+
+
+def test_model_file_round_trip_gives_identical_scores(
+    fitted: tuple[FittedModels, pd.DataFrame], tmp_path: Path
+) -> None:
+    models, test = fitted
+    before = predict(models, test)
+    save_model(models, tmp_path / "m")
+    meta = read_model_json(tmp_path / "m")
+    assert meta["format_version"] == 1 and meta["seed"] == 0 and "scikit-learn" in meta["packages"]
+    assert {u["method"] for u in meta["units"]} == set(METHODS)
+    assert set(meta["files"]) == {"train.parquet", "estimators.skops", "kg.npz", "kg.json"}
+    after = predict(load_model(tmp_path / "m"), test)
+    assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())
+    # the KG can also be referenced (content hash + how to rebuild it) instead of embedded
+    save_model(models, tmp_path / "ref", kg_store="reference")
+    assert not (tmp_path / "ref" / "kg.npz").exists()
+    again = predict(load_model(tmp_path / "ref"), test)
+    assert np.array_equal(before["score"].to_numpy(), again["score"].to_numpy())
+
+
+def test_save_refuses_to_clobber(fitted: tuple[FittedModels, pd.DataFrame], tmp_path: Path) -> None:
+    models, _ = fitted
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "x.txt").write_text("mine")
+    with pytest.raises(ModelFileError, match="is not a coreperturb model directory"):
+        save_model(models, tmp_path / "notes")
+    save_model(models, tmp_path / "m")
+    with pytest.raises(ModelFileError, match="pass --overwrite"):
+        save_model(models, tmp_path / "m")
+    save_model(models, tmp_path / "m", overwrite=True)
+
+
+@pytest.fixture()
+def saved(fitted: tuple[FittedModels, pd.DataFrame], tmp_path: Path) -> Path:
+    models, _ = fitted
+    single = FittedModels(
+        models.kg,
+        {k: v for k, v in models.models.items() if k[2] == "core_voting"},
+        models.train,
+        models.config,
+        models.kg_recipe,
+    )
+    return save_model(single, tmp_path / "model")
+
+
+def _cli_error(model: Path) -> str:
+    res = runner.invoke(app, ["predict", "--model", str(model), "--perturbations", "G0001"])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    return res.output
+
+
+def test_missing_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="model directory not found"):
+        load_model(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    assert "not a coreperturb model directory" in _cli_error(tmp_path / "empty")
+
+
+def test_truncated_files_are_named(saved: Path) -> None:
+    data = (saved / "train.parquet").read_bytes()
+    (saved / "train.parquet").write_bytes(data[: len(data) // 2])
+    out = _cli_error(saved)
+    assert "train.parquet: sha256 does not match model.json (truncated or modified)" in out
+    (saved / MODEL_JSON).write_text((saved / MODEL_JSON).read_text()[:100])
+    with pytest.raises(ModelFileError, match=r"model\.json: not valid JSON"):
+        load_model(saved)
+
+
+def test_missing_file_is_named(saved: Path) -> None:
+    (saved / "estimators.skops").unlink()
+    assert "estimators.skops: file missing from the model directory" in _cli_error(saved)
+
+
+def test_other_format_version(saved: Path) -> None:
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    meta["format_version"] = 2
+    meta["coreperturb_version"] = "9.0.0"
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    out = _cli_error(saved)
+    assert "model format 2 (written by coreperturb 9.0.0)" in out and "upgrade coreperturb" in out
+
+
+def test_tampered_kg_with_updated_checksums_is_refused(saved: Path) -> None:
+    """Even with model.json's checksums updated, a KG with other content is caught by its content hash."""
+    from coreperturb.graph.store import load_kg, save_kg
+    from coreperturb.report.outputs import sha256_file
+
+    kg = load_kg(saved)
+    rel = next(iter(kg.relations.values()))
+    rel.matrix.data[:] = rel.matrix.data * 1.5  # other weights, same shape
+    save_kg(kg, saved)
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    for name in ("kg.npz", "kg.json"):
+        meta["files"][name] = sha256_file(saved / name)
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="differs from the KG the model was fitted on"):
+        load_model(saved)
+
+
+def test_referenced_kg_that_changed_is_refused(synth_paths: SyntheticPaths, tmp_path: Path) -> None:
+    kg_dir = tmp_path / "kg"
+    shutil.copytree(synth_paths.kg_dir, kg_dir)
+    cfg = BenchmarkConfig(data_dir=synth_paths.data_dir, kg_dir=kg_dir, cell_lines=("synth_a",))
+    inputs = load_inputs(cfg, tmp_path)
+    models = fit(inputs.table, inputs.kg, FitConfig(methods=("gene_frequency",)), kg_recipe=inputs.kg_recipe)
+    save_model(models, tmp_path / "m", kg_store="reference")
+    load_model(tmp_path / "m")  # unchanged files: fine
+    net = kg_dir / "gene_network.tsv"
+    lines = net.read_text().splitlines()
+    net.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    with pytest.raises(ModelFileError, match="differs from the KG the model was fitted on"):
+        load_model(tmp_path / "m")
+
+
+def test_untrusted_estimator_types_are_refused(
+    synth_table: object, synth_kg: KnowledgeGraph, tmp_path: Path
+) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    table = load_perturbqa(Path(synth_table.source), ["synth_a"], ["de"])  # type: ignore[attr-defined]
+    cv = fit(table, synth_kg, FitConfig(methods=("core_voting",)))
+    model = cv.models[("synth_a", "de", "core_voting")]
+    model.combiner = RandomForestClassifier(n_estimators=5, random_state=0)  # type: ignore[attr-defined]
+    model.fit(table.split("train"))
+    save_model(cv, tmp_path / "rf")
+    with pytest.raises(ModelFileError, match="holds types that are not trusted"):
+        load_model(tmp_path / "rf")
+    trusted = ["sklearn.tree._tree.Tree"]
+    p0 = model.predict_proba(table.split("test"))[:, 1]
+    p1 = load_model(tmp_path / "rf", trusted=trusted).models[("synth_a", "de", "core_voting")]
+    assert np.array_equal(p0, p1.predict_proba(table.split("test"))[:, 1])
+
+
+def test_evaluate_leaves_out_unscored_rows() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame(
+        {
+            "cell_line": "x",
+            "task": "de",
+            "method": "llm_isolated",
+            "perturbation": [f"P{i % 40}" for i in range(n)],
+            "gene": [f"G{i % 10}" for i in range(n)],
+            "label": rng.integers(0, 2, n),
+            "score": rng.random(n),
+        }
+    )
+    df.loc[:49, "score"] = np.nan
+    m = evaluate_predictions(df).set_index("metric")["value"]
+    assert m["n_scored"] == 350 and m["n_errors"] == 50
+    assert np.isfinite(m["auroc"]) and np.isfinite(m["macro_per_gene_auroc"])
