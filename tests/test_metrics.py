@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -64,3 +65,26 @@ def test_best_f1_threshold_and_bootstrap() -> None:
     out = evaluate(yb, sb, g, p, n_bootstrap=30).set_index("metric")
     lo, hi, v = out.loc["auroc", ["ci_low", "ci_high", "value"]]
     assert lo <= v <= hi and lo < hi
+
+
+def test_weighted_bootstrap_equals_recomputing_each_resample() -> None:
+    """Every bootstrap resample as a row of perturbation weights gives exactly the metric of the resample
+    with its rows repeated (ties, genes with one class and empty classes included)."""
+    from coreperturb.evaluate.metrics import METRICS, WEIGHTED_METRICS, bootstrap_draws
+
+    rng = np.random.default_rng(3)
+    n = 600
+    perts = np.array([f"P{i % 40}" for i in range(n)])
+    genes = np.array([f"G{i % 17}" for i in range(n)])
+    y = (rng.random(n) < 0.3).astype(np.int64)
+    y[genes == "G3"] = 0  # a gene with one class
+    s = np.round(rng.random(n) * 0.5 + 0.3 * y, 2)  # rounded: many ties
+    counts, codes = bootstrap_draws(perts, 25, seed=1)
+    w = counts[:, codes]
+    members = pd.Series(np.arange(n)).groupby(codes).indices
+    for m in WEIGHTED_METRICS:
+        got = WEIGHTED_METRICS.get(m)(y.astype(float), s, genes, perts, 0.4, w)
+        for b in range(len(counts)):
+            idx = np.concatenate([np.repeat(members[k], int(c)) for k, c in enumerate(counts[b]) if c])
+            want = METRICS.get(m)(y[idx], s[idx], genes[idx], perts[idx], 0.4)
+            assert got[b] == pytest.approx(want, abs=1e-12, nan_ok=True), (m, b)

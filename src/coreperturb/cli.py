@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from coreperturb import __version__
+from coreperturb._threads import limit_threads, resolve_threads
 from coreperturb._util import positions
 from coreperturb.config import load_config_file
 from coreperturb.data.io import _read_any, present_cell_lines, read_query_table, write_query_table
@@ -154,6 +155,10 @@ def main(
 ) -> None:
     """CORE: Contrastive Organization of Relational Evidence."""
     warnings.showwarning = _show_warning
+    try:
+        _use_threads(None)  # stay within the CPU allotment unless a command says otherwise
+    except CorePerturbError as exc:
+        _fail(exc)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
@@ -255,6 +260,24 @@ KgStoreOpt = Annotated[
         "and how to rebuild it from the KG files (smaller; those files must stay unchanged)."
     ),
 ]
+
+
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Threads for OpenMP / BLAS (default: $COREPERTURB_THREADS, else the CPUs this process may use: "
+        "its affinity capped by a cgroup CPU quota).",
+    ),
+]
+_LIMITS: list[Any] = []
+
+
+def _use_threads(threads: int | None) -> int:
+    """Keep the OpenMP / BLAS pools of this process within the thread allotment."""
+    n = resolve_threads(threads)
+    _LIMITS.append(limit_threads(n))
+    return n
 
 
 def _apply_config(ctx: typer.Context, config_file: Path | None, command: str) -> dict[str, Any]:
@@ -405,6 +428,7 @@ def benchmark(
         Path | None,
         typer.Option("--save-model", help="Also save the fitted models here (as `coreperturb fit` does)."),
     ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Fit each method on the train split and evaluate it on unseen test perturbations.
 
@@ -422,6 +446,7 @@ def benchmark(
     """
     try:
         o = _apply_config(ctx, config_file, "benchmark")
+        _use_threads(o["threads"])
         out = Path(o["out"])
         config = _benchmark_config(o, _split(o["task"]) or ("de",), _split(o["methods"]) or DEFAULT_METHODS)
         out.mkdir(parents=True, exist_ok=True)
@@ -493,6 +518,7 @@ def fit(
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
     ray_workers: RayWorkersOpt = 2,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Fit models on training rows and save them to a model directory for `coreperturb predict`.
 
@@ -503,6 +529,7 @@ def fit(
     """
     try:
         o = _apply_config(ctx, config_file, "fit")
+        _use_threads(o["threads"])
         lines = _split(o["cell_lines"])
         tasks = _split(o["task"]) or _auto_tasks(o["data_dir"], o["queries"], lines)
         config = _benchmark_config(
@@ -615,6 +642,16 @@ def predict(
     cache: Annotated[
         Path | None, typer.Option(help="LLM response cache for LLM methods (default: next to --out).")
     ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local, or ray: score the chunks on Ray Data workers (pip install 'coreperturb[ray]'); "
+            "the output is the same."
+        ),
+    ] = "local",
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = 2,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Predict P(DE) and P(up | DE) for perturbations x genes with a saved model.
 
@@ -626,6 +663,9 @@ def predict(
     unknown names are warned about and their rows flagged. Rows are streamed to disk chunk by chunk.
     """
     try:
+        _use_threads(threads)
+        if executor not in ("local", "ray"):
+            raise CorePerturbError(f"unknown executor {executor!r}; use local or ray")
         with console.status(f"loading {model_dir}"):
             models = load_model(model_dir)
         meths = _split(methods)
@@ -675,7 +715,22 @@ def predict(
                 PredictionWriter(out, plan, meths_l) as writer,
                 _bar(plan.n_perturbations, "perturbations") as tick,
             ):
-                for frame in predict_grid(models, plan, meths_l, chunk_pairs, top, progress=tick):
+                if executor == "ray":
+                    from coreperturb.distributed import ray_predict_grid
+
+                    frames = ray_predict_grid(
+                        models,
+                        plan,
+                        meths_l,
+                        chunk_pairs,
+                        top,
+                        tick,
+                        address=ray_address,
+                        workers=ray_workers,
+                    )
+                else:
+                    frames = predict_grid(models, plan, meths_l, chunk_pairs, top, progress=tick)
+                for frame in frames:
                     writer.write(frame)
             n_rows, n_pairs = writer.rows, plan.n_pairs
     except (CorePerturbError, ValueError, KeyError, ImportError, OSError) as exc:

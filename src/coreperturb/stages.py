@@ -146,6 +146,13 @@ class FittedModels:
                 return m
         return self.methods[0]
 
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        """A value derived from the (unchanging) models and training rows, computed once per key."""
+        store: dict[str, Any] = self.__dict__.setdefault("_cache", {})
+        if key not in store:
+            store[key] = make()
+        return store[key]
+
     def model(self, cell_line: str, task: str, method: str) -> Predictor:
         """The fitted predictor of one unit.
 
@@ -617,6 +624,97 @@ def grid_plan(
     return GridPlan(tuple(units))
 
 
+def _perturbation_flags(
+    models: FittedModels, cell_line: str, perts: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per perturbation: its flag and its KG coverage."""
+    known = models.cached("known", lambda: set(known_perturbations(models)))
+    trained = models.cached(
+        f"trained/{cell_line}", lambda: set(models.training_perturbations(cell_line, "de").astype(str))
+    )
+    cov = kg_coverage(models.kg, list(perts))
+    flags = np.array(
+        [
+            "unknown_perturbation"
+            if p not in known
+            else "training_perturbation"
+            if p in trained
+            else "no_kg_information"
+            if c == 0
+            else ""
+            for p, c in zip(perts, cov, strict=True)
+        ],
+        dtype=object,
+    )
+    return flags, cov
+
+
+def _gene_flags(models: FittedModels, cell_line: str, genes: Sequence[str]) -> np.ndarray:
+    readouts = models.cached(f"readouts/{cell_line}", lambda: models.readout_genes(cell_line, "de"))
+    return np.where(pd.Index(genes).isin(readouts), "", "unknown_gene").astype(object)
+
+
+def _grid_scores(model: Predictor, perts: Sequence[str], genes: Sequence[str], task: str) -> dict[str, Any]:
+    """Scores of every perts × genes pair (perturbation-major) of one unit."""
+    if isinstance(model, CoreVoting):
+        p, counts = model.predict_grid(perts, genes)
+        return {
+            "score": p,
+            "n_pos_evidence": counts["n_pos_evidence"].to_numpy(),
+            "n_neg_evidence": counts["n_neg_evidence"].to_numpy(),
+        }
+    q = pd.DataFrame(
+        {
+            "perturbation": np.repeat(np.asarray(perts, dtype=object), len(genes)),
+            "gene": np.tile(np.asarray(genes, dtype=object), len(perts)),
+            "task": task,
+        }
+    )
+    return _score_unit(model, q)
+
+
+def _grid_frames(
+    models: FittedModels,
+    cell_line: str,
+    perts: Sequence[str],
+    genes: Sequence[str],
+    methods: Sequence[str],
+    pflag: np.ndarray,
+    cov: np.ndarray,
+    gflag: np.ndarray,
+) -> Iterator[pd.DataFrame]:
+    n_p, n_g = len(perts), len(genes)
+    base = {
+        "cell_line": np.full(n_p * n_g, cell_line, dtype=object),
+        "perturbation": np.repeat(np.asarray(perts, dtype=object), n_g),
+        "gene": np.tile(np.asarray(genes, dtype=object), n_p),
+    }
+    flag = _join_flags(np.repeat(pflag, n_g), np.tile(gflag, n_p))
+    cov_rows = np.repeat(cov, n_g).astype(np.float32)
+    for method in methods:
+        de = _grid_scores(models.model(cell_line, "de", method), perts, genes, "de")
+        if "n_pos_evidence" not in de:
+            q = pd.DataFrame({"perturbation": base["perturbation"], "gene": base["gene"]})
+            c = evidence_counts(models.kg, models.training_rows(cell_line, "de"), q)
+            de["n_pos_evidence"] = c["n_pos_evidence"].to_numpy()
+            de["n_neg_evidence"] = c["n_neg_evidence"].to_numpy()
+        p_up = np.full(n_p * n_g, np.nan)
+        if (cell_line, "dir", method) in models.models:
+            p_up = _grid_scores(models.models[(cell_line, "dir", method)], perts, genes, "dir")["score"]
+        yield pd.DataFrame(
+            {
+                **base,
+                "method": np.full(n_p * n_g, method, dtype=object),
+                "p_de": np.asarray(de["score"], dtype=np.float64),
+                "p_up": np.asarray(p_up, dtype=np.float64),
+                "n_pos_evidence": np.asarray(de["n_pos_evidence"], dtype=np.int32),
+                "n_neg_evidence": np.asarray(de["n_neg_evidence"], dtype=np.int32),
+                "kg_coverage": cov_rows,
+                "flag": flag,
+            }
+        )
+
+
 def score_pairs(
     models: FittedModels, cell_line: str, pairs: pd.DataFrame, methods: Sequence[str]
 ) -> Iterator[pd.DataFrame]:
@@ -629,27 +727,10 @@ def score_pairs(
             "gene": pairs["gene"].astype(str).to_numpy(dtype=object),
         }
     )
-    known = set(known_perturbations(models))
-    trained = set(models.training_perturbations(cell_line, "de").astype(str))
-    readouts = set(models.readout_genes(cell_line, "de").astype(str))
     perts = pd.Index(pd.unique(q["perturbation"]))
-    cov_p = kg_coverage(models.kg, list(perts))
-    pflag_p = np.array(
-        [
-            "unknown_perturbation"
-            if p not in known
-            else "training_perturbation"
-            if p in trained
-            else "no_kg_information"
-            if c == 0
-            else ""
-            for p, c in zip(perts, cov_p, strict=True)
-        ],
-        dtype=object,
-    )
+    pflag_p, cov_p = _perturbation_flags(models, cell_line, list(perts))
     pi = positions(perts, q["perturbation"])
-    gflag = np.where(q["gene"].isin(list(readouts)).to_numpy(), "", "unknown_gene").astype(object)
-    flag = _join_flags(pflag_p[pi], gflag)
+    flag = _join_flags(pflag_p[pi], _gene_flags(models, cell_line, list(q["gene"])))
     for method in methods:
         de = _score_unit(models.model(cell_line, "de", method), q)
         if "n_pos_evidence" not in de:
@@ -697,24 +778,46 @@ def predict_grid(
     methods = list(methods) if methods is not None else [models.default_method]
     total = plan.n_perturbations
     done = 0
-    for line, perts, genes in plan.units:
+    for unit, lo, hi in grid_chunks(plan, pairs_per_chunk):
+        line, perts, genes = plan.units[unit]
+        yield from score_chunk(models, line, perts[lo:hi], genes, methods, top)
+        done += hi - lo
+        if progress is not None:
+            progress(done, total)
+
+
+def grid_chunks(plan: GridPlan, pairs_per_chunk: int) -> Iterator[tuple[int, int, int]]:
+    """``(unit, lo, hi)``: whole perturbations ``lo:hi`` of ``plan.units[unit]``, about ``pairs_per_chunk``
+    pairs each."""
+    for u, (_, perts, genes) in enumerate(plan.units):
         step = max(1, pairs_per_chunk // max(len(genes), 1))
-        g = np.asarray(genes, dtype=object)
-        for start in range(0, len(perts), step):
-            chunk = np.asarray(perts[start : start + step], dtype=object)
-            pairs = pd.DataFrame({"perturbation": np.repeat(chunk, len(g)), "gene": np.tile(g, len(chunk))})
-            for out in score_pairs(models, line, pairs, methods):
-                if top is not None:
-                    out = (
-                        out.sort_values(["perturbation", "p_de"], ascending=[True, False], kind="stable")
-                        .groupby("perturbation", sort=False)
-                        .head(top)
-                        .reset_index(drop=True)
-                    )
-                yield out
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
+        for lo in range(0, len(perts), step):
+            yield u, lo, min(lo + step, len(perts))
+
+
+def score_chunk(
+    models: FittedModels,
+    cell_line: str,
+    perturbations: Sequence[str],
+    genes: Sequence[str],
+    methods: Sequence[str],
+    top: int | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Every ``perturbations × genes`` pair of one cell line, one frame per method (see :func:`score_pairs`);
+    with ``top``, the ``top`` genes with the highest ``p_de`` per perturbation."""
+    perts = list(dict.fromkeys(map(str, perturbations)))
+    genes = list(map(str, genes))
+    pflag, cov = _perturbation_flags(models, cell_line, perts)
+    gflag = _gene_flags(models, cell_line, genes)
+    for out in _grid_frames(models, cell_line, perts, genes, methods, pflag, cov, gflag):
+        if top is not None:
+            out = (
+                out.sort_values(["perturbation", "p_de"], ascending=[True, False], kind="stable")
+                .groupby("perturbation", sort=False)
+                .head(top)
+                .reset_index(drop=True)
+            )
+        yield out
 
 
 def _join_flags(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -743,6 +846,7 @@ __all__ = [
     "evidence_counts",
     "failed_methods",
     "fit",
+    "grid_chunks",
     "grid_plan",
     "kg_coverage",
     "known_perturbations",
@@ -753,6 +857,7 @@ __all__ = [
     "resolve_genes",
     "resolve_names",
     "resolve_perturbations",
+    "score_chunk",
     "score_pairs",
     "warn_names",
 ]

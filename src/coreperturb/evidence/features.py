@@ -15,7 +15,7 @@ from sklearn.preprocessing import normalize
 
 from coreperturb._util import logit as _logit
 from coreperturb._util import positions
-from coreperturb.evidence.contrastive import build_evidence, gather_rows
+from coreperturb.evidence.contrastive import gather_rows
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import SimilarityBundle, keep_top_k
 from coreperturb.graph.kg import KnowledgeGraph
@@ -43,9 +43,10 @@ def _at(dense_q_by_g: np.ndarray, qi: np.ndarray, gi: np.ndarray, fill: float = 
     return out
 
 
-def _sim_times(s: np.ndarray, m: sp.csr_matrix) -> np.ndarray:
-    """Dense ``s @ m`` for dense ``s`` (queries × pool) and sparse ``m`` (pool × genes)."""
-    return np.asarray((sp.csr_matrix(m.T) @ s.T).T)
+def _sim_times(s: np.ndarray, m: sp.csr_matrix, mt: sp.csr_matrix | None = None) -> np.ndarray:
+    """Dense ``s @ m`` for dense ``s`` (queries × pool) and sparse ``m`` (pool × genes); ``mt`` = a cached
+    ``csr_matrix(m.T)``."""
+    return np.asarray(((sp.csr_matrix(m.T) if mt is None else mt) @ s.T).T)
 
 
 def co_response(pool: ObservationPool, k: int, self_weight: float) -> sp.csr_matrix:
@@ -60,7 +61,13 @@ def co_response(pool: ObservationPool, k: int, self_weight: float) -> sp.csr_mat
 
 
 def shrunk_vote(
-    s: np.ndarray, pool: ObservationPool, qi: np.ndarray, gi: np.ndarray, b: np.ndarray, a: float
+    s: np.ndarray,
+    pool: ObservationPool,
+    qi: np.ndarray,
+    gi: np.ndarray,
+    b: np.ndarray,
+    a: float,
+    prepared: PreparedPool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Similarity-weighted vote of the pool's outcomes on each query's gene, shrunk toward its base rate.
 
@@ -69,13 +76,65 @@ def shrunk_vote(
         pool: Observed outcomes.
         qi: Row of ``s`` of each query; gi: column of ``pool.genes`` of each query (-1 = unobserved gene).
         b: Base rate of each query's gene; a: its pseudo-count.
+        prepared: Cached transposes of the pool (:class:`PreparedPool`).
 
     Returns:
         ``(logit((pos + a·b) / (tot + a)) − logit(b), log1p(tot))``: the vote and the log evidence mass.
     """
-    pos = _at(_sim_times(s, pool.Y), qi, gi)
-    tot = _at(_sim_times(s, pool.M), qi, gi)
+    yt, mt = (prepared.YT, prepared.MT) if prepared is not None else (None, None)
+    pos = _at(_sim_times(s, pool.Y, yt), qi, gi)
+    tot = _at(_sim_times(s, pool.M, mt), qi, gi)
     return _logit((pos + a * b) / (tot + a)) - _logit(b), np.log1p(tot)
+
+
+@dataclass(frozen=True)
+class PreparedPool:
+    """Everything about an evidence pool that the features need and that does not depend on the queries.
+
+    Built once per fitted model (:meth:`build`) and reused for every batch of queries, so a genome-wide
+    prediction does not redo the pool's transposes, gene-module smoothing, gene embeddings or evidence
+    layout for each chunk. The features are bit-identical with and without it.
+    """
+
+    pool: ObservationPool
+    YT: sp.csr_matrix
+    MT: sp.csr_matrix
+    smooth: sp.csr_matrix
+    gy: np.ndarray
+    gm: np.ndarray
+    gene_embeddings: dict[str, sp.csr_matrix]
+    z: sp.csr_matrix
+    pool_embeddings: dict[str, sp.csr_matrix]
+
+    @classmethod
+    def build(
+        cls,
+        pool: ObservationPool,
+        kg: KnowledgeGraph,
+        params: FeatureParams | None = None,
+        relations: list[str] | None = None,
+    ) -> PreparedPool:
+        """Precompute the query-independent parts of :func:`features_at` for ``pool``."""
+        params = params or FeatureParams()
+        smooth = co_response(pool, params.module_k, params.module_self)
+        gy = np.asarray(pool.Y.sum(axis=0)).ravel() @ smooth.T + 1e-7
+        gm = np.asarray(pool.M.sum(axis=0)).ravel() @ smooth.T + 1e-6
+        genes = list(pool.genes)
+        gene_emb = {r: kg.embed(genes, r) for r in ("network", "go_bp") if r in kg.relations}
+        centred = sp.csr_matrix(pool.Y.T - pool.M.T.multiply(pool.perturbation_rate[None, :]))
+        rels = list(relations) if relations is not None else kg.relation_names
+        perts = list(pool.perturbations)
+        return cls(
+            pool=pool,
+            YT=sp.csr_matrix(pool.Y.T),
+            MT=sp.csr_matrix(pool.M.T),
+            smooth=smooth,
+            gy=np.asarray(gy),
+            gm=np.asarray(gm),
+            gene_embeddings=gene_emb,
+            z=normalize(centred, axis=1),
+            pool_embeddings={r: kg.embed(perts, r) for r in rels},
+        )
 
 
 def _top_k_sparse(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
@@ -92,6 +151,48 @@ def _top_k_sparse(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return sp.csr_matrix((m.data[keep], (rows[keep], m.indices[keep])), shape=m.shape)
 
 
+def evidence_matrices(
+    s: np.ndarray, pool: ObservationPool, max_cells: int = 8_000_000
+) -> dict[str, np.ndarray]:
+    """Contrastive evidence summarised per (query perturbation, gene), for every gene of the pool at once.
+
+    For query perturbation row ``q`` of ``s`` (``queries × pool`` similarities) and gene ``g``, the evidence
+    is the pool perturbations observed on ``g`` with similarity > 0: ``n_pos`` / ``n_neg`` count those that
+    made ``g`` positive / left it negative, ``max_pos`` / ``max_neg`` are their largest similarities (0 when
+    none). Computed as segment reductions over the pool's observations grouped by gene (``numpy.ufunc.
+    reduceat``), in blocks of query rows so that a block's ``rows × observations`` matrix stays below
+    ``max_cells``; equal to :meth:`ContrastiveEvidence.summary` of :func:`build_evidence`.
+
+    Returns:
+        ``n_pos``, ``n_neg`` (int32) and ``max_pos``, ``max_neg`` (float32), each ``queries × genes``.
+    """
+    n_q, n_g = s.shape[0], len(pool.genes)
+    both = sp.csr_matrix(sp.csr_matrix(pool.M.T) + sp.csr_matrix(pool.Y.T))  # 1 = observed, 2 = positive
+    both.sum_duplicates()
+    both.sort_indices()
+    idx, pos = both.indices, both.data > 1.5
+    starts = both.indptr[:-1]
+    filled = np.diff(both.indptr) > 0
+    seg = starts[filled]
+    out = {
+        "n_pos": np.zeros((n_q, n_g), dtype=np.int32),
+        "n_neg": np.zeros((n_q, n_g), dtype=np.int32),
+        "max_pos": np.zeros((n_q, n_g), dtype=np.float32),
+        "max_neg": np.zeros((n_q, n_g), dtype=np.float32),
+    }
+    if not len(idx) or not n_q:
+        return out
+    step = max(1, max_cells // len(idx))
+    for lo in range(0, n_q, step):
+        v = np.asarray(s[lo : lo + step][:, idx], dtype=np.float32)
+        kept = v > 0
+        out["n_pos"][lo : lo + step, filled] = np.add.reduceat(kept & pos, seg, axis=1)
+        out["n_neg"][lo : lo + step, filled] = np.add.reduceat(kept & ~pos, seg, axis=1)
+        out["max_pos"][lo : lo + step, filled] = np.maximum.reduceat(np.where(pos, v, 0), seg, axis=1)
+        out["max_neg"][lo : lo + step, filled] = np.maximum.reduceat(np.where(pos, 0, v), seg, axis=1)
+    return out
+
+
 def evidence_features(
     queries: pd.DataFrame,
     pool: ObservationPool,
@@ -104,28 +205,52 @@ def evidence_features(
 
     With ``counts=True`` two more columns, ``n_pos_evidence`` and ``n_neg_evidence`` (how many related
     perturbations made g positive / left it negative), come last; they are for display, not for models.
+    See :func:`features_at` for the columns.
+    """
+    qi = positions(sims.queries, queries["perturbation"].astype(str))
+    gi = positions(pool.genes, queries["gene"].astype(str))
+    return pd.DataFrame(features_at(qi, gi, pool, sims, kg, params, counts))
 
-    Columns: ``base`` (logit gene base rate in the pool), ``log_obs``; for every relation ``r`` and for ``combined``:
-    ``vote_r`` (logit of the positive share of related evidence shrunk toward the gene's base rate, minus
-    ``base``), ``mass_r``
-    (log evidence mass) and ``strength_r`` (related perturbations' overall positive rate); contrastive
-    extremes ``max_pos``, ``max_neg``; ``module_vote`` (the vote pooled over genes that co-respond with g in
-    training); direct p–g links ``pg_<relation>``; ``p_readout`` / ``p_is_readout`` (how p's own gene
-    behaves as a readout) and ``co_response`` (whether p's and g's genes respond together in training).
 
+def features_at(
+    qi: np.ndarray,
+    gi: np.ndarray,
+    pool: ObservationPool,
+    sims: SimilarityBundle,
+    kg: KnowledgeGraph,
+    params: FeatureParams | None = None,
+    counts: bool = False,
+    prepared: PreparedPool | None = None,
+    as_dict: bool = False,
+) -> pd.DataFrame | dict[str, np.ndarray]:
+    """Evidence features of the queries (``sims.queries[qi]``, ``pool.genes[gi]``; ``gi = -1``: a gene the
+    pool never observed).
+
+    Columns: ``base`` (logit gene base rate in the pool), ``log_obs``; for every relation ``r`` and for
+    ``combined``: ``vote_r`` (logit of the positive share of related evidence shrunk toward the gene's base
+    rate, minus ``base``), ``mass_r`` (log evidence mass) and ``strength_r`` (related perturbations' overall
+    positive rate); contrastive extremes ``max_pos``, ``max_neg``; ``module_vote`` (the vote pooled over
+    genes that co-respond with g in training); direct p–g links ``pg_<relation>``; ``p_readout`` /
+    ``p_is_readout`` (how p's own gene behaves as a readout) and ``co_response`` (whether p's and g's genes
+    respond together in training).
+
+    Every feature is first computed as a ``query perturbations × genes`` matrix (sparse / dense matrix
+    products and segment reductions) and then read at ``(qi, gi)``, so a whole perturbations × genes grid
+    costs the same matrix products as a few pairs, and a pair's features never depend on the other pairs.
     Every feature is computed from the pool alone, so cross-fitted training features (pool = the other
     folds) are made exactly as test features are (pool = all training perturbations). Mixing in gene rates
     computed on all training data would leak: a model could read a fold's own labels from the difference
-    between the full-data and the pool gene rate.
+    between the full-data and the pool gene rate. ``prepared`` (:class:`PreparedPool` of the same pool and
+    parameters) skips recomputing the pool's query-independent parts; the result is the same. With
+    ``as_dict`` the columns come back as a dict of arrays (no DataFrame is built).
     """
     params = params or FeatureParams()
-    qi = positions(sims.queries, queries["perturbation"].astype(str))
-    gi = positions(pool.genes, queries["gene"].astype(str))
+    if prepared is None or prepared.pool is not pool:
+        prepared = PreparedPool.build(pool, kg, params, list(sims.by_relation))
     rate = pool.gene_rate()
-    b = pool.rate_of(queries["gene"].astype(str))
-    base = _logit(b)
+    b = np.where(gi >= 0, rate[np.maximum(gi, 0)], pool.global_rate)
     feats: dict[str, np.ndarray] = {
-        "base": base,
+        "base": _logit(b),
         "log_obs": np.log1p(np.where(gi >= 0, pool.gene_obs[np.maximum(gi, 0)], 0)),
     }
     a = params.prior_strength
@@ -133,21 +258,19 @@ def evidence_features(
     sets = dict(sims.by_relation)
     sets["combined"] = sims.combined
     for r, s in sets.items():
-        feats[f"vote_{r}"], feats[f"mass_{r}"] = shrunk_vote(s, pool, qi, gi, b, a)
+        feats[f"vote_{r}"], feats[f"mass_{r}"] = shrunk_vote(s, pool, qi, gi, b, a, prepared)
         denom = s.sum(axis=1)
         strength = np.where(denom > 0, (s @ prate) / np.maximum(denom, 1e-12), pool.global_rate)
         feats[f"strength_{r}"] = _logit(strength[qi])
-    ev = build_evidence(queries, pool, sims)
-    summ = ev.summary()
-    feats["max_pos"] = summ["max_pos"].to_numpy()
-    feats["max_neg"] = summ["max_neg"].to_numpy()
+    ev = evidence_matrices(sims.combined, pool)
+    feats["max_pos"] = _at(ev["max_pos"], qi, gi)
+    feats["max_neg"] = _at(ev["max_neg"], qi, gi)
     # gene-module smoothing: evidence on genes that co-respond with g
-    smooth = co_response(pool, params.module_k, params.module_self)
+    smooth = prepared.smooth
     comb = sims.combined
-    sy = _sim_times(comb, pool.Y) @ smooth.T
-    sm = _sim_times(comb, pool.M) @ smooth.T
-    gy = np.asarray(pool.Y.sum(axis=0)).ravel() @ smooth.T + 1e-7
-    gm = np.asarray(pool.M.sum(axis=0)).ravel() @ smooth.T + 1e-6
+    sy = _sim_times(comb, pool.Y, prepared.YT) @ smooth.T
+    sm = _sim_times(comb, pool.M, prepared.MT) @ smooth.T
+    gy, gm = prepared.gy, prepared.gm
     grate = np.where(gi >= 0, (gy / gm)[np.maximum(gi, 0)], pool.global_rate)
     feats["module_vote"] = _logit(
         (_at(np.asarray(sy), qi, gi) + a * grate) / (_at(np.asarray(sm), qi, gi) + a)
@@ -159,10 +282,8 @@ def evidence_features(
     for r in ("network", "go_bp"):
         if r in kg.relations:
             ep = kg.embed(qperts, r)
-            eg = kg.embed(list(pool.genes), r)
-            feats[f"pg_{r}"] = np.asarray(
-                gather_rows(ep, qi).multiply(gather_rows(eg, gi)).sum(axis=1)
-            ).ravel()
+            eg = prepared.gene_embeddings[r]
+            feats[f"pg_{r}"] = _at(np.asarray((ep @ eg.T).toarray()), qi, gi)
     # the perturbed gene as a readout in training
     pidx = positions(pool.genes, qperts)
     has = pidx >= 0
@@ -170,14 +291,22 @@ def evidence_features(
     feats["p_readout"] = np.where(
         has, _logit(rate[np.maximum(pidx, 0)]) - _logit(np.array([pool.global_rate]))[0], 0.0
     )[qi]
-    centred = sp.csr_matrix(pool.Y.T - pool.M.T.multiply(prate[None, :]))
-    z = normalize(centred, axis=1)
+    z = prepared.z
     zp = gather_rows(z, pidx)
-    feats["co_response"] = np.asarray(gather_rows(zp, qi).multiply(gather_rows(z, gi)).sum(axis=1)).ravel()
+    feats["co_response"] = _at(np.asarray((zp @ z.T).toarray()), qi, gi)
     if counts:
-        feats["n_pos_evidence"] = summ["n_pos_evidence"].to_numpy()
-        feats["n_neg_evidence"] = summ["n_neg_evidence"].to_numpy()
-    return pd.DataFrame(feats)
+        feats["n_pos_evidence"] = _at(ev["n_pos"], qi, gi).astype(np.int64)
+        feats["n_neg_evidence"] = _at(ev["n_neg"], qi, gi).astype(np.int64)
+    return feats if as_dict else pd.DataFrame(feats)
 
 
-__all__ = ["FeatureParams", "co_response", "evidence_features", "keep_top_k", "shrunk_vote"]
+__all__ = [
+    "FeatureParams",
+    "PreparedPool",
+    "co_response",
+    "evidence_features",
+    "evidence_matrices",
+    "features_at",
+    "keep_top_k",
+    "shrunk_vote",
+]

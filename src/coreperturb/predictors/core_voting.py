@@ -16,11 +16,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from coreperturb._util import logit
+from coreperturb._util import logit, positions
 from coreperturb.evaluate.metrics import _grouped_auroc, best_f1_threshold
 from coreperturb.evidence.context import ContextEvidence, check_context
 from coreperturb.evidence.contrastive import ContrastiveEvidence, retrieve_evidence
-from coreperturb.evidence.features import FeatureParams, evidence_features
+from coreperturb.evidence.features import FeatureParams, PreparedPool, features_at
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import SimilarityBundle, relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph
@@ -59,6 +59,46 @@ def _make_combiner(name: str | ClassifierMixin, seed: int, n_rows: int | None = 
             random_state=seed,
         )
     raise ValueError(f"unknown combiner {name!r}; choose from {COMBINERS} or 'auto'")
+
+
+def combiner_proba(model: ClassifierMixin, x: np.ndarray, block_rows: int = 65_536) -> np.ndarray:
+    """P(class 1) of a fitted combiner.
+
+    A :class:`~sklearn.ensemble.HistGradientBoostingClassifier` is scored on binned features: its bin
+    mapper puts ``x`` in the first bin whose upper threshold is ``>= x``, so ``x <= threshold`` at a node
+    exactly when ``bin(x) <= bin threshold``: the same leaves, the same sums in the same order, and so
+    bit-identical probabilities, from one byte per feature instead of eight. Large inputs are cut into
+    blocks of ``block_rows`` rows scored by one thread each (as many threads as the OpenMP allotment), which
+    avoids a thread barrier per tree. Any other estimator, or a scikit-learn whose internals differ, uses
+    ``predict_proba``.
+    """
+    if isinstance(model, HistGradientBoostingClassifier) and getattr(model, "n_trees_per_iteration_", 0) == 1:
+        try:
+            from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+            if getattr(model, "is_categorical_", None) is None:
+                xv = model._preprocess_X(x, reset=False)
+                binned = model._bin_mapper.transform(xv)
+                n_threads = _openmp_effective_n_threads()
+
+                def score(block: np.ndarray, threads: int) -> np.ndarray:
+                    raw = np.zeros((len(block), 1), dtype=model._baseline_prediction.dtype, order="F")
+                    raw += model._baseline_prediction
+                    model._predict_iterations(np.asfortranarray(block), model._predictors, raw, True, threads)
+                    return raw
+
+                if n_threads > 1 and len(binned) > block_rows:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    blocks = [binned[lo : lo + block_rows] for lo in range(0, len(binned), block_rows)]
+                    with ThreadPoolExecutor(n_threads) as pool:  # the tree loops release the GIL
+                        raw = np.concatenate(list(pool.map(lambda b: score(b, 1), blocks)))
+                else:
+                    raw = score(binned, n_threads)
+                return np.asarray(model._loss.predict_proba(raw)[:, 1], dtype=np.float64)
+        except (AttributeError, ImportError, TypeError):  # pragma: no cover - other scikit-learn internals
+            pass
+    return np.asarray(model.predict_proba(x)[:, 1], dtype=np.float64)
 
 
 @PREDICTORS.register("core_voting")
@@ -131,29 +171,79 @@ class CoreVoting(Predictor):
             k = self.top_k if isinstance(self.top_k, int) else max(self.top_k)
         return int(k)
 
-    def similarities(self, perturbations: list[str], pool: ObservationPool) -> SimilarityBundle:
+    def similarities(
+        self, perturbations: list[str], pool: ObservationPool, prepared: PreparedPool | None = None
+    ) -> SimilarityBundle:
         """Relation-wise similarity of ``perturbations`` to the pool's perturbations."""
         return relational_similarity(
-            self.kg, perturbations, list(pool.perturbations), self.relations, self._k()
+            self.kg,
+            perturbations,
+            list(pool.perturbations),
+            self.relations,
+            self._k(),
+            pool_embeddings=prepared.pool_embeddings if prepared is not None else None,
         )
 
+    def _prepare(self, pool_rows: pd.DataFrame) -> PreparedPool:
+        pool = ObservationPool.from_frame(pool_rows, self.genes_)
+        return PreparedPool.build(pool, self.kg, self.feature_params, self.relations)
+
+    def prepared_pool(self) -> PreparedPool:
+        """The query-independent parts of the features for the fitted evidence pool (built once)."""
+        cached = getattr(self, "_prepared_", None)
+        if cached is None or cached.pool is not self.pool_:
+            cached = PreparedPool.build(self.pool_, self.kg, self.feature_params, self.relations)
+            self._prepared_ = cached
+        return cached
+
     def _features(self, queries: pd.DataFrame, pool_rows: pd.DataFrame) -> pd.DataFrame:
-        return self._features_and_counts(queries, pool_rows)[0]
+        return self._features_and_counts(queries, self._prepare(pool_rows))[0]
 
     def _features_and_counts(
-        self, queries: pd.DataFrame, pool_rows: pd.DataFrame
+        self, queries: pd.DataFrame, prepared: PreparedPool
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Model features and the evidence counts (n_pos_evidence, n_neg_evidence) from one retrieval."""
-        pool = ObservationPool.from_frame(pool_rows, self.genes_)
-        sims = self.similarities(sorted(pd.unique(queries["perturbation"].astype(str))), pool)
-        feats = evidence_features(queries, pool, sims, self.kg, self.feature_params, counts=True)
-        count_cols = ["n_pos_evidence", "n_neg_evidence"]
-        counts = feats[count_cols]
-        feats = feats.drop(columns=count_cols)
+        names, x, counts = self._matrix(queries, prepared)
+        return pd.DataFrame(x, columns=names), counts
+
+    def _matrix(
+        self, queries: pd.DataFrame, prepared: PreparedPool
+    ) -> tuple[list[str], np.ndarray, pd.DataFrame]:
+        pool = prepared.pool
+        sims = self.similarities(sorted(pd.unique(queries["perturbation"].astype(str))), pool, prepared)
+        qi = positions(sims.queries, queries["perturbation"].astype(str))
+        gi = positions(pool.genes, queries["gene"].astype(str))
+        return self._assemble(queries, qi, gi, sims, prepared)
+
+    def _assemble(
+        self,
+        queries: pd.DataFrame | None,
+        qi: np.ndarray,
+        gi: np.ndarray,
+        sims: SimilarityBundle,
+        prepared: PreparedPool,
+    ) -> tuple[list[str], np.ndarray, pd.DataFrame]:
+        """Feature names, the feature matrix (float64, column-major) and the evidence counts."""
+        pool = prepared.pool
+        cols = features_at(
+            qi, gi, pool, sims, self.kg, self.feature_params, counts=True, prepared=prepared, as_dict=True
+        )
+        assert isinstance(cols, dict)
+        counts = pd.DataFrame({c: cols.pop(c) for c in ("n_pos_evidence", "n_neg_evidence")})
         if self.context_ is not None:
+            if queries is None:
+                queries = pd.DataFrame(
+                    {
+                        "perturbation": np.asarray(sims.queries, dtype=object)[qi],
+                        "gene": pool.genes.to_numpy()[gi],
+                    }
+                )
             ctx = self.context_.features(queries, pool)
-            feats = pd.concat([feats, ctx.set_axis(feats.index)], axis=1)
-        return feats, counts
+            cols.update({str(c): ctx[c].to_numpy() for c in ctx.columns})
+        x = np.empty((len(qi), len(cols)), dtype=np.float64, order="F")
+        for j, v in enumerate(cols.values()):
+            x[:, j] = v
+        return list(cols), x, counts
 
     def fit(self, train: pd.DataFrame, context: pd.DataFrame | None = None) -> CoreVoting:
         """Cross-fit evidence features, pick and fit the combiner, calibrate on held-out train perturbations.
@@ -228,7 +318,7 @@ class CoreVoting(Predictor):
 
     def features(self, queries: pd.DataFrame) -> pd.DataFrame:
         """Evidence features of queries with all training perturbations as the pool."""
-        return self._features(queries.reset_index(drop=True), self.train_)
+        return self._features_and_counts(queries.reset_index(drop=True), self.prepared_pool())[0]
 
     def predict_proba(self, queries: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities ``(n, 2)``."""
@@ -242,13 +332,32 @@ class CoreVoting(Predictor):
             ``(p, counts)``: ``counts`` has columns ``n_pos_evidence`` and ``n_neg_evidence`` (related
             training perturbations that made the gene positive / left it negative).
         """
-        feats, counts = self._features_and_counts(queries.reset_index(drop=True), self.train_)
-        if list(feats.columns) != self.feature_names_:
+        return self._score(*self._matrix(queries.reset_index(drop=True), self.prepared_pool()))
+
+    def predict_grid(
+        self, perturbations: Sequence[str], genes: Sequence[str]
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """:meth:`predict_with_evidence` for every ``perturbation × gene`` pair (perturbation-major order).
+
+        The same numbers as scoring the pairs one by one, without building per-pair name columns: every
+        feature is a perturbations × genes matrix read at integer positions.
+        """
+        prepared = self.prepared_pool()
+        pool = prepared.pool
+        sims = self.similarities(list(perturbations), pool, prepared)
+        qi = np.repeat(positions(sims.queries, list(perturbations)), len(genes))
+        gi = np.tile(positions(pool.genes, list(genes)), len(perturbations))
+        return self._score(*self._assemble(None, qi, gi, sims, prepared))
+
+    def _score(
+        self, names: list[str], x: np.ndarray, counts: pd.DataFrame
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        if names != self.feature_names_:
             raise ValueError(
-                f"{self.name}: this version computes features {list(feats.columns)}, but the model was "
+                f"{self.name}: this version computes features {names}, but the model was "
                 f"fitted on {self.feature_names_}; refit the model"
             )
-        raw = self.model_.predict_proba(feats.to_numpy())[:, 1]
+        raw = combiner_proba(self.model_, x)
         p = self.calibrator_.predict_proba(_logit_col(raw))[:, 1]
         return np.asarray(p, dtype=np.float64), counts.reset_index(drop=True)
 

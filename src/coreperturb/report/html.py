@@ -194,6 +194,7 @@ def _read(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any
     pred = pd.read_parquet(run_dir / "predictions.parquet")
     if "method" not in pred.columns or "score" not in pred.columns:
         raise CorePerturbError(f"{run_dir / 'predictions.parquet'}: expected columns method and score")
+    pred = pred[pred["score"].notna()].reset_index(drop=True)  # failed LLM rows have no score to plot
     ex_path, man_path = run_dir / "examples.json", run_dir / "manifest.json"
     examples = json.loads(ex_path.read_text()) if ex_path.exists() else []
     manifest = json.loads(man_path.read_text()) if man_path.exists() else {}

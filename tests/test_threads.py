@@ -1,0 +1,47 @@
+"""The CPU allotment: affinity, cgroup quotas, --threads and $COREPERTURB_THREADS."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from coreperturb._threads import cpu_allotment, limit_threads, resolve_threads
+from coreperturb.cli import app
+from coreperturb.errors import CorePerturbError
+
+
+def test_cgroup_quota_caps_the_affinity(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_allotment(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: one thread
+    assert cpu_allotment(tmp_path) == 1
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_allotment(v1) == affinity
+
+
+def test_explicit_and_environment_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COREPERTURB_THREADS", "3")
+    assert resolve_threads() == 3 and resolve_threads(5) == 5
+    monkeypatch.setenv("COREPERTURB_THREADS", "many")
+    with pytest.raises(CorePerturbError, match=r"\$COREPERTURB_THREADS='many' is not a positive integer"):
+        resolve_threads()
+    res = CliRunner().invoke(app, ["report", "nowhere"])
+    assert res.exit_code == 2 and "COREPERTURB_THREADS='many'" in res.output
+
+
+def test_limits_reach_the_openmp_and_blas_pools() -> None:
+    from threadpoolctl import threadpool_info
+
+    limiter = limit_threads(1)
+    try:
+        pools = threadpool_info()
+        assert pools and all(p["num_threads"] == 1 for p in pools)
+    finally:
+        limiter.restore_original_limits()
