@@ -45,3 +45,19 @@ def test_limits_reach_the_openmp_and_blas_pools() -> None:
         assert pools and all(p["num_threads"] == 1 for p in pools)
     finally:
         limiter.restore_original_limits()
+
+
+def test_busy_cpus_are_left_to_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coreperturb import _threads
+
+    (tmp_path / "loadavg").write_text("3.10 2.00 1.50 3/120 999\n")
+    assert _threads.busy_cpus(tmp_path / "loadavg") == 2
+    (tmp_path / "bad").write_text("garbage\n")
+    assert _threads.busy_cpus(tmp_path / "bad") == 0
+    monkeypatch.setattr(_threads, "cpu_allotment", lambda: 2)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_threads, "busy_cpus", lambda: 5)
+    monkeypatch.delenv("COREPERTURB_THREADS", raising=False)
+    assert resolve_threads() == 1  # a busy machine: one thread, never zero
+    monkeypatch.setattr(_threads, "busy_cpus", lambda: 0)
+    assert resolve_threads() == 2

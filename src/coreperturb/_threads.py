@@ -1,10 +1,12 @@
 """How many threads coreperturb may use, and keeping the BLAS / OpenMP pools inside that allotment.
 
 The default is the CPU allotment of this process: the CPUs it may run on (affinity, e.g. ``taskset`` or a
-SLURM cgroup cpuset) capped by a cgroup CPU quota (containers, ``--cpus``). ``--threads N`` or
-``$COREPERTURB_THREADS`` override it. The thread pools of OpenMP (scikit-learn's gradient boosting) and BLAS
-(NumPy / SciPy) are limited with threadpoolctl, so several concurrent runs on a shared node do not each start
-a thread per core and oversubscribe it.
+SLURM cgroup cpuset) capped by a cgroup CPU quota (containers, ``--cpus``). When the process may use every
+CPU of the machine (no cpuset, no quota), the CPUs that other runnable processes occupy right now are left to
+them (at least one thread is kept). ``--threads N`` or ``$COREPERTURB_THREADS`` override all of this. The
+thread pools of OpenMP (scikit-learn's gradient boosting) and BLAS (NumPy / SciPy) are limited with
+threadpoolctl, so several concurrent runs on a shared node do not each start a thread per core and
+oversubscribe it (busy-waiting OpenMP threads on an oversubscribed core can double the CPU time).
 """
 
 from __future__ import annotations
@@ -47,8 +49,25 @@ def cpu_allotment(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, n)
 
 
+def busy_cpus(loadavg: Path = Path("/proc/loadavg")) -> int:
+    """Runnable tasks on the machine right now other than this one (``/proc/loadavg``; 0 if unknown)."""
+    try:
+        running = int(loadavg.read_text().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(0, running - 1)
+
+
+def default_threads() -> int:
+    """The allotment; on an unconfined process, minus the CPUs other runnable processes use now."""
+    n = cpu_allotment()
+    if n >= (os.cpu_count() or n):
+        n = max(1, n - busy_cpus())
+    return n
+
+
 def resolve_threads(threads: int | None = None) -> int:
-    """``threads`` if given, else ``$COREPERTURB_THREADS``, else :func:`cpu_allotment`.
+    """``threads`` if given, else ``$COREPERTURB_THREADS``, else :func:`default_threads`.
 
     Raises:
         CorePerturbError: A value that is not a positive integer.
@@ -56,7 +75,7 @@ def resolve_threads(threads: int | None = None) -> int:
     if threads is None:
         raw = os.environ.get(ENV, "").strip()
         if not raw:
-            return cpu_allotment()
+            return default_threads()
         try:
             threads = int(raw)
         except ValueError:
@@ -77,4 +96,4 @@ def limit_threads(threads: int) -> Any:
     return threadpool_limits(limits=threads)
 
 
-__all__ = ["ENV", "cpu_allotment", "limit_threads", "resolve_threads"]
+__all__ = ["ENV", "busy_cpus", "cpu_allotment", "default_threads", "limit_threads", "resolve_threads"]
