@@ -688,6 +688,10 @@ def predict(
         if queries is not None:
             if perturbations is not None:
                 raise CorePerturbError("give either --queries or --perturbations, not both")
+            if executor == "ray":
+                raise CorePerturbError(
+                    "--executor ray scores --perturbations x --genes grids; --queries runs locally"
+                )
             n_rows = _predict_pairs(models, queries, lines, meths_l, out, chunk_pairs)
             n_pairs = n_rows // len(meths_l)
         else:

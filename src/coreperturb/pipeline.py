@@ -303,6 +303,11 @@ def run_benchmark(
     preds = predict(fitted, test, progress=say)
     timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
+    say(
+        f"evaluating ({config.n_bootstrap} bootstrap resamples over test perturbations)"
+        if config.n_bootstrap
+        else "evaluating"
+    )
     metrics = evaluate_predictions(preds, fitted.thresholds, config.n_bootstrap, config.seed, kg=kg)
     timings["evaluate"] = time.perf_counter() - t
     llm_rows = preds["p_yes"].notna() | preds["score_method"].notna() if "p_yes" in preds else None
