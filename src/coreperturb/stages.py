@@ -673,43 +673,37 @@ def _grid_scores(model: Predictor, perts: Sequence[str], genes: Sequence[str], t
     return _score_unit(model, q)
 
 
-def _grid_frames(
+def _method_frames(
     models: FittedModels,
     cell_line: str,
-    perts: Sequence[str],
-    genes: Sequence[str],
+    base: dict[str, np.ndarray],
     methods: Sequence[str],
-    pflag: np.ndarray,
-    cov: np.ndarray,
-    gflag: np.ndarray,
+    flag: np.ndarray,
+    cov_rows: np.ndarray,
+    score: Callable[[Predictor, str], dict[str, Any]],
 ) -> Iterator[pd.DataFrame]:
-    n_p, n_g = len(perts), len(genes)
-    base = {
-        "cell_line": np.full(n_p * n_g, cell_line, dtype=object),
-        "perturbation": np.repeat(np.asarray(perts, dtype=object), n_g),
-        "gene": np.tile(np.asarray(genes, dtype=object), n_p),
-    }
-    flag = _join_flags(np.repeat(pflag, n_g), np.tile(gflag, n_p))
-    cov_rows = np.repeat(cov, n_g).astype(np.float32)
+    """One frame of :data:`GRID_COLUMNS` per method for the pairs in ``base`` (cell_line, perturbation,
+    gene); ``score(model, task)`` scores them with one fitted model."""
+    n = len(base["gene"])
     for method in methods:
-        de = _grid_scores(models.model(cell_line, "de", method), perts, genes, "de")
+        de = score(models.model(cell_line, "de", method), "de")
         if "n_pos_evidence" not in de:
             q = pd.DataFrame({"perturbation": base["perturbation"], "gene": base["gene"]})
             c = evidence_counts(models.kg, models.training_rows(cell_line, "de"), q)
             de["n_pos_evidence"] = c["n_pos_evidence"].to_numpy()
             de["n_neg_evidence"] = c["n_neg_evidence"].to_numpy()
-        p_up = np.full(n_p * n_g, np.nan)
+        p_up = np.full(n, np.nan)
         if (cell_line, "dir", method) in models.models:
-            p_up = _grid_scores(models.models[(cell_line, "dir", method)], perts, genes, "dir")["score"]
+            p_up = score(models.models[(cell_line, "dir", method)], "dir")["score"]
         yield pd.DataFrame(
             {
                 **base,
-                "method": np.full(n_p * n_g, method, dtype=object),
+                "method": np.full(n, method, dtype=object),
                 "p_de": np.asarray(de["score"], dtype=np.float64),
                 "p_up": np.asarray(p_up, dtype=np.float64),
                 "n_pos_evidence": np.asarray(de["n_pos_evidence"], dtype=np.int32),
                 "n_neg_evidence": np.asarray(de["n_neg_evidence"], dtype=np.int32),
-                "kg_coverage": cov_rows,
+                "kg_coverage": np.asarray(cov_rows, dtype=np.float32),
                 "flag": flag,
             }
         )
@@ -720,35 +714,19 @@ def score_pairs(
 ) -> Iterator[pd.DataFrame]:
     """Score (perturbation, gene) pairs of one cell line with every method: one frame per method with
     the columns of :data:`GRID_COLUMNS` (see :func:`predict_grid`)."""
-    q = pd.DataFrame(
-        {
-            "cell_line": cell_line,
-            "perturbation": pairs["perturbation"].astype(str).to_numpy(dtype=object),
-            "gene": pairs["gene"].astype(str).to_numpy(dtype=object),
-        }
-    )
-    perts = pd.Index(pd.unique(q["perturbation"]))
+    base = {
+        "cell_line": np.full(len(pairs), cell_line, dtype=object),
+        "perturbation": pairs["perturbation"].astype(str).to_numpy(dtype=object),
+        "gene": pairs["gene"].astype(str).to_numpy(dtype=object),
+    }
+    perts = pd.Index(pd.unique(base["perturbation"]))
     pflag_p, cov_p = _perturbation_flags(models, cell_line, list(perts))
-    pi = positions(perts, q["perturbation"])
-    flag = _join_flags(pflag_p[pi], _gene_flags(models, cell_line, list(q["gene"])))
-    for method in methods:
-        de = _score_unit(models.model(cell_line, "de", method), q)
-        if "n_pos_evidence" not in de:
-            c = evidence_counts(models.kg, models.training_rows(cell_line, "de"), q)
-            de["n_pos_evidence"] = c["n_pos_evidence"].to_numpy()
-            de["n_neg_evidence"] = c["n_neg_evidence"].to_numpy()
-        p_up = np.full(len(q), np.nan)
-        if (cell_line, "dir", method) in models.models:
-            p_up = _score_unit(models.models[(cell_line, "dir", method)], q.assign(task="dir"))["score"]
-        yield q.assign(
-            method=method,
-            p_de=np.asarray(de["score"], dtype=np.float64),
-            p_up=np.asarray(p_up, dtype=np.float64),
-            n_pos_evidence=np.asarray(de["n_pos_evidence"], dtype=np.int32),
-            n_neg_evidence=np.asarray(de["n_neg_evidence"], dtype=np.int32),
-            kg_coverage=cov_p[pi].astype(np.float32),
-            flag=flag,
-        )[list(GRID_COLUMNS)]
+    pi = positions(perts, base["perturbation"])
+    flag = _join_flags(pflag_p[pi], _gene_flags(models, cell_line, list(base["gene"])))
+    q = pd.DataFrame(base)
+    yield from _method_frames(
+        models, cell_line, base, methods, flag, cov_p[pi], lambda m, task: _score_unit(m, q.assign(task=task))
+    )
 
 
 def predict_grid(
@@ -809,7 +787,23 @@ def score_chunk(
     genes = list(map(str, genes))
     pflag, cov = _perturbation_flags(models, cell_line, perts)
     gflag = _gene_flags(models, cell_line, genes)
-    for out in _grid_frames(models, cell_line, perts, genes, methods, pflag, cov, gflag):
+    n_p, n_g = len(perts), len(genes)
+    base = {
+        "cell_line": np.full(n_p * n_g, cell_line, dtype=object),
+        "perturbation": np.repeat(np.asarray(perts, dtype=object), n_g),
+        "gene": np.tile(np.asarray(genes, dtype=object), n_p),
+    }
+    flag = _join_flags(np.repeat(pflag, n_g), np.tile(gflag, n_p))
+    frames = _method_frames(
+        models,
+        cell_line,
+        base,
+        methods,
+        flag,
+        np.repeat(cov, n_g),
+        lambda m, task: _grid_scores(m, perts, genes, task),
+    )
+    for out in frames:
         if top is not None:
             out = (
                 out.sort_values(["perturbation", "p_de"], ascending=[True, False], kind="stable")
