@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -78,7 +79,7 @@ def _split(value: str | None) -> tuple[str, ...] | None:
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {escape(str(exc))}")
     raise typer.Exit(code=2)
 
 
@@ -123,20 +124,20 @@ def _progress() -> Iterator[tuple[Callable[[str], None], Callable[[int, int], No
 
     def say_plain(msg: str) -> None:
         last["pct"] = -1
-        console.print(f"[{time.strftime('%H:%M:%S')}] {msg}")
+        console.print(escape(f"[{time.strftime('%H:%M:%S')}] {msg}"))
 
     def tick_plain(done: int, total: int) -> None:
         pct = int(100 * done / max(total, 1)) // 10 * 10
         if pct != last["pct"]:
             last["pct"] = pct
-            console.print(f"[{time.strftime('%H:%M:%S')}]   {done}/{total} queries ({pct}%)")
+            console.print(escape(f"[{time.strftime('%H:%M:%S')}]   {done}/{total} queries ({pct}%)"))
 
     yield say_plain, tick_plain
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
     """Warnings as one plain line on stderr (no file / line / source echo)."""
-    console.print(f"[yellow]warning:[/] {message}")
+    console.print(f"[yellow]warning:[/] {escape(str(message))}")
 
 
 def _version(value: bool) -> None:
@@ -246,7 +247,7 @@ RetryOpt = Annotated[
 ExecutorOpt = Annotated[
     str,
     typer.Option(
-        help="local, or ray: run the LLM calls over a Ray Data dataset (pip install 'coreperturb[ray]')."
+        help="local, or ray: run the LLM calls over a Ray Data dataset (pip install 'coreperturb\\[ray]')."
     ),
 ]
 RayAddressOpt = Annotated[
@@ -461,15 +462,20 @@ def benchmark(
     _print_table(summary_table(result.metrics), "test-split metrics")
     for method, st in result.llm_stats.items():
         console.print(
-            f"{method}: {st.n_queries} queries, {st.n_calls} LLM calls, {st.n_cache_hits} cache hits, "
-            f"{st.n_resumed} resumed, {st.n_errors} errors, {st.n_verbal} verbal-confidence scores, "
-            f"{st.prompt_tokens} prompt + {st.completion_tokens} completion tokens"
-            + (f"; errors by kind: {st.errors}" if st.errors else "")
+            escape(
+                f"{method}: {st.n_queries} queries, {st.n_calls} LLM calls, {st.n_cache_hits} cache hits, "
+                f"{st.n_resumed} resumed, {st.n_errors} errors, {st.n_verbal} verbal-confidence scores, "
+                f"{st.prompt_tokens} prompt + {st.completion_tokens} completion tokens"
+                + (f"; errors by kind: {st.errors}" if st.errors else "")
+            )
         )
-    console.print(f"wrote {', '.join(p.name for p in written)} to {out} in {result.timings['total']:.1f}s")
+    console.print(
+        escape(f"wrote {', '.join(p.name for p in written)} to {out} in {result.timings['total']:.1f}s")
+    )
     if result.failures:
         console.print(
-            f"[bold red]error:[/] {result.failures[0]}"
+            "[bold red]error:[/] "
+            + escape(result.failures[0])
             + (f" (and {len(result.failures) - 1} more)" if len(result.failures) > 1 else "")
         )
         raise typer.Exit(code=1)
@@ -562,11 +568,15 @@ def fit(
     size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
     units = ", ".join("/".join(k) for k in fitted.models)
     console.print(
-        f"fitted {units} on {len(fitted.train)} training rows ({fitted.kg.genes.size} KG genes, "
-        f"{len(fitted.kg.relations)} relations) in {time.perf_counter() - t0:.1f}s; wrote {out} ({size:.1f} MB)"
+        escape(
+            f"fitted {units} on {len(fitted.train)} training rows ({fitted.kg.genes.size} KG genes, "
+            f"{len(fitted.kg.relations)} relations) in {time.perf_counter() - t0:.1f}s; wrote {out} ({size:.1f} MB)"
+        )
     )
     console.print(
-        f"next: coreperturb predict --model {out} --perturbations GENE1,GENE2 --out predictions.parquet"
+        escape(
+            f"next: coreperturb predict --model {out} --perturbations GENE1,GENE2 --out predictions.parquet"
+        )
     )
 
 
@@ -597,9 +607,11 @@ def _names_arg(value: str | None, what: str) -> list[str] | None:
 def _warn(res: NameResolution, what: str, limit: int = 20) -> None:
     msgs = res.messages(what)
     for m in msgs[:limit]:
-        console.print(f"[yellow]warning:[/] {m}")
+        console.print(f"[yellow]warning:[/] {escape(m)}")
     if len(msgs) > limit:
-        console.print(f"[yellow]warning:[/] ... and {len(msgs) - limit} more {what} names renamed or unknown")
+        console.print(
+            f"[yellow]warning:[/] ... and {len(msgs) - limit} more {escape(what)} names renamed or unknown"
+        )
 
 
 @app.command()
@@ -634,7 +646,7 @@ def predict(
         typer.Option(help="Comma-separated fitted methods, or all (default: the model's CORE method)."),
     ] = None,
     top: Annotated[
-        int | None, typer.Option(help="Keep the N most likely DE genes per perturbation (and method).")
+        int | None, typer.Option(min=1, help="Keep the N most likely DE genes per perturbation (and method).")
     ] = None,
     chunk_pairs: Annotated[
         int, typer.Option(help="Pairs scored at once (bounds memory).", min=1000)
@@ -645,7 +657,7 @@ def predict(
     executor: Annotated[
         str,
         typer.Option(
-            help="local, or ray: score the chunks on Ray Data workers (pip install 'coreperturb[ray]'); "
+            help="local, or ray: score the chunks on Ray Data workers (pip install 'coreperturb\\[ray]'); "
             "the output is the same."
         ),
     ] = "local",
@@ -742,8 +754,10 @@ def predict(
         return
     secs = time.perf_counter() - t0
     console.print(
-        f"wrote {n_rows} rows to {out} ({n_pairs} pairs x {len(meths_l)} method(s) in {secs:.1f}s, "
-        f"{n_pairs * len(meths_l) / max(secs, 1e-9):,.0f} pairs/s)"
+        escape(
+            f"wrote {n_rows} rows to {out} ({n_pairs} pairs x {len(meths_l)} method(s) in {secs:.1f}s, "
+            f"{n_pairs * len(meths_l) / max(secs, 1e-9):,.0f} pairs/s)"
+        )
     )
 
 
@@ -824,7 +838,7 @@ def _bar(total: int, unit: str) -> Iterator[Callable[[int, int], None]]:
         pct = int(100 * done / max(tot, 1)) // 10 * 10
         if pct != last["pct"]:
             last["pct"] = pct
-            console.print(f"[{time.strftime('%H:%M:%S')}]   {done}/{tot} {unit} ({pct}%)")
+            console.print(escape(f"[{time.strftime('%H:%M:%S')}]   {done}/{tot} {unit} ({pct}%)"))
 
     yield tick
 
@@ -890,8 +904,8 @@ def prepare(
         return
     for line, rep in reports.items():
         for msg in rep.lines():
-            console.print(f"{line}: {msg}")
-    console.print(f"wrote {out} ({len(table)} rows) and {out.with_suffix('.de.csv')}")
+            console.print(escape(f"{line}: {msg}"))
+    console.print(escape(f"wrote {out} ({len(table)} rows) and {out.with_suffix('.de.csv')}"))
 
 
 @app.command()
@@ -908,7 +922,7 @@ def report(
     except (CorePerturbError, ValueError, KeyError, ImportError, OSError) as exc:
         _fail(exc)
         return
-    console.print(f"wrote {html} and {md}")
+    console.print(escape(f"wrote {html} and {md}"))
 
 
 @app.command()
@@ -1003,7 +1017,7 @@ def explain(
         return
     base = model.pool_.gene_rate()[positions(model.pool_.genes, [gene])[0]]
     out_console.print(
-        f"[bold]{perturbation} → {gene}[/] ({line}, {task}, {model.name}): P(positive) = {prob:.3f}; "
+        f"[bold]{escape(perturbation)} → {escape(gene)}[/] ({line}, {task}, {model.name}): P(positive) = {prob:.3f}; "
         f"gene base rate = {base:.3f}; KG info for perturbation: {'yes' if kg.has_info([perturbation])[0] else 'no'}"
     )
     for side in ("positive", "negative"):
@@ -1032,7 +1046,7 @@ def _resolve_one(
         for msg in res.messages(what):
             if res.unknown:
                 raise CorePerturbError(msg.replace("; its rows are flagged", ""))
-            console.print(f"[yellow]warning:[/] {msg}")
+            console.print(f"[yellow]warning:[/] {escape(msg)}")
     return p.names[0], g.names[0]
 
 
@@ -1059,7 +1073,7 @@ def _print_frame(df: pd.DataFrame, title: str) -> None:
     for c in df.columns:
         table.add_column(str(c), overflow="fold")
     for _, row in df.iterrows():
-        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.to_numpy()])
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else escape(str(v)) for v in row.to_numpy()])
     out_console.print(table)
 
 
@@ -1068,7 +1082,7 @@ def run() -> None:  # pragma: no cover - console-script shim
     try:
         app()
     except CorePerturbError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
 
 
