@@ -191,7 +191,8 @@ KgDirOpt = Annotated[
 KgSourcesOpt = Annotated[
     str | None,
     typer.Option(
-        help="Comma-separated built-in KG sources (go, gene_network, reactome, corum, drug_targets; default: all whose files exist in --kg-dir)."
+        help="Comma-separated built-in KG sources: go, gene_network, reactome, corum, drug_targets, string "
+        "(default: those whose files exist in --kg-dir) and the opt-in coessentiality, huri, dorothea."
     ),
 ]
 KgEdgesOpt = Annotated[

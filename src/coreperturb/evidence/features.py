@@ -151,6 +151,20 @@ def _top_k_sparse(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return sp.csr_matrix((m.data[keep], (rows[keep], m.indices[keep])), shape=m.shape)
 
 
+def signed_links(kg: KnowledgeGraph, perturbations: list[str], genes: pd.Index) -> np.ndarray:
+    """``perturbations × genes``: +1 where a perturbation's target TF activates the gene, −1 where it represses
+    it (DoRothEA ``dorothea_targets`` features ``TARGET+`` / ``TARGET-``), averaged over a drug's targets."""
+    rel = kg.relations["dorothea_targets"]
+    ids = np.asarray(rel.feature_ids, dtype=str)
+    sign = np.where(np.char.endswith(ids, "+"), 1.0, -1.0)
+    col = positions(genes, [i[:-1] for i in ids])
+    ok = col >= 0
+    binary = sp.csr_matrix(rel.matrix, copy=True)
+    binary.data[:] = 1.0
+    to_genes = sp.csr_matrix((sign[ok], (np.flatnonzero(ok), col[ok])), shape=(len(ids), len(genes)))
+    return np.asarray((kg.target_matrix(perturbations) @ binary @ to_genes).toarray())
+
+
 def evidence_matrices(
     s: np.ndarray, pool: ObservationPool, max_cells: int = 8_000_000
 ) -> dict[str, np.ndarray]:
@@ -284,6 +298,10 @@ def features_at(
             ep = kg.embed(qperts, r)
             eg = prepared.gene_embeddings[r]
             feats[f"pg_{r}"] = _at(np.asarray((ep @ eg.T).toarray()), qi, gi)
+    if "dorothea_targets" in kg.relations:
+        # signed TF -> target links: +1 where p activates g, -1 where p represses g (knocking down an
+        # activator lowers its targets); only in KGs built with the opt-in `dorothea` source
+        feats["pg_signed"] = _at(signed_links(kg, qperts, pool.genes), qi, gi)
     # the perturbed gene as a readout in training
     pidx = positions(pool.genes, qperts)
     has = pidx >= 0
@@ -309,4 +327,5 @@ __all__ = [
     "features_at",
     "keep_top_k",
     "shrunk_vote",
+    "signed_links",
 ]

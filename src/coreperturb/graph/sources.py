@@ -46,6 +46,9 @@ SOURCE_FILES: dict[str, str] = {
     "reactome": "reactome_pathways.gmt",
     "corum": "corum_core_complexes.tsv",
     "drug_targets": "drug_targets.tsv",
+    # KG release 2: STRING's experiments / curated / co-expression channels help in the train-only inner CV
+    # (benchmarks/kg_ablation.py: +0.014 DE, +0.015 direction), so they are a default source
+    "string": "string_v12_edges.tsv",
 }
 
 
@@ -272,8 +275,118 @@ def drug_targets_source(kg_dir: Path) -> SourceOutput:
     return SourceOutput(targets=targets, names=names)
 
 
+# KG release 2 sources that did not help in the train-only inner CV (benchmarks/kg_ablation.py): registered,
+# used only when named (``--kg-sources go,...,string,dorothea``)
+OPTIONAL_SOURCE_FILES: dict[str, str] = {
+    "coessentiality": "coessentiality_edges.tsv",
+    "huri": "huri_edges.tsv",
+    "dorothea": "dorothea_regulons.tsv",
+}
+STRING_FAMILIES: dict[str, tuple[str, ...]] = {
+    "experiments": ("experiments", "experiments_transferred"),
+    "database": ("database", "database_transferred"),
+    "coexpression": ("coexpression", "coexpression_transferred"),
+}
+
+
+def _numeric(df: pd.DataFrame, cols: Sequence[str], path: Path) -> pd.DataFrame:
+    """Columns as numbers; the first non-numeric value stops with its file, line and column."""
+    out = pd.DataFrame(index=df.index)
+    for c in cols:
+        v = pd.to_numeric(df[c], errors="coerce")
+        bad = v.isna().to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise KnowledgeGraphError(f"{path}: line {i + 2}, column {c!r}: {df[c].iat[i]!r} is not a number")
+        out[c] = v
+    return out
+
+
+@KG_SOURCES.register("string")
+def string_source(
+    kg_dir: Path, min_score: float = 400, families: Sequence[str] = tuple(STRING_FAMILIES)
+) -> SourceOutput:
+    """STRING v12 (``string_v12_edges.tsv``) as one network relation per evidence family.
+
+    ``string_experiments``, ``string_database`` (curated pathways / complexes) and ``string_coexpression``:
+    an edge enters a family when the larger of its direct and transferred sub-scores is at least
+    ``min_score`` (STRING's 0–1000 scale; 400 = "medium confidence"). Text mining is not in the file.
+    """
+    path = kg_dir / SOURCE_FILES["string"]
+    cols = [c for f in families for c in STRING_FAMILIES[f]]
+    df = _read_tsv(path, ["gene_a", "gene_b", *cols])
+    scores = _numeric(df, cols, path)
+    out = SourceOutput()
+    for fam in families:
+        keep = (scores[list(STRING_FAMILIES[fam])].max(axis=1) >= min_score).to_numpy()
+        g, f = _network_pairs(
+            df.loc[keep, "gene_a"].to_numpy(dtype=object), df.loc[keep, "gene_b"].to_numpy(dtype=object)
+        )
+        out.pairs[f"string_{fam}"] = ("network", g, f, {})
+    return out
+
+
+@KG_SOURCES.register("coessentiality")
+def coessentiality_source(kg_dir: Path) -> SourceOutput:
+    """DepMap co-essentiality partners (``coessentiality_edges.tsv``) as network relation ``coessentiality``."""
+    df = _read_tsv(kg_dir / OPTIONAL_SOURCE_FILES["coessentiality"], ["gene_a", "gene_b"])
+    g, f = _network_pairs(df["gene_a"].to_numpy(dtype=object), df["gene_b"].to_numpy(dtype=object))
+    return SourceOutput(pairs={"coessentiality": ("network", g, f, {})})
+
+
+@KG_SOURCES.register("huri")
+def huri_source(kg_dir: Path) -> SourceOutput:
+    """HuRI + Lit-BM binary protein interactions (``huri_edges.tsv``) as network relation ``huri``."""
+    df = _read_tsv(kg_dir / OPTIONAL_SOURCE_FILES["huri"], ["gene_a", "gene_b"])
+    g, f = _network_pairs(df["gene_a"].to_numpy(dtype=object), df["gene_b"].to_numpy(dtype=object))
+    return SourceOutput(pairs={"huri": ("network", g, f, {})})
+
+
+@KG_SOURCES.register("dorothea")
+def dorothea_source(kg_dir: Path, confidence: str = "ABC") -> SourceOutput:
+    """DoRothEA signed TF→target regulons (``dorothea_regulons.tsv``: tf, confidence, target, mor).
+
+    Two directed, signed relations, for the regulons of the given ``confidence`` levels (A–E; A–C is the
+    usual high-confidence set): ``dorothea_regulators`` gives every target gene its regulators with their
+    sign (``TF+`` activates it, ``TF-`` represses it), so co-regulated genes are similar;
+    ``dorothea_targets`` gives every TF its signed targets, so TFs with the same targets are similar.
+
+    Raises:
+        KnowledgeGraphError: A confidence letter outside A–E or a mode of regulation that is not ±1 (file,
+            line and column named).
+    """
+    path = kg_dir / OPTIONAL_SOURCE_FILES["dorothea"]
+    levels = {c.strip().upper() for c in confidence if c.strip()}
+    if not levels or not levels <= set("ABCDE"):
+        raise KnowledgeGraphError(f"dorothea confidence levels must be letters A-E, got {confidence!r}")
+    df = _read_tsv(path, ["tf", "confidence", "target", "mor"])
+    conf = df["confidence"].str.strip().str.upper()
+    bad = ~conf.isin(list("ABCDE"))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise KnowledgeGraphError(
+            f"{path}: line {i + 2}, column 'confidence': {df['confidence'].iat[i]!r} is not one of A-E"
+        )
+    mor = _numeric(df, ["mor"], path)["mor"]
+    bad = ~mor.isin([-1, 1])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise KnowledgeGraphError(f"{path}: line {i + 2}, column 'mor': {df['mor'].iat[i]!r} is not 1 or -1")
+    keep = conf.isin(list(levels)).to_numpy()
+    tf = df.loc[keep, "tf"].to_numpy(dtype=object)
+    target = df.loc[keep, "target"].to_numpy(dtype=object)
+    sign = np.where(mor[keep].to_numpy() > 0, "+", "-").astype(object)
+    return SourceOutput(
+        pairs={
+            "dorothea_regulators": ("annotation", target, tf + sign, {}),
+            "dorothea_targets": ("annotation", tf, target + sign, {}),
+        }
+    )
+
+
 def available_sources(kg_dir: str | Path) -> list[str]:
-    """Built-in sources whose file is present in ``kg_dir``."""
+    """The default built-in sources whose file is present in ``kg_dir`` (optional sources are never included:
+    name them, e.g. ``--kg-sources go,gene_network,reactome,corum,drug_targets,string,dorothea``)."""
     kg_dir = Path(kg_dir)
     return [s for s, f in SOURCE_FILES.items() if (kg_dir / f).exists()]
 
@@ -304,8 +417,9 @@ def build_kg(
     outputs: list[SourceOutput] = []
     for name in names:
         fn = KG_SOURCES.get(name)
-        if name in SOURCE_FILES and not (path / SOURCE_FILES[name]).exists():
-            raise KnowledgeGraphError(f"{path / SOURCE_FILES[name]}: file for KG source {name!r} not found")
+        need = SOURCE_FILES.get(name) or OPTIONAL_SOURCE_FILES.get(name)
+        if need is not None and not (path / need).exists():
+            raise KnowledgeGraphError(f"{path / need}: file for KG source {name!r} not found")
         outputs.append(fn(path))
     outputs.extend(fn(path) for fn in extra)
     mentioned = [genes for out in outputs for _, genes, _, _ in out.pairs.values()]
@@ -352,13 +466,19 @@ def build_kg_from_recipe(recipe: dict[str, Any]) -> KnowledgeGraph:
 
 __all__ = [
     "KG_SOURCES",
+    "OPTIONAL_SOURCE_FILES",
+    "STRING_FAMILIES",
     "SourceOutput",
     "available_sources",
     "build_kg",
     "build_kg_from_recipe",
+    "coessentiality_source",
+    "dorothea_source",
     "edge_list_source",
     "gmt_source",
     "go_closure",
+    "huri_source",
     "idf_weights",
     "read_gmt",
+    "string_source",
 ]
