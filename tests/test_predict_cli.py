@@ -395,3 +395,26 @@ def test_prepare_fit_predict_from_single_cells(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert len(load_model(tmp_path / "m2").train) == int((full["task"] == "de").sum())
+
+
+def test_perturbation_lists_mix_names_and_files(model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "more.txt").write_text("G0004\n# a comment\nG0007  # inline\n\n")
+    out = tmp_path / "p.csv"
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(model_dir),
+            "--perturbations",
+            f"G0001,@{tmp_path / 'more.txt'},G0004",
+            "--cell-lines",
+            "synth_a",
+            "--genes",
+            "G0002",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(out)["perturbation"].tolist() == ["G0001", "G0004", "G0007"]

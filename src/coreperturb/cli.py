@@ -582,24 +582,27 @@ def fit(
 
 
 def _names_arg(value: str | None, what: str) -> list[str] | None:
-    """``all`` → None; ``@file`` → one name per line (``#`` comments); else comma-separated names."""
+    """``all`` → None; else comma-separated names, where ``@file`` items add one name per line of the file
+    (``#`` comments), e.g. ``FTH1,TFRC,@more.txt``."""
     if value is None or value.strip().lower() == "all":
         return None
-    value = value.strip()
-    if value.startswith("@"):
-        path = Path(value[1:])
+    names: list[str] = []
+    for item in (v.strip() for v in value.split(",")):
+        if not item.startswith("@"):
+            if item:
+                names.append(item)
+            continue
+        path = Path(item[1:])
         if not path.is_file():
             raise CorePerturbError(f"{path}: file of {what} not found")
         try:
             lines = path.read_text().splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise CorePerturbError(f"{path}: cannot be read: {exc}") from None
-        names = [ln.split("#", 1)[0].strip() for ln in lines]
-        names = [n for n in names if n]
-        if not names:
+        listed = [n for n in (ln.split("#", 1)[0].strip() for ln in lines) if n]
+        if not listed:
             raise CorePerturbError(f"{path}: no {what} listed")
-        return list(dict.fromkeys(names))
-    names = [n.strip() for n in value.split(",") if n.strip()]
+        names.extend(listed)
     if not names:
         raise CorePerturbError(f"no {what} given")
     return list(dict.fromkeys(names))
