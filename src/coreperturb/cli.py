@@ -30,7 +30,7 @@ from coreperturb import __version__
 from coreperturb._threads import limit_threads, resolve_threads
 from coreperturb._util import positions
 from coreperturb.config import load_config_file
-from coreperturb.data.io import _read_any, present_cell_lines, read_query_table, write_query_table
+from coreperturb.data.io import _ALIASES, _read_any, present_cell_lines, read_query_table, write_query_table
 from coreperturb.data.prepare import DEParams, labels_from_anndata
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph.kg import KnowledgeGraph
@@ -777,11 +777,7 @@ def _predict_pairs(
     models: FittedModels, path: Path, lines: list[str], methods: list[str], out: Path, chunk: int
 ) -> int:
     """``predict --queries``: score the listed pairs (per cell line), streamed to ``out``."""
-    try:
-        raw = _read_any(path)
-    except CorePerturbError:
-        raise
-    raw = raw.rename(columns={"pert": "perturbation", "perturbagen": "perturbation"})
+    raw = _read_any(path).rename(columns=_ALIASES)
     for col in ("perturbation", "gene"):
         if col not in raw.columns:
             raise CorePerturbError(f"{path}: missing column {col!r}; found {list(map(str, raw.columns))}")

@@ -82,8 +82,15 @@ def shrunk_vote(
         ``(logit((pos + a·b) / (tot + a)) − logit(b), log1p(tot))``: the vote and the log evidence mass.
     """
     yt, mt = (prepared.YT, prepared.MT) if prepared is not None else (None, None)
-    pos = _at(_sim_times(s, pool.Y, yt), qi, gi)
-    tot = _at(_sim_times(s, pool.M, mt), qi, gi)
+    return _vote(_sim_times(s, pool.Y, yt), _sim_times(s, pool.M, mt), qi, gi, b, a)
+
+
+def _vote(
+    pos_dense: np.ndarray, tot_dense: np.ndarray, qi: np.ndarray, gi: np.ndarray, b: np.ndarray, a: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`shrunk_vote` from the ``queries × genes`` positive and total similarity masses."""
+    pos = _at(pos_dense, qi, gi)
+    tot = _at(tot_dense, qi, gi)
     return _logit((pos + a * b) / (tot + a)) - _logit(b), np.log1p(tot)
 
 
@@ -271,8 +278,15 @@ def features_at(
     prate = pool.perturbation_rate
     sets = dict(sims.by_relation)
     sets["combined"] = sims.combined
+    # the combined similarity's masses also feed the module smoothing below: computed once
+    comb = sims.combined
+    comb_y = _sim_times(comb, pool.Y, prepared.YT)
+    comb_m = _sim_times(comb, pool.M, prepared.MT)
     for r, s in sets.items():
-        feats[f"vote_{r}"], feats[f"mass_{r}"] = shrunk_vote(s, pool, qi, gi, b, a, prepared)
+        if r == "combined":
+            feats[f"vote_{r}"], feats[f"mass_{r}"] = _vote(comb_y, comb_m, qi, gi, b, a)
+        else:
+            feats[f"vote_{r}"], feats[f"mass_{r}"] = shrunk_vote(s, pool, qi, gi, b, a, prepared)
         denom = s.sum(axis=1)
         strength = np.where(denom > 0, (s @ prate) / np.maximum(denom, 1e-12), pool.global_rate)
         feats[f"strength_{r}"] = _logit(strength[qi])
@@ -281,9 +295,8 @@ def features_at(
     feats["max_neg"] = _at(ev["max_neg"], qi, gi)
     # gene-module smoothing: evidence on genes that co-respond with g
     smooth = prepared.smooth
-    comb = sims.combined
-    sy = _sim_times(comb, pool.Y, prepared.YT) @ smooth.T
-    sm = _sim_times(comb, pool.M, prepared.MT) @ smooth.T
+    sy = comb_y @ smooth.T
+    sm = comb_m @ smooth.T
     gy, gm = prepared.gy, prepared.gm
     grate = np.where(gi >= 0, (gy / gm)[np.maximum(gi, 0)], pool.global_rate)
     feats["module_vote"] = _logit(
