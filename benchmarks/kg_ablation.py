@@ -3,13 +3,15 @@
 Usage:
     python benchmarks/kg_ablation.py [--shared ../shared/data] [--task de] [--folds 4]
                                      [--configs +string,+coessentiality,+huri,+dorothea,-go,-gene_network,...]
+    python benchmarks/kg_ablation.py --dataset lincs --configs +drug_structures   # drugs: chemical structure
 
 The reference is the default KG (every default source whose file exists). ``+NAME`` adds an optional source
 (KG release 2: string, coessentiality, huri, dorothea) to it, ``-NAME`` drops a default source from it, and
 ``+a+b`` adds both. For
 each configuration the KG is rebuilt and CORE-Voting is scored by the same 4-fold cross-validation over the
 TRAINING perturbations of each PerturbQA line as ``benchmarks/inner_cv.py`` (test rows are dropped on
-load). Prints the paired difference of every configuration against the reference over line × fold splits
+load; ``--dataset lincs`` does the same over the training drugs of the LINCS table as the benchmark splits it).
+Prints the paired difference of every configuration against the reference over line × fold splits
 (mean, standard error, wins), the KG build time, and the relations each configuration has. Note that IDF
 weights and the hub cut refer to the genes all sources mention, so adding a source also reweights the others.
 """
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from coreperturb.data.io import load_perturbqa
+from coreperturb.data.signatures import load_lincs
 from coreperturb.evaluate.metrics import macro_per_gene_auroc
 from coreperturb.graph.sources import available_sources, build_kg
 from coreperturb.predictors.base import perturbation_folds
@@ -42,11 +45,16 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--configs", default=DEFAULT_CONFIGS)
+    ap.add_argument("--dataset", choices=("perturbqa", "lincs"), default="perturbqa")
     args = ap.parse_args()
-    if not (args.shared / "perturbqa").is_dir():
-        sys.exit(f"PerturbQA data not found under {args.shared}")
-    lines = args.cell_lines.split(",")
-    table = load_perturbqa(args.shared / "perturbqa", lines, [args.task])
+    if not (args.shared / args.dataset).is_dir():
+        sys.exit(f"{args.dataset} data not found under {args.shared}")
+    if args.dataset == "lincs":
+        table, _ = load_lincs(args.shared / "lincs", tasks=[args.task])  # the benchmark's split (seed 0)
+        lines = ["lincs"]
+    else:
+        lines = args.cell_lines.split(",")
+        table = load_perturbqa(args.shared / "perturbqa", lines, [args.task])
     frame = table.frame[table.frame["split"] == "train"]  # test rows are never used
     genes = pd.unique(pd.concat([table.frame["gene"], table.frame["perturbation"]]).astype(str))
     kg_dir = args.shared / "kg"

@@ -26,3 +26,9 @@ def synth_table(synth_paths: SyntheticPaths) -> QueryTable:
 @pytest.fixture(scope="session")
 def synth_kg(synth_paths: SyntheticPaths) -> KnowledgeGraph:
     return build_kg(synth_paths.kg_dir)
+
+
+@pytest.fixture(autouse=True)
+def _private_llm_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own shared LLM response cache (never the user's ~/.cache/coreperturb)."""
+    monkeypatch.setenv("COREPERTURB_CACHE_DIR", str(tmp_path / "llm-cache"))

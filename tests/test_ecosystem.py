@@ -163,9 +163,15 @@ def test_report_html_and_markdown(run_dir: Path) -> None:
         "contrastive evidence",
     ):
         assert part.lower() in html.lower()
-    assert "[" in html and "macro_per_gene_auroc" in html  # CIs in the table
+    assert "95% bootstrap confidence intervals" in html and " – " in html  # CIs in their own table
+    assert "Pooled AUROC ranks all pairs together" in html  # why per-gene AUROC is the key metric
+    # teaching examples: on one gene, a true positive, a false positive and a true negative
+    roles = [r for r in ("true positive", "false positive", "true negative") if r in html]
+    assert len(roles) >= 2
     md = (run_dir / "report.md").read_text()
     assert "![Calibration](report_files/fig2.png)" in md and (run_dir / "report_files" / "fig2.png").exists()
+    # real Markdown tables (header row, separator row), not fixed-width text
+    assert "| cell_line | task | method | per-gene AUROC |" in md and "|---|---|---|" in md
     res = runner.invoke(app, ["report", str(run_dir / "nope")])
     assert res.exit_code == 2 and "not a benchmark run directory" in res.output
 

@@ -138,3 +138,22 @@ def _feature_names(kg: object) -> list[str]:
     sims = relational_similarity(kg, ["G0030"], list(pool.perturbations))  # type: ignore[arg-type]
     q = pd.DataFrame({"perturbation": ["G0030"], "gene": ["G0011"]})
     return list(evidence_features(q, pool, sims, kg))  # type: ignore[arg-type]
+
+
+def test_explain_names_channel_and_regulon_sign() -> None:
+    from coreperturb.evidence.contrastive import describe_link
+
+    assert describe_link("string_experiments", "network", "POLR2A", "POLR2A") == (
+        "STRING experiments channel: shared partner POLR2A"
+    )
+    assert (
+        describe_link("dorothea_targets", "annotation", "MYC+", "MYC+")
+        == "DoRothEA regulon: both activate MYC"
+    )
+    assert describe_link("dorothea_regulators", "annotation", "TP53-", "TP53-") == (
+        "DoRothEA regulon: both repressed by TP53"
+    )
+    assert describe_link("go_bp", "annotation", "GO:1", "translation") == "GO process: translation (GO:1)"
+    assert describe_link("structure", "structure", "tanimoto", "structural similarity (Tanimoto 0.62)") == (
+        "structural similarity (Tanimoto 0.62)"
+    )

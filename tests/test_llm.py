@@ -33,6 +33,7 @@ from coreperturb.llm import (
     score_completion,
     template_for,
 )
+from coreperturb.llm.cache import default_response_cache
 from coreperturb.llm.testserver import FakeOpenAIServer, Faults
 from coreperturb.predictors.llm import CoreReasoning, LLMIsolated, stratified_by_gene
 
@@ -214,7 +215,7 @@ def test_kill_9_resume_loses_and_duplicates_nothing(synth_paths: SyntheticPaths,
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert n_results > 0 and not (out / "predictions.parquet").exists()
-        with sqlite3.connect(db) as c:
+        with sqlite3.connect(default_response_cache()) as c:  # answers live in the shared cache
             cached_before = c.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         asked_before = sum(srv.state.requests.values())
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -38,6 +38,7 @@ def test_ray_executor_matches_local(
                 synth_kg,
                 llm=settings,
                 cache_path=tmp_path / f"{name}.sqlite",
+                response_cache=tmp_path / f"{name}-responses.sqlite",  # each executor asks the server itself
                 calibration_queries=40,
                 executor=executor,
             ).fit(train)

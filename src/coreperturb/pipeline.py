@@ -22,12 +22,12 @@ from coreperturb.data.synthetic import write_synthetic
 from coreperturb.errors import CorePerturbError
 from coreperturb.evidence.contrastive import ContrastiveEvidence, retrieve_evidence
 from coreperturb.graph.kg import KnowledgeGraph
-from coreperturb.graph.sources import build_kg_from_recipe
+from coreperturb.graph.sources import available_sources, build_kg_from_recipe
 from coreperturb.llm.backends import LLMSettings
 from coreperturb.llm.runner import Progress, RunStats
 from coreperturb.predictors.base import PREDICTORS
 from coreperturb.predictors.core_voting import CoreVoting
-from coreperturb.predictors.llm import stratified_by_gene
+from coreperturb.predictors.llm import _LLMPredictor, stratified_by_gene
 from coreperturb.stages import (
     FitConfig,
     FittedModels,
@@ -78,7 +78,9 @@ class BenchmarkConfig:
         max_queries: Score at most this many test queries per (cell line, task), sampled gene by gene so
             per-gene AUROC stays computable; every method is evaluated on the same sample.
         calibration_queries: Held-out TRAIN queries the LLM methods score to fit their calibration.
-        cache_path: SQLite response cache / result store of the LLM methods (default: ``OUT/llm_cache.sqlite``).
+        cache_path: Shared SQLite response cache of the LLM methods (default: ``$COREPERTURB_CACHE_DIR`` or
+            the user cache directory); each run's result store is ``OUT/llm_cache.sqlite``.
+        reasoning_tokens: LLM methods write a rationale of at most this many tokens before answering.
         retry_failed: Re-run LLM rows stored with an error (otherwise a resumed run keeps them as they are).
         executor: ``local`` (async calls in-process) or ``ray`` (LLM calls over a Ray Data dataset).
         ray_address: Ray cluster address for ``ray`` (default: start / join a local one).
@@ -87,6 +89,8 @@ class BenchmarkConfig:
             ``data_dir``.
         kg_edges: ``(name, path)`` of user gene—gene edge lists, each added as a network relation.
         kg_gmt: ``(name, path)`` of user GMT gene-set files, each added as a gene-set relation.
+        kg_structures: User compound structure tables (CSV / TSV: id, SMILES); their compounds join the
+            ``structure`` relation (Morgan fingerprints, Tanimoto; needs ``coreperturb[chem]``).
     """
 
     data_dir: Path | None = None
@@ -111,6 +115,8 @@ class BenchmarkConfig:
     queries: Path | None = None
     kg_edges: tuple[tuple[str, Path], ...] = ()
     kg_gmt: tuple[tuple[str, Path], ...] = ()
+    kg_structures: tuple[Path, ...] = ()
+    reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.queries is not None and self.data_dir is not None:
@@ -140,6 +146,7 @@ class BenchmarkConfig:
             executor=self.executor,
             ray_address=self.ray_address,
             ray_workers=self.ray_workers,
+            reasoning_tokens=self.reasoning_tokens,
         )
 
 
@@ -154,7 +161,8 @@ class BenchmarkResult:
         models: Fitted predictors keyed by (cell_line, task, method).
         kg: The knowledge graph used.
         llm_stats: Call / cache / token counters per LLM method.
-        llm_details: Per LLM row: raw ``p_yes``, ``score_method`` (logprobs / verbal), ``from_cache``, ``error``.
+        llm_details: Per LLM row: raw ``p_yes``, ``score_method`` (logprobs / verbal), ``from_cache``, ``error``
+            and ``rationale`` (with ``reasoning_tokens``).
         examples: A few test queries with their contrastive evidence (for the report).
         failures: One line per (cell line, task, method) that failed on every query (no score at all).
         fitted: The fitted models (save them with :func:`coreperturb.model_files.save_model`).
@@ -194,7 +202,7 @@ def load_inputs(config: BenchmarkConfig, workdir: Path, for_fit: bool = False) -
         data_dir = paths.lincs_dir if config.dataset == "lincs" else paths.data_dir
         kg_dir = kg_dir or paths.kg_dir
         lines = lines or paths.cell_lines
-    if kg_dir is None and not (config.kg_edges or config.kg_gmt):
+    if kg_dir is None and not (config.kg_edges or config.kg_gmt or config.kg_structures):
         raise CorePerturbError(
             "a KG is required with your data: --kg-dir and/or --kg-edges NAME=PATH / --kg-gmt NAME=PATH"
         )
@@ -228,11 +236,17 @@ def load_inputs(config: BenchmarkConfig, workdir: Path, for_fit: bool = False) -
         assert data_dir is not None
         table = load_perturbqa(data_dir, lines or present_cell_lines(data_dir, config.tasks), config.tasks)
     genes = pd.unique(pd.concat([table.frame["gene"], table.frame["perturbation"]]).astype(str))
+    sources = config.kg_sources
+    if sources is None and kg_dir is not None:
+        # resolved here and recorded, so that a saved model rebuilds exactly this KG (the default depends on
+        # the data, e.g. drug structures for compound perturbations, and on whether RDKit is installed)
+        sources = tuple(available_sources(kg_dir, genes))
     recipe: dict[str, Any] = {
         "kg_dir": str(Path(kg_dir).resolve()) if kg_dir is not None else None,
-        "sources": list(config.kg_sources) if config.kg_sources is not None else None,
+        "sources": list(sources) if sources is not None else None,
         "edges": [[n, str(Path(p).resolve())] for n, p in config.kg_edges],
         "gmt": [[n, str(Path(p).resolve())] for n, p in config.kg_gmt],
+        "structures": [str(Path(p).resolve()) for p in config.kg_structures],
         "extra_genes": sorted(map(str, genes)),
     }
     return Inputs(table, build_kg_from_recipe(recipe), recipe)
@@ -253,6 +267,33 @@ def held_out_queries(table: QueryTable, max_queries: int | None = None, seed: in
             test = stratified_by_gene(test, max_queries, seed)
         parts.append(test.reset_index(drop=True))
     return pd.concat(parts, ignore_index=True).astype({"cell_line": str, "task": str, "split": str})
+
+
+MIN_GENES_FOR_PER_GENE_AUROC = 30
+
+
+def sample_warnings(table: QueryTable, test: pd.DataFrame, max_queries: int | None) -> list[str]:
+    """Honest small samples: one line per (cell line, task) whose per-gene AUROC would rest on fewer than
+    :data:`MIN_GENES_FOR_PER_GENE_AUROC` genes, saying how ``--max-queries`` sampled and how its positive
+    rate compares with the whole test split."""
+    out = []
+    for (line, task), grp in test.groupby(["cell_line", "task"], sort=True):
+        both = int((grp.groupby("gene", observed=True)["label"].nunique() == 2).sum())
+        if both >= MIN_GENES_FOR_PER_GENE_AUROC:
+            continue
+        msg = (
+            f"{line}/{task}: per-gene AUROC rests on only {both} gene(s) with both classes among "
+            f"{len(grp)} test queries (fewer than {MIN_GENES_FOR_PER_GENE_AUROC}); its CI will be wide"
+        )
+        if max_queries is not None:
+            full = table.subset(str(line), str(task)).split("test")
+            msg += (
+                f". --max-queries {max_queries} samples gene by gene (up to 20 queries per gene, each gene with "
+                f"at least one positive and one negative), so positives are {grp['label'].mean():.0%} of the "
+                f"sample against {full['label'].mean():.0%} of the test split; raise --max-queries for more genes"
+            )
+        out.append(msg)
+    return out
 
 
 def run_benchmark(
@@ -283,12 +324,14 @@ def run_benchmark(
     recipe = inputs.kg_recipe if isinstance(inputs, Inputs) else None
     timings: dict[str, float] = {"load_and_kg": time.perf_counter() - t0}
     test = held_out_queries(table, config.max_queries, config.seed)
+    for msg in sample_warnings(table, test, config.max_queries):
+        log.warning("%s", msg)
     for (line, task), grp in test.groupby(["cell_line", "task"], sort=True):
         perts = sorted(pd.unique(grp["perturbation"]))
         no_kg = int((~kg.has_info(perts)).sum())
         if no_kg:
             log.warning(
-                "%s/%s: %d of %d test perturbations have no KG information (no target gene in the KG); "
+                "%s/%s: %d of %d test perturbations have no KG information (no target gene in the KG, no chemical structure); "
                 "their scores fall back to the gene prior",
                 line,
                 task,
@@ -325,15 +368,21 @@ def run_benchmark(
                 "score_method",
                 "from_cache",
                 "error",
+                "rationale",
             ],
         ].reset_index(drop=True)
     examples: list[dict[str, object]] = []
-    for (line, task, _), model in fitted.models.items():
+    thresholds = fitted.thresholds
+    for (line, task, method), model in fitted.models.items():
         if isinstance(model, CoreVoting):
             rows = preds[
                 (preds["cell_line"] == line) & (preds["task"] == task) & (preds["method"] == model.name)
             ].reset_index(drop=True)
-            examples.extend(_examples(kg, rows, model))
+            examples.extend(_examples(kg, rows, model, thresholds.get((line, task, method), 0.5)))
+    for ex in examples:
+        views = _llm_views(fitted, preds, ex)
+        if views:
+            ex["llm"] = views
     timings["total"] = time.perf_counter() - t0
     return BenchmarkResult(
         metrics=metrics,
@@ -356,22 +405,48 @@ def context_rows(table: QueryTable, line: str, task: str) -> pd.DataFrame:
     return f.loc[keep].reset_index(drop=True)
 
 
-def _examples(
-    kg: KnowledgeGraph, rows: pd.DataFrame, model: CoreVoting, n: int = 3
-) -> list[dict[str, object]]:
-    """A few test queries with their contrastive evidence (for the report): the best-scored true positives
-    and the best-scored negative. For a model fitted with context, also the query's context evidence."""
+def teaching_picks(rows: pd.DataFrame, threshold: float) -> tuple[list[int], list[str]]:
+    """Rows that teach how a method behaves on ONE gene: a true positive, a false positive and a true negative
+    at the decision ``threshold`` (the highest-scored positive and negative above it, the lowest-scored
+    negative below it), from the test gene with the most of these present (ties: more test rows). Falls back
+    to whatever roles exist."""
     scores = rows["score"].to_numpy(dtype=np.float64)
     label = rows["label"].to_numpy()
-    pos = np.flatnonzero(label == 1)
-    neg = np.flatnonzero(label == 0)
-    pick = list(pos[np.argsort(-scores[pos])][: n - 1]) + list(neg[np.argsort(-scores[neg])][:1])
+    best: tuple[int, int, list[int], list[str]] | None = None
+    for _, idx in rows.groupby("gene", observed=True, sort=True).indices.items():
+        idx = np.asarray(idx)
+        ok = idx[~np.isnan(scores[idx])]
+        above, below = ok[scores[ok] >= threshold], ok[scores[ok] < threshold]
+        picks, roles = [], []
+        for role, cand, high in (
+            ("true positive", above[label[above] == 1], True),
+            ("false positive", above[label[above] == 0], True),
+            ("true negative", below[label[below] == 0], False),
+        ):
+            if len(cand):
+                picks.append(int(cand[np.argmax(scores[cand])] if high else cand[np.argmin(scores[cand])]))
+                roles.append(role)
+        key = (len(picks), len(idx))
+        if picks and (best is None or key > best[:2]):
+            best = (*key, picks, roles)
+    return (best[2], best[3]) if best is not None else ([], [])
+
+
+def _examples(
+    kg: KnowledgeGraph, rows: pd.DataFrame, model: CoreVoting, threshold: float = 0.5
+) -> list[dict[str, object]]:
+    """Test queries that teach (for the report): on one gene, a true positive, a false positive and a true
+    negative of ``model`` at its threshold (:func:`teaching_picks`), each with its contrastive evidence and
+    the KG links behind it. For a model fitted with context, also the query's context evidence."""
+    pick, roles = teaching_picks(rows, threshold)
     if not pick:
         return []
+    scores = rows["score"].to_numpy(dtype=np.float64)
+    label = rows["label"].to_numpy()
     ev, _ = retrieve_evidence(kg, rows.iloc[pick], model.pool_, model.relations, model._k())
     out: list[dict[str, object]] = []
-    for j, i in enumerate(pick):
-        table = ev.for_query(j, kg=kg, top=5, paths=1)
+    for j, (i, role) in enumerate(zip(pick, roles, strict=True)):
+        table = ev.for_query(j, kg=kg, top=5, paths=2)
         extra: dict[str, object] = {}
         if model.context_ is not None:
             contexts, similar = explain_context(
@@ -384,6 +459,8 @@ def _examples(
         out.append(
             {
                 "method": model.name,
+                "role": role,
+                "threshold": float(threshold),
                 "cell_line": str(rows["cell_line"].iat[i]),
                 "task": str(rows["task"].iat[i]),
                 "perturbation": str(rows["perturbation"].iat[i]),
@@ -392,6 +469,40 @@ def _examples(
                 "score": float(scores[i]),
                 "evidence": table.round(4).to_dict(orient="records"),
                 **extra,
+            }
+        )
+    return out
+
+
+def _llm_views(fitted: FittedModels, preds: pd.DataFrame, ex: dict[str, object]) -> list[dict[str, object]]:
+    """What each LLM method read and answered for an example query: prompt, rationale, P(yes), score."""
+    out: list[dict[str, object]] = []
+    line, task = str(ex["cell_line"]), str(ex["task"])
+    for (mline, mtask, method), model in fitted.models.items():
+        if mline != line or mtask != task or not isinstance(model, _LLMPredictor):
+            continue
+        hit = preds[
+            (preds["cell_line"] == line)
+            & (preds["task"] == task)
+            & (preds["method"] == method)
+            & (preds["perturbation"] == ex["perturbation"])
+            & (preds["gene"] == ex["gene"])
+        ]
+        if hit.empty:
+            continue
+        r = hit.iloc[0]
+        q = pd.DataFrame(
+            {"cell_line": [line], "task": [task], "perturbation": [ex["perturbation"]], "gene": [ex["gene"]]}
+        )
+        msgs = model.messages(q)[0]
+        out.append(
+            {
+                "method": method,
+                "prompt": "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in msgs),
+                "rationale": None if pd.isna(r.get("rationale")) else str(r.get("rationale")),
+                "p_yes": None if pd.isna(r.get("p_yes")) else float(r["p_yes"]),
+                "score": None if pd.isna(r["score"]) else float(r["score"]),
+                "error": None if pd.isna(r.get("error")) else str(r.get("error")),
             }
         )
     return out

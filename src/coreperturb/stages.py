@@ -70,8 +70,12 @@ class FitConfig:
             drug neighbourhoods are sparser; anything else keeps the defaults.
         llm: How LLM methods reach their model (default: the embedded model).
         calibration_queries: Held-out TRAIN queries the LLM methods score to fit their calibration.
-        cache_path: LLM response cache / result store (default: ``llm_cache.sqlite`` in the work directory).
+        cache_path: Shared LLM response cache (default: :func:`coreperturb.llm.cache.default_response_cache`,
+            in ``$COREPERTURB_CACHE_DIR`` or the user cache directory); the per-run result store is
+            ``llm_cache.sqlite`` in the work directory (a private temporary directory without one).
         retry_failed: Re-run LLM rows stored with an error.
+        reasoning_tokens: LLM methods first write a rationale of at most this many tokens, then answer
+            (0 = answer at once).
         executor: ``local`` or ``ray`` (LLM calls over a Ray Data dataset).
         ray_address: Ray cluster address for ``ray``.
         ray_workers: Concurrent Ray workers for ``ray``.
@@ -87,8 +91,11 @@ class FitConfig:
     executor: str = "local"
     ray_address: str | None = None
     ray_workers: int = 2
+    reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
+        if self.reasoning_tokens < 0:
+            raise ValueError("reasoning_tokens must be >= 0")
         if not self.methods:
             raise ValueError("no methods given")
         for m in self.methods:
@@ -214,7 +221,9 @@ def make_model(
             method,
             kg,
             llm=backend or config.llm or LLMSettings(),
-            cache_path=config.cache_path or Path(workdir or ".") / "llm_cache.sqlite",
+            cache_path=Path(workdir) / "llm_cache.sqlite" if workdir is not None else None,
+            response_cache=config.cache_path,
+            reasoning_tokens=config.reasoning_tokens,
             calibration_queries=config.calibration_queries,
             retry_failed=config.retry_failed,
             progress=llm_progress,
@@ -248,7 +257,8 @@ def fit(
         config: Methods and settings (default: CORE-Voting).
         progress: Called with a short message before each model is fitted.
         llm_progress: Called with ``(done, total)`` while LLM methods score calibration queries.
-        workdir: Where LLM methods keep their cache when ``config.cache_path`` is unset.
+        workdir: Where LLM methods keep their per-run result store (`llm_cache.sqlite`; default: a private
+            temporary directory). Answers go to the shared response cache (`config.cache_path`).
         kg_recipe: How the KG was built, recorded in model files.
 
     Returns:
@@ -263,7 +273,13 @@ def fit(
     for (line, task), rows in train.groupby(["cell_line", "task"], sort=True):
         rows = rows.reset_index(drop=True)
         for method in config.methods:
-            say(f"{line}/{task}: fitting {method}")
+            if method in LLM_METHODS and config.calibration_queries > 0:
+                say(
+                    f"{line}/{task}: {method} calibration (scoring up to {config.calibration_queries} held-out "
+                    "TRAIN queries)"
+                )
+            else:
+                say(f"{line}/{task}: fitting {method}")
             t = time.perf_counter()
             if method in LLM_METHODS and backend is None:
                 backend = make_backend(config.llm or LLMSettings())
@@ -310,6 +326,7 @@ def _score_unit(model: Predictor, q: pd.DataFrame) -> dict[str, Any]:
         out["error"] = st["error"].to_numpy()
         out["p_yes"] = st["p_yes"].to_numpy(dtype=np.float64)
         out["score_method"] = st["score_method"].to_numpy()
+        out["rationale"] = st["rationale"].to_numpy()
     else:
         out["score"] = model.predict_proba(q)[:, 1].astype(np.float64)
     return out
@@ -340,7 +357,8 @@ def predict(
         One row per (query, method), grouped by (cell line, task) then method, queries in input order
         within a group: the query columns, ``method``, ``score`` (P(positive); NaN where an LLM call
         failed), ``n_pos_evidence`` / ``n_neg_evidence``, ``from_cache``, ``error``, and for LLM methods
-        ``p_yes`` / ``score_method`` (raw answer probability and how it was read).
+        ``p_yes`` / ``score_method`` (raw answer probability and how it was read) and ``rationale`` (the
+        model's reasoning with ``reasoning_tokens``; empty otherwise).
     """
     say = progress or (lambda msg: log.info(msg))
     q = _unit_queries(models, queries)
@@ -374,6 +392,7 @@ def predict(
             if "p_yes" in res:
                 part["p_yes"] = res["p_yes"]
                 part["score_method"] = res["score_method"]
+                part["rationale"] = res["rationale"]
             parts.append(part)
     return pd.concat(parts, ignore_index=True)
 
@@ -532,10 +551,11 @@ def resolve_names(
 
 
 def known_perturbations(models: FittedModels) -> list[str]:
-    """Every perturbation name the model can place: training perturbations, KG genes and KG drugs."""
+    """Every perturbation name the model can place: training perturbations, KG genes, KG drugs and
+    compounds with a chemical structure."""
     names = set(models.train["perturbation"].astype(str))
     names.update(map(str, models.kg.genes))
-    names.update(map(str, models.kg.targets))
+    names.update(models.kg.compounds)
     return sorted(names)
 
 
@@ -556,7 +576,7 @@ def candidate_perturbations(models: FittedModels, cell_line: str) -> list[str]:
     perturbations are drugs)."""
     kg = models.kg
     trained = set(models.training_perturbations(cell_line, models.tasks[0]).astype(str))
-    drugs = set(map(str, kg.targets))
+    drugs = set(kg.compounds)  # drugs with targets and compounds with a chemical structure
     drug_model = sum(p in drugs for p in trained) > len(trained) / 2
     pool = sorted(drugs) if drug_model else [str(g) for g in kg.genes if str(g) not in drugs]
     cand = [p for p in pool if p not in trained]
@@ -574,6 +594,10 @@ def kg_coverage(kg: KnowledgeGraph, perturbations: Sequence[str]) -> np.ndarray:
     t = kg.target_matrix(list(perturbations))
     n = np.zeros(len(perturbations))
     for rel in kg.relations.values():
+        if rel.row_ids is not None:
+            at = positions(rel.row_ids, list(perturbations))
+            n += (at >= 0) & (rel.matrix.getnnz(axis=1)[np.maximum(at, 0)] > 0)
+            continue
         covered = (rel.matrix.getnnz(axis=1) > 0).astype(np.float64)
         n += np.asarray(t @ covered).ravel() > 0
     return n / max(len(kg.relations), 1)

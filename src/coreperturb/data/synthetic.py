@@ -33,6 +33,38 @@ def _module_of(n_genes: int, n_modules: int, rng: np.random.Generator) -> np.nda
     return rng.permutation(mod)
 
 
+# ring systems (one per module, reused cyclically) and substituents of the synthetic compounds
+_SCAFFOLDS = (
+    "c1ccccc1",
+    "c1ccncc1",
+    "C1CCCCC1",
+    "c1ccc2ccccc2c1",
+    "c1ccoc1",
+    "C1CCNCC1",
+    "c1cnc2[nH]cnc2c1",
+    "c1ccsc1",
+    "C1CCOC1",
+    "c1ccc2[nH]ccc2c1",
+    "C1CC2CCC1C2",
+    "c1cncnc1",
+)
+_SUBSTITUENTS = ("C", "CC", "O", "N", "Cl", "F", "OC", "CN", "C(=O)O", "CCC", "S", "CO")
+
+
+def write_structures(path: Path, drugs: list[str], drug_module: np.ndarray, seed: int) -> None:
+    """Write a ``drug_structures.tsv`` whose SMILES plant the modules: drugs of one module share a ring
+    system and differ in two substituents, so structurally similar drugs act alike (also the two drugs
+    without a known target). Uses its own random stream, so the rest of the benchmark is unchanged."""
+    rng = np.random.default_rng(seed + 7919)
+    rows = []
+    for d, m in zip(drugs, drug_module, strict=True):
+        a, b = rng.choice(len(_SUBSTITUENTS), size=2)
+        smiles = f"{_SUBSTITUENTS[a]}{_SCAFFOLDS[int(m) % len(_SCAFFOLDS)]}{_SUBSTITUENTS[b]}"
+        rows.append((d, f"drug {d}", "small molecule", "approved", "", "", smiles))
+    cols = ["drugbank_id", "name", "type", "groups", "inchikey", "inchi", "smiles_rdkit_from_inchi"]
+    pd.DataFrame(rows, columns=cols).to_csv(path, sep="\t", index=False)
+
+
 def write_synthetic(
     out_dir: str | Path,
     seed: int = 0,
@@ -50,7 +82,8 @@ def write_synthetic(
     ``go_terms.tsv``, ``go_parents.tsv``, ``gene_network.tsv``, ``reactome_pathways.gmt`` and
     ``drug_targets.tsv``, and ``out_dir/lincs/`` with the drugs' full signatures in the LINCS consensus format
     (``consensi-drugbank-binary.tsv``: perturbagen, entrez_gene_id, z_score, direction; ``genes.tsv``: the
-    gene universe with ids and symbols). The last two drugs have no known target (they test the fallback).
+    gene universe with ids and symbols). The last two drugs have no known target (they test the fallback);
+    ``drug_structures.tsv`` gives every drug a SMILES whose ring system follows its module.
 
     Args:
         out_dir: Output directory (created).
@@ -127,6 +160,7 @@ def write_synthetic(
     pd.DataFrame(dt, columns=["drugbank_id", "drug_name", "gene_target"]).to_csv(
         kg_dir / "drug_targets.tsv", sep="\t", index=False
     )
+    write_structures(kg_dir / "drug_structures.tsv", drugs, drug_module, seed)
 
     # --- labels ---------------------------------------------------------------------------------
     def simulate(

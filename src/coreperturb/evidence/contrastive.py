@@ -14,20 +14,79 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from coreperturb._util import positions
+from coreperturb._util import gather_rows, positions
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import SimilarityBundle, relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph
 
+RELATION_TITLES: dict[str, str] = {
+    "go_bp": "GO process",
+    "go_mf": "GO function",
+    "go_cc": "GO component",
+    "network": "functional network",
+    "reactome": "Reactome",
+    "corum": "CORUM complex",
+    "string_experiments": "STRING experiments channel",
+    "string_database": "STRING curated-database channel",
+    "string_coexpression": "STRING co-expression channel",
+    "coessentiality": "DepMap co-essentiality",
+    "huri": "HuRI binary interaction",
+}
 
-def gather_rows(mat: sp.csr_matrix, idx: np.ndarray) -> sp.csr_matrix:
-    """Rows ``idx`` of ``mat``; a negative index gives an empty row."""
-    safe = np.where(idx >= 0, idx, 0)
-    out = sp.csr_matrix(mat[safe])
-    if (idx < 0).any():
-        mask = sp.diags((idx >= 0).astype(np.float64))
-        out = sp.csr_matrix(mask @ out)
-        out.eliminate_zeros()
+
+def describe_link(relation: str, kind: str, feature_id: str, label: str) -> str:
+    """A KG feature shared by two perturbations, in words: which STRING channel, regulon sign or structural
+    similarity relates them (e.g. ``STRING experiments channel: shared partner POLR2A``, ``DoRothEA regulon:
+    both activate MYC``, ``structural similarity (Tanimoto 0.62)``)."""
+    if kind == "structure":
+        return label
+    sign = feature_id[-1:] if feature_id[-1:] in "+-" else ""
+    if relation == "dorothea_targets" and sign:
+        return f"DoRothEA regulon: both {'activate' if sign == '+' else 'repress'} {feature_id[:-1]}"
+    if relation == "dorothea_regulators" and sign:
+        return f"DoRothEA regulon: both {'activated' if sign == '+' else 'repressed'} by {feature_id[:-1]}"
+    title = RELATION_TITLES.get(relation, relation)
+    if kind == "network":
+        return f"{title}: shared partner {feature_id}"
+    return f"{title}: {label}" if label == feature_id else f"{title}: {label} ({feature_id})"
+
+
+# how readily a biologist recognises a shared feature: named terms, pathways and complexes first, then a
+# shared interaction partner (a gene symbol), then structure
+_KIND_WEIGHT = {"annotation": 1.0, "gene_set": 1.0, "network": 0.5, "structure": 0.8}
+
+
+def readable_paths(
+    kg: KnowledgeGraph, p: str, related: list[str], paths: int = 2, pool: int = 8
+) -> list[str]:
+    """The KG links behind each related perturbation, as a biologist would want them: features that are
+    specific (high weight in the cosine) AND shared by several of the listed related perturbations (a
+    pathway that recurs across the evidence explains more than a one-off neighbour), named terms before
+    network partners. Returns ``paths`` links per related perturbation, in words (:func:`describe_link`)."""
+    cands: list[list[tuple[str, str, str, float]]] = []
+    counts: dict[tuple[str, str], int] = {}
+    for q in related:
+        found = []
+        for r in kg.relation_names:
+            for fid, label, contrib in kg.shared_features(p, q, r, top=pool):
+                found.append((r, fid, label, contrib))
+        for r, fid, _, _ in {(r, f, "", 0.0) for r, f, _, _ in found}:
+            counts[(r, fid)] = counts.get((r, fid), 0) + 1
+        cands.append(found)
+    out = []
+    for found in cands:
+        ranked = sorted(
+            found,
+            key=lambda t: (
+                -(
+                    t[3]
+                    * _KIND_WEIGHT.get(kg.relations[t[0]].kind, 1.0)
+                    * (1.0 + np.log(counts[(t[0], t[1])]))
+                )
+            ),
+        )
+        parts = [describe_link(r, kg.relations[r].kind, fid, label) for r, fid, label, _ in ranked[:paths]]
+        out.append("; ".join(parts))
     return out
 
 
@@ -118,14 +177,7 @@ class ContrastiveEvidence:
             for r, s in sims.by_relation.items():
                 df[f"sim_{r}"] = s[qi, pj]
         if kg is not None:
-            texts = []
-            for q in df["related_perturbation"]:
-                parts = []
-                for r in kg.relation_names:
-                    for fid, label, _ in kg.shared_features(p, q, r, top=paths):
-                        parts.append(f"{r}:{label}" if label == fid else f"{r}:{label} ({fid})")
-                texts.append("; ".join(parts))
-            df["paths"] = texts
+            df["paths"] = readable_paths(kg, p, list(df["related_perturbation"]), paths)
         return df
 
 

@@ -65,7 +65,7 @@ def relational_similarity(
     raw: dict[str, np.ndarray] = {}
     for r in rels:
         if pool_embeddings is not None and r in pool_embeddings:
-            s = np.asarray((kg.embed(list(q), r) @ pool_embeddings[r].T).toarray(), dtype=np.float32)
+            s = kg.embedding_similarity(kg.embed(list(q), r), pool_embeddings[r], r)
         else:
             s = kg.similarity(list(q), list(p), r)
         if exclude_self:
@@ -73,7 +73,7 @@ def relational_similarity(
             hit = np.flatnonzero(qi >= 0)
             s[hit, qi[hit]] = 0.0
         raw[r] = s
-    # every relation is a cosine in [0, 1], so the mean needs no rescaling; in particular never by the
+    # every relation is a cosine (Tanimoto for structures) in [0, 1], so the mean needs no rescaling; in particular never by the
     # batch's maximum, which would make a query's score depend on which other queries share its batch
     combined = np.zeros((len(q), len(p)), dtype=np.float32)
     for s in raw.values():

@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from coreperturb._util import positions
+from coreperturb._util import gather_rows, positions
 
 
 def idf_weights(binary: sp.csr_matrix, n: int | None = None) -> np.ndarray:
@@ -38,10 +38,13 @@ class Relation:
 
     Attributes:
         name: Registry-style name, e.g. ``go_bp`` or ``network``.
-        kind: ``annotation`` (gene → term), ``gene_set`` (gene ∈ set) or ``network`` (gene — gene).
-        matrix: ``genes × features`` CSR matrix of non-negative weights (IDF-weighted).
+        kind: ``annotation`` (gene → term), ``gene_set`` (gene ∈ set), ``network`` (gene — gene), or
+            ``structure`` (perturbation → fingerprint bit: compounds related by chemical structure).
+        matrix: ``genes × features`` CSR matrix of non-negative weights (IDF-weighted); for ``structure``,
+            ``row_ids × bits`` binary Morgan fingerprints.
         feature_ids: Identifier of each feature column (GO id, pathway id, neighbour gene).
         feature_labels: Human-readable label of each feature column (term name, pathway name).
+        row_ids: ``structure`` only: the perturbation (compound) id of each row.
     """
 
     name: str
@@ -49,10 +52,17 @@ class Relation:
     matrix: sp.csr_matrix
     feature_ids: np.ndarray
     feature_labels: np.ndarray
+    row_ids: pd.Index | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in {"annotation", "gene_set", "network"}:
+        if self.kind not in {"annotation", "gene_set", "network", "structure"}:
             raise ValueError(f"relation {self.name!r}: unknown kind {self.kind!r}")
+        if (self.kind == "structure") != (self.row_ids is not None):
+            raise ValueError(f"relation {self.name!r}: row_ids are given exactly for structure relations")
+        if self.row_ids is not None and (
+            len(self.row_ids) != self.matrix.shape[0] or not self.row_ids.is_unique
+        ):
+            raise ValueError(f"relation {self.name!r}: row_ids must be unique, one per matrix row")
         if self.matrix.shape[1] != len(self.feature_ids) or len(self.feature_ids) != len(self.feature_labels):
             raise ValueError(f"relation {self.name!r}: matrix columns and feature names disagree")
         if self.matrix.nnz and self.matrix.data.min() < 0:
@@ -84,7 +94,7 @@ class KnowledgeGraph:
         if not self.genes.is_unique:
             raise ValueError("KnowledgeGraph.genes must be unique")
         for rel in self.relations.values():
-            if rel.matrix.shape[0] != len(self.genes):
+            if rel.kind != "structure" and rel.matrix.shape[0] != len(self.genes):
                 raise ValueError(
                     f"relation {rel.name!r} has {rel.matrix.shape[0]} rows, expected {len(self.genes)}"
                 )
@@ -118,25 +128,59 @@ class KnowledgeGraph:
                 vals.append(1.0 / len(tg))
         return sp.csr_matrix((vals, (rows, cols)), shape=(len(perturbations), len(self.genes)))
 
+    @property
+    def compounds(self) -> list[str]:
+        """Non-gene perturbations the KG knows: drugs with targets and compounds with a structure."""
+        out = set(map(str, self.targets))
+        for rel in self.relations.values():
+            if rel.row_ids is not None:
+                out.update(map(str, rel.row_ids))
+        return sorted(out)
+
+    def has_structure(self, perturbations: Sequence[str]) -> np.ndarray:
+        """Boolean mask: which perturbations have a fingerprint row in a ``structure`` relation."""
+        out = np.zeros(len(perturbations), dtype=bool)
+        for rel in self.relations.values():
+            if rel.row_ids is not None:
+                at = positions(rel.row_ids, list(perturbations))
+                ok = at >= 0
+                out[ok] |= rel.matrix.getnnz(axis=1)[at[ok]] > 0
+        return out
+
     def has_info(self, perturbations: Sequence[str]) -> np.ndarray:
-        """Boolean mask: which perturbations map to KG genes that have features in at least one relation."""
+        """Boolean mask: which perturbations map to KG genes that have features in at least one relation,
+        or have a chemical structure (``structure`` relations)."""
         t = self.target_matrix(perturbations)
         covered = np.zeros(len(self.genes), dtype=bool)
         for rel in self.relations.values():
-            covered |= rel.matrix.getnnz(axis=1) > 0
-        return np.asarray((t @ covered.astype(np.float64)) > 0)
+            if rel.kind != "structure":
+                covered |= rel.matrix.getnnz(axis=1) > 0
+        return np.asarray((t @ covered.astype(np.float64)) > 0) | self.has_structure(perturbations)
 
     def embed(self, perturbations: Sequence[str], relation: str) -> sp.csr_matrix:
-        """L2-normalised ``perturbations × features`` embedding in one relation."""
+        """``perturbations × features`` embedding in one relation: L2-normalised through the targets, or
+        for a ``structure`` relation the perturbation's own binary fingerprint (empty without one)."""
         rel = self.relations[relation]
+        if rel.row_ids is not None:
+            return gather_rows(sp.csr_matrix(rel.matrix), positions(rel.row_ids, list(perturbations)))
         x = self.target_matrix(perturbations) @ rel.matrix
         return normalize(sp.csr_matrix(x), norm="l2", axis=1, copy=False)
 
+    def embedding_similarity(self, a: sp.csr_matrix, b: sp.csr_matrix, relation: str) -> np.ndarray:
+        """Dense ``rows(a) × rows(b)`` similarity of two :meth:`embed` results (float32): the cosine, or for a
+        ``structure`` relation the Tanimoto coefficient of the fingerprints."""
+        inter = np.asarray((a @ b.T).toarray(), dtype=np.float64)
+        if self.relations[relation].kind != "structure":
+            return inter.astype(np.float32)
+        na = np.asarray(a.getnnz(axis=1), dtype=np.float64)
+        nb = np.asarray(b.getnnz(axis=1), dtype=np.float64)
+        union = na[:, None] + nb[None, :] - inter
+        return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0).astype(np.float32)
+
     def similarity(self, queries: Sequence[str], pool: Sequence[str], relation: str) -> np.ndarray:
-        """Dense cosine similarity ``len(queries) × len(pool)`` in one relation (float32)."""
-        a = self.embed(queries, relation)
-        b = self.embed(pool, relation)
-        return np.asarray((a @ b.T).toarray(), dtype=np.float32)
+        """Dense similarity ``len(queries) × len(pool)`` in one relation (float32; cosine, or Tanimoto for
+        ``structure`` relations)."""
+        return self.embedding_similarity(self.embed(queries, relation), self.embed(pool, relation), relation)
 
     def shared_features(self, a: str, b: str, relation: str, top: int = 3) -> list[tuple[str, str, float]]:
         """The features that link ``a`` and ``b`` in ``relation``, strongest first.
@@ -145,6 +189,9 @@ class KnowledgeGraph:
             ``(feature_id, feature_label, contribution)`` tuples; contributions sum to the cosine.
         """
         rel = self.relations[relation]
+        if rel.kind == "structure":
+            t = float(self.similarity([a], [b], relation)[0, 0])
+            return [("tanimoto", f"structural similarity (Tanimoto {t:.2f})", t)] if t > 0 else []
         pair = self.embed([a, b], relation)
         ea, eb = pair[0], pair[1]
         prod = ea.multiply(eb).tocsr()

@@ -21,6 +21,14 @@ import scipy.sparse as sp
 
 from coreperturb._util import positions
 from coreperturb.errors import KnowledgeGraphError
+from coreperturb.graph.chem import (
+    CHEM_HINT,
+    STRUCTURE_RELATION,
+    MorganParams,
+    rdkit_available,
+    read_structure_table,
+    structure_matrix,
+)
 from coreperturb.graph.kg import KnowledgeGraph, Relation, idf_weights, relation_from_pairs
 from coreperturb.registry import Registry
 
@@ -35,6 +43,8 @@ class SourceOutput:
     """relation name → (kind, genes, features, feature labels)."""
     targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    structures: dict[str, np.ndarray] = field(default_factory=dict)
+    """compound id → Morgan fingerprint on-bits (all structure sources form one ``structure`` relation)."""
 
 
 SourceFn = Callable[[Path], SourceOutput]
@@ -384,11 +394,62 @@ def dorothea_source(kg_dir: Path, confidence: str = "ABC") -> SourceOutput:
     )
 
 
-def available_sources(kg_dir: str | Path) -> list[str]:
-    """The default built-in sources whose file is present in ``kg_dir`` (optional sources are never included:
-    name them, e.g. ``--kg-sources go,gene_network,reactome,corum,drug_targets,string,dorothea``)."""
+STRUCTURE_FILE = "drug_structures.tsv"
+
+
+@KG_SOURCES.register("drug_structures")
+def drug_structures_source(kg_dir: Path, params: MorganParams | None = None) -> SourceOutput:
+    """Chemical structures of compounds (``drug_structures.tsv``: drugbank_id, name, ...,
+    smiles_rdkit_from_inchi) as Morgan fingerprints: drugs are related by Tanimoto similarity, so a drug
+    without a known target still has KG information. Needs RDKit (``coreperturb[chem]``)."""
+    table = read_structure_table(kg_dir / STRUCTURE_FILE, params or MorganParams())
+    return SourceOutput(names=table.names, structures=table.bits)
+
+
+def structure_table_source(path: str | Path) -> Callable[[Path], SourceOutput]:
+    """A user's compound structure table (CSV / TSV with an id and a SMILES column) as a KG source; its
+    compounds join the ``structure`` relation (a compound listed again replaces the built-in structure)."""
+
+    def fn(_: Path) -> SourceOutput:
+        table = read_structure_table(path)
+        return SourceOutput(names=table.names, structures=table.bits)
+
+    return fn
+
+
+def structure_ids(kg_dir: str | Path) -> set[str]:
+    """The compound ids with a SMILES in ``kg_dir``'s ``drug_structures.tsv`` (empty when it is absent)."""
+    path = Path(kg_dir) / STRUCTURE_FILE
+    if not path.exists():
+        return set()
+    df = _read_tsv(path, ["drugbank_id", "smiles_rdkit_from_inchi"])
+    return set(df.loc[df["smiles_rdkit_from_inchi"].str.strip() != "", "drugbank_id"].astype(str))
+
+
+def available_sources(kg_dir: str | Path, entities: Iterable[str] = ()) -> list[str]:
+    """The default sources for ``kg_dir`` and a dataset naming ``entities`` (its genes and perturbations).
+
+    Every default built-in source whose file is present; ``drug_structures`` too when some of ``entities``
+    are compounds with a structure in it (a drug dataset) and RDKit is installed (otherwise a warning with the
+    install hint). Optional sources are never included: name them, e.g. ``--kg-sources
+    go,gene_network,reactome,corum,drug_targets,string,dorothea``.
+    """
     kg_dir = Path(kg_dir)
-    return [s for s, f in SOURCE_FILES.items() if (kg_dir / f).exists()]
+    out = [s for s, f in SOURCE_FILES.items() if (kg_dir / f).exists()]
+    names = set(map(str, entities))
+    if names and (kg_dir / STRUCTURE_FILE).exists():
+        n = len(names & structure_ids(kg_dir))
+        if n and rdkit_available():
+            out.append("drug_structures")
+        elif n:
+            log.warning(
+                "%d perturbations have a chemical structure in %s, but RDKit is not installed, so drugs are "
+                "related only through their targets: %s",
+                n,
+                kg_dir / STRUCTURE_FILE,
+                CHEM_HINT,
+            )
+    return out
 
 
 def build_kg(
@@ -413,11 +474,18 @@ def build_kg(
     path = Path(kg_dir) if kg_dir is not None else Path(".")
     if kg_dir is not None and not path.is_dir():
         raise KnowledgeGraphError(f"{path}: KG directory not found")
-    names = list(sources) if sources is not None else (available_sources(path) if kg_dir is not None else [])
+    extra_genes = list(extra_genes)
+    names = (
+        list(sources)
+        if sources is not None
+        else (available_sources(path, extra_genes) if kg_dir is not None else [])
+    )
     outputs: list[SourceOutput] = []
     for name in names:
         fn = KG_SOURCES.get(name)
         need = SOURCE_FILES.get(name) or OPTIONAL_SOURCE_FILES.get(name)
+        if name == "drug_structures":
+            need = STRUCTURE_FILE
         if need is not None and not (path / need).exists():
             raise KnowledgeGraphError(f"{path / need}: file for KG source {name!r} not found")
         outputs.append(fn(path))
@@ -432,7 +500,9 @@ def build_kg(
     relations: dict[str, Relation] = {}
     targets: dict[str, tuple[str, ...]] = {}
     disp: dict[str, str] = {}
+    structures: dict[str, np.ndarray] = {}
     for out in outputs:
+        structures.update(out.structures)
         for rname, (kind, genes, feats, labels) in out.pairs.items():
             if rname in relations:
                 raise KnowledgeGraphError(f"two KG sources define relation {rname!r}")
@@ -442,20 +512,30 @@ def build_kg(
             )
         targets.update(out.targets)
         disp.update(out.names)
+    if structures:
+        ids, m = structure_matrix(structures, MorganParams().n_bits)
+        bits = np.asarray([f"morgan{b}" for b in range(m.shape[1])], dtype=object)
+        relations[STRUCTURE_RELATION] = Relation(STRUCTURE_RELATION, "structure", m, bits, bits, row_ids=ids)
     if not relations:
         raise KnowledgeGraphError(f"{path}: no KG relation could be built (sources: {names or 'none'})")
     for r in relations.values():
         log.info(
-            "KG relation %s: %d genes, %d features", r.name, (r.matrix.getnnz(axis=1) > 0).sum(), r.n_features
+            "KG relation %s: %d %s, %d features",
+            r.name,
+            (r.matrix.getnnz(axis=1) > 0).sum(),
+            "compounds" if r.row_ids is not None else "genes",
+            r.n_features,
         )
     return KnowledgeGraph(genes=genes_index, relations=relations, targets=targets, names=disp)
 
 
 def build_kg_from_recipe(recipe: dict[str, Any]) -> KnowledgeGraph:
-    """Build the KG a recipe describes: ``kg_dir`` and ``sources`` (built-in sources; ``None`` = every one
-    whose file exists), ``edges`` / ``gmt`` (lists of ``[name, path]`` user files) and ``extra_genes``."""
+    """Build the KG a recipe describes: ``kg_dir`` and ``sources`` (built-in sources; ``None`` = the defaults
+    of :func:`available_sources`), ``edges`` / ``gmt`` (lists of ``[name, path]`` user files), ``structures``
+    (user compound structure tables) and ``extra_genes``."""
     extra: list[Callable[[Path], SourceOutput]] = [edge_list_source(p, n) for n, p in recipe.get("edges", [])]
     extra += [gmt_source(p, n) for n, p in recipe.get("gmt", [])]
+    extra += [structure_table_source(p) for p in recipe.get("structures", [])]
     return build_kg(
         recipe.get("kg_dir"),
         recipe.get("sources"),
@@ -474,6 +554,7 @@ __all__ = [
     "build_kg_from_recipe",
     "coessentiality_source",
     "dorothea_source",
+    "drug_structures_source",
     "edge_list_source",
     "gmt_source",
     "go_closure",
@@ -481,4 +562,6 @@ __all__ = [
     "idf_weights",
     "read_gmt",
     "string_source",
+    "structure_ids",
+    "structure_table_source",
 ]

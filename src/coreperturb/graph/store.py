@@ -37,6 +37,8 @@ def kg_hash(kg: KnowledgeGraph) -> str:
         put(np.ascontiguousarray(m.indices, dtype=np.int64).tobytes())
         put(np.ascontiguousarray(m.data, dtype=np.float64).tobytes())
         put("\n".join(map(str, rel.feature_ids)).encode())
+        if rel.row_ids is not None:
+            put("\n".join(map(str, rel.row_ids)).encode())
     for p in sorted(kg.targets):
         put(f"{p}\t{','.join(kg.targets[p])}".encode())
     return h.hexdigest()
@@ -65,6 +67,7 @@ def save_kg(kg: KnowledgeGraph, directory: str | Path) -> list[Path]:
                 "shape": list(m.shape),
                 "feature_ids": [str(x) for x in rel.feature_ids],
                 "feature_labels": [str(x) for x in rel.feature_labels],
+                **({"row_ids": [str(x) for x in rel.row_ids]} if rel.row_ids is not None else {}),
             }
         )
     np.savez_compressed(d / KG_ARRAYS, **arrays)  # type: ignore[arg-type]
@@ -101,6 +104,7 @@ def load_kg(directory: str | Path) -> KnowledgeGraph:
                 matrix=m,
                 feature_ids=np.asarray(r["feature_ids"], dtype=object),
                 feature_labels=np.asarray(r["feature_labels"], dtype=object),
+                row_ids=pd.Index(r["row_ids"], dtype=object) if "row_ids" in r else None,
             )
     return KnowledgeGraph(
         genes=pd.Index(meta["genes"], dtype=object),

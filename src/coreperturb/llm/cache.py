@@ -1,16 +1,19 @@
 """SQLite (WAL) response cache and per-row result store: resume after a crash, no repeated calls.
 
-* ``responses``: sha256(model, messages, sampling params, template hash) → the backend's answer,
-  committed together with each chunk of results: a killed run re-asks at most the answers of its last,
-  uncommitted chunk, and never a prompt whose answer was committed.
-* ``results``: one row per (run unit, method, query key) with the score or the error. Written in chunks;
-  the primary key makes a resumed run unable to duplicate rows.
+* ``responses``: sha256(model, messages, sampling params, template hash) → the backend's answer. By default
+  in a cache shared by every run of the user (:func:`default_response_cache`: ``$COREPERTURB_CACHE_DIR`` or
+  the platform's user cache directory), so a second run into another output folder asks nothing again;
+  committed just before each chunk of results, so a killed run re-asks at most the answers of its last,
+  uncommitted chunk. WAL mode and a 30 s busy timeout let concurrent runs share it.
+* ``results``: one row per (run unit, method, query key) with the score, the rationale or the error, in
+  the run's own folder. Written in chunks; the primary key makes a resumed run unable to duplicate rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -28,10 +31,35 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE TABLE IF NOT EXISTS results (
     unit TEXT NOT NULL, method TEXT NOT NULL, query TEXT NOT NULL,
     score REAL, score_method TEXT, error TEXT, from_cache INTEGER, prompt_tokens INTEGER,
-    completion_tokens INTEGER, created REAL,
+    completion_tokens INTEGER, created REAL, rationale TEXT,
     PRIMARY KEY (unit, method, query)
 );
 """
+RESPONSES_FILE = "llm_responses.sqlite"
+
+
+def default_response_cache() -> Path:
+    """The shared LLM response cache: ``$COREPERTURB_CACHE_DIR/llm_responses.sqlite``, else the same file in
+    the platform's user cache directory (``~/.cache/coreperturb`` on Linux)."""
+    env = os.environ.get("COREPERTURB_CACHE_DIR")
+    if env:
+        return Path(env).expanduser() / RESPONSES_FILE
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("coreperturb")) / RESPONSES_FILE
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=30.0, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=30000")  # concurrent runs wait for each other's commits
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(_SCHEMA)
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
+    if "rationale" not in cols:  # a result store written before reasoning mode
+        conn.execute("ALTER TABLE results ADD COLUMN rationale TEXT")
+    return conn
 
 
 def prompt_key(model: str, messages: Sequence[Message], params: dict[str, Any], template_hash: str) -> str:
@@ -55,40 +83,47 @@ class ResultRow:
     from_cache: bool
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    rationale: str | None = None
 
 
 class LLMCache:
-    """Response cache + result store in one SQLite file (WAL mode, safe across processes).
+    """Result store and response cache (SQLite, WAL mode, safe across processes).
 
     Args:
-        path: SQLite file (created with its parent directory).
+        path: SQLite file of the run's result store (created with its parent directory).
+        responses: SQLite file of the response cache, usually shared by all runs
+            (:func:`default_response_cache`); ``None`` keeps the answers in ``path`` too.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, responses: str | Path | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self.responses_path = Path(responses) if responses is not None else self.path
+        self._conn = _connect(self.path)
+        same = self.responses_path.resolve() == self.path.resolve()
+        self._rconn = self._conn if same else _connect(self.responses_path)
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
+        if self._rconn is not self._conn:
+            self._rconn.close()
         self._conn.close()
 
     def get(self, key: str) -> Completion | None:
         """Cached answer for ``key``."""
         with self._lock:
-            row = self._conn.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+            row = self._rconn.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
         return Completion.from_json(json.loads(row[0])) if row else None
 
     def done(self, unit: str, method: str) -> dict[str, ResultRow]:
         """Stored results (errors included) of a run unit and method, keyed by query key."""
-        sql = "SELECT query, score, score_method, error, from_cache, prompt_tokens, completion_tokens FROM results WHERE unit = ? AND method = ?"
+        sql = (
+            "SELECT query, score, score_method, error, from_cache, prompt_tokens, completion_tokens, rationale "
+            "FROM results WHERE unit = ? AND method = ?"
+        )
         with self._lock:
             rows = self._conn.execute(sql, (unit, method)).fetchall()
-        return {r[0]: ResultRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5] or 0, r[6] or 0) for r in rows}
+        return {r[0]: ResultRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5] or 0, r[6] or 0, r[7]) for r in rows}
 
     def write_results(
         self,
@@ -113,19 +148,33 @@ class LLMCache:
                 r.prompt_tokens,
                 r.completion_tokens,
                 now,
+                r.rationale,
             )
             for r in rows
         ]
         answers = [(k, model, template, json.dumps(c.to_json()), now) for k, c in responses]
         with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                self._conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", answers)
-                self._conn.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)", data)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            # answers first (they may live in the shared cache): a crash between the two commits leaves
+            # answers without results, which a resumed run finds as cache hits, never the reverse
+            for conn, sql, values in (
+                (self._rconn, "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", answers),
+                (
+                    self._conn,
+                    "INSERT OR REPLACE INTO results (unit, method, query, score, score_method, error, "
+                    "from_cache, prompt_tokens, completion_tokens, created, rationale) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    data,
+                ),
+            ):
+                if not values:
+                    continue
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(sql, values)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
 
 
-__all__ = ["LLMCache", "ResultRow", "prompt_key"]
+__all__ = ["RESPONSES_FILE", "LLMCache", "ResultRow", "default_response_cache", "prompt_key"]

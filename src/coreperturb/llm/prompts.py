@@ -37,6 +37,14 @@ RELATION_WORDS = {
     "reactome": "shared Reactome pathway",
     "corum": "shared protein complex",
     "targets": "shared target",
+    "string_experiments": "STRING experimental partners",
+    "string_database": "STRING curated partners",
+    "string_coexpression": "STRING co-expression partners",
+    "coessentiality": "co-essential partners",
+    "huri": "HuRI interaction partners",
+    "dorothea_regulators": "shared regulators",
+    "dorothea_targets": "shared regulated targets",
+    "structure": "similar chemical structure",
 }
 
 
@@ -124,7 +132,7 @@ def template_for(family: str, task: str) -> PromptTemplate:
 
 def _top_features(kg: KnowledgeGraph, ids: Sequence[str], relation: str, n: int) -> list[list[str]]:
     """The ``n`` most specific (highest-weight) feature labels of each id in a relation."""
-    if relation not in kg.relations:
+    if relation not in kg.relations or kg.relations[relation].kind == "structure":
         return [[] for _ in ids]
     rel = kg.relations[relation]
     e = kg.embed(list(ids), relation).tocsr()

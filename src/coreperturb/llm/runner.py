@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from coreperturb.llm.backends import Backend, Completion, LLMError, Message, SamplingParams
 from coreperturb.llm.cache import LLMCache, ResultRow, prompt_key
 from coreperturb.llm.distributed import RayExecutor
-from coreperturb.llm.scoring import VERBAL_SUFFIX, score_completion
+from coreperturb.llm.scoring import VERBAL_SUFFIX, p_yes_from_logprobs, score_completion
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -28,6 +28,7 @@ class RunStats:
         n_calls: Backend calls made.
         n_errors: Rows that ended with an error.
         n_verbal: Rows scored from verbalised confidence (no usable log-probabilities).
+        n_empty_rationales: Reasoning mode: rows whose model wrote an empty rationale.
         prompt_tokens: Prompt tokens of the backend calls made.
         completion_tokens: Generated tokens of the backend calls made.
         backend_seconds: Summed time spent awaiting the backend.
@@ -40,6 +41,7 @@ class RunStats:
     n_calls: int = 0
     n_errors: int = 0
     n_verbal: int = 0
+    n_empty_rationales: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     backend_seconds: float = 0.0
@@ -61,6 +63,40 @@ def _with_suffix(messages: Sequence[Message], suffix: str) -> list[Message]:
     return out
 
 
+ONE_WORD = "Reply with exactly one word: Yes or No."
+REASON_SYSTEM = "First reason briefly about the question; you will give the one-word answer afterwards."
+REASON_SUFFIX = (
+    "\nBefore answering, explain your reasoning in two or three sentences, weighing the evidence above. "
+    "Do not give the final Yes/No answer yet."
+)
+ANSWER_NOW = "Now answer the question with exactly one word: Yes or No."
+
+
+def rationale_messages(messages: Sequence[Message]) -> list[Message]:
+    """The prompt asking for a rationale first (reasoning mode): the one-word instruction becomes a request to
+    reason, and the question asks for a short explanation."""
+    out = [dict(m) for m in messages]
+    for m in out:
+        if m["role"] == "system":
+            m["content"] = (
+                m["content"].replace(ONE_WORD, REASON_SYSTEM)
+                if ONE_WORD in m["content"]
+                else f"{m['content']} {REASON_SYSTEM}"
+            )
+    out[-1]["content"] = out[-1]["content"] + REASON_SUFFIX
+    return out
+
+
+def answer_messages(messages: Sequence[Message], rationale: str) -> list[Message]:
+    """The prompt that forces the answer after a rationale: the original question, the model's rationale as
+    its own turn, then a request for the one-word answer (P(yes) is read from that token)."""
+    return [
+        *(dict(m) for m in messages),
+        {"role": "assistant", "content": rationale},
+        {"role": "user", "content": ANSWER_NOW},
+    ]
+
+
 class LLMRunner:
     """Runs prompts through a backend with caching, chunked result writes and per-row error capture.
 
@@ -70,6 +106,11 @@ class LLMRunner:
         params: Sampling parameters (default: one token, greedy, top-20 log-probabilities).
         chunk_size: Results committed per transaction.
         progress: Called with ``(done, total)`` as rows finish.
+        executor: Answers uncached prompts in one pass on Ray before the local loop.
+        reasoning_tokens: If positive, each query is asked twice: first for a rationale of at most this many
+            tokens (:func:`rationale_messages`), then, with the rationale in the conversation, for the
+            one-word answer whose log-probabilities give P(yes) (:func:`answer_messages`). Both answers are
+            cached; the rationale is stored with the result.
     """
 
     def __init__(
@@ -80,7 +121,11 @@ class LLMRunner:
         chunk_size: int = 32,
         progress: Progress | None = None,
         executor: RayExecutor | None = None,
+        reasoning_tokens: int = 0,
     ) -> None:
+        if reasoning_tokens and executor is not None:
+            raise LLMError("--reasoning-tokens runs with the local executor only (not --executor ray)")
+        self.reasoning_tokens = max(0, int(reasoning_tokens))
         self.backend = backend
         self.cache = cache
         self.params = params or SamplingParams()
@@ -122,9 +167,20 @@ class LLMRunner:
         self, query: str, messages: Sequence[Message], template: str, stats: RunStats, refresh: bool = False
     ) -> ResultRow:
         try:
+            rationale: str | None = None
+            cached_r = True
+            if self.reasoning_tokens:
+                rp = SamplingParams(max_tokens=self.reasoning_tokens, temperature=0.0, top_logprobs=0)
+                r, cached_r = await self._ask(rationale_messages(messages), rp, template, stats, refresh)
+                rationale = r.text.strip()
+                if not rationale:
+                    stats.n_empty_rationales += 1
+                messages = answer_messages(messages, rationale)
             c, cached = await self._ask(messages, self.params, template, stats, refresh)
-            if not c.top_logprobs:
-                # the backend gave no log-probabilities: ask again for a verbalised confidence
+            cached = cached and cached_r
+            if p_yes_from_logprobs(c.top_logprobs) is None:
+                # no log-probabilities, or neither Yes nor No among them (base models often start with another
+                # word): ask again for a verbalised confidence
                 verbal = SamplingParams(max_tokens=16, temperature=0.0, top_logprobs=0)
                 c, cached2 = await self._ask(
                     _with_suffix(messages, VERBAL_SUFFIX), verbal, template, stats, refresh
@@ -137,7 +193,9 @@ class LLMRunner:
                 )
             if s.method == "verbal":
                 stats.n_verbal += 1
-            return ResultRow(query, s.p_yes, s.method, None, cached, c.prompt_tokens, c.completion_tokens)
+            return ResultRow(
+                query, s.p_yes, s.method, None, cached, c.prompt_tokens, c.completion_tokens, rationale
+            )
         except Exception as exc:
             msg = str(exc) if isinstance(exc, LLMError) else f"{type(exc).__name__}: {exc}"
             kind = msg.split(":")[0][:60]

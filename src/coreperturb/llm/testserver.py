@@ -166,6 +166,10 @@ class FakeOpenAIServer:
                 "Perhaps",
                 [{"token": "Perhaps", "logprob": -0.1}, {"token": "Maybe", "logprob": -2.5}],
             )
+        elif "explain your reasoning" in str(req.get("messages", [{}])[-1].get("content", "")):
+            # reasoning mode's first turn: a short rationale, no answer yet
+            content = f"The related perturbations weigh {'for' if p >= 0.5 else 'against'} a change here."
+            tops = []
         elif req.get("logprobs") and not f.no_logprobs:
             content = "Yes" if p >= 0.5 else "No"
             tops = [{"token": "Yes", "logprob": math.log(p)}, {"token": "No", "logprob": math.log(1 - p)}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from coreperturb.evidence.contrastive import retrieve_evidence
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.llm.backends import Backend, LLMSettings, make_backend
-from coreperturb.llm.cache import LLMCache
+from coreperturb.llm.cache import LLMCache, default_response_cache
 from coreperturb.llm.distributed import RayExecutor
 from coreperturb.llm.prompts import PromptBuilder, template_for
 from coreperturb.llm.runner import LLMRunner, Progress, RunStats
@@ -71,10 +72,18 @@ class _LLMPredictor(Predictor):
         unit: str = "default",
         seed: int = 0,
         executor: RayExecutor | None = None,
+        response_cache: str | Path | None = None,
+        reasoning_tokens: int = 0,
     ) -> None:
         self.kg = kg
         self.llm = llm if llm is not None else LLMSettings()
-        self.cache_path = Path(cache_path) if cache_path else Path("runs/llm_cache.sqlite")
+        # the per-run result store; without one, a private temporary directory (never the working directory:
+        # a store shared between runs could hand back results computed from other training data)
+        self.cache_path = (
+            Path(cache_path)
+            if cache_path
+            else Path(tempfile.mkdtemp(prefix="coreperturb-llm-")) / "results.sqlite"
+        )
         self.calibration_queries = calibration_queries
         self.top_k = top_k
         self.n_evidence = n_evidence
@@ -83,6 +92,10 @@ class _LLMPredictor(Predictor):
         self.unit = unit
         self.seed = seed
         self.executor = executor
+        self.response_cache = Path(response_cache) if response_cache else None
+        self.reasoning_tokens = int(reasoning_tokens)
+        if self.reasoning_tokens < 0:
+            raise ValueError("reasoning_tokens must be >= 0")
         self.stats_ = RunStats()
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -91,27 +104,42 @@ class _LLMPredictor(Predictor):
             self.backend_ = self.llm if isinstance(self.llm, Backend) else make_backend(self.llm)
         return self.backend_
 
+    def messages(
+        self, queries: pd.DataFrame, pool_rows: pd.DataFrame | None = None
+    ) -> list[list[dict[str, str]]]:
+        """The chat prompt of each query (one task per call), with ``pool_rows`` (default: the training
+        rows) as the observed outcomes."""
+        q = queries.reset_index(drop=True)
+        task = str(q["task"].iat[0]) if "task" in q.columns else "de"
+        pool = ObservationPool.from_frame(self.train_ if pool_rows is None else pool_rows)
+        builder = PromptBuilder(self.kg, pool, n_evidence=self.n_evidence)
+        if self.family == "core":
+            ev, sims = retrieve_evidence(self.kg, q, pool, top_k=self.top_k)
+            return builder.render("core", task, q, ev, sims)
+        return builder.render("isolated", task, q)
+
     def _score(self, queries: pd.DataFrame, pool_rows: pd.DataFrame, split: str) -> pd.DataFrame:
         """Raw P(yes) per query with the pool as evidence; columns p_yes, score_method, error, from_cache."""
         q = queries.reset_index(drop=True)
         task = str(q["task"].iat[0]) if "task" in q.columns else "de"
         tpl = template_for(self.family, task)
-        pool = ObservationPool.from_frame(pool_rows)
-        builder = PromptBuilder(self.kg, pool, n_evidence=self.n_evidence)
         order = np.lexsort((q["perturbation"].astype(str).to_numpy(), q["gene"].astype(str).to_numpy()))
         qs = q.iloc[order].reset_index(drop=True)  # gene-major: shared prefixes reach the server together
-        if self.family == "core":
-            ev, sims = retrieve_evidence(self.kg, qs, pool, top_k=self.top_k)
-            msgs = builder.render("core", task, qs, ev, sims)
-        else:
-            msgs = builder.render("isolated", task, qs)
+        msgs = self.messages(qs, pool_rows)
         keys = (qs["perturbation"].astype(str) + "\t" + qs["gene"].astype(str)).tolist()
         backend = self._backend()
         line = str(qs["cell_line"].iat[0]) if "cell_line" in qs.columns else "-"
-        unit = f"{self.unit}/{line}/{task}/{split}/{tpl.hash}/{backend.model_id}"
-        cache = LLMCache(self.cache_path)
+        mode = f"/reasoning{self.reasoning_tokens}" if self.reasoning_tokens else ""
+        unit = f"{self.unit}/{line}/{task}/{split}/{tpl.hash}/{backend.model_id}{mode}"
+        cache = LLMCache(self.cache_path, self.response_cache or default_response_cache())
         try:
-            runner = LLMRunner(backend, cache, progress=self.progress, executor=self.executor)
+            runner = LLMRunner(
+                backend,
+                cache,
+                progress=self.progress,
+                executor=self.executor,
+                reasoning_tokens=self.reasoning_tokens,
+            )
             rows, stats = runner.run(unit, self.name, keys, msgs, tpl.hash, retry_failed=self.retry_failed)
         finally:
             cache.close()
@@ -122,6 +150,7 @@ class _LLMPredictor(Predictor):
                 "score_method": [r.score_method for r in rows],
                 "error": [r.error for r in rows],
                 "from_cache": [r.from_cache for r in rows],
+                "rationale": [r.rationale for r in rows],
             }
         )
         back = np.empty(len(order), dtype=np.int64)
@@ -150,6 +179,10 @@ class _LLMPredictor(Predictor):
             log.warning("%s: calibration slice has one class; probabilities left uncalibrated", self.name)
             return self
         raw = self._score(cal, train.loc[~hold], split="calibration")
+        # kept for model selection on TRAIN data only (e.g. which embedded model reads evidence better)
+        self.calibration_scores_ = cal[["perturbation", "gene", "label"]].assign(
+            p_yes=raw["p_yes"].to_numpy(), error=raw["error"].to_numpy()
+        )
         ok = raw["error"].isna().to_numpy()
         y = cal["label"].to_numpy()[ok]
         if ok.sum() >= 10 and len(np.unique(y)) == 2:
@@ -220,6 +253,7 @@ class _LLMPredictor(Predictor):
             "top_k": self.top_k,
             "n_evidence": self.n_evidence,
             "seed": self.seed,
+            "reasoning_tokens": self.reasoning_tokens,
         }
 
 

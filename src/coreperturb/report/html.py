@@ -29,25 +29,36 @@ TABLE_METRICS = (
 _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>coreperturb report — {{ title }}</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1180px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; } th { background: #f3f3f3; }
-td.l, th.l, .ev td { text-align: left; } img { max-width: 100%; } .pos { color: #b2182b; } .neg { color: #2166ac; }
-.meta { color: #666; font-size: .85em; }
+td.l, th.l, .ev td, .ev th { text-align: left; } img { max-width: 100%; } .pos { color: #b2182b; } .neg { color: #2166ac; }
+.metrics td, .metrics th { white-space: nowrap; } .meta, .note { color: #555; font-size: .9em; }
+.llm { table-layout: fixed; width: 100%; } .llm td { text-align: left; vertical-align: top; }
+.llm pre { white-space: pre-wrap; font-size: .85em; margin: 0; max-height: 24em; overflow: auto; }
+.role { font-weight: normal; color: #555; }
 </style></head><body>
 <h1>coreperturb report — {{ title }}</h1>
 <p class="meta">{{ meta }}</p>
-<h2>Metrics (test split; 95% bootstrap CI over perturbations where computed)</h2>
+<h2>Metrics (test split)</h2>
+<p class="note">{{ metric_note }}</p>
 {{ metrics_table }}
+{% if ci_table %}<h3>95% bootstrap confidence intervals (resampling test perturbations)</h3>
+{{ ci_table }}{% endif %}
 {% for fig in figures %}<h2>{{ fig.title }}</h2><p>{{ fig.caption }}</p><img alt="{{ fig.title }}" src="data:image/png;base64,{{ fig.b64 }}">
 {% endfor %}
 <h2>Example queries with their contrastive evidence</h2>
+<p class="note">For one readout gene: a true positive, a false positive and a true negative of the method at
+its decision threshold, each with the related training perturbations that did (positive evidence) and did not
+(negative evidence) change that gene, and the KG links that relate them.</p>
 {% for ex in examples %}
-<h3>{{ ex.perturbation }} → {{ ex.gene }} ({{ ex.cell_line }}, {{ ex.task }}): label {{ ex.label }}, {{ ex.method }} score {{ "%.3f"|format(ex.score) }}</h3>
+<h3>{{ ex.perturbation }} → {{ ex.gene }} ({{ ex.cell_line }}, {{ ex.task }}) <span class="role">— {{ ex.role_text }}: label {{ ex.label }}, {{ ex.method }} score {{ "%.3f"|format(ex.score) }}{% if ex.threshold is not none %} (threshold {{ "%.3f"|format(ex.threshold) }}){% endif %}</span></h3>
 {{ ex.table }}{% if ex.context_table %}
 <p>{{ ex.perturbation }} in the other cell lines (training rows), and {{ ex.cell_line }} perturbations measured on {{ ex.gene }} that responded like it there:</p>
-{{ ex.context_table }}{{ ex.context_evidence_table }}{% endif %}
+{{ ex.context_table }}{{ ex.context_evidence_table }}{% endif %}{% if ex.llm_table %}
+<p>What the LLM methods read and answered for this query:</p>
+{{ ex.llm_table }}{% endif %}
 {% else %}<p>No examples (run core_voting to get them).</p>{% endfor %}
 </body></html>
 """
@@ -62,28 +73,70 @@ def _fig_b64(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _fmt(v: float, lo: float, hi: float, metric: str) -> str:
+METRIC_NOTE = (
+    "The key metric is the per-gene AUROC: for each readout gene with both classes, how well the scores rank "
+    "the test perturbations that change it above those that do not, averaged over genes (a score that is "
+    "constant within a gene gets exactly 0.5). Pooled AUROC ranks all pairs together, so it is high even for "
+    "gene_frequency, which only knows which genes respond often and says nothing about which perturbation "
+    "changes a given gene."
+)
+METRIC_LABELS = {
+    "macro_per_gene_auroc": "per-gene AUROC",
+    "n_genes_per_gene_auroc": "genes",
+    "auroc": "pooled AUROC",
+    "auprc": "AUPRC",
+    "f1": "F1",
+    "ece": "ECE",
+    "brier": "Brier",
+    "pred_pos_rate": "predicted +rate",
+    "true_pos_rate": "true +rate",
+}
+
+
+def _fmt(v: float, metric: str) -> str:
     if pd.isna(v):
         return "—"
-    if metric.startswith("n_"):
-        return f"{int(v)}"
-    s = f"{v:.3f}"
-    if pd.notna(lo) and pd.notna(hi):
-        s += f" [{lo:.3f}, {hi:.3f}]"
-    return s
+    return f"{int(v)}" if metric.startswith("n_") else f"{v:.3f}"
 
 
 def metrics_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Wide table: rows (cell_line, task, method), columns metrics formatted as ``value [lo, hi]``."""
+    """Wide table: rows (cell_line, task, method), a column per metric (values only, short headers; the CIs
+    are in :func:`ci_table`, so the table fits a 1280 px page)."""
     m = metrics[metrics["metric"].isin(TABLE_METRICS)].copy()
-    m["text"] = [
-        _fmt(v, lo, hi, k)
-        for v, lo, hi, k in zip(m["value"], m["ci_low"], m["ci_high"], m["metric"], strict=True)
-    ]
+    m["text"] = [_fmt(v, k) for v, k in zip(m["value"], m["metric"], strict=True)]
     wide = m.pivot_table(
         index=["cell_line", "task", "method"], columns="metric", values="text", aggfunc="first", sort=False
     )
-    return wide[[c for c in TABLE_METRICS if c in wide.columns]]
+    wide = wide[[c for c in TABLE_METRICS if c in wide.columns]].rename(columns=METRIC_LABELS)
+    wide.columns.name = None
+    return wide
+
+
+def ci_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The 95% bootstrap CIs as ``low – high`` per metric (empty when the run had no bootstrap)."""
+    m = metrics[metrics["metric"].isin(TABLE_METRICS)].dropna(subset=["ci_low", "ci_high"]).copy()
+    if m.empty:
+        return pd.DataFrame()
+    m["text"] = [f"{lo:.3f} – {hi:.3f}" for lo, hi in zip(m["ci_low"], m["ci_high"], strict=True)]
+    wide = m.pivot_table(
+        index=["cell_line", "task", "method"], columns="metric", values="text", aggfunc="first", sort=False
+    )
+    wide = wide[[c for c in TABLE_METRICS if c in wide.columns]].rename(columns=METRIC_LABELS)
+    wide.columns.name = None
+    return wide
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (index levels become the first columns); ``|`` in cells escaped."""
+    flat = df.reset_index() if df.index.name or any(df.index.names) else df
+    cols = [str(c) for c in flat.columns]
+
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in flat.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def _figures(pred: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, str]]:
@@ -111,11 +164,12 @@ def _figures(pred: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, str]]:
             title=f"ROC — {line}/{task}", xlabel="false positive rate", ylabel="true positive rate"
         )
         axes[r, 1].set(title=f"PR — {line}/{task}", xlabel="recall", ylabel="precision")
-        axes[r, 0].legend(fontsize=8)
+        axes[r, 1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.tight_layout()
     figs.append(
         {
             "title": "ROC and precision-recall curves",
-            "caption": "Pooled over all test queries of each cell line and task.",
+            "caption": "Pooled over all test queries of each cell line and task (one legend for both panels).",
             "b64": _fig_b64(fig),
         }
     )
@@ -132,7 +186,8 @@ def _figures(pred: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, str]]:
         ylabel="observed positive rate",
         title="Reliability diagram",
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.tight_layout()
     figs.append(
         {
             "title": "Calibration",
@@ -153,9 +208,10 @@ def _figures(pred: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, str]]:
         data.append(per.dropna().to_numpy())
         labels.append(f"{method}\n(n={len(per.dropna())})")
     ax.boxplot(data, showmeans=True)
-    ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8, rotation=20, ha="right")
     ax.axhline(0.5, ls=":", c="grey")
     ax.set(ylabel="AUROC within gene", title="Per-gene AUROC (genes with both classes)")
+    fig.tight_layout()
     figs.append(
         {
             "title": "Distribution of per-gene AUROC",
@@ -173,7 +229,8 @@ def _figures(pred: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, str]]:
     ax.bar(x - 0.2, wide["pred_pos_rate"], width=0.4, label="predicted positive rate")
     ax.bar(x + 0.2, wide["true_pos_rate"], width=0.4, label="true positive rate")
     ax.set_xticks(x, ["/".join(map(str, i)) for i in wide.index], rotation=40, ha="right", fontsize=7)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.tight_layout()
     ax.set(title="Predicted vs true positive (DE / up) rate at each method's threshold")
     figs.append(
         {
@@ -201,6 +258,39 @@ def _read(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any
     return metrics, pred, examples, manifest
 
 
+def _llm_table(views: object) -> str:
+    """The LLM methods side by side for one example: prompt, rationale, P(yes) and calibrated score."""
+    if not isinstance(views, list) or not views:
+        return ""
+    import html as _h
+
+    def num(v: object) -> str:
+        return "—" if v is None else f"{float(v):.3f}"  # type: ignore[arg-type]
+
+    head = "".join(f"<th>{_h.escape(str(v['method']))}</th>" for v in views)
+    rows = [
+        ("prompt (as asked first)", [f"<pre>{_h.escape(str(v.get('prompt', '')))}</pre>" for v in views]),
+        (
+            "rationale",
+            [_h.escape(str(v.get("rationale") or "(none: run with --reasoning-tokens N)")) for v in views],
+        ),
+        ("P(yes), raw", [num(v.get("p_yes")) for v in views]),
+        ("score (calibrated)", [num(v.get("score")) for v in views]),
+    ]
+    if any(v.get("error") for v in views):
+        rows.append(("error", [_h.escape(str(v.get("error") or "")) for v in views]))
+    body = "".join(
+        f"<tr><th class='l'>{k}</th>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" for k, cells in rows
+    )
+    return f"<table class='llm'><tr><th style='width:9em'></th>{head}</tr>{body}</table>"
+
+
+def _role_text(ex: dict[str, Any]) -> str:
+    if ex.get("role"):
+        return str(ex["role"])
+    return "positive" if ex.get("label") == 1 else "negative"
+
+
 def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained, images inline) and ``report.md`` (+ ``report_files/``).
 
@@ -214,6 +304,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     # runs written before examples recorded their method only had core_voting examples
     examples = [{"method": "core_voting", **ex} for ex in examples]
     table = metrics_table(metrics)
+    cis = ci_table(metrics)
     figs = _figures(pred, metrics)
     meta = (
         f"run {run_dir.name}; coreperturb {manifest.get('packages', {}).get('coreperturb', '?')}; "
@@ -229,17 +320,28 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         ex_views.append(
             {
                 **ex,
+                "threshold": ex.get("threshold"),
+                "role_text": _role_text(ex),
                 "table": ev.to_html(index=False, escape=False, classes="ev")
                 if not ev.empty
                 else "<p>no related evidence</p>",
                 "context_table": _records_html(ex.get("context")),
                 "context_evidence_table": _records_html(ex.get("context_evidence")),
+                "llm_table": _llm_table(ex.get("llm")),
             }
         )
     html = (
         jinja2.Environment(autoescape=False)
         .from_string(_HTML)
-        .render(title=run_dir.name, meta=meta, metrics_table=table.to_html(), figures=figs, examples=ex_views)
+        .render(
+            title=run_dir.name,
+            meta=meta,
+            metric_note=METRIC_NOTE,
+            metrics_table=table.to_html(classes="metrics"),
+            ci_table=cis.to_html(classes="metrics") if not cis.empty else "",
+            figures=figs,
+            examples=ex_views,
+        )
     )
     html_path = run_dir / "report.html"
     html_path.write_text(html)
@@ -250,36 +352,49 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "",
         meta,
         "",
-        "## Metrics",
+        "## Metrics (test split)",
         "",
-        table.reset_index().to_markdown(index=False)
-        if _has_tabulate()
-        else table.reset_index().to_string(index=False),
+        METRIC_NOTE,
         "",
     ]
+    md += [markdown_table(table), ""]
+    if not cis.empty:
+        md += [
+            "### 95% bootstrap confidence intervals (resampling test perturbations)",
+            "",
+            markdown_table(cis),
+            "",
+        ]
     for k, fig in enumerate(figs):
         name = f"fig{k + 1}.png"
         (files / name).write_bytes(base64.b64decode(fig["b64"]))
         md += [f"## {fig['title']}", "", fig["caption"], "", f"![{fig['title']}](report_files/{name})", ""]
     md += ["## Example queries", ""]
     for ex in examples[:6]:
-        md.append(
-            f"- **{ex['perturbation']} → {ex['gene']}** ({ex['cell_line']}, {ex['task']}): label {ex['label']}, "
-            f"{ex['method']} score {ex['score']:.3f}"
-        )
-        for e in ex.get("evidence", [])[:6]:
-            md.append(
-                f"  - {e['evidence']}: {e['related_perturbation']} (similarity {e['similarity']:.3f}) {e.get('paths', '')}"
-            )
+        thr = f" (threshold {ex['threshold']:.3f})" if ex.get("threshold") is not None else ""
+        md += [
+            f"### {ex['perturbation']} → {ex['gene']} ({ex['cell_line']}, {ex['task']}): {_role_text(ex)}",
+            "",
+            f"label {ex['label']}, {ex['method']} score {ex['score']:.3f}{thr}",
+            "",
+        ]
+        ev = pd.DataFrame(ex.get("evidence", []))
+        if not ev.empty:
+            md += [markdown_table(ev.head(10)), ""]
         for c in ex.get("context", []):
             rate = c.get("perturbation_rate")
             seen = f"positive rate {rate:.3f}" if isinstance(rate, float) else "not observed"
-            md.append(f"  - in {c['cell_line']}: {ex['perturbation']} {seen}; pair {c['pair']}")
+            md.append(f"- in {c['cell_line']}: {ex['perturbation']} {seen}; pair {c['pair']}")
         for e in ex.get("context_evidence", []):
             md.append(
-                f"  - responded alike: {e['related_perturbation']} (similarity {e['similarity']:.3f}), "
+                f"- responded alike: {e['related_perturbation']} (similarity {e['similarity']:.3f}), "
                 f"{e['outcome']} on {ex['gene']}"
             )
+        for v in ex.get("llm", []) or []:
+            p = "—" if v.get("p_yes") is None else f"{v['p_yes']:.3f}"
+            md += ["", f"**{v['method']}**: P(yes) {p}; rationale: {v.get('rationale') or '(none)'}", ""]
+            md += ["```text", str(v.get("prompt", "")), "```"]
+        md.append("")
     md_path = run_dir / "report.md"
     md_path.write_text("\n".join(md) + "\n")
     return html_path, md_path
@@ -292,10 +407,4 @@ def _records_html(records: object) -> str:
     return pd.DataFrame(records).to_html(index=False, classes="ev", na_rep="")
 
 
-def _has_tabulate() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tabulate") is not None
-
-
-__all__ = ["build_report", "metrics_table"]
+__all__ = ["build_report", "ci_table", "markdown_table", "metrics_table"]
