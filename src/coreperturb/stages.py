@@ -591,16 +591,9 @@ def candidate_perturbations(models: FittedModels, cell_line: str) -> list[str]:
 
 def kg_coverage(kg: KnowledgeGraph, perturbations: Sequence[str]) -> np.ndarray:
     """Share of the KG's relations in which each perturbation (through its targets) has features."""
-    t = kg.target_matrix(list(perturbations))
-    n = np.zeros(len(perturbations))
-    for rel in kg.relations.values():
-        if rel.row_ids is not None:
-            at = positions(rel.row_ids, list(perturbations))
-            n += (at >= 0) & (rel.matrix.getnnz(axis=1)[np.maximum(at, 0)] > 0)
-            continue
-        covered = (rel.matrix.getnnz(axis=1) > 0).astype(np.float64)
-        n += np.asarray(t @ covered).ravel() > 0
-    return n / max(len(kg.relations), 1)
+    if not kg.relations:
+        return np.zeros(len(perturbations))
+    return kg.coverage(perturbations).mean(axis=1)
 
 
 @dataclass(frozen=True)

@@ -137,25 +137,26 @@ class KnowledgeGraph:
                 out.update(map(str, rel.row_ids))
         return sorted(out)
 
-    def has_structure(self, perturbations: Sequence[str]) -> np.ndarray:
-        """Boolean mask: which perturbations have a fingerprint row in a ``structure`` relation."""
-        out = np.zeros(len(perturbations), dtype=bool)
-        for rel in self.relations.values():
+    def coverage(self, perturbations: Sequence[str]) -> np.ndarray:
+        """Boolean ``perturbations × relations`` (in :attr:`relation_names` order): whether each perturbation
+        has features in each relation, through its target genes or, for a ``structure`` relation, through its
+        own fingerprint."""
+        perts = list(perturbations)
+        t = self.target_matrix(perts)
+        out = np.zeros((len(perts), len(self.relations)), dtype=bool)
+        for j, rel in enumerate(self.relations.values()):
+            filled = rel.matrix.getnnz(axis=1) > 0
             if rel.row_ids is not None:
-                at = positions(rel.row_ids, list(perturbations))
-                ok = at >= 0
-                out[ok] |= rel.matrix.getnnz(axis=1)[at[ok]] > 0
+                at = positions(rel.row_ids, perts)
+                out[:, j] = (at >= 0) & filled[np.maximum(at, 0)]
+            else:
+                out[:, j] = np.asarray(t @ filled.astype(np.float64)).ravel() > 0
         return out
 
     def has_info(self, perturbations: Sequence[str]) -> np.ndarray:
-        """Boolean mask: which perturbations map to KG genes that have features in at least one relation,
-        or have a chemical structure (``structure`` relations)."""
-        t = self.target_matrix(perturbations)
-        covered = np.zeros(len(self.genes), dtype=bool)
-        for rel in self.relations.values():
-            if rel.kind != "structure":
-                covered |= rel.matrix.getnnz(axis=1) > 0
-        return np.asarray((t @ covered.astype(np.float64)) > 0) | self.has_structure(perturbations)
+        """Boolean mask: which perturbations have features in at least one relation (through their target
+        genes, or a chemical structure)."""
+        return np.asarray(self.coverage(perturbations).any(axis=1))
 
     def embed(self, perturbations: Sequence[str], relation: str) -> sp.csr_matrix:
         """``perturbations × features`` embedding in one relation: L2-normalised through the targets, or
