@@ -32,6 +32,7 @@ from coreperturb._util import positions
 from coreperturb.config import load_config_file
 from coreperturb.data.io import _ALIASES, _read_any, present_cell_lines, read_query_table, write_query_table
 from coreperturb.data.prepare import DEParams, labels_from_anndata
+from coreperturb.data.schema import QueryTable
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.llm.backends import LLMSettings
@@ -1045,7 +1046,6 @@ def explain(
     evidence. A perturbation that neither the training rows nor the KG know, or a gene that was never a
     readout in training, stops with an error instead of printing a prior dressed up as a prediction.
     """
-    import tempfile
 
     if method in LLM_METHODS:
         _explain_llm(
@@ -1078,28 +1078,9 @@ def explain(
             model, kg = found, fitted.kg
             perturbation, gene = _resolve_one(fitted, perturbation, gene)
         else:
-            if data_dir is not None and kg_dir is None:
-                raise CorePerturbError("--kg-dir is required with --data-dir")
-            config = BenchmarkConfig(
-                data_dir=data_dir,
-                kg_dir=kg_dir,
-                cell_lines=(cell_line,) if cell_line and not transfer else None,
-                tasks=(task,),
-                seed=seed,
+            table, kg, line, perturbation, gene, train = _explain_data(
+                data_dir, kg_dir, cell_line, task, seed, perturbation, gene, all_lines=transfer
             )
-            with tempfile.TemporaryDirectory() as tmp, console.status("loading data and knowledge graph"):
-                inputs = load_inputs(config, Path(tmp))
-            table, kg = inputs.table, inputs.kg
-            line = cell_line or table.cell_lines[0]
-            if line not in table.cell_lines:
-                raise CorePerturbError(
-                    f"cell line {line!r} not found; available: {', '.join(table.cell_lines)}"
-                )
-            frame = table.frame.astype({"cell_line": str, "task": str})
-            probe = FittedModels(kg, {}, frame.loc[frame["split"] == "train"], FitConfig())
-            perturbation, gene = _resolve_one(probe, perturbation, gene, line, task)
-            train = table.subset(line, task).split("train")
-            train = train[train["perturbation"] != perturbation]
             if transfer:
                 with console.status(f"fitting core_voting_transfer on {line}/{task}"):
                     model = CoreVotingTransfer(kg, seed=seed).fit(
@@ -1133,6 +1114,42 @@ def explain(
             similar,
             f"{line} perturbations measured on {gene} that responded like {perturbation} in the other lines",
         )
+
+
+def _explain_data(
+    data_dir: Path | None,
+    kg_dir: Path | None,
+    cell_line: str | None,
+    task: str,
+    seed: int,
+    perturbation: str,
+    gene: str,
+    all_lines: bool = False,
+) -> tuple[QueryTable, KnowledgeGraph, str, str, str, pd.DataFrame]:
+    """explain without --model: load the data and KG (every line with ``all_lines``), resolve the names, and
+    return ``(table, kg, line, perturbation, gene, training rows without the perturbation)``."""
+    import tempfile
+
+    if data_dir is not None and kg_dir is None:
+        raise CorePerturbError("--kg-dir is required with --data-dir")
+    config = BenchmarkConfig(
+        data_dir=data_dir,
+        kg_dir=kg_dir,
+        cell_lines=(cell_line,) if cell_line and not all_lines else None,
+        tasks=(task,),
+        seed=seed,
+    )
+    with tempfile.TemporaryDirectory() as tmp, console.status("loading data and knowledge graph"):
+        inputs = load_inputs(config, Path(tmp))
+    table, kg = inputs.table, inputs.kg
+    line = cell_line or table.cell_lines[0]
+    if line not in table.cell_lines:
+        raise CorePerturbError(f"cell line {line!r} not found; available: {', '.join(table.cell_lines)}")
+    frame = table.frame.astype({"cell_line": str, "task": str})
+    probe = FittedModels(kg, {}, frame.loc[frame["split"] == "train"], FitConfig())
+    perturbation, gene = _resolve_one(probe, perturbation, gene, line, task)
+    train = table.subset(line, task).split("train")
+    return table, kg, line, perturbation, gene, train[train["perturbation"] != perturbation]
 
 
 def _explain_llm(
@@ -1169,22 +1186,10 @@ def _explain_llm(
                 pred = found
                 perturbation, gene = _resolve_one(fitted, perturbation, gene)
             else:
-                if data_dir is not None and kg_dir is None:
-                    raise CorePerturbError("--kg-dir is required with --data-dir")
-                config = BenchmarkConfig(
-                    data_dir=data_dir, kg_dir=kg_dir, cell_lines=(cell_line,) if cell_line else None,
-                    tasks=(task,), seed=seed,
-                )  # fmt: skip
-                with console.status("loading data and knowledge graph"):
-                    inputs = load_inputs(config, Path(tmp))
-                table = inputs.table
-                line = cell_line or table.cell_lines[0]
-                frame = table.frame.astype({"cell_line": str, "task": str})
-                probe = FittedModels(inputs.kg, {}, frame.loc[frame["split"] == "train"], FitConfig())
-                perturbation, gene = _resolve_one(probe, perturbation, gene, line, task)
-                train = table.subset(line, task).split("train")
-                train = train[train["perturbation"] != perturbation]
-                made = make_predictor(method, inputs.kg, llm=settings, calibration_queries=0, seed=seed)
+                _, kg, line, perturbation, gene, train = _explain_data(
+                    data_dir, kg_dir, cell_line, task, seed, perturbation, gene
+                )
+                made = make_predictor(method, kg, llm=settings, calibration_queries=0, seed=seed)
                 assert isinstance(made, _LLMPredictor)
                 pred = made.fit(train)
             pred.cache_path = Path(tmp) / "explain.sqlite"
