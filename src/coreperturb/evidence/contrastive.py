@@ -7,6 +7,7 @@ negative. Everything is computed for all queries at once as sparse ``queries × 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,14 +65,13 @@ def readable_paths(
     pathway that recurs across the evidence explains more than a one-off neighbour), named terms before
     network partners. Returns ``paths`` links per related perturbation, in words (:func:`describe_link`)."""
     cands: list[list[tuple[str, str, str, float]]] = []
-    counts: dict[tuple[str, str], int] = {}
+    counts: Counter[tuple[str, str]] = Counter()
     for q in related:
         found = []
         for r in kg.relation_names:
             for fid, label, contrib in kg.shared_features(p, q, r, top=pool):
                 found.append((r, fid, label, contrib))
-        for r, fid, _, _ in {(r, f, "", 0.0) for r, f, _, _ in found}:
-            counts[(r, fid)] = counts.get((r, fid), 0) + 1
+        counts.update({(r, fid) for r, fid, _, _ in found})  # each related perturbation counts a feature once
         cands.append(found)
     out = []
     for found in cands:
