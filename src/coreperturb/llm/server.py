@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,22 +79,26 @@ def serve_until_signal(
     parallel: int = 1,
     on_ready: Callable[[ServerInfo], None] | None = None,
 ) -> int:
-    """Run the server until SIGINT or SIGTERM; returns the signal number that stopped it.
+    """Run the server until SIGINT or SIGTERM; returns the signal number that stopped it."""
+    stop = threading.Event()
+    got: dict[str, int] = {}
 
-    Both signals are blocked before the server starts, so every thread it spawns inherits the block, and the
-    main thread takes them with ``sigwait``: no handler that llama.cpp may install can swallow them.
-    """
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    def handler(signum: int, _frame: object) -> None:
+        got["signal"] = signum
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         server, info = start_server(model, host, port, n_ctx, threads, parallel)
         if on_ready is not None:
             on_ready(info)
-        signum = signal.sigwait(sigs)
+        while not stop.wait(0.5):
+            pass
         del server
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    return int(signum)
+        for s, h in old.items():
+            signal.signal(s, h)
+    return got.get("signal", 0)
 
 
 __all__ = ["ServerInfo", "serve_until_signal", "start_server"]
