@@ -13,6 +13,13 @@ the first one (mean, standard error over line × fold, number of wins).
 ``--compare combiners`` (default) compares CORE-Voting combiners; ``--compare transfer`` compares
 ``core_voting`` with ``core_voting_transfer``, which also gets the TRAINING rows of the other cell lines as
 context (exactly what the benchmark passes it; the validation line's own rows are never context).
+
+``--compare effect`` chooses the effect score (:mod:`coreperturb.predictors.effect`) and the default
+ranking: CORE-Voting is fitted once per (line, fold), its validation predictions with their evidence counts
+are kept (``--oof FILE`` caches them), and every candidate ranking of the genes within each validation
+perturbation is scored by specific-hit precision@10 (and @50), with the gene priors taken from the fold's
+own training rows. ``p_de`` and a random order (a constant key, ties broken in expectation) are printed
+beside them.
 """
 
 from __future__ import annotations
@@ -26,11 +33,12 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from coreperturb.evaluate.metrics import macro_per_gene_auroc
+from coreperturb.evaluate.metrics import macro_per_gene_auroc, ranking_metric
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.pipeline import BenchmarkConfig, context_rows, resolve_inputs
 from coreperturb.predictors.base import perturbation_folds
 from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
+from coreperturb.predictors.effect import EffectParams, effect_score, gene_prior
 
 
 def candidates(compare: str, kg: KnowledgeGraph) -> dict[str, CoreVoting]:
@@ -52,7 +60,8 @@ def main() -> None:
     ap.add_argument("--cell-lines", default="k562,rpe1,hepg2,jurkat")
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--seed", type=int, default=123)
-    ap.add_argument("--compare", choices=("combiners", "transfer"), default="combiners")
+    ap.add_argument("--compare", choices=("combiners", "transfer", "effect"), default="combiners")
+    ap.add_argument("--oof", type=Path, default=None, help="--compare effect: cache of the fold predictions")
     args = ap.parse_args()
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
@@ -60,6 +69,9 @@ def main() -> None:
     config = BenchmarkConfig(
         data_dir=args.shared / "perturbqa", kg_dir=args.shared / "kg", cell_lines=tuple(lines), tasks=("de",)
     )
+    if args.compare == "effect":
+        compare_effect(config, lines, args.folds, args.seed, args.oof)
+        return
     table, kg = resolve_inputs(config, Path("."))  # the table and KG exactly as the benchmark builds them
     rows = []
     t0 = time.perf_counter()
@@ -89,6 +101,90 @@ def main() -> None:
             f"{name}: mean {wide[name].mean():.4f}  vs first: {d.mean():+.4f} "
             f"(se {d.std(ddof=1) / np.sqrt(len(d)):.4f}, wins {(d > 0).sum()}/{len(d)})"
         )
+
+
+EFFECT_CANDIDATES: dict[str, EffectParams | None] = {
+    "p_de": None,
+    "random": None,
+    "plain": EffectParams("plain", 0.0),
+    **{f"weighted k={k:g}": EffectParams("weighted", k) for k in (1, 3, 10)},
+    **{f"pseudo k={k:g}": EffectParams("pseudo", k) for k in (1, 3, 10)},
+    **{f"ratio k={k:g}": EffectParams("ratio", k) for k in (0, 0.5, 1, 3)},
+}
+
+
+def fold_predictions(config: BenchmarkConfig, lines: list[str], folds: int, seed: int) -> pd.DataFrame:
+    """CORE-Voting's validation predictions per (line, fold) of training perturbations, with each row's
+    gene prior from the fold's own training rows."""
+    table, kg = resolve_inputs(config, Path("."))
+    parts = []
+    for line in lines:
+        frame = table.frame
+        train = frame[(frame["cell_line"] == line) & (frame["split"] == "train")].reset_index(drop=True)
+        fold = perturbation_folds(train["perturbation"], folds, seed)
+        for f in range(folds):
+            t = time.perf_counter()
+            inner, val = train[fold != f].reset_index(drop=True), train[fold == f].reset_index(drop=True)
+            p, counts = CoreVoting(kg).fit(inner).predict_with_evidence(val)
+            parts.append(
+                val[["cell_line", "perturbation", "gene", "label"]].assign(
+                    fold=f,
+                    score=p,
+                    p_prior=gene_prior(inner, val["gene"].to_numpy()),
+                    n_evidence=(counts["n_pos_evidence"] + counts["n_neg_evidence"]).to_numpy(),
+                )
+            )
+            print(f"{line} fold {f}: fitted and scored in {time.perf_counter() - t:.0f}s", flush=True)
+    return pd.concat(parts, ignore_index=True)
+
+
+def compare_effect(
+    config: BenchmarkConfig, lines: list[str], folds: int, seed: int, oof: Path | None
+) -> None:
+    """Score every effect candidate on the fold predictions."""
+    t0 = time.perf_counter()
+    if oof is not None and oof.is_file():
+        preds = pd.read_parquet(oof)
+        print(f"read the fold predictions from {oof}")
+    else:
+        preds = fold_predictions(config, lines, folds, seed)
+        if oof is not None:
+            oof.parent.mkdir(parents=True, exist_ok=True)
+            preds.to_parquet(oof)
+    rows = []
+    for (line, f), d in preds.groupby(["cell_line", "fold"], sort=True, observed=True):
+        y, s, p = d["label"].to_numpy(), d["score"].to_numpy(), d["perturbation"].to_numpy()
+        prior, n = d["p_prior"].to_numpy(), d["n_evidence"].to_numpy()
+        g = d["gene"].to_numpy()
+        for name, params in EFFECT_CANDIDATES.items():
+            key = (
+                s
+                if name == "p_de"
+                else np.zeros_like(s)
+                if params is None
+                else effect_score(s, prior, n, params)
+            )
+            for k in (10, 50):
+                v = ranking_metric(f"specific_precision_at_{k}", y, s, g, p, prior, key)
+                rows.append({"cell_line": line, "fold": f, "candidate": name, "k": k, "value": v})
+    res = pd.DataFrame(rows)
+    names = list(EFFECT_CANDIDATES)
+    for k in (10, 50):
+        r = res[res["k"] == k]
+        print(
+            f"\nspecific-hit precision@{k}, validation perturbations of the training split ({len(lines)} lines x {folds} folds)"
+        )
+        tab = r.pivot_table(index="candidate", columns="cell_line", values="value").reindex(names)
+        tab["mean"] = tab.mean(axis=1)
+        wide = r.pivot_table(index=["cell_line", "fold"], columns="candidate", values="value")
+        tab["x p_de"] = (wide.div(wide["p_de"], axis=0)).groupby(level=0).mean().T.reindex(names).min(axis=1)
+        tab["x random"] = (
+            (wide.div(wide["random"], axis=0)).groupby(level=0).mean().T.reindex(names).min(axis=1)
+        )
+        print(tab.round(4).to_string())
+        print("(x p_de / x random: the smallest per-line mean ratio over folds)")
+    best = res[res["k"] == 10].groupby("candidate")["value"].mean().drop(["p_de", "random"]).idxmax()
+    print(f"\nbest by mean specific precision@10: {best} ({time.perf_counter() - t0:.0f}s)")
 
 
 if __name__ == "__main__":

@@ -84,12 +84,12 @@ def test_user_table_roundtrip_parquet_and_csv(tmp_path: Path) -> None:
         )
 
 
-def test_user_table_missing_task_can_come_from_argument(tmp_path: Path) -> None:
+def test_user_table_missing_cell_line_and_task_have_defaults(tmp_path: Path) -> None:
     p = _csv(tmp_path / "u.csv", GOOD)
-    with pytest.raises(DataValidationError, match="missing column"):
-        read_query_table(p)
-    t = read_query_table(p, cell_line="c", task="de")
-    assert len(t) == 4
+    t = read_query_table(p)  # one cell line named after the file, task de
+    assert len(t) == 4 and set(t.frame["cell_line"]) == {"u"} and set(t.frame["task"]) == {"de"}
+    t = read_query_table(p, cell_line="c", task="dir")
+    assert set(t.frame["cell_line"]) == {"c"} and set(t.frame["task"]) == {"dir"}
 
 
 def test_synthetic_is_deterministic(tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def test_report_html_and_markdown(run_dir: Path) -> None:
     # real Markdown tables (header row, separator row), not fixed-width text
     assert "| cell_line | task | method | per-gene AUROC |" in md and "|---|---|---|" in md
     res = runner.invoke(app, ["report", str(run_dir / "nope")])
-    assert res.exit_code == 2 and "not a benchmark run directory" in res.output
+    assert res.exit_code == 2 and "no such file or directory" in res.output
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")

@@ -15,6 +15,7 @@ from coreperturb.data.synthetic import SyntheticPaths
 from coreperturb.errors import KnowledgeGraphError
 from coreperturb.graph.sources import build_kg, edge_list_source
 from coreperturb.model_files import load_model
+from coreperturb.report.prediction_files import LAYERS
 from coreperturb.stages import GRID_COLUMNS, resolve_names
 
 runner = CliRunner()
@@ -58,7 +59,7 @@ def test_predict_grid_to_parquet_csv_h5ad(model_dir: Path, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     c = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     assert len(c) == 14 and list(c.columns) == list(GRID_COLUMNS)
-    best = p.sort_values("p_de", ascending=False).groupby("perturbation").head(7)
+    best = p.sort_values("effect", ascending=False).groupby("perturbation").head(7)  # default: effect
     assert set(zip(c["perturbation"], c["gene"], strict=True)) == set(
         zip(best["perturbation"], best["gene"], strict=True)
     )
@@ -66,7 +67,7 @@ def test_predict_grid_to_parquet_csv_h5ad(model_dir: Path, tmp_path: Path) -> No
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "p.h5ad")])
     assert res.exit_code == 0, res.output
     a = ad.read_h5ad(tmp_path / "p.h5ad")
-    assert a.shape == (2, len(genes)) and set(a.layers) == {"p_de", "p_up"}
+    assert a.shape == (2, len(genes)) and set(a.layers) == set(LAYERS)
     assert a.layers["p_de"].dtype == np.float32
     wide = p.pivot(index="perturbation", columns="gene", values="p_de").loc[
         ["G0001", "G0004"], list(a.var_names)
@@ -119,8 +120,11 @@ def test_unknown_and_miscased_names_are_warned_and_flagged(model_dir: Path, tmp_
     assert res.exit_code == 0, res.output
     assert "perturbation 'g0001' read as 'G0001'" in res.output
     assert "perturbation 'NOPE1' is unknown to the model and the KG" in res.output
-    assert "gene 'XYZ9' is unknown" in res.output
+    assert "gene 'XYZ9' was never a readout" in res.output and "get no score" in res.output
     p = pd.read_csv(tmp_path / "p.csv", keep_default_na=False).set_index(["perturbation", "gene"])
+    # an unknown readout gene gets no number, never the global prior
+    assert p.loc[("G0001", "XYZ9"), "p_de"] == "" and p.loc[("G0001", "XYZ9"), "effect"] == ""
+    assert float(p.loc[("G0001", "G0002"), "p_de"]) > 0
     assert set(p.index.get_level_values(0)) == {"G0001", "NOPE1"}
     assert p.loc[("NOPE1", "G0002"), "flag"] == "unknown_perturbation"
     assert p.loc[("NOPE1", "XYZ9"), "flag"] == "unknown_perturbation;unknown_gene"
@@ -128,6 +132,11 @@ def test_unknown_and_miscased_names_are_warned_and_flagged(model_dir: Path, tmp_
     # only unknown names: nothing useful to predict, one clear line
     res = runner.invoke(app, ["predict", "--model", str(model_dir), "--perturbations", "NOPE1,NOPE2"])
     assert res.exit_code == 2 and "none of the 2 perturbations is known" in res.output
+    res = runner.invoke(
+        app,
+        ["predict", "--model", str(model_dir), "--perturbations", "G0001", "--genes", "NOTAGENE1,NOTAGENE2"],
+    )
+    assert res.exit_code == 2 and "none of the 2 genes was a readout" in res.output
 
 
 def test_resolve_names_rules() -> None:
@@ -186,7 +195,7 @@ def test_explain_with_model_and_unknown_names(model_dir: Path) -> None:
     assert res.exit_code == 2 and "'G00O5' is unknown to the model and the KG" in res.output
     assert "P(positive)" not in res.output
     res = runner.invoke(app, ["explain", "--perturbation", "G0005", "--gene", "NOPE"])
-    assert res.exit_code == 2 and "gene 'NOPE' is unknown" in res.output
+    assert res.exit_code == 2 and "gene 'NOPE' was never a readout" in res.output
 
 
 def test_edge_list_with_and_without_header(tmp_path: Path) -> None:

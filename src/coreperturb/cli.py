@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -28,12 +29,12 @@ from rich.table import Table
 
 from coreperturb import __version__
 from coreperturb._threads import limit_threads, resolve_threads
-from coreperturb._util import positions
 from coreperturb.config import load_config_file
 from coreperturb.data.io import _ALIASES, _read_any, present_cell_lines, read_query_table, write_query_table
 from coreperturb.data.prepare import DEParams, labels_from_anndata
 from coreperturb.data.schema import QueryTable
 from coreperturb.errors import CorePerturbError
+from coreperturb.explain import explain_pair
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.llm.backends import LLMSettings
 from coreperturb.model_files import KG_STORES, load_model, save_model
@@ -41,9 +42,8 @@ from coreperturb.pipeline import (
     DEFAULT_METHODS,
     BenchmarkConfig,
     context_rows,
-    explain_context,
-    explain_query,
     load_inputs,
+    missing_metrics,
     run_benchmark,
     summary_table,
 )
@@ -51,11 +51,14 @@ from coreperturb.predictors import make_predictor
 from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
 from coreperturb.predictors.llm import LLM_METHODS
 from coreperturb.report import build_report, write_run
-from coreperturb.report.prediction_files import PredictionWriter
+from coreperturb.report.prediction_files import SUFFIXES, PredictionWriter, check_output_path
 from coreperturb.stages import (
+    DEFAULT_RANK_BY,
     FitConfig,
     FittedModels,
     NameResolution,
+    Ranking,
+    check_ranking,
     grid_plan,
     predict_grid,
     resolve_genes,
@@ -222,6 +225,13 @@ KgStructuresOpt = Annotated[
 CellLinesOpt = Annotated[
     str | None, typer.Option(help="Comma-separated cell lines (default: every line present in the data).")
 ]
+CellLineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cell-line",
+        help="The cell line of a --queries file without a cell_line column (default: the file's name).",
+    ),
+]
 SeedOpt = Annotated[int, typer.Option(help="Seed for synthetic data, folds, combiners and bootstrap.")]
 DatasetOpt = Annotated[
     str,
@@ -345,11 +355,11 @@ def _named_paths(values: list[str] | str | None, flag: str) -> tuple[tuple[str, 
 
 
 def _auto_tasks(
-    data_dir: Path | None, queries: Path | None, lines: tuple[str, ...] | None
+    data_dir: Path | None, queries: Path | None, lines: tuple[str, ...] | None, cell_line: str | None = None
 ) -> tuple[str, ...]:
     """Every task present in the data (for fit): de, plus dir where its files / rows exist."""
     if queries is not None:
-        return tuple(read_query_table(queries).tasks)
+        return tuple(read_query_table(queries, cell_line=cell_line, for_fit=True).tasks)
     if data_dir is None:
         return ("de", "dir")
     lines = lines or tuple(present_cell_lines(data_dir, ("de",)))
@@ -406,6 +416,7 @@ def _benchmark_config(o: dict[str, Any], tasks: tuple[str, ...], methods: tuple[
         kg_gmt=kg_gmt,
         kg_structures=kg_structures,
         reasoning_tokens=o.get("reasoning_tokens", 0),
+        cell_line=o.get("cell_line"),
     )
 
 
@@ -429,6 +440,7 @@ def benchmark(
     kg_gmt: KgGmtOpt = None,
     kg_structures: KgStructuresOpt = None,
     cell_lines: CellLinesOpt = None,
+    cell_line: CellLineOpt = None,
     task: Annotated[str, typer.Option(help="de, dir, or de,dir.")] = "de",
     methods: Annotated[
         str,
@@ -506,6 +518,8 @@ def benchmark(
         _fail(exc)
         return
     _print_table(summary_table(result.metrics), "test-split metrics")
+    for line in missing_metrics(result.metrics):
+        console.print(f"[yellow]note:[/] {escape(line)}")
     for method, st in result.llm_stats.items():
         console.print(
             escape(
@@ -541,8 +555,21 @@ def fit(
     kg_structures: KgStructuresOpt = None,
     kg_sources: KgSourcesOpt = None,
     cell_lines: CellLinesOpt = None,
+    cell_line: CellLineOpt = None,
+    all_rows: Annotated[
+        bool,
+        typer.Option(
+            "--all-rows",
+            help="Fit on every row, the test split of a --queries file too (for a model that predicts "
+            "new perturbations with all the data; never for a benchmark).",
+        ),
+    ] = False,
     task: Annotated[
-        str | None, typer.Option(help="de, dir or de,dir (default: every task present in the data).")
+        str | None,
+        typer.Option(
+            help="de, dir or de,dir (default: every task present in the data; de for a --queries file "
+            "without a task column)."
+        ),
     ] = None,
     methods: Annotated[
         str,
@@ -586,7 +613,7 @@ def fit(
         o = _apply_config(ctx, config_file, "fit")
         _use_threads(o["threads"])
         lines = _split(o["cell_lines"])
-        tasks = _split(o["task"]) or _auto_tasks(o["data_dir"], o["queries"], lines)
+        tasks = _split(o["task"]) or _auto_tasks(o["data_dir"], o["queries"], lines, o["cell_line"])
         config = _benchmark_config(
             {**o, "max_queries": None}, tasks, _split(o["methods"]) or ("core_voting",)
         )
@@ -600,10 +627,22 @@ def fit(
 
             with tempfile.TemporaryDirectory() as tmp:
                 inputs = load_inputs(config, Path(tmp), for_fit=True)
+                frame = inputs.table.frame
+                test = frame[frame["split"].astype(str) == "test"]
+                if len(test):
+                    note = (
+                        f"fitting on every row, the {len(test)} rows of {test['perturbation'].nunique()} "
+                        "test perturbations too (--all-rows)"
+                        if o["all_rows"]
+                        else f"fitting on the {int((frame['split'] == 'train').sum())} rows with split == train; "
+                        f"the {len(test)} rows of {test['perturbation'].nunique()} test perturbations are left "
+                        "out (for `coreperturb benchmark`); --all-rows fits on them too"
+                    )
+                    console.print(f"[yellow]note:[/] {escape(note)}")
                 fitted = fit_models(
                     inputs.table,
                     inputs.kg,
-                    config.fit_config(),
+                    dataclasses.replace(config.fit_config(), all_rows=bool(o["all_rows"])),
                     say,
                     llm_progress,
                     workdir=out.parent,
@@ -627,6 +666,29 @@ def fit(
             f"next: coreperturb predict --model {out} --perturbations GENE1,GENE2 --out predictions.parquet"
         )
     )
+
+
+@app.command("reseal-model")
+def reseal_model_cmd(
+    model_dir: Annotated[
+        Path, typer.Argument(help="A model directory whose model.json you edited on purpose.")
+    ],
+    note: Annotated[str, typer.Option(help="Why it was edited (recorded in model.json).")] = "",
+) -> None:
+    """Accept a deliberate edit of MODEL_DIR/model.json (e.g. a threshold): record it and its new digest.
+
+    A model directory refuses to load when model.json no longer matches its content_sha256, so that an
+    accidental edit never changes predictions silently. After a deliberate edit, this writes the new digest
+    and adds an entry (time, --note) to model.json's "resealed" list. The other files must be unchanged.
+    """
+    from coreperturb.model_files import reseal_model
+
+    try:
+        digest = reseal_model(model_dir, note)
+    except CorePerturbError as exc:
+        _fail(exc)
+        return
+    console.print(escape(f"resealed {model_dir / 'model.json'} (content sha256 {digest[:12]}…)"))
 
 
 def _names_arg(value: str | None, what: str) -> list[str] | None:
@@ -698,8 +760,28 @@ def predict(
         typer.Option(help="Comma-separated fitted methods, or all (default: the model's CORE method)."),
     ] = None,
     top: Annotated[
-        int | None, typer.Option(min=1, help="Keep the N most likely DE genes per perturbation (and method).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Keep the N best genes per perturbation (with --per gene: the N best perturbations per gene), "
+            "ranked by --rank-by.",
+        ),
     ] = None,
+    rank_by: Annotated[
+        str,
+        typer.Option(
+            help="What --top ranks by: effect (the shrunk log-odds lift of p_de over the gene's prior: "
+            "perturbation-specific responders), p_de (likeliest DE, mostly genes that respond to anything), "
+            "up / down (lift of P(DE and up / down); needs a direction model)."
+        ),
+    ] = DEFAULT_RANK_BY,
+    per: Annotated[
+        str,
+        typer.Option(
+            help="perturbation (which genes does each perturbation change) or gene (which perturbations "
+            "change each gene, e.g. --genes HBG2 --perturbations all --per gene --rank-by down)."
+        ),
+    ] = "perturbation",
     chunk_pairs: Annotated[
         int, typer.Option(help="Pairs scored at once (bounds memory).", min=1000)
     ] = 250_000,
@@ -726,7 +808,9 @@ def predict(
     """Predict P(DE) and P(up | DE) for perturbations x genes with a saved model.
 
     Writes one row per (cell_line, perturbation, gene, method) with p_de, p_up (NaN without a direction
-    model), n_pos_evidence / n_neg_evidence (related training perturbations that made the gene DE / left it
+    model), p_prior (the gene's training DE rate: what gene frequency alone predicts), effect (the shrunk
+    log-odds lift of p_de over p_prior: how specific the response is to this perturbation), p_de_up /
+    p_de_down (P(DE and up / down)), effect_up / effect_down, n_pos_evidence / n_neg_evidence (related training perturbations that made the gene DE / left it
     unchanged), kg_coverage (share of KG relations that know the perturbation; 0 = the score is the gene's
     prior) and flag (unknown_perturbation, no_kg_information, training_perturbation, unknown_gene). Names
     are matched exactly, then ignoring case (fth1 -> FTH1) and drug names -> DrugBank ids, with a warning;
@@ -736,6 +820,9 @@ def predict(
         _use_threads(threads)
         if executor not in ("local", "ray"):
             raise CorePerturbError(f"unknown executor {executor!r}; use local or ray")
+        if out.suffix.lower() not in SUFFIXES:
+            raise CorePerturbError(f"{out}: --out must end in {', '.join(SUFFIXES)}")
+        check_output_path(out)  # before any work: a directory or an unwritable folder stops here
         with console.status(f"loading {model_dir}"):
             models = load_model(model_dir)
         meths = _split(methods)
@@ -755,7 +842,19 @@ def predict(
                 )
         _set_llm_cache(models, out.with_name(out.stem + ".llm_cache.sqlite"), cache, reasoning_tokens)
         t0 = time.perf_counter()
+        ranking = Ranking(top, rank_by, per) if top is not None else None
+        if ranking is not None and ranking.per == "gene" and out.suffix.lower() == ".h5ad":
+            raise CorePerturbError(
+                f"{out}: --per gene keeps rows from every perturbation; write .parquet or .csv"
+            )
+        if ranking is None and (rank_by != DEFAULT_RANK_BY or per != "perturbation"):
+            raise CorePerturbError("--rank-by and --per choose what --top keeps; give --top N too")
+        check_ranking(models, ranking, meths_l)
         if queries is not None:
+            if ranking is not None:
+                raise CorePerturbError(
+                    "--top ranks --perturbations x --genes grids; --queries scores listed pairs"
+                )
             if perturbations is not None:
                 raise CorePerturbError("give either --queries or --perturbations, not both")
             if executor == "ray":
@@ -781,6 +880,11 @@ def predict(
             if gnames is not None:
                 gres = resolve_genes(models, gnames)
                 _warn(gres, "gene")
+                if len(gres.unknown) == len(gnames):
+                    raise CorePerturbError(
+                        f"none of the {len(gnames)} genes was a readout in the model's training rows "
+                        f"(e.g. {gnames[0]!r}); see the model's readout genes with --genes all"
+                    )
                 gnames = list(dict.fromkeys(gres.names))
             plan = grid_plan(models, names, gnames, lines)
             if plan.n_pairs == 0:
@@ -797,13 +901,13 @@ def predict(
                         plan,
                         meths_l,
                         chunk_pairs,
-                        top,
+                        ranking,
                         tick,
                         address=ray_address,
                         workers=ray_workers,
                     )
                 else:
-                    frames = predict_grid(models, plan, meths_l, chunk_pairs, top, progress=tick)
+                    frames = predict_grid(models, plan, meths_l, chunk_pairs, ranking, progress=tick)
                 for frame in frames:
                     writer.write(frame)
             n_rows, n_pairs = writer.rows, plan.n_pairs
@@ -970,15 +1074,33 @@ def prepare(
 
 @app.command()
 def report(
-    run_dir: Annotated[
-        Path, typer.Argument(help="A benchmark output directory (metrics.csv, predictions.parquet).")
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A benchmark output directory (metrics.csv, predictions.parquet), or a prediction file / folder "
+            "of `coreperturb predict`."
+        ),
     ],
+    top: Annotated[int, typer.Option(min=1, help="Prediction reports: rows per list.")] = 10,
 ) -> None:
-    """Write RUN_DIR/report.html (self-contained) and RUN_DIR/report.md: metrics with CIs, ROC / PR curves,
-    reliability diagram, per-gene AUROC distributions, predicted vs true DE rate, example evidence."""
+    """Write an HTML (self-contained) and a Markdown report.
+
+    For a benchmark run: RUN_DIR/report.html and report.md with metrics and CIs (MEAN rows over cell lines),
+    ROC / PR curves, reliability diagram, per-gene AUROC distributions, predicted vs true DE rate and example
+    evidence. For predictions (a .parquet / .csv of `coreperturb predict`, or a folder of them):
+    NAME.report.html and NAME.report.md beside it with, per perturbation, its specific responders (by effect;
+    up and down with a direction model) beside what gene frequency alone would list, per gene the
+    perturbations that move it most, and a heatmap of the top perturbations x genes.
+    """
+    from coreperturb.report.prediction_report import build_prediction_report, is_benchmark_run
+
     try:
+        if not path.exists():
+            raise CorePerturbError(f"{path}: no such file or directory")
         with console.status("building the report"):
-            html, md = build_report(run_dir)
+            html, md = (
+                build_report(path) if is_benchmark_run(path) else build_prediction_report(path, top=top)
+            )
     except (CorePerturbError, ValueError, KeyError, ImportError, OSError) as exc:
         _fail(exc)
         return
@@ -1000,6 +1122,9 @@ def explain(
     cell_line: Annotated[str | None, typer.Option(help="Cell line (default: the first present).")] = None,
     task: Annotated[str, typer.Option(help="de or dir.")] = "de",
     top: Annotated[int, typer.Option(help="Evidence rows per side.")] = 8,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Also show the similarity of every KG relation per evidence row.")
+    ] = False,
     transfer: Annotated[
         bool,
         typer.Option(
@@ -1035,6 +1160,11 @@ def explain(
     cache: CacheOpt = None,
 ) -> None:
     """Show the positive and negative evidence for one (perturbation, gene), with the KG links behind it.
+
+    Prints P(positive) beside the gene's prior and the effect (the lift over the prior), then each related
+    perturbation with its combined similarity, the KG relation that links it most strongly and that link in
+    words (--wide adds every relation's similarity), and the model features the score rests on; a pair
+    without related evidence says so.
 
     With --method core_reasoning or llm_isolated it prints the prompt the LLM reads, its rationale (with
     --reasoning-tokens N) and P(yes): raw, and calibrated when the LLM method comes from a --model fitted
@@ -1090,22 +1220,28 @@ def explain(
                 with console.status(f"fitting CORE-Voting on {line}/{task}"):
                     model = CoreVoting(kg, seed=seed).fit(train)
         _check_evidence_exists(model, kg, perturbation, gene, line, task)
-        df, _, prob = explain_query(model, kg, perturbation, gene, top=top)
-        ctx = explain_context(model, perturbation, gene, top=top) if model.context_ is not None else None
+        ex = explain_pair(model, kg, perturbation, gene, line, task, top=top)
     except (CorePerturbError, ValueError, KeyError) as exc:
         _fail(exc)
         return
-    base = model.pool_.gene_rate()[positions(model.pool_.genes, [gene])[0]]
     out_console.print(
-        f"[bold]{escape(perturbation)} → {escape(gene)}[/] ({line}, {task}, {model.name}): P(positive) = {prob:.3f}; "
-        f"gene base rate = {base:.3f}; KG info for perturbation: {'yes' if kg.has_info([perturbation])[0] else 'no'}"
+        f"[bold]{escape(perturbation)} → {escape(gene)}[/] ({escape(line)}, {task}, {ex.method}; KG information "
+        f"for the perturbation: {'yes' if ex.kg_info else 'no'})"
     )
+    out_console.print(escape(ex.summary()))
+    if not ex.has_evidence:
+        out_console.print(f"[yellow]{escape(ex.rests_on())}[/]")
+    ev_table = ex.evidence if wide else ex.compact_evidence()
     for side in ("positive", "negative"):
-        part = df[df["evidence"] == side].drop(columns="evidence")
+        part = ev_table[ev_table["evidence"] == side].drop(columns="evidence")
         label = "made the gene positive" if side == "positive" else "observed, gene not positive"
-        _print_frame(part, f"{side} evidence: related perturbations that {label}")
-    if ctx is not None:
-        contexts, similar = ctx
+        if len(part):
+            _print_frame(part, f"{side} evidence: related perturbations that {label}")
+        else:
+            out_console.print(f"{side} evidence: none (no related perturbation that {label})")
+    _print_frame(ex.drivers, "what the score rests on (model features for this pair)")
+    if ex.context is not None:
+        contexts, similar = ex.context
         _print_frame(
             contexts,
             f"{perturbation} in the other cell lines (training rows; pair = {perturbation} → {gene})",
@@ -1224,6 +1360,70 @@ def _explain_llm(
     )
 
 
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Option("--model", help="Model directory written by `coreperturb fit`.")],
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine (others need --token).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 = any free port).")] = 8000,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            help="A prediction file of `coreperturb predict` to read rankings from instead of scoring."
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="COREPERTURB_SERVE_TOKEN",
+            help="Bearer token every request must carry (required for a host other than 127.0.0.1; or "
+            "$COREPERTURB_SERVE_TOKEN). Pages take it once as /?token=TOKEN.",
+        ),
+    ] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Serve a web explorer and JSON API over a fitted model (pip install 'coreperturb[serve]').
+
+    Pages: / (search with autocomplete), /perturbation/NAME (its specific responders up and down, beside
+    the likeliest-DE list, and a plot of effect against prior), /gene/NAME (the perturbations that lower or
+    raise it), /explain?perturbation=P&gene=G (the evidence). JSON: /api/perturbations/NAME?top=N&rank_by=
+    effect|p_de|up|down, /api/genes/NAME?top=N&rank_by=down|up|effect|p_de, /api/explain?perturbation=P&gene=G,
+    /api/search?q=..., /api/health, ?format=csv on the rankings; the schema is at /openapi.json. Stops cleanly
+    on Ctrl-C / SIGTERM.
+    """
+    from coreperturb.report.prediction_report import read_predictions
+    from coreperturb.serve.app import serve as run_server
+    from coreperturb.serve.service import PredictionService
+
+    try:
+        _use_threads(threads)
+        if host not in ("127.0.0.1", "localhost", "::1") and not token:
+            raise CorePerturbError(
+                f"--host {host} exposes the server beyond this machine: give --token SECRET"
+            )
+        with console.status(f"loading {model_dir}"):
+            models = load_model(model_dir)
+            preds = read_predictions(predictions) if predictions is not None else None
+            service = PredictionService(models, preds)
+
+        def ready(url: str) -> None:
+            out_console.print(escape(f"serving {model_dir} at {url}  (Ctrl-C or SIGTERM stops it)"))
+            sys.stdout.flush()
+
+        import signal
+
+        # uvicorn shuts down gracefully on SIGINT / SIGTERM and then re-raises the signal to the handler it
+        # found: make that one a no-op, so that a clean shutdown exits 0
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        signal.signal(signal.SIGINT, lambda *_: None)
+        run_server(service, host, port, token, on_ready=ready)
+    except CorePerturbError as exc:
+        _fail(exc)
+        return
+    console.print("serve stopped")
+
+
 @app.command("llm-server")
 def llm_server(
     model: Annotated[
@@ -1279,7 +1479,7 @@ def _resolve_one(
     for res, what in ((p, "perturbation"), (g, "gene")):
         for msg in res.messages(what):
             if res.unknown:
-                raise CorePerturbError(msg.replace("; its rows are flagged", ""))
+                raise CorePerturbError(msg.split("; its rows are flagged")[0])
             console.print(f"[yellow]warning:[/] {escape(msg)}")
     return p.names[0], g.names[0]
 
@@ -1311,8 +1511,16 @@ def _print_frame(df: pd.DataFrame, title: str) -> None:
     out_console.print(table)
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM ends a command as Ctrl-C does: context managers run, so no temporary file is left behind."""
+    raise SystemExit(128 + signum)
+
+
 def run() -> None:  # pragma: no cover - console-script shim
     """Entry point that turns unexpected user errors into one line."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except CorePerturbError as exc:

@@ -18,13 +18,23 @@ from typing import Any
 import pandas as pd
 
 from coreperturb.errors import CorePerturbError
-from coreperturb.stages import FittedModels, GridPlan, grid_chunks, score_chunk
+from coreperturb.stages import (
+    FittedModels,
+    GridPlan,
+    Ranking,
+    check_ranking,
+    grid_chunks,
+    merge_top,
+    score_chunk,
+)
 
 
 class _ChunkScorer:
     """Ray Data callable class: one copy of the models per worker (from the object store)."""
 
-    def __init__(self, models_ref: list[Any], plan: GridPlan, methods: list[str], top: int | None) -> None:
+    def __init__(
+        self, models_ref: list[Any], plan: GridPlan, methods: list[str], top: Ranking | None
+    ) -> None:
         import ray
 
         from coreperturb._threads import limit_threads
@@ -53,7 +63,7 @@ def ray_predict_grid(
     plan: GridPlan,
     methods: Sequence[str] | None = None,
     pairs_per_chunk: int = 250_000,
-    top: int | None = None,
+    top: int | Ranking | None = None,
     progress: Callable[[int, int], None] | None = None,
     address: str | None = None,
     workers: int = 2,
@@ -63,12 +73,28 @@ def ray_predict_grid(
     Yields:
         The same frames, in the same order, as the local executor.
     """
+    ranking = Ranking(top) if isinstance(top, int) else top
+    methods = list(methods) if methods is not None else [models.default_method]
+    check_ranking(models, ranking, methods)
+    frames = _ray_frames(models, plan, methods, pairs_per_chunk, ranking, progress, address, workers)
+    yield from merge_top(frames, ranking) if ranking is not None and ranking.per == "gene" else frames
+
+
+def _ray_frames(
+    models: FittedModels,
+    plan: GridPlan,
+    methods: list[str],
+    pairs_per_chunk: int,
+    top: Ranking | None,
+    progress: Callable[[int, int], None] | None,
+    address: str | None,
+    workers: int,
+) -> Iterator[pd.DataFrame]:
     try:
         import ray
         import ray.data
     except ImportError:
         raise CorePerturbError("--executor ray needs Ray: pip install 'coreperturb[ray]'") from None
-    methods = list(methods) if methods is not None else [models.default_method]
     chunks = list(grid_chunks(plan, pairs_per_chunk))
     if not chunks:
         return

@@ -4,7 +4,11 @@ A model directory holds:
 
 * ``model.json`` — format and package versions, the fit configuration and seed, the KG's content hash and
   how it was built, one entry per fitted (cell line, task, method) with its parameters and fitted
-  settings, and the sha256 of every other file;
+  settings, the data warnings of the fit (too little data), the sha256 of every other file, and
+  ``content_sha256``: the sha256 of its own canonical content (sorted keys, compact separators, without
+  that key), so that a hand edit of a threshold or parameter stops the load. A deliberate edit is recorded
+  with :func:`reseal_model` (``coreperturb reseal-model DIR``), which writes the new digest and an entry in
+  ``resealed``;
 * ``train.parquet`` — the training rows (the evidence pools, and the context of transfer methods);
 * ``estimators.skops`` — the fitted scikit-learn combiners and calibrators, written with ``skops.io`` and
   loaded with an explicit list of trusted types;
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -45,7 +50,10 @@ from coreperturb.stages import TRAIN_COLUMNS, FitConfig, FittedModels
 log = logging.getLogger(__name__)
 
 FORMAT = "coreperturb-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Format 2 adds ``content_sha256``; format 1 models (without it) still load, with a warning."""
+DIGEST_KEY = "content_sha256"
 MODEL_JSON = "model.json"
 TRAIN_FILE = "train.parquet"
 ESTIMATORS_FILE = "estimators.skops"
@@ -153,8 +161,10 @@ def save_model(
                 "relations": list(models.kg.relation_names),
             },
             "units": units,
+            "data_warnings": list(models.warnings),
             "files": {p.name: sha256_file(p) for p in written},
         }
+        meta[DIGEST_KEY] = content_digest(meta)
         (tmp / MODEL_JSON).write_text(json.dumps(meta, indent=1))
         if out.exists():
             shutil.rmtree(out)
@@ -168,7 +178,38 @@ def save_model(
     return out
 
 
-def read_model_json(directory: str | Path) -> dict[str, Any]:
+def content_digest(meta: dict[str, Any]) -> str:
+    """sha256 of ``model.json``'s canonical content (sorted keys, compact separators) without its digest."""
+    body = {k: v for k, v in meta.items() if k != DIGEST_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def reseal_model(directory: str | Path, note: str = "") -> str:
+    """Accept a deliberate edit of ``model.json``: store its new digest and record the edit in ``resealed``.
+
+    The other files must still match their recorded sha256; nothing else is checked, so a resealed model is
+    exactly as trustworthy as the edit.
+
+    Returns:
+        The new digest.
+    """
+    d = Path(directory)
+    meta = read_model_json(d, verify=False)
+    for name, digest in meta["files"].items():
+        if not (d / name).is_file() or sha256_file(d / name) != digest:
+            raise ModelFileError(
+                f"{d / name}: missing or modified; reseal only records edits of {MODEL_JSON}"
+            )
+    entry = {"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "note": note}
+    meta["resealed"] = [*meta.get("resealed", []), entry]
+    meta["format_version"] = FORMAT_VERSION
+    meta[DIGEST_KEY] = content_digest(meta)
+    (d / MODEL_JSON).write_text(json.dumps(meta, indent=1))
+    return str(meta[DIGEST_KEY])
+
+
+def read_model_json(directory: str | Path, verify: bool = True) -> dict[str, Any]:
     """The validated ``model.json`` of a model directory (format and version checked).
 
     Raises:
@@ -191,7 +232,7 @@ def read_model_json(directory: str | Path) -> dict[str, Any]:
             f"{path}: not a coreperturb model file (format {meta.get('format') if isinstance(meta, dict) else None!r})"
         )
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ModelFileError(
             f"{path}: model format {version} (written by coreperturb {meta.get('coreperturb_version')}); this "
             f"coreperturb {__version__} reads format {FORMAT_VERSION}: "
@@ -204,6 +245,18 @@ def read_model_json(directory: str | Path) -> dict[str, Any]:
     for key in ("files", "units", "kg", "fit_config"):
         if key not in meta:
             raise ModelFileError(f"{path}: missing key {key!r} (truncated or modified?)")
+    if verify:
+        if version == 1:
+            warnings.warn(
+                f"{path}: format 1 (coreperturb before 0.2) has no digest of its own content, so hand edits "
+                "cannot be detected; refit, or record it as it is with `coreperturb reseal-model`",
+                stacklevel=3,
+            )
+        elif meta.get(DIGEST_KEY) != content_digest(meta):
+            raise ModelFileError(
+                f"{path}: content does not match its {DIGEST_KEY} (edited by hand?); refit, or accept a "
+                "deliberate edit with `coreperturb reseal-model`"
+            )
     return meta
 
 
@@ -298,7 +351,15 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
             models_[(line, task, method)] = cls.from_fitted_state(kg, state, rows, context)  # type: ignore[attr-defined]
         except (KeyError, ValueError, TypeError, NotImplementedError) as exc:
             raise ModelFileError(f"{d / MODEL_JSON}: {key} cannot be rebuilt: {exc}") from None
-    return FittedModels(kg, models_, train, config, meta["kg"].get("recipe"), {})
+    return FittedModels(
+        kg,
+        models_,
+        train,
+        config,
+        meta["kg"].get("recipe"),
+        {},
+        warnings=tuple(meta.get("data_warnings", ())),
+    )
 
 
 def _load_kg(d: Path, meta: dict[str, Any]) -> KnowledgeGraph:
@@ -333,7 +394,9 @@ __all__ = [
     "FORMAT_VERSION",
     "TRUSTED_TYPES",
     "ModelFileError",
+    "content_digest",
     "load_model",
     "read_model_json",
+    "reseal_model",
     "save_model",
 ]

@@ -50,6 +50,8 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "score",
     "label",
     "split",
+    "p_prior",
+    "effect",
     "n_pos_evidence",
     "n_neg_evidence",
     "from_cache",
@@ -90,7 +92,9 @@ class BenchmarkConfig:
         kg_edges: ``(name, path)`` of user gene—gene edge lists, each added as a network relation.
         kg_gmt: ``(name, path)`` of user GMT gene-set files, each added as a gene-set relation.
         kg_structures: User compound structure tables (CSV / TSV: id, SMILES); their compounds join the
-            ``structure`` relation (Morgan fingerprints, Tanimoto; needs ``coreperturb[chem]``).
+            ``structure`` relation (Morgan fingerprints, Tanimoto).
+        cell_line: The cell line of a ``queries`` file without a ``cell_line`` column (default: the file's
+            name without its suffix).
     """
 
     data_dir: Path | None = None
@@ -117,6 +121,7 @@ class BenchmarkConfig:
     kg_gmt: tuple[tuple[str, Path], ...] = ()
     kg_structures: tuple[Path, ...] = ()
     reasoning_tokens: int = 0
+    cell_line: str | None = None
 
     def __post_init__(self) -> None:
         if self.queries is not None and self.data_dir is not None:
@@ -207,7 +212,7 @@ def load_inputs(config: BenchmarkConfig, workdir: Path, for_fit: bool = False) -
             "a KG is required with your data: --kg-dir and/or --kg-edges NAME=PATH / --kg-gmt NAME=PATH"
         )
     if config.queries is not None:
-        table = read_query_table(config.queries, for_fit=for_fit)
+        table = read_query_table(config.queries, cell_line=config.cell_line, for_fit=for_fit)
         keep = np.ones(len(table), dtype=bool)
         for col, want in (("cell_line", lines), ("task", config.tasks)):
             if want:
@@ -508,25 +513,62 @@ def _llm_views(fitted: FittedModels, preds: pd.DataFrame, ex: dict[str, object])
     return out
 
 
-def summary_table(
-    metrics: pd.DataFrame,
-    names: Sequence[str] = (
-        "macro_per_gene_auroc",
-        "auroc",
-        "auprc",
-        "f1",
-        "ece",
-        "pred_pos_rate",
-        "true_pos_rate",
-    ),
-) -> pd.DataFrame:
-    """Wide view: one row per (cell_line, task, method), a column per metric; plus a MEAN row per method."""
-    wide = metrics[metrics["metric"].isin(names)].pivot_table(
-        index=["cell_line", "task", "method"], columns="metric", values="value", sort=False
-    )[list(names)]
+SUMMARY_METRICS: tuple[str, ...] = (
+    "macro_per_gene_auroc",
+    "auroc",
+    "auprc",
+    "f1",
+    "ece",
+    "pred_pos_rate",
+    "true_pos_rate",
+    "specific_precision_at_10",
+    "per_gene_recall_at_10",
+)
+"""The columns of the benchmark summary: PerturbQA's key metric first, then pooled, calibration and the
+ranking metrics of the way users read results."""
+
+_WHY_MISSING: dict[str, str] = {
+    "macro_per_gene_auroc": "no test gene has both DE and non-DE test perturbations",
+    "auroc": "the test rows hold one class only",
+    "auprc": "no test row is positive",
+    "specific_precision_at_10": "no test perturbation has a perturbation-specific DE gene (prior < 0.2)",
+    "per_gene_recall_at_10": "no test gene has a DE test perturbation",
+}
+
+
+def summary_table(metrics: pd.DataFrame, names: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
+    """Wide view: one row per (cell_line, task, method), a column per metric; plus a MEAN row per method.
+
+    A metric that could not be computed (e.g. per-gene AUROC when no test gene has both classes) is NaN;
+    :func:`missing_metrics` says why.
+    """
+    sub = metrics[metrics["metric"].isin(names)]
+    if sub.empty:
+        return pd.DataFrame(columns=list(names))
+    wide = sub.pivot_table(
+        index=["cell_line", "task", "method"], columns="metric", values="value", sort=False, dropna=False
+    ).reindex(columns=list(names))
+    wide = wide.dropna(axis=1, how="all") if wide.shape[0] else wide
     mean = wide.groupby(level=["task", "method"], sort=False).mean()
     mean.index = pd.MultiIndex.from_tuples([("MEAN", t, m) for t, m in mean.index], names=wide.index.names)
     return pd.concat([wide, mean]) if wide.index.get_level_values(0).nunique() > 1 else wide
+
+
+def missing_metrics(metrics: pd.DataFrame, names: Sequence[str] = SUMMARY_METRICS) -> list[str]:
+    """One line per metric of ``names`` that is NaN (or absent) for some (cell line, task, method), with
+    why: a small test split, not a failure."""
+    out = []
+    for key, grp in metrics.groupby(["cell_line", "task", "method"], sort=False, observed=True):
+        values = grp.set_index("metric")["value"]
+        task = str(key[1])
+        for name in names:
+            if name in ("specific_precision_at_10", "per_gene_recall_at_10") and task != "de":
+                continue
+            v = values.get(name, np.nan)
+            if not np.isfinite(v):
+                why = _WHY_MISSING.get(name, "not computable on these test rows")
+                out.append(f"{'/'.join(map(str, key))}: {name} is missing: {why}")
+    return out
 
 
 def explain_query(
@@ -565,6 +607,7 @@ __all__ = [
     "explain_query",
     "held_out_queries",
     "load_inputs",
+    "missing_metrics",
     "resolve_inputs",
     "run_benchmark",
     "summary_table",

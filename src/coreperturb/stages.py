@@ -11,9 +11,10 @@ for genome-wide prediction (``coreperturb predict``).
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from coreperturb.llm.distributed import RayExecutor
 from coreperturb.llm.runner import Progress, RunStats
 from coreperturb.predictors.base import PREDICTORS, Predictor, make_predictor
 from coreperturb.predictors.core_voting import CoreVoting
+from coreperturb.predictors.effect import effect_score, gene_prior
 from coreperturb.predictors.llm import LLM_METHODS, _LLMPredictor
 
 log = logging.getLogger(__name__)
@@ -47,12 +49,26 @@ GRID_COLUMNS: tuple[str, ...] = (
     "method",
     "p_de",
     "p_up",
+    "p_prior",
+    "effect",
+    "p_de_up",
+    "p_de_down",
+    "effect_up",
+    "effect_down",
     "n_pos_evidence",
     "n_neg_evidence",
     "kg_coverage",
     "flag",
 )
 """Columns written by ``coreperturb predict`` (one row per cell line, perturbation, gene and method)."""
+
+RANK_BY: dict[str, str] = {"p_de": "p_de", "effect": "effect", "up": "effect_up", "down": "effect_down"}
+"""``rank_by`` name → the column a ranking sorts by (descending). ``up`` / ``down`` rank by the lift of
+P(DE and up) / P(DE and down) over the gene's prior for that event, so they are specific too, among the
+rows predicted to go that way (:func:`rank_key`)."""
+RANK_PER: tuple[str, ...] = ("perturbation", "gene")
+DEFAULT_RANK_BY = "effect"
+"""Chosen on training perturbations (``benchmarks/inner_cv.py --compare effect``)."""
 
 
 class UnknownNameWarning(UserWarning):
@@ -79,6 +95,8 @@ class FitConfig:
         executor: ``local`` or ``ray`` (LLM calls over a Ray Data dataset).
         ray_address: Ray cluster address for ``ray``.
         ray_workers: Concurrent Ray workers for ``ray``.
+        all_rows: Fit on every row, the test split too (``coreperturb fit --all-rows``: a model for
+            prediction that uses all the data; never for a benchmark).
     """
 
     methods: tuple[str, ...] = ("core_voting",)
@@ -92,6 +110,7 @@ class FitConfig:
     ray_address: str | None = None
     ray_workers: int = 2
     reasoning_tokens: int = 0
+    all_rows: bool = False
 
     def __post_init__(self) -> None:
         if self.reasoning_tokens < 0:
@@ -116,6 +135,7 @@ class FittedModels:
         config: How they were fitted.
         kg_recipe: How the KG was built (directory, sources, user files), recorded in model files.
         timings: Seconds per fitted model.
+        warnings: Data warnings of the fit (:func:`data_warnings`), recorded in model files.
     """
 
     kg: KnowledgeGraph
@@ -124,6 +144,7 @@ class FittedModels:
     config: FitConfig = field(default_factory=FitConfig)
     kg_recipe: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     @property
     def cell_lines(self) -> list[str]:
@@ -191,12 +212,52 @@ class FittedModels:
         return pd.Index(sorted(pd.unique(self.training_rows(cell_line, task)["gene"])))
 
 
-def _training_frame(table: QueryTable | pd.DataFrame) -> pd.DataFrame:
+MIN_TRAIN_PERTURBATIONS = 20
+"""Fewer training perturbations per (cell line, task) than this: too few to learn anything per gene."""
+MIN_GENES_WITH_POSITIVES = 30
+"""Fewer readout genes than this with at least :data:`MIN_POSITIVES_PER_GENE` positive training
+perturbations: per-gene rankings cannot be learned (nor checked)."""
+MIN_POSITIVES_PER_GENE = 3
+MIN_KG_PERTURBATIONS = 10
+"""Fewer training perturbations than this known to the KG: the evidence retrieval has nothing to relate."""
+
+
+class TooLittleDataWarning(UserWarning):
+    """A fit on less data than :data:`MIN_TRAIN_PERTURBATIONS` and friends: its predictions are weak."""
+
+
+def data_warnings(train: pd.DataFrame, kg: KnowledgeGraph) -> list[str]:
+    """One line per (cell line, task) below a documented minimum (training perturbations, genes with
+    positives, perturbations the KG knows), with the numbers."""
+    out = []
+    for (line, task), rows in train.groupby(["cell_line", "task"], sort=True):
+        perts = pd.unique(rows["perturbation"].astype(str))
+        pos = rows.loc[rows["label"] == 1].groupby("gene").size()
+        n_genes = int((pos >= MIN_POSITIVES_PER_GENE).sum())
+        n_kg = int(kg.has_info(list(perts)).sum()) if len(perts) else 0
+        short = []
+        if len(perts) < MIN_TRAIN_PERTURBATIONS:
+            short.append(f"{len(perts)} training perturbations (minimum {MIN_TRAIN_PERTURBATIONS})")
+        if n_genes < MIN_GENES_WITH_POSITIVES:
+            short.append(
+                f"{n_genes} readout genes with >= {MIN_POSITIVES_PER_GENE} positive training perturbations "
+                f"(minimum {MIN_GENES_WITH_POSITIVES})"
+            )
+        if n_kg < min(MIN_KG_PERTURBATIONS, len(perts)) or (len(perts) and n_kg == 0):
+            short.append(
+                f"{n_kg} of {len(perts)} training perturbations known to the KG (minimum {MIN_KG_PERTURBATIONS})"
+            )
+        if short:
+            out.append(f"{line}/{task}: too little data: {'; '.join(short)}; predictions will be weak")
+    return out
+
+
+def _training_frame(table: QueryTable | pd.DataFrame, all_rows: bool = False) -> pd.DataFrame:
     frame = table.frame if isinstance(table, QueryTable) else table
     missing = [c for c in ("cell_line", "task", "perturbation", "gene", "label") if c not in frame.columns]
     if missing:
         raise CorePerturbError(f"training rows need columns {list(TRAIN_COLUMNS)}; missing {missing}")
-    if "split" in frame.columns:
+    if "split" in frame.columns and not all_rows:
         frame = frame.loc[frame["split"].astype(str) == "train"]
     out = frame.loc[:, list(TRAIN_COLUMNS)].astype(
         {"cell_line": str, "task": str, "perturbation": str, "gene": str}
@@ -266,7 +327,17 @@ def fit(
     """
     config = config or FitConfig()
     say = progress or (lambda msg: log.info(msg))
-    train = _training_frame(table)
+    train = _training_frame(table, config.all_rows)
+    source = f"{table.source}: " if isinstance(table, QueryTable) and table.source else ""
+    for (line, task), rows in train.groupby(["cell_line", "task"], sort=True):
+        if rows["label"].nunique() < 2:
+            raise CorePerturbError(
+                f"{source}{line}/{task}: every training label is {int(rows['label'].iloc[0])}; nothing to learn "
+                "(a fit needs both positive and negative pairs)"
+            )
+    notes = data_warnings(train, kg)
+    for msg in notes:
+        warnings.warn(msg, TooLittleDataWarning, stacklevel=2)
     models: dict[tuple[str, str, str], Predictor] = {}
     timings: dict[str, float] = {}
     backend: Backend | None = None
@@ -291,7 +362,7 @@ def fit(
                 model.fit(rows)
             models[(str(line), str(task), method)] = model
             timings[f"{line}/{task}/{method}"] = time.perf_counter() - t
-    return FittedModels(kg, models, train, config, kg_recipe, timings)
+    return FittedModels(kg, models, train, config, kg_recipe, timings, tuple(notes))
 
 
 def _unit_queries(models: FittedModels, queries: pd.DataFrame) -> pd.DataFrame:
@@ -356,7 +427,10 @@ def predict(
     Returns:
         One row per (query, method), grouped by (cell line, task) then method, queries in input order
         within a group: the query columns, ``method``, ``score`` (P(positive); NaN where an LLM call
-        failed), ``n_pos_evidence`` / ``n_neg_evidence``, ``from_cache``, ``error``, and for LLM methods
+        failed), ``p_prior`` (the gene's rate in the unit's training rows: the gene-frequency score; NaN
+        for a gene never observed there), ``effect`` (the shrunk log-odds lift of ``score`` over
+        ``p_prior``, :func:`coreperturb.predictors.effect.effect_score`), ``n_pos_evidence`` /
+        ``n_neg_evidence``, ``from_cache``, ``error``, and for LLM methods
         ``p_yes`` / ``score_method`` (raw answer probability and how it was read) and ``rationale`` (the
         model's reasoning with ``reasoning_tokens``; empty otherwise).
     """
@@ -378,12 +452,18 @@ def predict(
                     {"n_pos_evidence": res["n_pos_evidence"], "n_neg_evidence": res["n_neg_evidence"]}
                 )
             scored.append((method, res))
+        train_rows = models.training_rows(str(line), str(task))
         if counts is None:
-            counts = evidence_counts(models.kg, models.training_rows(str(line), str(task)), unit)
+            counts = evidence_counts(models.kg, train_rows, unit)
+        prior = gene_prior(train_rows, unit["gene"].to_numpy())
+        n_ev = counts["n_pos_evidence"].to_numpy() + counts["n_neg_evidence"].to_numpy()
         for method, res in scored:
+            score = np.asarray(res["score"], dtype=np.float64)
             part = unit.assign(
                 method=method,
-                score=res["score"],
+                score=score,
+                p_prior=prior,
+                effect=effect_score(score, prior, n_ev),
                 n_pos_evidence=counts["n_pos_evidence"].to_numpy(),
                 n_neg_evidence=counts["n_neg_evidence"].to_numpy(),
                 from_cache=res["from_cache"],
@@ -442,6 +522,8 @@ def evaluate_predictions(
         score = grp["score"].to_numpy(dtype=np.float64)
         ok = np.isfinite(score)
         g = grp.loc[ok]
+        # ranking metrics read "DE" hits: the direction task (up among DE pairs) has none
+        has_effect = task == "de" and "p_prior" in g.columns and "effect" in g.columns
         m = evaluate(
             g["label"].to_numpy(),
             score[ok],
@@ -450,6 +532,8 @@ def evaluate_predictions(
             threshold=thresholds.get((line, task, method), 0.5),
             n_bootstrap=n_bootstrap,
             seed=seed,
+            prior=g["p_prior"].to_numpy(dtype=np.float64) if has_effect else None,
+            effect=g["effect"].to_numpy(dtype=np.float64) if has_effect else None,
         )
         perts = sorted(pd.unique(grp["perturbation"].astype(str)))
         extra = {
@@ -504,8 +588,32 @@ class NameResolution:
         for u in self.unknown:
             hint = self.suggestions.get(u)
             more = f" (did you mean {', '.join(map(repr, hint))}?)" if hint else ""
-            out.append(f"{what} {u!r} is unknown to the model and the KG{more}; its rows are flagged")
+            if what == "gene":
+                out.append(
+                    f"gene {u!r} was never a readout in the model's training rows{more}; its rows are flagged "
+                    "and get no score"
+                )
+            else:
+                out.append(f"{what} {u!r} is unknown to the model and the KG{more}; its rows are flagged")
         return out
+
+    def require_some(self, what: str) -> NameResolution:
+        """Warn about renamed / unknown names (:class:`UnknownNameWarning`) and stop when none is known.
+
+        Raises:
+            CorePerturbError: Every name is unknown.
+        """
+        if self.names and len(self.unknown) == len(self.names):
+            first = self.unknown[0]
+            hint = self.suggestions.get(first)
+            more = f" (did you mean {', '.join(map(repr, hint))}?)" if hint else ""
+            where = "a readout gene of the model" if what == "gene" else "known to the model or its KG"
+            raise CorePerturbError(
+                f"none of the {len(self.names)} {what}s is {where} (e.g. {first!r}{more}); check the "
+                "spelling (HGNC symbols" + (", DrugBank ids or drug names)" if what != "gene" else ")")
+            )
+        warn_names(self, what)
+        return self
 
 
 def resolve_names(
@@ -570,10 +678,19 @@ def resolve_genes(models: FittedModels, names: Sequence[str]) -> NameResolution:
     return resolve_names(names, sorted(pd.unique(models.train["gene"].astype(str))))
 
 
-def candidate_perturbations(models: FittedModels, cell_line: str) -> list[str]:
-    """``--perturbations all``: every KG entity of the model's kind with KG information that is not a
-    training perturbation of ``cell_line`` (genes for genetic screens, drugs when most training
-    perturbations are drugs)."""
+_ORF = r"C[0-9XY]+orf[0-9]+[A-Z]?"
+GENE_SYMBOL = re.compile(
+    rf"^(?:[A-Z][A-Z0-9]*|{_ORF})(?:-(?:[A-Z0-9]+|{_ORF}))*(?:_[0-9A-Z]+)?(?:\.[0-9]+)?$"
+)
+"""What a human gene symbol looks like (HGNC: upper-case letters and digits, ``-``-joined parts, ``C1orf50``
+style open reading frames, ``_2`` suffixes, clone names such as ``AC118549.1``). KG files also name
+pathogen genes (``Rv1280c``, ``SARS-coronavirus``), RNAs (``18S-rRNA``) and placeholders (``N/A``): those are
+no candidates for a human knockdown."""
+
+
+def _candidate_pool(models: FittedModels, cell_line: str) -> tuple[list[str], list[str]]:
+    """``(candidates, dropped)``: :func:`candidate_perturbations` and the KG names it leaves out as no human
+    gene symbol."""
     kg = models.kg
     trained = set(models.training_perturbations(cell_line, models.tasks[0]).astype(str))
     drugs = set(kg.compounds)  # drugs with targets and compounds with a chemical structure
@@ -581,9 +698,24 @@ def candidate_perturbations(models: FittedModels, cell_line: str) -> list[str]:
     pool = sorted(drugs) if drug_model else [str(g) for g in kg.genes if str(g) not in drugs]
     cand = [p for p in pool if p not in trained]
     if not cand:
-        return []
+        return [], []
     info = kg.has_info(cand)
-    return [p for p, ok in zip(cand, info, strict=True) if ok]
+    cand = [p for p, ok in zip(cand, info, strict=True) if ok]
+    if drug_model:
+        return cand, []
+    return [p for p in cand if GENE_SYMBOL.match(p)], [p for p in cand if not GENE_SYMBOL.match(p)]
+
+
+def candidate_perturbations(models: FittedModels, cell_line: str) -> list[str]:
+    """``--perturbations all``: every KG entity of the model's kind with KG information that is not a
+    training perturbation of ``cell_line``: human gene symbols (:data:`GENE_SYMBOL`) of the KG's gene-level
+    sources for genetic screens, drugs when most training perturbations are drugs."""
+    return _candidate_pool(models, cell_line)[0]
+
+
+def dropped_candidates(models: FittedModels, cell_line: str) -> list[str]:
+    """KG names that :func:`candidate_perturbations` leaves out because they are no human gene symbol."""
+    return _candidate_pool(models, cell_line)[1]
 
 
 # -- genome-wide grids ------------------------------------------------------------------------------
@@ -635,7 +767,17 @@ def grid_plan(
             raise CorePerturbError(
                 f"cell line {line!r} is not in the model; it holds {', '.join(models.cell_lines)}"
             )
-        perts = list(perturbations) if perturbations is not None else candidate_perturbations(models, line)
+        if perturbations is not None:
+            perts = list(perturbations)
+        else:
+            perts, dropped = _candidate_pool(models, line)
+            if dropped:
+                warnings.warn(
+                    f"{line}: {len(dropped)} KG names are no human gene symbol and are not candidates: "
+                    f"{', '.join(dropped[:8])}{', ...' if len(dropped) > 8 else ''}",
+                    UnknownNameWarning,
+                    stacklevel=2,
+                )
         g = list(genes) if genes is not None else list(models.readout_genes(line, "de"))
         units.append((line, tuple(map(str, perts)), tuple(map(str, g))))
     return GridPlan(tuple(units))
@@ -690,6 +832,35 @@ def _grid_scores(model: Predictor, perts: Sequence[str], genes: Sequence[str], t
     return _score_unit(model, q)
 
 
+def _gene_priors(models: FittedModels, cell_line: str, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the gene's DE prior and its up-rate among DE observations, both from the line's training
+    rows (NaN for genes never observed, and up-rates NaN without a direction task)."""
+    de = models.cached(
+        f"prior/{cell_line}/de",
+        lambda: pd.Series(
+            gene_prior(models.training_rows(cell_line, "de"), models.readout_genes(cell_line, "de")),
+            index=models.readout_genes(cell_line, "de"),
+        ),
+    )
+
+    def up_rates() -> pd.Series:
+        rows = models.training_rows(cell_line, "dir")
+        if rows.empty:
+            return pd.Series(dtype=np.float64)
+        g = pd.Index(sorted(pd.unique(rows["gene"].astype(str))))
+        return pd.Series(gene_prior(rows, g), index=g)
+
+    up = models.cached(f"prior/{cell_line}/dir", up_rates)
+    gi = pd.Index(genes)
+    prior = de.reindex(gi).to_numpy(dtype=np.float64)
+    if up.empty:
+        return prior, np.full(len(gi), np.nan)
+    # a readout gene never DE in training has no direction of its own: the line's overall up-rate
+    dir_rows = models.training_rows(cell_line, "dir")
+    up_rate = up.reindex(gi).fillna(float(dir_rows["label"].mean())).to_numpy(dtype=np.float64)
+    return prior, np.where(np.isfinite(prior), up_rate, np.nan)
+
+
 def _method_frames(
     models: FittedModels,
     cell_line: str,
@@ -700,8 +871,11 @@ def _method_frames(
     score: Callable[[Predictor, str], dict[str, Any]],
 ) -> Iterator[pd.DataFrame]:
     """One frame of :data:`GRID_COLUMNS` per method for the pairs in ``base`` (cell_line, perturbation,
-    gene); ``score(model, task)`` scores them with one fitted model."""
+    gene); ``score(model, task)`` scores them with one fitted model. Rows of genes that were never a
+    readout in training get NaN scores: the model knows nothing of them, not even a prior."""
     n = len(base["gene"])
+    prior, up_rate = _gene_priors(models, cell_line, base["gene"])
+    unknown_gene = ~np.isfinite(prior)
     for method in methods:
         de = score(models.model(cell_line, "de", method), "de")
         if "n_pos_evidence" not in de:
@@ -711,13 +885,26 @@ def _method_frames(
             de["n_neg_evidence"] = c["n_neg_evidence"].to_numpy()
         p_up = np.full(n, np.nan)
         if (cell_line, "dir", method) in models.models:
-            p_up = score(models.models[(cell_line, "dir", method)], "dir")["score"]
+            p_up = np.asarray(
+                score(models.models[(cell_line, "dir", method)], "dir")["score"], dtype=np.float64
+            )
+        p_de = np.asarray(de["score"], dtype=np.float64).copy()
+        p_de[unknown_gene] = np.nan
+        p_up = p_up.copy()
+        p_up[unknown_gene] = np.nan
+        n_ev = np.asarray(de["n_pos_evidence"], dtype=np.float64) + np.asarray(de["n_neg_evidence"])
         yield pd.DataFrame(
             {
                 **base,
                 "method": np.full(n, method, dtype=object),
-                "p_de": np.asarray(de["score"], dtype=np.float64),
-                "p_up": np.asarray(p_up, dtype=np.float64),
+                "p_de": p_de,
+                "p_up": p_up,
+                "p_prior": prior,
+                "effect": effect_score(p_de, prior, n_ev),
+                "p_de_up": p_de * p_up,
+                "p_de_down": p_de * (1 - p_up),
+                "effect_up": effect_score(p_de * p_up, prior * up_rate, n_ev),
+                "effect_down": effect_score(p_de * (1 - p_up), prior * (1 - up_rate), n_ev),
                 "n_pos_evidence": np.asarray(de["n_pos_evidence"], dtype=np.int32),
                 "n_neg_evidence": np.asarray(de["n_neg_evidence"], dtype=np.int32),
                 "kg_coverage": np.asarray(cov_rows, dtype=np.float32),
@@ -746,12 +933,106 @@ def score_pairs(
     )
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """Keep the ``top`` rows of each perturbation (``per="perturbation"``: its genes) or of each gene
+    (``per="gene"``: its perturbations), ranked by a column of :data:`RANK_BY`, highest first.
+
+    Attributes:
+        top: Rows kept per perturbation or gene (and cell line and method).
+        rank_by: ``effect`` (default: the shrunk lift over the gene's prior), ``p_de``, ``up`` or ``down``
+            (the lift of P(DE and up / down); needs a direction model).
+        per: ``perturbation`` or ``gene``.
+    """
+
+    top: int
+    rank_by: str = DEFAULT_RANK_BY
+    per: str = "perturbation"
+
+    def __post_init__(self) -> None:
+        if self.top < 1:
+            raise CorePerturbError("top must be >= 1")
+        if self.rank_by not in RANK_BY:
+            raise CorePerturbError(f"unknown rank_by {self.rank_by!r}; choose from {', '.join(RANK_BY)}")
+        if self.per not in RANK_PER:
+            raise CorePerturbError(f"unknown per {self.per!r}; choose from {', '.join(RANK_PER)}")
+
+
+def rank_predictions(
+    predictions: pd.DataFrame, top: int, rank_by: str = DEFAULT_RANK_BY, per: str = "perturbation"
+) -> pd.DataFrame:
+    """The ``top`` rows per perturbation (or per gene) of a prediction frame, best first.
+
+    Args:
+        predictions: Rows with the columns of :data:`GRID_COLUMNS` (from :func:`predict_grid` or a file
+            that ``coreperturb predict`` wrote).
+        top: Rows kept per (cell line, method, perturbation) or (cell line, method, gene).
+        rank_by: ``effect`` | ``p_de`` | ``up`` | ``down`` (see :data:`RANK_BY`).
+        per: ``perturbation`` (which genes does p change) or ``gene`` (which perturbations change g).
+
+    Returns:
+        The kept rows, grouped by perturbation (or gene) in name order, best first within a group; rows
+        whose ranking column is NaN come last.
+    """
+    r = Ranking(top, rank_by, per)
+    group = [c for c in ("cell_line", "method") if c in predictions.columns] + [r.per]
+    order = (
+        predictions.assign(_key=rank_key(predictions, r.rank_by))
+        .sort_values(
+            [*group, "_key"], ascending=[True] * len(group) + [False], kind="stable", na_position="last"
+        )
+        .index
+    )
+    out = predictions.loc[order]
+    return out.groupby(group, sort=False).head(r.top).reset_index(drop=True)
+
+
+def rank_key(predictions: pd.DataFrame, rank_by: str) -> np.ndarray:
+    """The value a ranking sorts by (descending; NaN last). ``up`` / ``down`` rank by ``effect_up`` /
+    ``effect_down`` among the rows whose predicted direction agrees (``p_up >= 0.5`` / ``< 0.5``): a gene
+    predicted to go down is no answer to "what goes up", however unusual that is for the gene."""
+    key = RANK_BY.get(rank_by)
+    if key is None:
+        raise CorePerturbError(f"unknown rank_by {rank_by!r}; choose from {', '.join(RANK_BY)}")
+    if key not in predictions.columns:
+        raise CorePerturbError(f"predictions have no {key!r} column to rank by")
+    v = predictions[key].to_numpy(dtype=np.float64)
+    if rank_by in ("up", "down"):
+        p_up = predictions["p_up"].to_numpy(dtype=np.float64)
+        agrees = p_up >= 0.5 if rank_by == "up" else p_up < 0.5
+        v = np.where(agrees, v, np.nan)
+    return v
+
+
+def merge_top(frames: Iterable[pd.DataFrame], ranking: Ranking | None) -> Iterator[pd.DataFrame]:
+    """Apply a :class:`Ranking` to a stream of chunks of whole perturbations.
+
+    Per perturbation, each chunk is ranked as it comes. Per gene, a gene's best perturbations may come from
+    any chunk: the running top rows of every gene are kept (memory: genes × ``top`` rows per method) and
+    yielded at the end, one frame per method.
+    """
+    if ranking is None:
+        yield from frames
+        return
+    if ranking.per == "perturbation":
+        for f in frames:
+            yield rank_predictions(f, ranking.top, ranking.rank_by, ranking.per)
+        return
+    best: dict[str, pd.DataFrame] = {}
+    for f in frames:
+        for method, part in f.groupby("method", sort=False):
+            prev = best.get(str(method))
+            both = part if prev is None else pd.concat([prev, part], ignore_index=True)
+            best[str(method)] = rank_predictions(both, ranking.top, ranking.rank_by, ranking.per)
+    yield from best.values()
+
+
 def predict_grid(
     models: FittedModels,
     plan: GridPlan,
     methods: Sequence[str] | None = None,
     pairs_per_chunk: int = 250_000,
-    top: int | None = None,
+    top: int | Ranking | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Score every perturbation × gene of a plan, chunk by chunk (memory bounded by ``pairs_per_chunk``).
@@ -761,24 +1042,93 @@ def predict_grid(
         plan: From :func:`grid_plan`.
         methods: Methods (default: :attr:`FittedModels.default_method`).
         pairs_per_chunk: Pairs scored at once (whole perturbations per chunk).
-        top: Keep only the ``top`` genes with the highest ``p_de`` per perturbation (and method).
+        top: Keep only the best rows: a :class:`Ranking`, or N = the N genes per perturbation with the
+            highest ``effect``.
         progress: Called with ``(perturbations done, total)``.
 
     Yields:
         Frames with the columns of :data:`GRID_COLUMNS`: ``p_de`` = P(DE), ``p_up`` = P(up | DE) from the
-        direction model (NaN without one), evidence counts of the DE model, ``kg_coverage`` (share of KG
-        relations that know the perturbation) and ``flag`` (``;``-joined: ``unknown_perturbation``,
-        ``no_kg_information``, ``training_perturbation``, ``unknown_gene``; empty when nothing is off).
+        direction model (NaN without one), ``p_prior`` (the gene's training DE rate, the gene-frequency
+        score), ``effect`` (shrunk log-odds lift of ``p_de`` over ``p_prior``), ``p_de_up`` / ``p_de_down``
+        (P(DE and up / down)), ``effect_up`` / ``effect_down`` (their lifts over the gene's prior for the
+        same event), evidence counts of the DE model, ``kg_coverage`` (share of KG relations that know the
+        perturbation) and ``flag`` (``;``-joined: ``unknown_perturbation``, ``no_kg_information``,
+        ``training_perturbation``, ``unknown_gene``; empty when nothing is off).
     """
+    ranking = Ranking(top) if isinstance(top, int) else top
     methods = list(methods) if methods is not None else [models.default_method]
-    total = plan.n_perturbations
-    done = 0
-    for unit, lo, hi in grid_chunks(plan, pairs_per_chunk):
-        line, perts, genes = plan.units[unit]
-        yield from score_chunk(models, line, perts[lo:hi], genes, methods, top)
-        done += hi - lo
-        if progress is not None:
-            progress(done, total)
+    check_ranking(models, ranking, methods)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        total = plan.n_perturbations
+        done = 0
+        for unit, lo, hi in grid_chunks(plan, pairs_per_chunk):
+            line, perts, genes = plan.units[unit]
+            yield from score_chunk(models, line, perts[lo:hi], genes, methods, ranking)
+            done += hi - lo
+            if progress is not None:
+                progress(done, total)
+
+    yield from merge_top(chunks(), ranking)
+
+
+def top_predictions(
+    models: FittedModels,
+    perturbations: Sequence[str] | None = None,
+    genes: Sequence[str] | None = None,
+    top: int = 20,
+    rank_by: str = DEFAULT_RANK_BY,
+    per: str = "perturbation",
+    cell_lines: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    pairs_per_chunk: int = 250_000,
+) -> pd.DataFrame:
+    """The ranked answer to "which genes does p change" (``per="perturbation"``) or "which perturbations
+    change g" (``per="gene"``), as one frame.
+
+    Args:
+        models: Fitted models.
+        perturbations: Names (resolved with :func:`resolve_perturbations`: case, drug names); ``None`` =
+            every candidate perturbation of each cell line.
+        genes: Readout genes (resolved with :func:`resolve_genes`); ``None`` = the line's readout genes.
+        top: Rows kept per perturbation (or per gene).
+        rank_by: ``effect`` | ``p_de`` | ``up`` | ``down`` (see :data:`RANK_BY`).
+        per: ``perturbation`` or ``gene``.
+        cell_lines: Cell lines (default: all in the model).
+        methods: Methods (default: the model's CORE method).
+        pairs_per_chunk: Pairs scored at once.
+
+    Returns:
+        The kept rows with the columns of :data:`GRID_COLUMNS`, best first within each group.
+
+    Raises:
+        CorePerturbError: No requested perturbation (or gene) is known.
+    """
+    perts = None
+    if perturbations is not None:
+        perts = resolve_perturbations(models, list(perturbations)).require_some("perturbation").names
+    gs = None
+    if genes is not None:
+        gs = resolve_genes(models, list(genes)).require_some("gene").names
+    plan = grid_plan(models, perts, gs, cell_lines)
+    frames = list(predict_grid(models, plan, methods, pairs_per_chunk, Ranking(top, rank_by, per)))
+    if not frames:
+        return pd.DataFrame(columns=list(GRID_COLUMNS))
+    return rank_predictions(pd.concat(frames, ignore_index=True), top, rank_by, per)
+
+
+def check_ranking(models: FittedModels, ranking: Ranking | None, methods: Sequence[str]) -> None:
+    """A direction ranking needs a direction model of every method and cell line it ranks."""
+    if ranking is None or ranking.rank_by not in ("up", "down"):
+        return
+    missing = [
+        f"{line}/{m}" for line in models.cell_lines for m in methods if (line, "dir", m) not in models.models
+    ]
+    if missing:
+        raise CorePerturbError(
+            f"ranking by {ranking.rank_by!r} needs a direction (dir) model; none for {', '.join(missing)} "
+            "(fit with the dir task, or rank by effect or p_de)"
+        )
 
 
 def grid_chunks(plan: GridPlan, pairs_per_chunk: int) -> Iterator[tuple[int, int, int]]:
@@ -796,10 +1146,12 @@ def score_chunk(
     perturbations: Sequence[str],
     genes: Sequence[str],
     methods: Sequence[str],
-    top: int | None = None,
+    top: int | Ranking | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Every ``perturbations × genes`` pair of one cell line, one frame per method (see :func:`score_pairs`);
-    with ``top``, the ``top`` genes with the highest ``p_de`` per perturbation."""
+    with ``top``, the best rows of the chunk by :func:`rank_predictions` (per gene, a superset of what the
+    whole grid keeps: :func:`merge_top` makes the final cut)."""
+    ranking = Ranking(top) if isinstance(top, int) else top
     perts = list(dict.fromkeys(map(str, perturbations)))
     genes = list(map(str, genes))
     pflag, cov = _perturbation_flags(models, cell_line, perts)
@@ -821,13 +1173,8 @@ def score_chunk(
         lambda m, task: _grid_scores(m, perts, genes, task),
     )
     for out in frames:
-        if top is not None:
-            out = (
-                out.sort_values(["perturbation", "p_de"], ascending=[True, False], kind="stable")
-                .groupby("perturbation", sort=False)
-                .head(top)
-                .reset_index(drop=True)
-            )
+        if ranking is not None:
+            out = rank_predictions(out, ranking.top, ranking.rank_by, ranking.per)
         yield out
 
 
@@ -845,14 +1192,23 @@ def warn_names(resolution: NameResolution, what: str) -> None:
 
 
 __all__ = [
+    "DEFAULT_RANK_BY",
+    "GENE_SYMBOL",
     "GRID_COLUMNS",
+    "MIN_TRAIN_PERTURBATIONS",
+    "RANK_BY",
     "TRAIN_COLUMNS",
     "FitConfig",
     "FittedModels",
     "GridPlan",
     "NameResolution",
+    "Ranking",
+    "TooLittleDataWarning",
     "UnknownNameWarning",
     "candidate_perturbations",
+    "check_ranking",
+    "data_warnings",
+    "dropped_candidates",
     "evaluate_predictions",
     "evidence_counts",
     "failed_methods",
@@ -863,12 +1219,16 @@ __all__ = [
     "known_perturbations",
     "llm_stats",
     "make_model",
+    "merge_top",
     "predict",
     "predict_grid",
+    "rank_key",
+    "rank_predictions",
     "resolve_genes",
     "resolve_names",
     "resolve_perturbations",
     "score_chunk",
     "score_pairs",
+    "top_predictions",
     "warn_names",
 ]

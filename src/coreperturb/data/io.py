@@ -106,18 +106,19 @@ def read_query_table(
 ) -> QueryTable:
     """Read a user CSV/TSV/Parquet query table.
 
-    The file needs the columns ``perturbation`` (or ``pert``), ``gene``, ``label`` and ``split``;
-    ``cell_line`` and ``task`` may come from the arguments instead. With ``for_fit`` the test split may be
-    empty and a file without a ``split`` column is all training rows.
+    The file needs the columns ``perturbation`` (or ``pert``), ``gene``, ``label`` and ``split``. A file
+    without a ``cell_line`` column is one cell line: ``cell_line`` if given, else the file's name without
+    its suffix; a file without a ``task`` column is ``task`` (default ``de``). With ``for_fit`` the test
+    split may be empty and a file without a ``split`` column is all training rows.
     """
     path = Path(path)
     df = _read_any(path).rename(columns=_ALIASES)
     if for_fit and "split" not in df.columns:
         df["split"] = "train"
-    if "cell_line" not in df.columns and cell_line is not None:
-        df["cell_line"] = cell_line
-    if "task" not in df.columns and task is not None:
-        df["task"] = task
+    if "cell_line" not in df.columns:
+        df["cell_line"] = cell_line if cell_line is not None else path.name.split(".")[0]
+    if "task" not in df.columns:
+        df["task"] = task if task is not None else "de"
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise DataValidationError(

@@ -1,12 +1,20 @@
-"""Metrics: pooled and macro per-gene AUROC, AUPRC, F1, calibration, predicted vs true positive rate.
+"""Metrics: pooled and macro per-gene AUROC, AUPRC, F1, calibration, predicted vs true positive rate, and
+the ranking metrics of the way users read results (top genes per perturbation, top perturbations per gene).
 
 Each metric is registered by name in :data:`METRICS` and takes ``(labels, scores, genes, perturbations,
-threshold)``; :func:`evaluate` computes them all, with bootstrap CIs over perturbations.
+threshold)``; the ranking metrics of :data:`RANKING_METRICS` also take each row's gene prior and effect
+score (:mod:`coreperturb.predictors.effect`). :func:`evaluate` computes them all, with bootstrap CIs over
+perturbations.
+
+A hit is *perturbation-specific* when the gene is DE under the perturbation although its training DE rate
+in that cell line (its prior, the gene-frequency score) is below :data:`SPECIFIC_MAX_RATE` (0.2): a gene
+that responds to most perturbations tells a user nothing about this one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -295,6 +303,182 @@ def bootstrap_draws(
     return counts, codes
 
 
+SPECIFIC_MAX_RATE = 0.2
+"""A DE gene is a perturbation-specific hit when its prior (training DE rate in the line) is below this."""
+
+
+def topk_hits(groups: np.ndarray, key: np.ndarray, hits: np.ndarray, k: int) -> pd.DataFrame:
+    """Per group, the expected number of hits among its ``k`` highest-``key`` rows.
+
+    Ties are broken at random, in expectation: a block of ``m`` tied rows straddling the cut contributes
+    ``(k - above) / m`` of each of its hits, so a constant key scores exactly the group's hit rate (what a
+    random order gives). NaN keys rank last.
+
+    Returns:
+        Frame indexed by group with ``hits_at_k`` (expected hits in the top k), ``n`` (rows), ``n_hits``.
+    """
+    s = np.where(np.isfinite(key), key, -np.inf)
+    df = pd.DataFrame({"g": groups, "s": s, "h": np.asarray(hits, dtype=np.float64)})
+    above = df.groupby("g", sort=False)["s"].rank(method="min", ascending=False).to_numpy() - 1
+    ties = df.groupby(["g", "s"], sort=False)["s"].transform("size").to_numpy()
+    w = np.clip((k - above) / ties, 0.0, 1.0)
+    df["wh"] = w * df["h"].to_numpy()
+    return df.groupby("g", sort=False).agg(hits_at_k=("wh", "sum"), n=("h", "size"), n_hits=("h", "sum"))
+
+
+def specific_hits(labels: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """DE rows whose gene's prior is below :data:`SPECIFIC_MAX_RATE` (NaN prior: not specific)."""
+    pr = np.asarray(prior, dtype=np.float64)
+    return (np.asarray(labels) == 1) & (np.nan_to_num(pr, nan=1.0) < SPECIFIC_MAX_RATE)
+
+
+RankingFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], pd.Series]
+
+
+@dataclass(frozen=True)
+class RankingMetric:
+    """A metric of how a user reads a ranked list: a value per unit (perturbation or gene), averaged.
+
+    - ``precision_at_K``: per perturbation with at least one DE gene, the share of DE genes among its K
+      top-scored genes (of fewer than K rows, among all its rows);
+    - ``specific_precision_at_K``: the same for perturbation-specific hits, genes ranked by the effect score;
+      ``p_de_specific_precision_at_K`` ranks them by the score itself, for comparison;
+    - ``macro_per_perturbation_auprc``: average precision of the genes within each perturbation with both
+      classes;
+    - ``per_gene_recall_at_10``: per gene with at least one DE perturbation, the share of its DE
+      perturbations among the 10 perturbations that score highest on it.
+
+    Ties are broken at random in expectation (:func:`topk_hits`), so a score that is constant within a
+    perturbation (gene frequency's effect) gets what a random order gets.
+
+    Attributes:
+        fn: ``(labels, scores, genes, perturbations, prior, effect) -> values`` (a Series indexed by unit;
+            NaN = the unit does not count).
+        unit: ``perturbation`` (genes ranked within each perturbation) or ``gene`` (perturbations ranked
+            within each gene).
+    """
+
+    fn: RankingFn
+    unit: str
+
+
+RANKING_METRICS: Registry[RankingMetric] = Registry("ranking metric")
+
+
+def _precision_at(k: int, use_effect: bool, specific: bool) -> RankingFn:
+    def fn(
+        y: np.ndarray, s: np.ndarray, g: np.ndarray, p: np.ndarray, prior: np.ndarray, eff: np.ndarray
+    ) -> pd.Series:
+        hits = specific_hits(y, prior) if specific else (y == 1)
+        t = topk_hits(p, eff if use_effect else s, hits, k)
+        # a perturbation without any hit among its rows cannot be ranked well or badly: it does not count
+        return (t["hits_at_k"] / np.minimum(k, t["n"])).where(t["n_hits"] > 0)
+
+    return fn
+
+
+for _k in (10, 50):
+    RANKING_METRICS.register(f"precision_at_{_k}")(
+        RankingMetric(_precision_at(_k, use_effect=False, specific=False), "perturbation")
+    )
+    RANKING_METRICS.register(f"specific_precision_at_{_k}")(
+        RankingMetric(_precision_at(_k, use_effect=True, specific=True), "perturbation")
+    )
+    RANKING_METRICS.register(f"p_de_specific_precision_at_{_k}")(
+        RankingMetric(_precision_at(_k, use_effect=False, specific=True), "perturbation")
+    )
+
+
+def _per_perturbation_auprc(
+    y: np.ndarray, s: np.ndarray, g: np.ndarray, p: np.ndarray, prior: np.ndarray, eff: np.ndarray
+) -> pd.Series:
+    out = {}
+    for key, idx in pd.Series(np.arange(len(p))).groupby(p, sort=False).indices.items():
+        yy = y[idx]
+        out[key] = float(average_precision_score(yy, s[idx])) if 0 < yy.sum() < len(yy) else np.nan
+    return pd.Series(out, dtype=float)
+
+
+def _per_gene_recall_at_10(
+    y: np.ndarray, s: np.ndarray, g: np.ndarray, p: np.ndarray, prior: np.ndarray, eff: np.ndarray
+) -> pd.Series:
+    t = topk_hits(g, s, y == 1, 10)
+    return (t["hits_at_k"] / t["n_hits"]).where(t["n_hits"] > 0)
+
+
+RANKING_METRICS.register("macro_per_perturbation_auprc")(
+    RankingMetric(_per_perturbation_auprc, "perturbation")
+)
+RANKING_METRICS.register("per_gene_recall_at_10")(RankingMetric(_per_gene_recall_at_10, "gene"))
+
+DEFAULT_RANKING_METRICS: tuple[str, ...] = (
+    "macro_per_perturbation_auprc",
+    "precision_at_10",
+    "precision_at_50",
+    "specific_precision_at_10",
+    "specific_precision_at_50",
+    "p_de_specific_precision_at_10",
+    "p_de_specific_precision_at_50",
+    "per_gene_recall_at_10",
+)
+"""Ranking metrics :func:`evaluate` computes when it is given priors and effects (all bootstrapped)."""
+
+
+def ranking_metric(
+    name: str,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    genes: np.ndarray,
+    perturbations: np.ndarray,
+    prior: np.ndarray,
+    effect: np.ndarray,
+) -> float:
+    """The mean over units of one registered ranking metric (NaN when no unit counts)."""
+    v = RANKING_METRICS.get(name).fn(
+        np.asarray(labels, dtype=np.int64),
+        np.asarray(scores, dtype=np.float64),
+        np.asarray(genes).astype(str),
+        np.asarray(perturbations).astype(str),
+        np.asarray(prior, dtype=np.float64),
+        np.asarray(effect, dtype=np.float64),
+    )
+    v = v.dropna()
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def _bootstrap_ranking(
+    name: str,
+    arrays: tuple[np.ndarray, ...],
+    counts: np.ndarray,
+    uniq: np.ndarray,
+    n_bootstrap: int,
+    seed: int,
+) -> np.ndarray:
+    """Bootstrap values of a ranking metric: the weighted mean of its per-unit values under each resample.
+
+    Per-perturbation metrics use the perturbation resamples of the other metrics (``counts``, over the
+    sorted perturbations ``uniq``). A per-gene metric resamples genes, the units it averages over:
+    resampling perturbations would put one DE perturbation into a gene's list twice and so change what
+    "its 10 best perturbations" can hold.
+    """
+    metric = RANKING_METRICS.get(name)
+    values = metric.fn(*arrays)
+    if metric.unit == "perturbation":
+        v = values.reindex(uniq).to_numpy(dtype=np.float64)
+        c = counts
+    else:
+        v = values.to_numpy(dtype=np.float64)
+        rng = np.random.default_rng(seed + 1)
+        c = np.stack(
+            [np.bincount(rng.integers(0, len(v), len(v)), minlength=len(v)) for _ in range(n_bootstrap)]
+        )
+        c = c.astype(np.float64) if len(v) else np.zeros((n_bootstrap, 0))
+    ok = np.isfinite(v)
+    c = c[:, ok]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray((c @ v[ok]) / c.sum(axis=1))
+
+
 def evaluate(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -305,12 +489,17 @@ def evaluate(
     n_bootstrap: int = 0,
     seed: int = 0,
     max_cells: int = 4_000_000,
+    prior: np.ndarray | None = None,
+    effect: np.ndarray | None = None,
+    ranking_metrics: tuple[str, ...] = DEFAULT_RANKING_METRICS,
 ) -> pd.DataFrame:
     """Compute metrics, optionally with percentile bootstrap 95% CIs over perturbations.
 
     The bootstrap resamples perturbations with replacement; every resample is a row of perturbation
     weights and the metrics of :data:`WEIGHTED_METRICS` are computed for a block of resamples at once
-    (``max_cells`` bounds the size of a block's ``resamples × rows`` weight matrix).
+    (``max_cells`` bounds the size of a block's ``resamples × rows`` weight matrix). With ``prior`` (each
+    row's gene prior) and ``effect`` (each row's effect score), the :data:`RANKING_METRICS` named in
+    ``ranking_metrics`` are computed too.
 
     Returns:
         Frame with columns metric, value, ci_low, ci_high (CIs NaN where not bootstrapped).
@@ -320,6 +509,10 @@ def evaluate(
     g = np.asarray(genes).astype(str)
     p = np.asarray(perturbations).astype(str)
     rows = [{"metric": m, "value": METRICS.get(m)(y, s, g, p, threshold)} for m in metrics]
+    ranked: tuple[np.ndarray, ...] | None = None
+    if prior is not None and effect is not None:
+        ranked = (y, s, g, p, np.asarray(prior, dtype=np.float64), np.asarray(effect, dtype=np.float64))
+        rows += [{"metric": m, "value": ranking_metric(m, *ranked)} for m in ranking_metrics]
     out = pd.DataFrame(rows)
     out["ci_low"] = np.nan
     out["ci_high"] = np.nan
@@ -341,6 +534,10 @@ def evaluate(
                         idx = np.concatenate([np.repeat(members[k], int(n)) for k, n in enumerate(c) if n])
                         res.append(METRICS.get(m)(y[idx], s[idx], g[idx], p[idx], threshold))
                     vals[m].append(np.asarray(res))
+        if ranked is not None:
+            uniq = np.unique(p)
+            for m in ranking_metrics:
+                vals[m] = [_bootstrap_ranking(m, ranked, counts, uniq, n_bootstrap, seed)]
         for m, parts in vals.items():
             arr = np.concatenate(parts)
             arr = arr[~np.isnan(arr)]

@@ -24,6 +24,10 @@ TABLE_METRICS = (
     "brier",
     "pred_pos_rate",
     "true_pos_rate",
+    "specific_precision_at_10",
+    "p_de_specific_precision_at_10",
+    "precision_at_10",
+    "per_gene_recall_at_10",
 )
 
 _HTML = """<!doctype html>
@@ -78,7 +82,12 @@ METRIC_NOTE = (
     "the test perturbations that change it above those that do not, averaged over genes (a score that is "
     "constant within a gene gets exactly 0.5). Pooled AUROC ranks all pairs together, so it is high even for "
     "gene_frequency, which only knows which genes respond often and says nothing about which perturbation "
-    "changes a given gene."
+    "changes a given gene. The ranking columns read results as a user does: specific P@10 is the share of "
+    "perturbation-specific DE genes (DE although the gene's training DE rate is below 0.2) among each "
+    "perturbation's 10 top-ranked genes, ranked by the effect score (the lift over the gene's prior) or by "
+    "p_de; gene_frequency's effect is 0 everywhere, so its 'effect' column is what a random order gets. "
+    "P@10: DE genes among the 10 genes with the highest score; per-gene R@10: the share of a gene's DE "
+    "perturbations among its 10 top-scored perturbations. MEAN rows average the cell lines."
 )
 METRIC_LABELS = {
     "macro_per_gene_auroc": "per-gene AUROC",
@@ -90,6 +99,10 @@ METRIC_LABELS = {
     "brier": "Brier",
     "pred_pos_rate": "predicted +rate",
     "true_pos_rate": "true +rate",
+    "specific_precision_at_10": "specific P@10 (effect)",
+    "p_de_specific_precision_at_10": "specific P@10 (p_de)",
+    "precision_at_10": "P@10",
+    "per_gene_recall_at_10": "per-gene R@10",
 }
 
 
@@ -99,10 +112,21 @@ def _fmt(v: float, metric: str) -> str:
     return f"{int(v)}" if metric.startswith("n_") else f"{v:.3f}"
 
 
+def _with_mean(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The metrics plus a ``MEAN`` cell line per (task, method) when there are several lines: the headline
+    figure (e.g. the mean per-gene AUROC over lines) is on the page."""
+    m = metrics[metrics["metric"].isin(TABLE_METRICS)]
+    if m["cell_line"].nunique() < 2:
+        return m
+    mean = m.groupby(["task", "method", "metric"], sort=False, observed=True)["value"].mean().reset_index()
+    mean.insert(0, "cell_line", "MEAN")
+    return pd.concat([m, mean], ignore_index=True)
+
+
 def metrics_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Wide table: rows (cell_line, task, method), a column per metric (values only, short headers; the CIs
-    are in :func:`ci_table`, so the table fits a 1280 px page)."""
-    m = metrics[metrics["metric"].isin(TABLE_METRICS)].copy()
+    are in :func:`ci_table`, so the table fits a 1280 px page), and MEAN rows over cell lines."""
+    m = _with_mean(metrics).copy()
     m["text"] = [_fmt(v, k) for v, k in zip(m["value"], m["metric"], strict=True)]
     wide = m.pivot_table(
         index=["cell_line", "task", "method"], columns="metric", values="text", aggfunc="first", sort=False
@@ -298,6 +322,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         The two paths.
     """
     import jinja2
+    from markupsafe import Markup
 
     run_dir = Path(run_dir)
     metrics, pred, examples, manifest = _read(run_dir)
@@ -313,32 +338,33 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     ex_views = []
     for ex in examples[:6]:
         ev = pd.DataFrame(ex.get("evidence", []))
+        table_html = "<p>no related evidence</p>"
         if not ev.empty:
-            ev["evidence"] = [
-                f'<span class="{"pos" if e == "positive" else "neg"}">{e}</span>' for e in ev["evidence"]
-            ]
+            # every cell escaped by pandas; then the (fixed) evidence labels coloured
+            table_html = ev.to_html(index=False, escape=True, classes="ev")
+            for e in ("positive", "negative"):
+                cls = "pos" if e == "positive" else "neg"
+                table_html = table_html.replace(f"<td>{e}</td>", f'<td><span class="{cls}">{e}</span></td>')
         ex_views.append(
             {
                 **ex,
                 "threshold": ex.get("threshold"),
                 "role_text": _role_text(ex),
-                "table": ev.to_html(index=False, escape=False, classes="ev")
-                if not ev.empty
-                else "<p>no related evidence</p>",
-                "context_table": _records_html(ex.get("context")),
-                "context_evidence_table": _records_html(ex.get("context_evidence")),
-                "llm_table": _llm_table(ex.get("llm")),
+                "table": Markup(table_html),
+                "context_table": Markup(_records_html(ex.get("context"))),
+                "context_evidence_table": Markup(_records_html(ex.get("context_evidence"))),
+                "llm_table": Markup(_llm_table(ex.get("llm"))),
             }
         )
     html = (
-        jinja2.Environment(autoescape=False)
+        jinja2.Environment(autoescape=True)  # names from users' tables are escaped everywhere
         .from_string(_HTML)
         .render(
             title=run_dir.name,
             meta=meta,
             metric_note=METRIC_NOTE,
-            metrics_table=table.to_html(classes="metrics"),
-            ci_table=cis.to_html(classes="metrics") if not cis.empty else "",
+            metrics_table=Markup(table.to_html(classes="metrics", escape=True)),
+            ci_table=Markup(cis.to_html(classes="metrics", escape=True)) if not cis.empty else "",
             figures=figs,
             examples=ex_views,
         )
@@ -404,7 +430,7 @@ def _records_html(records: object) -> str:
     """HTML table of a list of records (empty string when there are none)."""
     if not isinstance(records, list) or not records:
         return ""
-    return pd.DataFrame(records).to_html(index=False, classes="ev", na_rep="")
+    return pd.DataFrame(records).to_html(index=False, classes="ev", na_rep="", escape=True)
 
 
 __all__ = ["build_report", "ci_table", "markdown_table", "metrics_table"]

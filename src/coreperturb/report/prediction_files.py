@@ -7,6 +7,7 @@ end: an interrupted run never leaves a truncated file that looks complete.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,6 +20,8 @@ from coreperturb.errors import CorePerturbError
 from coreperturb.stages import GRID_COLUMNS, GridPlan
 
 SUFFIXES = (".parquet", ".csv", ".h5ad")
+LAYERS = ("p_de", "p_up", "p_prior", "effect", "p_de_up", "p_de_down", "effect_up", "effect_down")
+"""The float32 layers of an ``.h5ad`` prediction file (perturbations × genes)."""
 
 
 def _schema() -> Any:
@@ -32,6 +35,12 @@ def _schema() -> Any:
             ("method", pa.string()),
             ("p_de", pa.float64()),
             ("p_up", pa.float64()),
+            ("p_prior", pa.float64()),
+            ("effect", pa.float64()),
+            ("p_de_up", pa.float64()),
+            ("p_de_down", pa.float64()),
+            ("effect_up", pa.float64()),
+            ("effect_down", pa.float64()),
             ("n_pos_evidence", pa.int32()),
             ("n_neg_evidence", pa.int32()),
             ("kg_coverage", pa.float32()),
@@ -40,12 +49,30 @@ def _schema() -> Any:
     )
 
 
+def check_output_path(path: Path) -> None:
+    """Stop before any work when ``path`` cannot become the output file: it is a directory, or its folder
+    cannot be created or written.
+
+    Raises:
+        CorePerturbError: Naming ``path``.
+    """
+    if path.is_dir():
+        raise CorePerturbError(f"{path}: is a directory; give a file name ending in {', '.join(SUFFIXES)}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CorePerturbError(f"{path}: its folder {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CorePerturbError(f"{path}: cannot be written (no write permission in {parent})")
+
+
 class PredictionWriter:
     """Writes prediction chunks to ``path`` (format by suffix); use as a context manager.
 
     Args:
         path: ``.parquet`` (one row per pair and method), ``.csv`` (the same rows) or ``.h5ad``
-            (perturbations × genes, float32 layers ``p_de`` and ``p_up``; needs ``plan`` and one method).
+            (perturbations × genes, float32 layers :data:`LAYERS`; needs ``plan`` and one method).
         plan: The grid being written (required for ``.h5ad``).
         methods: Methods being written (``.h5ad`` takes exactly one).
     """
@@ -65,6 +92,7 @@ class PredictionWriter:
                     f"{self.path}: an .h5ad holds one method (layers p_de, p_up); pass one --methods name "
                     "or write .parquet / .csv"
                 )
+        check_output_path(self.path)
         self.plan = plan
         self.tmp = self.path.with_name(f".{self.path.name}.partial")
         self.rows = 0
@@ -72,14 +100,21 @@ class PredictionWriter:
         self._h5: Any = None
 
     def __enter__(self) -> PredictionWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp.unlink(missing_ok=True)
-        if self.kind == ".parquet":
-            import pyarrow.parquet as pq
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp.unlink(missing_ok=True)
+            if self.kind == ".parquet":
+                import pyarrow.parquet as pq
 
-            self._writer = pq.ParquetWriter(self.tmp, _schema(), compression="zstd")
-        elif self.kind == ".h5ad":
-            self._open_h5ad()
+                self._writer = pq.ParquetWriter(self.tmp, _schema(), compression="zstd")
+            elif self.kind == ".h5ad":
+                self._open_h5ad()
+            else:
+                self.tmp.touch()
+                self.tmp.unlink()
+        except OSError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise CorePerturbError(f"{self.path}: cannot be written: {exc.strerror or exc}") from None
         return self
 
     def _open_h5ad(self) -> None:
@@ -119,7 +154,7 @@ class PredictionWriter:
         layers.attrs.setdefault("encoding-version", "0.1.0")
         shape = (len(self.obs_index), len(self.var_index))
         chunks = (max(1, min(shape[0], 64)), max(1, min(shape[1], 4096)))
-        for name in ("p_de", "p_up"):
+        for name in LAYERS:
             ds = layers.create_dataset(
                 name,
                 shape=shape,
@@ -150,7 +185,7 @@ class PredictionWriter:
         rows = positions(self.obs_index, keys)
         cols = positions(self.var_index, frame["gene"].astype(str))
         lo, hi = int(rows.min()), int(rows.max()) + 1
-        for name in ("p_de", "p_up"):
+        for name in LAYERS:
             block = np.full((hi - lo, len(self.var_index)), np.nan, dtype=np.float32)
             block[rows - lo, cols] = frame[name].to_numpy(dtype=np.float32)
             ds = self._h5["layers"][name]
@@ -195,4 +230,4 @@ class PredictionWriter:
                 self.tmp.unlink(missing_ok=True)
 
 
-__all__ = ["SUFFIXES", "PredictionWriter"]
+__all__ = ["LAYERS", "SUFFIXES", "PredictionWriter", "check_output_path"]

@@ -1,0 +1,306 @@
+"""``coreperturb report PREDICTIONS``: an HTML + Markdown report of a prediction file of ``coreperturb predict``.
+
+For the perturbations in the file it shows what a biologist reads first: per perturbation, the genes it
+changes *specifically* (ranked by effect, the lift over the gene's prior), split into up and down where a
+direction model exists, each with its evidence counts and beside the genes that gene frequency alone would
+list; per gene, the perturbations that move it most; and a heatmap of the top perturbations × genes. Names
+come from users' files and are escaped everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from coreperturb.errors import CorePerturbError
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>coreperturb predictions — {{ title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1180px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
+h3 { margin-bottom: .3em; } table { border-collapse: collapse; font-size: .85em; margin: .4em 0; }
+th, td { border: 1px solid #ddd; padding: .2em .45em; text-align: right; } th { background: #f3f3f3; }
+td:first-child, th:first-child { text-align: left; } .meta, .note { color: #555; font-size: .9em; }
+.side { display: flex; gap: 1.5em; flex-wrap: wrap; align-items: flex-start; } .side > div { flex: 0 1 auto; }
+.flag { color: #b35806; font-weight: 600; } img { max-width: 100%; }
+</style></head><body>
+<h1>coreperturb predictions — {{ title }}</h1>
+<p class="meta">{{ meta }}</p>
+<p class="note">{{ note }}</p>
+{% if flags %}<p class="flag">{{ flags }}</p>{% endif %}
+<h2>Per perturbation: specific responders</h2>
+{% for p in perturbations %}
+<h3>{{ p.name }} <span class="meta">({{ p.line }}, {{ p.method }})</span></h3>
+{% if p.flag %}<p class="flag">{{ p.flag }}</p>{% endif %}
+<div class="side">{% for t in p.tables %}<div><b>{{ t.title }}</b>{{ t.html }}</div>{% endfor %}</div>
+{% endfor %}
+<h2>Per gene: the perturbations that move it most</h2>
+<p class="note">{{ gene_note }}</p>
+<div class="side">{% for g in genes %}<div><b>{{ g.title }}</b>{{ g.html }}</div>{% endfor %}</div>
+{% if heatmap %}<h2>Effect of the top perturbations on their top genes</h2>
+<p class="note">{{ heatmap_caption }}</p><img alt="effect heatmap" src="data:image/png;base64,{{ heatmap }}">{% endif %}
+</body></html>
+"""
+
+NOTE = (
+    "effect = the log-ratio of P(DE), shrunk toward the gene's prior by its evidence, over the prior (the "
+    "gene's training DE rate, what gene frequency alone predicts): 0 = as usual for this gene, log 2 = 0.69 = "
+    "twice as likely. Lists ranked by p_de are mostly genes that respond to any perturbation, so each "
+    "perturbation's specific responders stand beside the genes gene frequency would list. n+ / n−: related "
+    "training perturbations that made the gene DE / left it unchanged; 0 / 0 means the score rests on the "
+    "prior and the gene's module, not on related evidence."
+)
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """Read a prediction file of ``coreperturb predict`` (.parquet / .csv), or every such file of a folder.
+
+    Raises:
+        CorePerturbError: The path holds no prediction file, or one without the predict columns.
+    """
+    path = Path(path)
+    files = [path] if path.is_file() else sorted([*path.glob("*.parquet"), *path.glob("*.csv")])
+    if not files:
+        raise CorePerturbError(f"{path}: no prediction file (.parquet or .csv) found")
+    frames = []
+    need = {"cell_line", "perturbation", "gene", "method", "p_de", "p_prior", "effect"}
+    for f in files:
+        try:
+            df = (
+                pd.read_parquet(f)
+                if f.suffix == ".parquet"
+                else pd.read_csv(f, keep_default_na=False, na_values=[""])
+            )
+        except (OSError, ValueError) as exc:
+            raise CorePerturbError(f"{f}: cannot be read as a prediction file: {exc}") from None
+        missing = sorted(need - set(df.columns))
+        if missing:
+            if path.is_file():
+                raise CorePerturbError(
+                    f"{f}: not a prediction file of `coreperturb predict` (missing column(s) {', '.join(missing)})"
+                )
+            continue
+        frames.append(df)
+    if not frames:
+        raise CorePerturbError(f"{path}: no prediction file of `coreperturb predict` found")
+    out = pd.concat(frames, ignore_index=True)
+    out["flag"] = out["flag"].fillna("").astype(str) if "flag" in out.columns else ""
+    return out
+
+
+def _fmt_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "<p class='note'>none</p>"
+    fmt = df.copy()
+    for c in fmt.columns:
+        if pd.api.types.is_float_dtype(fmt[c]):
+            fmt[c] = [("—" if pd.isna(v) else f"{v:.3f}") for v in fmt[c]]
+    return fmt.to_html(index=False, escape=True, border=0)
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    from coreperturb.report.html import markdown_table
+
+    fmt = df.copy()
+    for c in fmt.columns:
+        if pd.api.types.is_float_dtype(fmt[c]):
+            fmt[c] = [("—" if pd.isna(v) else f"{v:.3f}") for v in fmt[c]]
+    return markdown_table(fmt)
+
+
+_KEY = {"effect": "effect", "up": "effect_up", "down": "effect_down"}
+
+
+def _ranked(d: pd.DataFrame, rank_by: str, top: int, first: str) -> pd.DataFrame:
+    """The ``top`` rows by :func:`coreperturb.stages.rank_key` (rows without a key left out)."""
+    from coreperturb.stages import rank_key
+
+    key = _KEY[rank_by]
+    cols = [first, key, "p_de", "p_prior", "n_pos_evidence", "n_neg_evidence"]
+    if rank_by != "effect":
+        cols.insert(2, "p_up")
+    k = rank_key(d, rank_by)
+    sub = d.assign(_k=k).dropna(subset=["_k"]).sort_values("_k", ascending=False, kind="stable").head(top)
+    return sub[cols].rename(columns={"n_pos_evidence": "n+", "n_neg_evidence": "n−"})
+
+
+def _responders(d: pd.DataFrame, rank_by: str, top: int) -> pd.DataFrame:
+    return _ranked(d, rank_by, top, "gene")
+
+
+def _heatmap(d: pd.DataFrame, perts: list[str], top: int) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    genes: list[str] = []
+    for p in perts:
+        sub = d[d["perturbation"] == p].dropna(subset=["effect"]).nlargest(max(3, top // 2), "effect")
+        genes += [g for g in sub["gene"] if g not in genes]
+    genes = genes[:30]
+    if not perts or not genes:
+        return ""
+    wide = (
+        d[d["perturbation"].isin(perts) & d["gene"].isin(genes)]
+        .pivot_table(index="perturbation", columns="gene", values="effect", aggfunc="first")
+        .reindex(index=perts, columns=genes)
+    )
+    vmax = float(np.nanmax(np.abs(wide.to_numpy()))) if np.isfinite(wide.to_numpy()).any() else 1.0
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(genes) + 2), max(2.5, 0.32 * len(perts) + 1.2)))
+    im = ax.imshow(wide.to_numpy(dtype=float), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(perts)), perts, fontsize=7)
+    ax.set_xlabel("readout gene")
+    ax.set_ylabel("perturbation")
+    fig.colorbar(im, ax=ax, label="effect (log-ratio over the gene's prior)", shrink=0.8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def build_prediction_report(
+    path: str | Path,
+    out_dir: str | Path | None = None,
+    top: int = 10,
+    max_perturbations: int = 12,
+    max_genes: int = 8,
+) -> tuple[Path, Path]:
+    """Write an HTML and a Markdown report of a prediction file (or a folder of them).
+
+    Args:
+        path: From ``coreperturb predict --out`` (.parquet / .csv), or a folder of such files.
+        out_dir: Where to write (default: beside the file, or into the folder).
+        top: Rows per list.
+        max_perturbations: Perturbations shown (those with the strongest specific responders first).
+        max_genes: Genes shown in the per-gene view (those most often among the shown perturbations' top
+            responders).
+
+    Returns:
+        The HTML and Markdown paths.
+    """
+    import jinja2
+    from markupsafe import Markup
+
+    path = Path(path)
+    preds = read_predictions(path)
+    stem = path.stem if path.is_file() else "predictions"
+    out = Path(out_dir) if out_dir is not None else (path.parent if path.is_file() else path)
+    out.mkdir(parents=True, exist_ok=True)
+    has_dir = "effect_up" in preds.columns and preds["effect_up"].notna().any()
+    known = preds[~preds["flag"].str.contains("unknown_perturbation|no_kg_information", regex=True)]
+    strength = known.groupby(["cell_line", "method", "perturbation"], sort=False)["effect"].max().dropna()
+    picks = list(strength.sort_values(ascending=False, kind="stable").index[:max_perturbations])
+    flagged = preds.loc[preds["flag"] != "", ["perturbation", "flag"]].drop_duplicates("perturbation")
+    flag_items = preds.drop_duplicates(["cell_line", "perturbation"])["flag"].str.split(";").explode()
+    flag_counts = flag_items[flag_items != ""].value_counts()
+    flags_line = (
+        "flags: "
+        + ", ".join(f"{k} ({v} perturbations)" for k, v in flag_counts.items())
+        + ". Flagged rows are listed as such; unknown genes have no score."
+        if len(flag_counts)
+        else ""
+    )
+    views, md = [], [f"# coreperturb predictions — {stem}", "", NOTE, ""]
+    if flags_line:
+        md += [flags_line, ""]
+    md += ["## Per perturbation: specific responders", ""]
+    for line, method, pert in picks:
+        d = preds[
+            (preds["cell_line"] == line) & (preds["method"] == method) & (preds["perturbation"] == pert)
+        ]
+        tables = []
+        if has_dir:
+            tables.append(("specific, up (by effect_up, p_up ≥ 0.5)", _responders(d, "up", top)))
+            tables.append(("specific, down (by effect_down, p_up < 0.5)", _responders(d, "down", top)))
+        else:
+            tables.append(("specific responders (by effect)", _responders(d, "effect", top)))
+        freq = d.sort_values("p_prior", ascending=False, kind="stable").head(top)
+        spec = set(_responders(d, "effect", top)["gene"])
+        tables.append(
+            (
+                f"gene frequency alone would list ({len(spec & set(freq['gene']))} of {top} shared)",
+                freq[["gene", "p_prior", "p_de"]],
+            )
+        )
+        fl = str(d["flag"].iloc[0]) if len(d) else ""
+        fl = "" if fl in ("", "unknown_gene") else f"flag: {fl}"
+        views.append(
+            {
+                "name": pert,
+                "line": line,
+                "method": method,
+                "flag": fl,
+                "tables": [{"title": t, "html": Markup(_fmt_table(df))} for t, df in tables],
+            }
+        )
+        md += [f"### {pert} ({line}, {method})", ""] + ([fl, ""] if fl else [])
+        for t, df in tables:
+            md += [f"**{t}**", "", _markdown(df), ""]
+    # per gene: genes most often among the shown perturbations' specific responders
+    shown = preds[preds["perturbation"].isin([p for _, _, p in picks])]
+    tops = shown.sort_values("effect", ascending=False).groupby("perturbation").head(top)
+    gene_list = list(tops["gene"].value_counts().index[:max_genes])
+    n_perts = preds["perturbation"].nunique()
+    gene_note = (
+        f"Among the {n_perts} perturbations in the file, ranked by effect{' (and split by direction)' if has_dir else ''}. "
+        "For one gene's full list over every candidate, predict with --genes GENE --perturbations all --per gene."
+    )
+    gviews = []
+    md += ["## Per gene: the perturbations that move it most", "", gene_note, ""]
+    for g in gene_list:
+        d = known[known["gene"] == g]
+        parts = [(" change it", "effect")] if not has_dir else [(" raise it", "up"), (" lower it", "down")]
+        for label, rank_by in parts:
+            table = _ranked(d, rank_by, top, "perturbation")
+            title = f"{g}: perturbations that{label}"
+            gviews.append({"title": title, "html": Markup(_fmt_table(table))})
+            md += [f"**{title}**", "", _markdown(table), ""]
+    heat = _heatmap(known, [p for _, _, p in picks], top)
+    caption = (
+        "Rows: the perturbations above; columns: their top specific responders; colour: effect (red: more "
+        "likely DE than the gene's prior, blue: less)."
+    )
+    meta = (
+        f"{len(preds)} rows; {n_perts} perturbations × {preds['gene'].nunique()} genes; cell lines "
+        f"{', '.join(map(str, pd.unique(preds['cell_line'])))}; methods {', '.join(map(str, pd.unique(preds['method'])))}"
+        + (f"; {len(flagged)} flagged perturbations" if len(flagged) else "")
+    )
+    html = (
+        jinja2.Environment(autoescape=True)
+        .from_string(_HTML)
+        .render(
+            title=stem,
+            meta=meta,
+            note=NOTE,
+            flags=flags_line,
+            perturbations=views,
+            genes=gviews,
+            gene_note=gene_note,
+            heatmap=heat,
+            heatmap_caption=caption,
+        )
+    )
+    html_path = out / f"{stem}.report.html"
+    html_path.write_text(html)
+    if heat:
+        (out / f"{stem}.report_heatmap.png").write_bytes(base64.b64decode(heat))
+        md += ["## Effect heatmap", "", caption, "", f"![effect heatmap]({stem}.report_heatmap.png)", ""]
+    md_path = out / f"{stem}.report.md"
+    md[1:1] = ["", meta]
+    md_path.write_text("\n".join(md) + "\n")
+    return html_path, md_path
+
+
+def is_benchmark_run(path: Path) -> bool:
+    """A benchmark output folder (``metrics.csv``) rather than prediction files."""
+    return path.is_dir() and (path / "metrics.csv").is_file()
+
+
+__all__ = ["build_prediction_report", "is_benchmark_run", "read_predictions"]

@@ -1,0 +1,295 @@
+"""What ``coreperturb serve`` answers, as plain functions over a fitted model (no web framework here).
+
+:class:`PredictionService` loads a model once and answers the questions of the explorer on demand: the
+ranked genes of one perturbation (milliseconds to a second: one perturbation × all readout genes), the
+ranked perturbations of one gene (every candidate perturbation × that gene, computed once per gene and
+cached), the explanation of one pair and a name search with the CLI's resolution rules. Given a prediction
+file of ``coreperturb predict``, it reads rankings from there instead of scoring.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coreperturb.errors import CorePerturbError
+from coreperturb.explain import explain_pair
+from coreperturb.predictors.core_voting import CoreVoting
+from coreperturb.stages import (
+    DEFAULT_RANK_BY,
+    RANK_BY,
+    FittedModels,
+    candidate_perturbations,
+    check_ranking,
+    grid_plan,
+    known_perturbations,
+    predict_grid,
+    rank_predictions,
+    resolve_genes,
+    resolve_perturbations,
+)
+
+RESULT_COLUMNS = (
+    "cell_line",
+    "perturbation",
+    "gene",
+    "method",
+    "p_de",
+    "p_prior",
+    "effect",
+    "p_up",
+    "p_de_up",
+    "p_de_down",
+    "effect_up",
+    "effect_down",
+    "n_pos_evidence",
+    "n_neg_evidence",
+    "kg_coverage",
+    "flag",
+)
+
+
+class NotFound(CorePerturbError):
+    """A name the model does not know (with suggestions)."""
+
+    def __init__(self, message: str, suggestions: list[str]) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions
+
+
+class BadRequest(CorePerturbError):
+    """A request the service cannot answer as asked (e.g. a direction ranking without a direction model)."""
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A ranking answer: the query, its canonical name, what it was resolved from, and the rows."""
+
+    query: str
+    name: str
+    renamed_from: str | None
+    flag: str
+    rows: pd.DataFrame
+
+
+class _LRU:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data: OrderedDict[Any, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self.lock:
+            if key in self.data:
+                self.data.move_to_end(key)
+                return self.data[key]
+        value = make()
+        with self.lock:
+            self.data[key] = value
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+        return value
+
+
+class PredictionService:
+    """Answers explorer queries over one fitted model.
+
+    Args:
+        models: Fitted models (from :func:`coreperturb.model_files.load_model`).
+        predictions: Optional frame of ``coreperturb predict`` output (GRID_COLUMNS); rankings read it
+            for the perturbations and genes it holds.
+        cache_size: Answers kept per kind (perturbation rankings, gene rankings).
+    """
+
+    def __init__(self, models: FittedModels, predictions: pd.DataFrame | None = None, cache_size: int = 256):
+        self.models = models
+        self.predictions = predictions
+        self.method = models.default_method
+        self.cell_lines = models.cell_lines
+        self._lock = threading.Lock()  # scoring shares caches of the fitted models: one at a time
+        self._cache = _LRU(cache_size)
+        self._known = sorted(set(known_perturbations(models)))
+        self._genes = sorted(pd.unique(models.train["gene"].astype(str)))
+        self._upper = {n.upper(): n for n in [*self._known, *self._genes]}
+        self._candidates: dict[str, list[str]] = {}
+
+    # -- names ----------------------------------------------------------------------------------------
+
+    def cell_line(self, line: str | None) -> str:
+        """The cell line asked for (default: the model's first)."""
+        if line is None:
+            return self.cell_lines[0]
+        if line not in self.cell_lines:
+            raise NotFound(f"cell line {line!r} is not in the model", self.cell_lines)
+        return line
+
+    def resolve_perturbation(self, name: str) -> tuple[str, str | None]:
+        """Canonical perturbation name and the raw name it was renamed from (None if exact)."""
+        res = resolve_perturbations(self.models, [name])
+        if res.unknown:
+            hint = res.suggestions.get(res.unknown[0], [])
+            raise NotFound(f"perturbation {name!r} is unknown to the model and its KG", hint)
+        canon = res.names[0]
+        return canon, (name if canon != name.strip() else None)
+
+    def resolve_gene(self, name: str) -> tuple[str, str | None]:
+        """Canonical readout gene and the raw name it was renamed from (None if exact)."""
+        res = resolve_genes(self.models, [name])
+        if res.unknown:
+            hint = res.suggestions.get(res.unknown[0], [])
+            raise NotFound(f"gene {name!r} was never a readout in the model's training rows", hint)
+        canon = res.names[0]
+        return canon, (name if canon != name.strip() else None)
+
+    def search(self, q: str, limit: int = 10) -> dict[str, Any]:
+        """Names starting with ``q`` (case-insensitive), perturbations and genes, and the CLI's resolution."""
+        qu = q.strip().upper()
+        perts = [n for n in self._known if n.upper().startswith(qu)][:limit]
+        genes = [n for n in self._genes if n.upper().startswith(qu)][:limit]
+        drug_names = {str(v): str(k) for k, v in self.models.kg.names.items()}
+        drugs = [f"{v} ({k})" for v, k in drug_names.items() if v.upper().startswith(qu)][:limit]
+        out: dict[str, Any] = {"query": q, "perturbations": perts, "genes": genes, "drugs": drugs}
+        res = resolve_perturbations(self.models, [q])
+        out["resolved"] = None if res.unknown else res.names[0]
+        out["did_you_mean"] = res.suggestions.get(q.strip(), []) if res.unknown else []
+        return out
+
+    # -- rankings -------------------------------------------------------------------------------------
+
+    def _check(self, rank_by: str) -> None:
+        if rank_by not in RANK_BY:
+            raise BadRequest(f"unknown rank_by {rank_by!r}; choose from {', '.join(RANK_BY)}")
+        try:
+            from coreperturb.stages import Ranking
+
+            check_ranking(self.models, Ranking(1, rank_by), [self.method])
+        except CorePerturbError as exc:
+            raise BadRequest(str(exc)) from None
+
+    def _from_file(self, column: str, name: str, line: str) -> pd.DataFrame | None:
+        p = self.predictions
+        if p is None:
+            return None
+        rows = p[(p[column] == name) & (p["cell_line"] == line) & (p["method"] == self.method)]
+        return rows if len(rows) else None
+
+    def perturbation(
+        self, name: str, top: int = 20, rank_by: str = DEFAULT_RANK_BY, cell_line: str | None = None
+    ) -> Ranked:
+        """The ``top`` genes of one perturbation, ranked by ``rank_by``."""
+        self._check(rank_by)
+        line = self.cell_line(cell_line)
+        canon, renamed = self.resolve_perturbation(name)
+
+        def score() -> pd.DataFrame:
+            rows = self._from_file("perturbation", canon, line)
+            if rows is None:
+                with self._lock:
+                    plan = grid_plan(self.models, [canon], None, [line])
+                    rows = pd.concat(list(predict_grid(self.models, plan, [self.method])), ignore_index=True)
+            return rows
+
+        rows = self._cache.get(("p", canon, line), score)
+        ranked = rank_predictions(rows, top, rank_by, "perturbation")
+        flag = str(rows["flag"].iloc[0]).replace("unknown_gene", "").strip(";") if len(rows) else ""
+        return Ranked(name, canon, renamed, flag, ranked[list(RESULT_COLUMNS)])
+
+    def gene(self, name: str, top: int = 20, rank_by: str = "down", cell_line: str | None = None) -> Ranked:
+        """The ``top`` candidate perturbations that move one gene most, ranked by ``rank_by``."""
+        self._check(rank_by)
+        line = self.cell_line(cell_line)
+        canon, renamed = self.resolve_gene(name)
+
+        def score() -> pd.DataFrame:
+            rows = self._from_file("gene", canon, line)
+            if rows is None:
+                with self._lock:
+                    cands = self.candidates(line)
+                    plan = grid_plan(self.models, cands, [canon], [line])
+                    rows = pd.concat(
+                        list(predict_grid(self.models, plan, [self.method], pairs_per_chunk=50_000)),
+                        ignore_index=True,
+                    )
+            return rows
+
+        rows = self._cache.get(("g", canon, line), score)
+        ranked = rank_predictions(rows, top, rank_by, "gene")
+        return Ranked(name, canon, renamed, "", ranked[list(RESULT_COLUMNS)])
+
+    def explain(
+        self, perturbation: str, gene: str, cell_line: str | None = None, top: int = 8
+    ) -> dict[str, Any]:
+        """The explanation of one pair as JSON-ready data."""
+        line = self.cell_line(cell_line)
+        p, _ = self.resolve_perturbation(perturbation)
+        g, _ = self.resolve_gene(gene)
+        model = self.models.models.get((line, "de", self.method))
+        if not isinstance(model, CoreVoting):
+            raise BadRequest(f"explanations need a CORE-Voting model; {self.method} is not one")
+        with self._lock:
+            ex = explain_pair(model, self.models.kg, p, g, line, "de", top=top)
+        trained = p in set(self.models.training_perturbations(line).astype(str))
+        evidence = ex.compact_evidence()
+        return {
+            "perturbation": p,
+            "gene": g,
+            "cell_line": line,
+            "method": ex.method,
+            "p_de": ex.p,
+            "p_prior": ex.p_prior,
+            "effect": ex.effect,
+            "n_pos_evidence": ex.n_pos,
+            "n_neg_evidence": ex.n_neg,
+            "kg_information": ex.kg_info,
+            "training_perturbation": trained,
+            "summary": ex.summary(),
+            "rests_on": ex.rests_on(),
+            "evidence": records(evidence),
+            "drivers": records(ex.drivers),
+        }
+
+    def candidates(self, line: str) -> list[str]:
+        """Candidate perturbations of a cell line (computed once)."""
+        if line not in self._candidates:
+            self._candidates[line] = candidate_perturbations(self.models, line)
+        return self._candidates[line]
+
+    def examples(self, n: int = 5) -> list[str]:
+        """A few candidate perturbations to try."""
+        return self.candidates(self.cell_lines[0])[:n]
+
+    def health(self) -> dict[str, Any]:
+        """What the service holds."""
+        return {
+            "status": "ok",
+            "cell_lines": self.cell_lines,
+            "method": self.method,
+            "tasks": self.models.tasks,
+            "readout_genes": len(self._genes),
+            "known_perturbations": len(self._known),
+            "predictions_file": self.predictions is not None,
+        }
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-safe dicts (NaN → None, numpy scalars → Python)."""
+    out = []
+    for row in df.to_dict(orient="records"):
+        clean: dict[str, Any] = {}
+        for k, v in row.items():
+            if isinstance(v, np.generic):
+                v = v.item()
+            if isinstance(v, float) and not np.isfinite(v):
+                v = None
+            clean[str(k)] = v
+        out.append(clean)
+    return out
+
+
+__all__ = ["BadRequest", "NotFound", "PredictionService", "Ranked", "records"]
