@@ -1361,6 +1361,32 @@ def _explain_llm(
 
 
 @app.command()
+def synthetic(
+    out: Annotated[Path, typer.Option(help="Directory to write the synthetic benchmark into.")] = Path(
+        "demo"
+    ),
+    seed: SeedOpt = 0,
+) -> None:
+    """Write the synthetic benchmark (planted, KG-consistent signal) that the demo and the tutorials use.
+
+    OUT/data/{synth_a,synth_b,drugs}-{de,dir}.csv (pert,gene,label,split), OUT/kg/ (GO, network, Reactome,
+    CORUM, drug targets, structures) and OUT/lincs/ (drug signatures): the same layout as the real data.
+    """
+    from coreperturb.data.synthetic import write_synthetic
+
+    try:
+        paths = write_synthetic(out, seed=seed)
+    except (CorePerturbError, OSError) as exc:
+        _fail(exc)
+        return
+    console.print(
+        escape(
+            f"wrote {paths.data_dir} (cell lines {', '.join(paths.cell_lines)}), {paths.kg_dir} and {paths.lincs_dir}"
+        )
+    )
+
+
+@app.command()
 def serve(
     model_dir: Annotated[Path, typer.Option("--model", help="Model directory written by `coreperturb fit`.")],
     host: Annotated[

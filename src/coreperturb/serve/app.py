@@ -22,7 +22,7 @@ import pandas as pd
 
 from coreperturb.errors import CorePerturbError
 from coreperturb.serve.pages import effect_plot, render, table_html
-from coreperturb.serve.service import BadRequest, NotFound, PredictionService, Ranked, records
+from coreperturb.serve.service import BadRequest, NotFound, Pending, PredictionService, Ranked, records
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,12 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
     def answer(fn: Callable[[], Any]) -> Any:
         try:
             return fn()
+        except Pending as exc:
+            return JSONResponse(
+                {"status": "computing", "done": exc.done, "total": exc.total, "retry_after_s": 5},
+                status_code=202,
+                headers={"Retry-After": "5"},
+            )
         except NotFound as exc:
             return error(404, str(exc), exc.suggestions)
         except BadRequest as exc:
@@ -306,6 +312,10 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
                 )
             assert r is not None
             prior = r.rows["p_prior"].iloc[0] if len(r.rows) else float("nan")
+        except Pending as exc:
+            pct = 100 * exc.done // max(exc.total, 1)
+            return page("pending", title=name, message=f"Scoring every candidate perturbation on {name}: "
+                        f"{exc.done} of {exc.total} done ({pct}%). This page reloads itself.", q=name)  # fmt: skip
         except CorePerturbError as exc:
             return page_error(exc, "/gene/", name)
         return page("gene", title=r.name, r=r, line=line, method=service.method, top=top, tables=tables,

@@ -114,6 +114,11 @@ model predicts without its own rows, not a measurement.</div>{% endif %}
 <a href="/api/explain?perturbation={{ e.perturbation|urlencode }}&gene={{ e.gene|urlencode }}">JSON</a></p>
 {% endblock %}"""
 
+_PENDING = """{% extends "base" %}{% block body %}
+<meta http-equiv="refresh" content="5">
+<h1>{{ title }}</h1><p>{{ message }}</p>
+{% endblock %}"""
+
 _ERROR = """{% extends "base" %}{% block body %}
 <h1>{{ title }}</h1><div class="warn">{{ message }}</div>
 {% if suggestions %}<p>Did you mean: {% for s in suggestions %}<a href="{{ prefix }}{{ s|urlencode }}">{{ s }}</a>{% if not loop.last %}, {% endif %}{% endfor %}?</p>{% endif %}
@@ -128,6 +133,7 @@ ENV = jinja2.Environment(
             "gene": _GENE,
             "explain": _EXPLAIN,
             "error": _ERROR,
+            "pending": _PENDING,
         }
     ),
     autoescape=True,  # every name is escaped
