@@ -32,3 +32,17 @@ def synth_kg(synth_paths: SyntheticPaths) -> KnowledgeGraph:
 def _private_llm_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own shared LLM response cache (never the user's ~/.cache/coreperturb)."""
     monkeypatch.setenv("COREPERTURB_CACHE_DIR", str(tmp_path / "llm-cache"))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory fitted once on the synthetic default (two lines, DE and direction, core_voting and
+    gene_frequency); tests that edit it copy it first."""
+    from typer.testing import CliRunner
+
+    from coreperturb.cli import app
+
+    out = tmp_path_factory.mktemp("fit") / "model"
+    res = CliRunner().invoke(app, ["fit", "--out", str(out), "--methods", "core_voting,gene_frequency"])
+    assert res.exit_code == 0, res.output
+    return out

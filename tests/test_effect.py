@@ -28,14 +28,6 @@ from coreperturb.stages import GRID_COLUMNS, grid_plan, predict_grid, rank_predi
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("fit") / "model"
-    res = runner.invoke(app, ["fit", "--out", str(out), "--methods", "core_voting,gene_frequency"])
-    assert res.exit_code == 0, res.output
-    return out
-
-
 # -- effect score ---------------------------------------------------------------------------------
 
 

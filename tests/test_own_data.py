@@ -44,14 +44,6 @@ def table(synth_paths: SyntheticPaths) -> pd.DataFrame:
     return f.reset_index(drop=True)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("own") / "model"
-    res = runner.invoke(app, ["fit", "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    return out
-
-
 # -- 1. a benchmark on a tiny screen finishes and says why a metric is missing -----------------------
 
 

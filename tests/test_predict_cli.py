@@ -21,14 +21,6 @@ from coreperturb.stages import GRID_COLUMNS, resolve_names
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("fit") / "model"
-    res = runner.invoke(app, ["fit", "--out", str(out), "--methods", "core_voting,gene_frequency"])
-    assert res.exit_code == 0, res.output
-    return out
-
-
 def test_version_alone() -> None:
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.strip() == "0.1.0"

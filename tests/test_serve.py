@@ -28,14 +28,6 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("serve") / "model"
-    res = runner.invoke(app, ["fit", "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    return out
-
-
-@pytest.fixture(scope="module")
 def client(model_dir: Path) -> TestClient:
     return TestClient(create_app(PredictionService(load_model(model_dir))), raise_server_exceptions=False)
 

@@ -1423,7 +1423,9 @@ def serve(
     from coreperturb.serve.service import PredictionService
 
     try:
-        _use_threads(threads)
+        # one BLAS / OpenMP thread per answer: answers run one at a time beside the server's own threads,
+        # and OpenMP workers spinning on a busy core slow every answer down
+        _use_threads(threads or 1)
         if host not in ("127.0.0.1", "localhost", "::1") and not token:
             raise CorePerturbError(
                 f"--host {host} exposes the server beyond this machine: give --token SECRET"

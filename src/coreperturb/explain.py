@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from coreperturb._util import positions
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.core_voting import CoreVoting
-from coreperturb.predictors.effect import effect_score, gene_prior
+from coreperturb.predictors.effect import GENE_PRIOR_STRENGTH, effect_score
 
 DRIVERS: dict[str, str] = {
     "base": "gene prior: log-odds of its training DE rate",
@@ -137,7 +138,8 @@ def explain_pair(
     p, counts = model.predict_with_evidence(q)
     n_pos = int(counts["n_pos_evidence"].to_numpy()[0])
     n_neg = int(counts["n_neg_evidence"].to_numpy()[0])
-    prior = float(gene_prior(model.train_, [gene])[0])
+    gi = int(positions(model.pool_.genes, [gene])[0])
+    prior = float(model.pool_.gene_rate(GENE_PRIOR_STRENGTH)[gi]) if gi >= 0 else float("nan")
     effect = float(effect_score(p, np.array([prior]), np.array([n_pos + n_neg]))[0])
     feats = model.features(q)
     drivers = pd.DataFrame(

@@ -204,12 +204,18 @@ class FittedModels:
         return t.loc[(t["cell_line"] != cell_line) & (t["task"] == task)].reset_index(drop=True)
 
     def training_perturbations(self, cell_line: str, task: str = "de") -> pd.Index:
-        """Perturbations observed in the training rows of one unit."""
-        return pd.Index(pd.unique(self.training_rows(cell_line, task)["perturbation"]))
+        """Perturbations observed in the training rows of one unit (computed once)."""
+        return self.cached(
+            f"training_perturbations/{cell_line}/{task}",
+            lambda: pd.Index(pd.unique(self.training_rows(cell_line, task)["perturbation"])),
+        )
 
     def readout_genes(self, cell_line: str, task: str = "de") -> pd.Index:
-        """Genes observed in the training rows of one unit (sorted)."""
-        return pd.Index(sorted(pd.unique(self.training_rows(cell_line, task)["gene"])))
+        """Genes observed in the training rows of one unit (sorted; computed once)."""
+        return self.cached(
+            f"readout_genes/{cell_line}/{task}",
+            lambda: pd.Index(sorted(pd.unique(self.training_rows(cell_line, task)["gene"]))),
+        )
 
 
 MIN_TRAIN_PERTURBATIONS = 20

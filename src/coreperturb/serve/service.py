@@ -24,6 +24,7 @@ from coreperturb.explain import explain_pair
 from coreperturb.predictors.core_voting import CoreVoting
 from coreperturb.stages import (
     DEFAULT_RANK_BY,
+    GRID_COLUMNS,
     RANK_BY,
     FittedModels,
     candidate_perturbations,
@@ -38,24 +39,8 @@ from coreperturb.stages import (
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = (
-    "cell_line",
-    "perturbation",
-    "gene",
-    "method",
-    "p_de",
-    "p_prior",
-    "effect",
-    "p_up",
-    "p_de_up",
-    "p_de_down",
-    "effect_up",
-    "effect_down",
-    "n_pos_evidence",
-    "n_neg_evidence",
-    "kg_coverage",
-    "flag",
-)
+RESULT_COLUMNS = GRID_COLUMNS
+"""The columns of a ranking answer: those of ``coreperturb predict``."""
 
 
 class NotFound(CorePerturbError):
@@ -119,16 +104,19 @@ class PredictionService:
         cache_size: Answers kept per kind (perturbation rankings, gene rankings).
     """
 
-    def __init__(self, models: FittedModels, predictions: pd.DataFrame | None = None, cache_size: int = 256):
+    def __init__(self, models: FittedModels, predictions: pd.DataFrame | None = None, cache_size: int = 64):
         self.models = models
         self.predictions = predictions
         self.method = models.default_method
         self.cell_lines = models.cell_lines
-        self._lock = threading.Lock()  # scoring shares caches of the fitted models: one at a time
+        # one scoring at a time: the fitted models keep lazily built caches (prepared pools, binned trees)
+        # that are not safe to build from two threads at once (two at a time failed requests under load)
+        self._lock = threading.Lock()
         self._cache = _LRU(cache_size)
         self._known = sorted(set(known_perturbations(models)))
         self._genes = sorted(pd.unique(models.train["gene"].astype(str)))
-        self._upper = {n.upper(): n for n in [*self._known, *self._genes]}
+        self._known_set = set(self._known)
+        self._gene_set = set(self._genes)
         self._candidates: dict[str, list[str]] = {}
         self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self._jobs_lock = threading.Lock()
@@ -145,6 +133,8 @@ class PredictionService:
 
     def resolve_perturbation(self, name: str) -> tuple[str, str | None]:
         """Canonical perturbation name and the raw name it was renamed from (None if exact)."""
+        if name in self._known_set:
+            return name, None
         res = resolve_perturbations(self.models, [name])
         if res.unknown:
             hint = res.suggestions.get(res.unknown[0], [])
@@ -154,6 +144,8 @@ class PredictionService:
 
     def resolve_gene(self, name: str) -> tuple[str, str | None]:
         """Canonical readout gene and the raw name it was renamed from (None if exact)."""
+        if name in self._gene_set:
+            return name, None
         res = resolve_genes(self.models, [name])
         if res.unknown:
             hint = res.suggestions.get(res.unknown[0], [])
@@ -281,7 +273,9 @@ class PredictionService:
             raise BadRequest(f"explanations need a CORE-Voting model; {self.method} is not one")
         with self._lock:
             ex = explain_pair(model, self.models.kg, p, g, line, "de", top=top)
-        trained = p in set(self.models.training_perturbations(line).astype(str))
+        trained = p in self.models.cached(
+            f"trained/{line}", lambda: set(self.models.training_perturbations(line, "de").astype(str))
+        )
         evidence = ex.compact_evidence()
         return {
             "perturbation": p,
