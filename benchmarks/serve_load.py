@@ -149,7 +149,11 @@ def main() -> None:
             phases.append((think, out, time.perf_counter() - t0, rss_mb(proc.pid)))
     finally:
         proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=60)
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = -9
     print(
         f"warm-up (first gene ranking over every candidate + first perturbation): {warm:.1f}s; RSS {rss0:.0f} MB"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import sys
 import time
 import warnings
@@ -1450,6 +1451,10 @@ def serve(
         _fail(exc)
         return
     console.print("serve stopped")
+    # answers still queued in the request threads are abandoned (serve writes no files): do not wait for them
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @app.command("llm-server")
