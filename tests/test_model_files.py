@@ -15,7 +15,15 @@ from coreperturb.cli import app
 from coreperturb.data import load_perturbqa
 from coreperturb.data.synthetic import SyntheticPaths
 from coreperturb.graph import KnowledgeGraph
-from coreperturb.model_files import MODEL_JSON, ModelFileError, load_model, read_model_json, save_model
+from coreperturb.model_files import (
+    FORMAT_VERSION,
+    MODEL_JSON,
+    ModelFileError,
+    content_digest,
+    load_model,
+    read_model_json,
+    save_model,
+)
 from coreperturb.pipeline import BenchmarkConfig, load_inputs, run_benchmark
 from coreperturb.stages import FitConfig, FittedModels, evaluate_predictions, fit, predict
 
@@ -67,7 +75,10 @@ def test_model_file_round_trip_gives_identical_scores(
     before = predict(models, test)
     save_model(models, tmp_path / "m")
     meta = read_model_json(tmp_path / "m")
-    assert meta["format_version"] == 1 and meta["seed"] == 0 and "scikit-learn" in meta["packages"]
+    assert (
+        meta["format_version"] == FORMAT_VERSION and meta["seed"] == 0 and "scikit-learn" in meta["packages"]
+    )
+    assert meta["content_sha256"] == content_digest(meta)
     assert {u["method"] for u in meta["units"]} == set(METHODS)
     assert set(meta["files"]) == {"train.parquet", "estimators.skops", "kg.npz", "kg.json"}
     after = predict(load_model(tmp_path / "m"), test)
@@ -135,11 +146,14 @@ def test_missing_file_is_named(saved: Path) -> None:
 
 def test_other_format_version(saved: Path) -> None:
     meta = json.loads((saved / MODEL_JSON).read_text())
-    meta["format_version"] = 2
+    meta["format_version"] = FORMAT_VERSION + 1
     meta["coreperturb_version"] = "9.0.0"
     (saved / MODEL_JSON).write_text(json.dumps(meta))
     out = _cli_error(saved)
-    assert "model format 2 (written by coreperturb 9.0.0)" in out and "upgrade coreperturb" in out
+    assert (
+        f"model format {FORMAT_VERSION + 1} (written by coreperturb 9.0.0)" in out
+        and "upgrade coreperturb" in out
+    )
 
 
 def test_tampered_kg_with_updated_checksums_is_refused(saved: Path) -> None:
@@ -154,6 +168,7 @@ def test_tampered_kg_with_updated_checksums_is_refused(saved: Path) -> None:
     meta = json.loads((saved / MODEL_JSON).read_text())
     for name in ("kg.npz", "kg.json"):
         meta["files"][name] = sha256_file(saved / name)
+    meta["content_sha256"] = content_digest(meta)  # even with model.json's own digest updated
     (saved / MODEL_JSON).write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="differs from the KG the model was fitted on"):
         load_model(saved)
