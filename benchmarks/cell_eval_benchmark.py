@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
-    config = BenchmarkConfig(
+    config = BenchmarkConfig.from_options(
         data_dir=args.shared / "perturbqa",
         kg_dir=args.shared / "kg",
         cell_lines=tuple(args.cell_lines.split(",")),

@@ -35,10 +35,11 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from coreperturb.evaluate.metrics import macro_per_gene_auroc, ranking_metric
 from coreperturb.graph.kg import KnowledgeGraph
-from coreperturb.pipeline import BenchmarkConfig, context_rows, resolve_inputs
+from coreperturb.pipeline import BenchmarkConfig, resolve_inputs
 from coreperturb.predictors.base import perturbation_folds
 from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
 from coreperturb.predictors.effect import EffectParams, effect_score, gene_prior
+from coreperturb.stages import context_rows
 
 
 def candidates(compare: str, kg: KnowledgeGraph) -> dict[str, CoreVoting]:
@@ -66,7 +67,7 @@ def main() -> None:
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
     lines = args.cell_lines.split(",")
-    config = BenchmarkConfig(
+    config = BenchmarkConfig.from_options(
         data_dir=args.shared / "perturbqa", kg_dir=args.shared / "kg", cell_lines=tuple(lines), tasks=("de",)
     )
     if args.compare == "effect":
@@ -78,7 +79,7 @@ def main() -> None:
     for line in lines:
         frame = table.frame
         train = frame[(frame["cell_line"] == line) & (frame["split"] == "train")].reset_index(drop=True)
-        context = context_rows(table, line, "de")
+        context = context_rows(table.frame, line, "de")
         fold = perturbation_folds(train["perturbation"], args.folds, args.seed)
         for f in range(args.folds):
             inner, val = train[fold != f].reset_index(drop=True), train[fold == f].reset_index(drop=True)

@@ -30,12 +30,12 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.shared / "lincs").is_dir():
         sys.exit(f"LINCS data not found under {args.shared}")
-    config = BenchmarkConfig(
+    config = BenchmarkConfig.from_options(
         data_dir=args.shared / "lincs",
         kg_dir=args.shared / "kg",
         dataset="lincs",
         tasks=tuple(args.tasks.split(",")),
-        n_bootstrap=args.bootstrap,
+        bootstrap=args.bootstrap,
         seed=args.seed,
     )
     t0 = time.perf_counter()

@@ -25,9 +25,7 @@ import numpy as np
 import pandas as pd
 
 from coreperturb.evaluate.metrics import macro_per_gene_auroc
-from coreperturb.llm.backends import LLMSettings
 from coreperturb.pipeline import BenchmarkConfig, load_inputs, run_benchmark
-from coreperturb.predictors.llm import _LLMPredictor
 
 
 def main() -> None:
@@ -48,16 +46,18 @@ def main() -> None:
     inputs = None
     for name in args.models.split(","):
         extra = {"n_threads": args.threads} if args.threads else {}
-        config = BenchmarkConfig(
+        config = BenchmarkConfig.from_options(
             data_dir=args.shared / "perturbqa",
             kg_dir=args.shared / "kg",
             cell_lines=(args.cell_line,),
             methods=("llm_isolated", "core_reasoning"),
-            llm=LLMSettings(backend="embedded", model=name, extra=extra),
+            llm="embedded",
+            llm_model=name,
+            llm_extra=extra,
             max_queries=args.max_queries,
             calibration_queries=args.calibration_queries,
             reasoning_tokens=args.reasoning_tokens,
-            n_bootstrap=args.bootstrap,
+            bootstrap=args.bootstrap,
         )
         out = args.out / name
         out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,6 @@ def main() -> None:
         mi = result.metrics.set_index(["method", "metric"])
         m = mi["value"]
         for (_, _, method), model in result.models.items():
-            assert isinstance(model, _LLMPredictor)
             cal = getattr(model, "calibration_scores_", None)
             train_auc = np.nan
             cal_answered = cal_genes = 0

@@ -76,7 +76,7 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
-    config = BenchmarkConfig(
+    config = BenchmarkConfig.from_options(
         data_dir=args.shared / "perturbqa",
         kg_dir=args.shared / "kg",
         cell_lines=tuple(args.cell_lines.split(",")),
@@ -95,7 +95,7 @@ def main() -> None:
         from dataclasses import replace
 
         t0 = time.perf_counter()
-        boot = run_benchmark(replace(config, n_bootstrap=args.bootstrap))
+        boot = run_benchmark(replace(config, bootstrap=args.bootstrap))
         wall_b = time.perf_counter() - t0
         ci = boot.metrics.query("metric == 'macro_per_gene_auroc'")[
             ["cell_line", "method", "value", "ci_low", "ci_high"]
@@ -114,8 +114,8 @@ def main() -> None:
     from coreperturb.data import load_perturbqa
 
     assert result.kg is not None
-    line = config.cell_lines[0] if config.cell_lines else "k562"
-    table = load_perturbqa(config.data_dir, [line], [args.task])  # type: ignore[arg-type]
+    line = config.data.cell_lines[0] if config.data.cell_lines else "k562"
+    table = load_perturbqa(config.data.data_dir, [line], [args.task])  # type: ignore[arg-type]
     train, test = table.split("train"), table.split("test")
     pool = ObservationPool.from_frame(train)
     perts = sorted(test["perturbation"].unique())

@@ -67,7 +67,7 @@ def main() -> None:
                 str(args.shared / "kg"),
                 "--cell-lines",
                 args.cell_line,
-                "--task",
+                "--tasks",
                 "de,dir",
                 "--out",
                 str(model),
@@ -88,7 +88,7 @@ def main() -> None:
     cmd = [
         *exe,
         "predict",
-        "--model",
+        "--model-dir",
         str(model),
         "--cell-lines",
         args.cell_line,

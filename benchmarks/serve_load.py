@@ -40,7 +40,7 @@ def rss_mb(pid: int) -> float:
 
 def start(model: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coreperturb.cli", "serve", "--model", str(model), "--port", "0"],
+        [sys.executable, "-m", "coreperturb.cli", "serve", "--model-dir", str(model), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -34,7 +34,7 @@ METHODS = ("gene_frequency", "knn_retrieval", "core_voting", "core_voting_transf
 @pytest.fixture(scope="module")
 def two_lines(tmp_path_factory: pytest.TempPathFactory) -> tuple[BenchmarkConfig, Path]:
     work = tmp_path_factory.mktemp("two_lines")
-    return BenchmarkConfig(methods=METHODS, tasks=("de", "dir")), work
+    return BenchmarkConfig.from_options(methods=METHODS, tasks=("de", "dir")), work
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_save_refuses_to_clobber(fitted: tuple[FittedModels, pd.DataFrame], tmp_
     with pytest.raises(ModelFileError, match="is not a coreperturb model directory"):
         save_model(models, tmp_path / "notes")
     save_model(models, tmp_path / "m")
-    with pytest.raises(ModelFileError, match="pass --overwrite"):
+    with pytest.raises(ModelFileError, match="replace it on purpose"):
         save_model(models, tmp_path / "m")
     save_model(models, tmp_path / "m", overwrite=True)
 
@@ -116,7 +116,7 @@ def saved(fitted: tuple[FittedModels, pd.DataFrame], tmp_path: Path) -> Path:
 
 
 def _cli_error(model: Path) -> str:
-    res = runner.invoke(app, ["predict", "--model", str(model), "--perturbations", "G0001"])
+    res = runner.invoke(app, ["predict", "--model-dir", str(model), "--perturbations", "G0001"])
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
     return res.output
@@ -177,7 +177,7 @@ def test_tampered_kg_with_updated_checksums_is_refused(saved: Path) -> None:
 def test_referenced_kg_that_changed_is_refused(synth_paths: SyntheticPaths, tmp_path: Path) -> None:
     kg_dir = tmp_path / "kg"
     shutil.copytree(synth_paths.kg_dir, kg_dir)
-    cfg = BenchmarkConfig(data_dir=synth_paths.data_dir, kg_dir=kg_dir, cell_lines=("synth_a",))
+    cfg = BenchmarkConfig.from_options(data_dir=synth_paths.data_dir, kg_dir=kg_dir, cell_lines=("synth_a",))
     inputs = load_inputs(cfg, tmp_path)
     models = fit(inputs.table, inputs.kg, FitConfig(methods=("gene_frequency",)), kg_recipe=inputs.kg_recipe)
     save_model(models, tmp_path / "m", kg_store="reference")

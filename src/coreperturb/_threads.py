@@ -81,7 +81,7 @@ def resolve_threads(threads: int | None = None) -> int:
         except ValueError:
             raise CorePerturbError(f"${ENV}={raw!r} is not a positive integer") from None
     if threads < 1:
-        raise CorePerturbError(f"--threads / ${ENV} must be a positive integer, got {threads}")
+        raise CorePerturbError(f"threads (${ENV}) must be a positive integer, got {threads}")
     return threads
 
 

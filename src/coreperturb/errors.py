@@ -20,3 +20,11 @@ class UnknownNameError(CorePerturbError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message otherwise
         return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(CorePerturbError, ValueError):
+    """A setting is unknown or out of range; the message names the setting (as the config tree does)."""
+
+
+class MissingDependencyError(CorePerturbError, ImportError):
+    """An optional dependency is not installed; the message says what to install."""

@@ -1,4 +1,9 @@
-"""Why CORE-Voting scores a (perturbation, gene) pair as it does: :func:`explain_pair` → :class:`Explanation`.
+"""Why a model scores a (perturbation, gene) pair as it does: :func:`explain` → :class:`Explanation`.
+
+:func:`explain` is what ``coreperturb explain`` calls: it takes a fitted model (or fits CORE-Voting on the
+data named by a :class:`~coreperturb.config.BenchmarkConfig`), resolves the names, refuses a pair for which
+CORE has no evidence at all, and returns an :class:`Explanation` (:func:`explain_pair` does the explaining
+itself). :func:`explain_llm` shows what an LLM method reads and answers (:class:`LLMExplanation`).
 
 An explanation holds the prediction beside the gene's prior and the effect (the lift over that prior), the
 contrastive evidence (related training perturbations observed on the gene, each with the KG relation that
@@ -10,15 +15,23 @@ so instead of showing a bare number.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from coreperturb._util import positions
+from coreperturb.config import BenchmarkConfig, DataConfig, FitConfig
+from coreperturb.errors import CorePerturbError
 from coreperturb.graph.kg import KnowledgeGraph
+from coreperturb.predictors.base import Predictor, make_predictor
 from coreperturb.predictors.core_voting import CoreVoting
 from coreperturb.predictors.effect import GENE_PRIOR_STRENGTH, effect_score
+from coreperturb.predictors.llm import LLMPredictor
+from coreperturb.stages import FittedModels, context_rows, resolve_genes, resolve_perturbations, warn_names
 
 DRIVERS: dict[str, str] = {
     "base": "gene prior: log-odds of its training DE rate",
@@ -149,9 +162,7 @@ def explain_pair(
             if f in feats.columns
         ]
     )
-    context = None
-    if model.context_ is not None:
-        context = model.context_.for_query(perturbation, gene, model.pool_, top=top)
+    context = model.context_evidence(perturbation, gene, top=top) if model.context_ is not None else None
     return Explanation(
         perturbation=perturbation,
         gene=gene,
@@ -170,4 +181,232 @@ def explain_pair(
     )
 
 
-__all__ = ["DRIVERS", "Explanation", "explain_pair"]
+@dataclass(frozen=True)
+class LLMExplanation:
+    """What an LLM method read and answered for one (perturbation, gene).
+
+    Attributes:
+        perturbation, gene, cell_line, task, method: The query and the method.
+        messages: The chat prompt (``role`` / ``content`` dicts).
+        reasoning_tokens: The rationale length asked for (0 = none).
+        rationale: What the model wrote before answering (``None`` without reasoning).
+        p_yes: P(yes) read from the answer (NaN if the call failed).
+        score_method: How P(yes) was read (``logprobs`` or ``verbal``).
+        score: The method's score (calibrated where the model was fitted with calibration).
+        calibrated: Whether ``score`` is calibrated on training queries.
+        error: Why the call failed (``None`` when it did not).
+    """
+
+    perturbation: str
+    gene: str
+    cell_line: str
+    task: str
+    method: str
+    messages: list[dict[str, str]]
+    reasoning_tokens: int
+    rationale: str | None
+    p_yes: float
+    score_method: str | None
+    score: float
+    calibrated: bool
+    error: str | None
+
+
+def resolve_pair(models: FittedModels, perturbation: str, gene: str) -> tuple[str, str]:
+    """Canonical names of one pair; a renamed name is warned about, an unknown one stops with suggestions.
+
+    Raises:
+        CorePerturbError: The perturbation or the gene is unknown.
+    """
+    p = resolve_perturbations(models, [perturbation])
+    g = resolve_genes(models, [gene])
+    for res, what in ((p, "perturbation"), (g, "gene")):
+        if res.unknown:
+            raise CorePerturbError(res.messages(what)[-1].split("; its rows are flagged")[0])
+        warn_names(res, what)
+    return p.names[0], g.names[0]
+
+
+def check_evidence_exists(
+    model: CoreVoting, kg: KnowledgeGraph, perturbation: str, gene: str, line: str, task: str
+) -> None:
+    """Refuse a pair for which CORE has no evidence at all (the answer would be the gene's prior).
+
+    Raises:
+        CorePerturbError: The gene was never a readout, or the perturbation has neither KG information nor
+            rows in another cell line.
+    """
+    if gene not in model.pool_.genes:
+        raise CorePerturbError(
+            f"gene {gene!r} was never a readout in the {line}/{task} training rows; CORE has no outcomes on it"
+        )
+    context = model.context_
+    in_context = context is not None and any(
+        perturbation in pool.perturbations for pool in context.pools.values()
+    )
+    if not kg.has_info([perturbation])[0] and not in_context:
+        raise CorePerturbError(
+            f"perturbation {perturbation!r} has no KG information (no annotated target) and was not measured in "
+            f"another cell line: CORE has no evidence for it, only {gene}'s base rate"
+        )
+
+
+def _model_for(models: FittedModels, line: str, task: str, methods: tuple[str, ...], what: str) -> Predictor:
+    for method in methods:
+        found = models.models.get((line, task, method))
+        if found is not None:
+            return found
+    have = ", ".join("/".join(k) for k in models.models)
+    raise CorePerturbError(f"explain needs a {what} model for {line}/{task}; the model holds {have}")
+
+
+def _fit_here(
+    config: BenchmarkConfig, cell_line: str | None, task: str, perturbation: str, gene: str, all_lines: bool
+) -> tuple[Any, KnowledgeGraph, str, str, str, pd.DataFrame]:
+    """No fitted model: load the data and KG of ``config`` (every line with ``all_lines``), resolve the names
+    and return ``(table, kg, line, perturbation, gene, training rows without the perturbation)``."""
+    from coreperturb.pipeline import load_inputs
+
+    lines = (cell_line,) if cell_line and not all_lines else None
+    data = DataConfig(data_dir=config.data.data_dir, cell_lines=lines, tasks=(task,))
+    config = BenchmarkConfig(data, config.kg, config.fit, config.evaluate)
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = load_inputs(config, Path(tmp))
+    table, kg = inputs.table, inputs.kg
+    line = cell_line or table.cell_lines[0]
+    if line not in table.cell_lines:
+        raise CorePerturbError(f"cell line {line!r} not found; available: {', '.join(table.cell_lines)}")
+    frame = table.frame.astype({"cell_line": str, "task": str})
+    probe = FittedModels(kg, {}, frame.loc[frame["split"] == "train"], FitConfig())
+    perturbation, gene = resolve_pair(probe, perturbation, gene)
+    train = table.subset(line, task).split("train")
+    return table, kg, line, perturbation, gene, train[train["perturbation"] != perturbation]
+
+
+def explain(
+    perturbation: str,
+    gene: str,
+    models: FittedModels | None = None,
+    config: BenchmarkConfig | None = None,
+    cell_line: str | None = None,
+    task: str = "de",
+    top: int = 8,
+    transfer: bool = False,
+) -> Explanation:
+    """Explain one (perturbation, gene) with CORE-Voting's evidence.
+
+    Args:
+        perturbation: A perturbation name (case, drug names and DrugBank ids are resolved).
+        gene: A readout gene.
+        models: A fitted model (e.g. :func:`coreperturb.model_files.load_model`); its ``core_voting`` (with
+            ``transfer``: ``core_voting_transfer``, which it also falls back to) is explained.
+        config: Without ``models``: the data and KG to fit CORE-Voting on (the cell line's training split,
+            without the perturbation itself); default: the synthetic benchmark.
+        cell_line: The cell line (default: the first).
+        task: ``de`` or ``dir``.
+        top: Evidence rows per side.
+        transfer: Explain ``core_voting_transfer``: other cell lines' training rows as context.
+
+    Raises:
+        CorePerturbError: Unknown names, no suitable model, or no evidence at all for the pair.
+    """
+    if models is not None:
+        line = cell_line or models.cell_lines[0]
+        order = ("core_voting_transfer",) if transfer else ("core_voting", "core_voting_transfer")
+        model = _model_for(models, line, task, order, "core_voting or core_voting_transfer")
+        if not model.shows_evidence:
+            raise CorePerturbError(f"{model.name} retrieves no evidence to explain")
+        kg = models.kg
+        perturbation, gene = resolve_pair(models, perturbation, gene)
+    else:
+        table, kg, line, perturbation, gene, train = _fit_here(
+            config or BenchmarkConfig(), cell_line, task, perturbation, gene, all_lines=transfer
+        )
+        seed = (config or BenchmarkConfig()).fit.seed
+        if transfer:
+            model = make_predictor("core_voting_transfer", kg, seed=seed).fit(
+                train, context=context_rows(table.frame, line, task)
+            )
+        else:
+            model = make_predictor("core_voting", kg, seed=seed).fit(train)
+    voting = cast(CoreVoting, model)  # shows_evidence: the CORE-Voting family
+    check_evidence_exists(voting, kg, perturbation, gene, line, task)
+    return explain_pair(voting, kg, perturbation, gene, line, task, top=top)
+
+
+def explain_llm(
+    method: str,
+    perturbation: str,
+    gene: str,
+    models: FittedModels | None = None,
+    config: BenchmarkConfig | None = None,
+    cell_line: str | None = None,
+    task: str = "de",
+    reasoning_tokens: int | None = None,
+    response_cache: Path | None = None,
+) -> LLMExplanation:
+    """Ask an LLM method about one pair and show what it read (the prompt), wrote and answered.
+
+    Args:
+        method: ``core_reasoning`` or ``llm_isolated``.
+        perturbation, gene, cell_line, task: The query.
+        models: A fitted model holding ``method``; without one, the method is built with the LLM settings of
+            ``config`` (uncalibrated) on the training split of ``config``'s data.
+        config: The data, KG and LLM settings without ``models``.
+        reasoning_tokens: Rationale length (default: the model's).
+        response_cache: The shared LLM response cache (default: the user cache directory).
+
+    Raises:
+        CorePerturbError: Unknown names or no such LLM model.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        if models is not None:
+            line = cell_line or models.cell_lines[0]
+            pred = _model_for(models, line, task, (method,), method)
+            if not pred.uses_llm:
+                raise CorePerturbError(f"{method} asks no LLM")
+            perturbation, gene = resolve_pair(models, perturbation, gene)
+        else:
+            cfg = config or BenchmarkConfig()
+            _, kg, line, perturbation, gene, train = _fit_here(
+                cfg, cell_line, task, perturbation, gene, False
+            )
+            pred = make_predictor(
+                method, kg, llm=cfg.fit.llm_settings(), calibration_queries=0, seed=cfg.fit.seed
+            ).fit(train)
+        pred.set_params(result_store=Path(tmp) / "explain.sqlite", response_cache=response_cache)
+        if reasoning_tokens is not None:
+            pred.set_params(reasoning_tokens=reasoning_tokens)
+        q = pd.DataFrame(
+            {"cell_line": [line], "task": [task], "perturbation": [perturbation], "gene": [gene]}
+        )
+        st = pred.score(q).iloc[0]
+        msgs = cast(LLMPredictor, pred).messages(q)[0]
+    err = st.get("error")
+    return LLMExplanation(
+        perturbation=perturbation,
+        gene=gene,
+        cell_line=line,
+        task=task,
+        method=method,
+        messages=msgs,
+        reasoning_tokens=int(pred.get_params().get("reasoning_tokens", 0)),
+        rationale=None if pd.isna(st.get("rationale")) else str(st.get("rationale")),
+        p_yes=float(st["p_yes"]) if pd.notna(st.get("p_yes")) else float("nan"),
+        score_method=None if pd.isna(st.get("score_method")) else str(st.get("score_method")),
+        score=float(st["score"]) if pd.notna(st["score"]) else float("nan"),
+        calibrated=getattr(pred, "calibrator_", None) is not None,
+        error=None if err is None or pd.isna(err) else str(err),
+    )
+
+
+__all__ = [
+    "DRIVERS",
+    "Explanation",
+    "LLMExplanation",
+    "check_evidence_exists",
+    "explain",
+    "explain_llm",
+    "explain_pair",
+    "resolve_pair",
+]

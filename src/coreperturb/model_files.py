@@ -37,15 +37,15 @@ from typing import Any
 
 import pandas as pd
 
-from coreperturb import __version__
+from coreperturb._version import __version__
+from coreperturb.config import FitConfig, LLMConfig
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.graph.sources import build_kg_from_recipe
 from coreperturb.graph.store import KG_ARRAYS, KG_META, kg_hash, load_kg, save_kg
-from coreperturb.llm.backends import LLMSettings
 from coreperturb.predictors.base import PREDICTORS, FittedState
-from coreperturb.report.outputs import _jsonable, package_versions, sha256_file
-from coreperturb.stages import TRAIN_COLUMNS, FitConfig, FittedModels
+from coreperturb.provenance import jsonable, package_versions, sha256_file
+from coreperturb.stages import TRAIN_COLUMNS, FittedModels
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,12 @@ def save_model(
     if out.exists():
         if not (out / MODEL_JSON).exists() and (not out.is_dir() or any(out.iterdir())):
             raise ModelFileError(
-                f"{out}: exists and is not a coreperturb model directory; choose another --out"
+                f"{out}: exists and is not a coreperturb model directory; choose another directory"
             )
         if not overwrite:
-            raise ModelFileError(f"{out}: a model directory exists already; pass --overwrite to replace it")
+            raise ModelFileError(
+                f"{out}: a model directory exists already; replace it on purpose (overwrite=True)"
+            )
     sio = _skops()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -131,8 +133,8 @@ def save_model(
                     "task": task,
                     "method": method,
                     "class": type(model).__name__,
-                    "params": _jsonable(state.params),
-                    "attrs": _jsonable(state.attrs),
+                    "params": jsonable(state.params),
+                    "attrs": jsonable(state.attrs),
                     "estimators": sorted(state.estimators),
                     "uses_context": bool(getattr(model, "context_", None) is not None),
                     "n_train_rows": len(models.training_rows(line, task)),
@@ -148,10 +150,10 @@ def save_model(
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "coreperturb_version": __version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "python": platform.python_version(),
             "packages": package_versions(),
-            "fit_config": _jsonable(models.config),
+            "fit_config": jsonable(models.config),
             "seed": models.config.seed,
             "kg": {
                 "hash": kg_hash(models.kg),
@@ -201,7 +203,7 @@ def reseal_model(directory: str | Path, note: str = "") -> str:
             raise ModelFileError(
                 f"{d / name}: missing or modified; reseal only records edits of {MODEL_JSON}"
             )
-    entry = {"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "note": note}
+    entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "note": note}
     meta["resealed"] = [*meta.get("resealed", []), entry]
     meta["format_version"] = FORMAT_VERSION
     meta[DIGEST_KEY] = content_digest(meta)
@@ -260,15 +262,45 @@ def read_model_json(directory: str | Path, verify: bool = True) -> dict[str, Any
     return meta
 
 
+_OLD_LLM_KEYS = {
+    # model.json of earlier releases kept the LLM settings flat beside the fit settings
+    "calibration_queries": "calibration_queries",
+    "cache_path": "response_cache",
+    "retry_failed": "retry_failed",
+    "executor": "executor",
+    "ray_address": "ray_address",
+    "ray_workers": "ray_workers",
+    "reasoning_tokens": "reasoning_tokens",
+}
+_OLD_SETTINGS_KEYS = {
+    "backend": "llm",
+    "model": "llm_model",
+    "base_url": "base_url",
+    "concurrency": "concurrency",
+    "requests_per_second": "requests_per_second",
+    "timeout": "timeout",
+    "max_retries": "max_retries",
+}
+
+
 def _fit_config(raw: dict[str, Any]) -> FitConfig:
-    fields = {f.name for f in dataclasses.fields(FitConfig)}
-    cfg = {k: v for k, v in raw.items() if k in fields}
+    """The :class:`FitConfig` of a model.json (this release's tree, or the flat form of earlier ones)."""
+    llm_fields = {f.name for f in dataclasses.fields(LLMConfig)}
+    if isinstance(raw.get("llm_config"), dict):
+        llm = {k: v for k, v in raw["llm_config"].items() if k in llm_fields}
+    else:
+        llm = {new: raw[old] for old, new in _OLD_LLM_KEYS.items() if raw.get(old) is not None}
+        llm.update(
+            {
+                new: v
+                for old, new in _OLD_SETTINGS_KEYS.items()
+                if (v := (raw.get("llm") or {}).get(old)) is not None
+            }
+        )
+    fit_fields = {f.name for f in dataclasses.fields(FitConfig)} - {"llm_config"}
+    cfg = {k: v for k, v in raw.items() if k in fit_fields}
     cfg["methods"] = tuple(cfg.get("methods", ()))
-    if cfg.get("llm") is not None:
-        cfg["llm"] = LLMSettings(**cfg["llm"])
-    if cfg.get("cache_path") is not None:
-        cfg["cache_path"] = Path(cfg["cache_path"])
-    return FitConfig(**cfg)
+    return FitConfig(**cfg, llm_config=LLMConfig(**llm))
 
 
 def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedModels:

@@ -10,26 +10,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
+from coreperturb.config import DEFAULT_METHODS, BenchmarkConfig
 from coreperturb.data.io import load_perturbqa, present_cell_lines, read_query_table
 from coreperturb.data.schema import QueryTable
 from coreperturb.data.signatures import load_lincs
 from coreperturb.data.synthetic import write_synthetic
 from coreperturb.errors import CorePerturbError
-from coreperturb.evidence.contrastive import ContrastiveEvidence, retrieve_evidence
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.graph.sources import available_sources, build_kg_from_recipe
-from coreperturb.llm.backends import LLMSettings
 from coreperturb.llm.runner import Progress, RunStats
-from coreperturb.predictors.base import PREDICTORS
-from coreperturb.predictors.core_voting import CoreVoting
-from coreperturb.predictors.llm import _LLMPredictor, stratified_by_gene
+from coreperturb.predictors.llm import LLMPredictor, stratified_by_gene
 from coreperturb.stages import (
-    FitConfig,
     FittedModels,
     evaluate_predictions,
     failed_methods,
@@ -39,8 +35,6 @@ from coreperturb.stages import (
 )
 
 log = logging.getLogger(__name__)
-DEFAULT_METHODS: tuple[str, ...] = ("gene_frequency", "knn_retrieval", "core_voting")
-DATASETS: tuple[str, ...] = ("perturbqa", "lincs")
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "cell_line",
     "perturbation",
@@ -57,102 +51,6 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "from_cache",
     "error",
 )
-
-
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """What to run.
-
-    Attributes:
-        data_dir: Directory of ``{cell_line}-{task}.csv`` files; ``None`` = generate the synthetic benchmark.
-        kg_dir: Directory of KG source files; ``None`` with no ``data_dir`` = the synthetic KG.
-        cell_lines: Cell lines to run (default: all four PerturbQA lines, or the synthetic ones).
-        tasks: ``de`` and/or ``dir``.
-        methods: Registered predictor names.
-        kg_sources: KG sources (default: every built-in source whose file exists).
-        n_bootstrap: Bootstrap resamples over test perturbations for 95% CIs (0 = none).
-        seed: Seed for synthetic data, folds, bootstrap and (``lincs``) negative sampling and split.
-        dataset: ``perturbqa`` (``{cell_line}-{task}.csv`` files) or ``lincs`` (signature tables turned into
-            queries by :func:`coreperturb.data.signatures.load_lincs`; ``data_dir`` is the LINCS directory).
-        negatives_per_perturbation: ``lincs`` only: non-significant genes sampled per perturbation.
-        test_fraction: ``lincs`` only: share of perturbations held out as unseen test perturbations.
-        llm: How to reach the LLM for ``llm_isolated`` / ``core_reasoning`` (default: the embedded model).
-        max_queries: Score at most this many test queries per (cell line, task), sampled gene by gene so
-            per-gene AUROC stays computable; every method is evaluated on the same sample.
-        calibration_queries: Held-out TRAIN queries the LLM methods score to fit their calibration.
-        cache_path: Shared SQLite response cache of the LLM methods (default: ``$COREPERTURB_CACHE_DIR`` or
-            the user cache directory); each run's result store is ``OUT/llm_cache.sqlite``.
-        reasoning_tokens: LLM methods write a rationale of at most this many tokens before answering.
-        retry_failed: Re-run LLM rows stored with an error (otherwise a resumed run keeps them as they are).
-        executor: ``local`` (async calls in-process) or ``ray`` (LLM calls over a Ray Data dataset).
-        ray_address: Ray cluster address for ``ray`` (default: start / join a local one).
-        ray_workers: Concurrent Ray workers for ``ray``.
-        queries: A tidy query table (CSV / TSV / Parquet, as ``coreperturb prepare`` writes) instead of
-            ``data_dir``.
-        kg_edges: ``(name, path)`` of user gene—gene edge lists, each added as a network relation.
-        kg_gmt: ``(name, path)`` of user GMT gene-set files, each added as a gene-set relation.
-        kg_structures: User compound structure tables (CSV / TSV: id, SMILES); their compounds join the
-            ``structure`` relation (Morgan fingerprints, Tanimoto).
-        cell_line: The cell line of a ``queries`` file without a ``cell_line`` column (default: the file's
-            name without its suffix).
-    """
-
-    data_dir: Path | None = None
-    kg_dir: Path | None = None
-    cell_lines: tuple[str, ...] | None = None
-    tasks: tuple[str, ...] = ("de",)
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    kg_sources: tuple[str, ...] | None = None
-    n_bootstrap: int = 0
-    seed: int = 0
-    dataset: str = "perturbqa"
-    negatives_per_perturbation: int = 200
-    test_fraction: float = 0.3
-    llm: LLMSettings | None = None
-    max_queries: int | None = None
-    calibration_queries: int = 200
-    cache_path: Path | None = None
-    retry_failed: bool = False
-    executor: str = "local"
-    ray_address: str | None = None
-    ray_workers: int = 2
-    queries: Path | None = None
-    kg_edges: tuple[tuple[str, Path], ...] = ()
-    kg_gmt: tuple[tuple[str, Path], ...] = ()
-    kg_structures: tuple[Path, ...] = ()
-    reasoning_tokens: int = 0
-    cell_line: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.queries is not None and self.data_dir is not None:
-            raise CorePerturbError("give either --data-dir or --queries, not both")
-        if self.executor not in ("local", "ray"):
-            raise ValueError(f"unknown executor {self.executor!r}; use local or ray")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose from {DATASETS}")
-        for m in self.methods:
-            PREDICTORS.get(m)  # raises a clear error for unknown names
-        bad = [t for t in self.tasks if t not in ("de", "dir")]
-        if bad:
-            raise ValueError(f"unknown task(s) {bad}; use de and/or dir")
-        if not self.methods:
-            raise ValueError("no methods given")
-
-    def fit_config(self) -> FitConfig:
-        """The :class:`FitConfig` of this run."""
-        return FitConfig(
-            methods=self.methods,
-            seed=self.seed,
-            dataset=self.dataset,
-            llm=self.llm,
-            calibration_queries=self.calibration_queries,
-            cache_path=self.cache_path,
-            retry_failed=self.retry_failed,
-            executor=self.executor,
-            ray_address=self.ray_address,
-            ray_workers=self.ray_workers,
-            reasoning_tokens=self.reasoning_tokens,
-        )
 
 
 @dataclass
@@ -201,47 +99,44 @@ def load_inputs(config: BenchmarkConfig, workdir: Path, for_fit: bool = False) -
     the ``cell_line`` values of a ``queries`` file. With ``for_fit`` a ``queries`` file needs no test
     rows (and no ``split`` column: then every row is a training row).
     """
-    data_dir, kg_dir, lines = config.data_dir, config.kg_dir, config.cell_lines
-    if data_dir is None and config.queries is None:
-        paths = write_synthetic(workdir / "synthetic_input", seed=config.seed)
-        data_dir = paths.lincs_dir if config.dataset == "lincs" else paths.data_dir
+    data, kgc, seed, dataset = config.data, config.kg, config.fit.seed, config.fit.dataset
+    data_dir, kg_dir, lines = data.data_dir, kgc.kg_dir, data.cell_lines
+    if data_dir is None and data.queries is None:
+        paths = write_synthetic(workdir / "synthetic_input", seed=seed)
+        data_dir = paths.lincs_dir if dataset == "lincs" else paths.data_dir
         kg_dir = kg_dir or paths.kg_dir
         lines = lines or paths.cell_lines
-    if kg_dir is None and not (config.kg_edges or config.kg_gmt or config.kg_structures):
-        raise CorePerturbError(
-            "a KG is required with your data: --kg-dir and/or --kg-edges NAME=PATH / --kg-gmt NAME=PATH"
-        )
-    if config.queries is not None:
-        table = read_query_table(config.queries, cell_line=config.cell_line, for_fit=for_fit)
+    if data.queries is not None:
+        table = read_query_table(data.queries, cell_line=data.cell_line, for_fit=for_fit)
         keep = np.ones(len(table), dtype=bool)
-        for col, want in (("cell_line", lines), ("task", config.tasks)):
+        for col, want in (("cell_line", lines), ("task", data.tasks)):
             if want:
                 have = set(table.frame[col].astype(str))
                 miss = sorted(set(want) - have)
                 if miss and col == "cell_line":
                     raise CorePerturbError(
-                        f"{config.queries}: no rows for cell line(s) {miss}; present: {sorted(have)}"
+                        f"{data.queries}: no rows for cell line(s) {miss}; present: {sorted(have)}"
                     )
                 keep &= table.frame[col].astype(str).isin(list(want)).to_numpy()
         if not keep.any():
-            raise CorePerturbError(f"{config.queries}: no rows for task(s) {list(config.tasks)}")
+            raise CorePerturbError(f"{data.queries}: no rows for task(s) {list(data.tasks)}")
         table = QueryTable(table.frame.loc[keep], table.source, table.require_test)
-    elif config.dataset == "lincs":
+    elif dataset == "lincs":
         assert data_dir is not None
         table, report = load_lincs(
             data_dir,
-            negatives_per_perturbation=config.negatives_per_perturbation,
-            test_fraction=config.test_fraction,
-            seed=config.seed,
-            tasks=config.tasks,
+            negatives_per_perturbation=data.negatives_per_perturbation,
+            test_fraction=data.test_fraction,
+            seed=seed,
+            tasks=data.tasks,
         )
         for line in report.lines():
             log.log(logging.WARNING if "dropped" in line else logging.INFO, "lincs: %s", line)
     else:
         assert data_dir is not None
-        table = load_perturbqa(data_dir, lines or present_cell_lines(data_dir, config.tasks), config.tasks)
+        table = load_perturbqa(data_dir, lines or present_cell_lines(data_dir, data.tasks), data.tasks)
     genes = pd.unique(pd.concat([table.frame["gene"], table.frame["perturbation"]]).astype(str))
-    sources = config.kg_sources
+    sources = kgc.kg_sources
     if sources is None and kg_dir is not None:
         # resolved here and recorded, so that a saved model rebuilds exactly this KG (the default depends on
         # the data, e.g. drug structures for compound perturbations, and on whether RDKit is installed)
@@ -249,9 +144,9 @@ def load_inputs(config: BenchmarkConfig, workdir: Path, for_fit: bool = False) -
     recipe: dict[str, Any] = {
         "kg_dir": str(Path(kg_dir).resolve()) if kg_dir is not None else None,
         "sources": list(sources) if sources is not None else None,
-        "edges": [[n, str(Path(p).resolve())] for n, p in config.kg_edges],
-        "gmt": [[n, str(Path(p).resolve())] for n, p in config.kg_gmt],
-        "structures": [str(Path(p).resolve()) for p in config.kg_structures],
+        "edges": [[n, str(Path(p).resolve())] for n, p in kgc.kg_edges],
+        "gmt": [[n, str(Path(p).resolve())] for n, p in kgc.kg_gmt],
+        "structures": [str(Path(p).resolve()) for p in kgc.kg_structures],
         "extra_genes": sorted(map(str, genes)),
     }
     return Inputs(table, build_kg_from_recipe(recipe), recipe)
@@ -293,9 +188,9 @@ def sample_warnings(table: QueryTable, test: pd.DataFrame, max_queries: int | No
         if max_queries is not None:
             full = table.subset(str(line), str(task)).split("test")
             msg += (
-                f". --max-queries {max_queries} samples gene by gene (up to 20 queries per gene, each gene with "
+                f". max_queries={max_queries} samples gene by gene (up to 20 queries per gene, each gene with "
                 f"at least one positive and one negative), so positives are {grp['label'].mean():.0%} of the "
-                f"sample against {full['label'].mean():.0%} of the test split; raise --max-queries for more genes"
+                f"sample against {full['label'].mean():.0%} of the test split; raise max_queries for more genes"
             )
         out.append(msg)
     return out
@@ -328,8 +223,9 @@ def run_benchmark(
     table, kg = (inputs.table, inputs.kg) if isinstance(inputs, Inputs) else inputs
     recipe = inputs.kg_recipe if isinstance(inputs, Inputs) else None
     timings: dict[str, float] = {"load_and_kg": time.perf_counter() - t0}
-    test = held_out_queries(table, config.max_queries, config.seed)
-    for msg in sample_warnings(table, test, config.max_queries):
+    max_queries, n_bootstrap, seed = config.evaluate.max_queries, config.evaluate.bootstrap, config.fit.seed
+    test = held_out_queries(table, max_queries, seed)
+    for msg in sample_warnings(table, test, max_queries):
         log.warning("%s", msg)
     for (line, task), grp in test.groupby(["cell_line", "task"], sort=True):
         perts = sorted(pd.unique(grp["perturbation"]))
@@ -344,7 +240,7 @@ def run_benchmark(
                 len(perts),
             )
     t = time.perf_counter()
-    fitted = fit(table, kg, config.fit_config(), say, llm_progress, workdir, kg_recipe=recipe)
+    fitted = fit(table, kg, config.fit, say, llm_progress, workdir, kg_recipe=recipe)
     timings["fit"] = time.perf_counter() - t
     timings.update({f"fit/{k}": v for k, v in fitted.timings.items()})
     t = time.perf_counter()
@@ -352,11 +248,11 @@ def run_benchmark(
     timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
     say(
-        f"evaluating ({config.n_bootstrap} bootstrap resamples over test perturbations)"
-        if config.n_bootstrap
+        f"evaluating ({n_bootstrap} bootstrap resamples over test perturbations)"
+        if n_bootstrap
         else "evaluating"
     )
-    metrics = evaluate_predictions(preds, fitted.thresholds, config.n_bootstrap, config.seed, kg=kg)
+    metrics = evaluate_predictions(preds, fitted.thresholds, n_bootstrap, seed, kg=kg)
     timings["evaluate"] = time.perf_counter() - t
     llm_rows = preds["p_yes"].notna() | preds["score_method"].notna() if "p_yes" in preds else None
     details = None
@@ -379,7 +275,7 @@ def run_benchmark(
     examples: list[dict[str, object]] = []
     thresholds = fitted.thresholds
     for (line, task, method), model in fitted.models.items():
-        if isinstance(model, CoreVoting):
+        if model.shows_evidence:
             rows = preds[
                 (preds["cell_line"] == line) & (preds["task"] == task) & (preds["method"] == model.name)
             ].reset_index(drop=True)
@@ -401,13 +297,6 @@ def run_benchmark(
         failures=failed_methods(preds),
         fitted=fitted,
     )
-
-
-def context_rows(table: QueryTable, line: str, task: str) -> pd.DataFrame:
-    """Training rows of ``task`` in every cell line other than ``line`` (context for transfer methods)."""
-    f = table.frame
-    keep = (f["cell_line"].astype(str) != line) & (f["task"].astype(str) == task) & (f["split"] == "train")
-    return f.loc[keep].reset_index(drop=True)
 
 
 def teaching_picks(rows: pd.DataFrame, threshold: float) -> tuple[list[int], list[str]]:
@@ -438,7 +327,7 @@ def teaching_picks(rows: pd.DataFrame, threshold: float) -> tuple[list[int], lis
 
 
 def _examples(
-    kg: KnowledgeGraph, rows: pd.DataFrame, model: CoreVoting, threshold: float = 0.5
+    kg: KnowledgeGraph, rows: pd.DataFrame, model: Any, threshold: float = 0.5
 ) -> list[dict[str, object]]:
     """Test queries that teach (for the report): on one gene, a true positive, a false positive and a true
     negative of ``model`` at its threshold (:func:`teaching_picks`), each with its contrastive evidence and
@@ -448,14 +337,14 @@ def _examples(
         return []
     scores = rows["score"].to_numpy(dtype=np.float64)
     label = rows["label"].to_numpy()
-    ev, _ = retrieve_evidence(kg, rows.iloc[pick], model.pool_, model.relations, model._k())
+    ev, _ = model.evidence(rows.iloc[pick])
     out: list[dict[str, object]] = []
     for j, (i, role) in enumerate(zip(pick, roles, strict=True)):
         table = ev.for_query(j, kg=kg, top=5, paths=2)
         extra: dict[str, object] = {}
         if model.context_ is not None:
-            contexts, similar = explain_context(
-                model, str(rows["perturbation"].iat[i]), str(rows["gene"].iat[i]), top=5
+            contexts, similar = model.context_evidence(
+                str(rows["perturbation"].iat[i]), str(rows["gene"].iat[i]), top=5
             )
             extra = {
                 "context": contexts.round(4).to_dict(orient="records"),
@@ -484,7 +373,7 @@ def _llm_views(fitted: FittedModels, preds: pd.DataFrame, ex: dict[str, object])
     out: list[dict[str, object]] = []
     line, task = str(ex["cell_line"]), str(ex["task"])
     for (mline, mtask, method), model in fitted.models.items():
-        if mline != line or mtask != task or not isinstance(model, _LLMPredictor):
+        if mline != line or mtask != task or not model.uses_llm:
             continue
         hit = preds[
             (preds["cell_line"] == line)
@@ -499,7 +388,7 @@ def _llm_views(fitted: FittedModels, preds: pd.DataFrame, ex: dict[str, object])
         q = pd.DataFrame(
             {"cell_line": [line], "task": [task], "perturbation": [ex["perturbation"]], "gene": [ex["gene"]]}
         )
-        msgs = model.messages(q)[0]
+        msgs = cast(LLMPredictor, model).messages(q)[0]
         out.append(
             {
                 "method": method,
@@ -571,40 +460,11 @@ def missing_metrics(metrics: pd.DataFrame, names: Sequence[str] = SUMMARY_METRIC
     return out
 
 
-def explain_query(
-    model: CoreVoting, kg: KnowledgeGraph, perturbation: str, gene: str, top: int = 8
-) -> tuple[pd.DataFrame, ContrastiveEvidence, float]:
-    """Evidence table and predicted probability for one (perturbation, gene) with a fitted CORE-Voting model."""
-    q = pd.DataFrame({"perturbation": [perturbation], "gene": [gene]})
-    ev, sims = model.evidence(q)
-    prob = float(model.predict_proba(q)[0, 1])
-    return ev.for_query(0, kg=kg, sims=sims, top=top), ev, prob
-
-
-def explain_context(
-    model: CoreVoting, perturbation: str, gene: str, top: int = 8
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Context evidence (other cell lines) for one query of a model fitted with context.
-
-    Returns:
-        ``(contexts, similar)`` as in :meth:`ContextEvidence.for_query`.
-
-    Raises:
-        ValueError: The model was fitted without context rows.
-    """
-    if model.context_ is None:
-        raise ValueError("the model was fitted without context rows (use core_voting_transfer)")
-    return model.context_.for_query(perturbation, gene, model.pool_, top=top)
-
-
 __all__ = [
     "DEFAULT_METHODS",
     "BenchmarkConfig",
     "BenchmarkResult",
     "Inputs",
-    "context_rows",
-    "explain_context",
-    "explain_query",
     "held_out_queries",
     "load_inputs",
     "missing_metrics",

@@ -11,10 +11,10 @@ from coreperturb.data.schema import COLUMNS, QueryTable, validate_frame
 from coreperturb.errors import DataValidationError
 
 PERTURBQA_LINES: tuple[str, ...] = ("k562", "rpe1", "hepg2", "jurkat")
-_ALIASES = {"pert": "perturbation", "perturbagen": "perturbation"}
+COLUMN_ALIASES = {"pert": "perturbation", "perturbagen": "perturbation"}
 
 
-def _read_any(path: Path) -> pd.DataFrame:
+def read_any(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise DataValidationError(f"{path}: file not found")
     try:
@@ -38,7 +38,7 @@ def read_perturbqa_file(path: str | Path, cell_line: str, task: str) -> pd.DataF
         A validated tidy frame.
     """
     path = Path(path)
-    df = _read_any(path).rename(columns=_ALIASES)
+    df = read_any(path).rename(columns=COLUMN_ALIASES)
     need = ["perturbation", "gene", "label", "split"]
     missing = [c for c in need if c not in df.columns]
     if missing:
@@ -112,7 +112,7 @@ def read_query_table(
     split may be empty and a file without a ``split`` column is all training rows.
     """
     path = Path(path)
-    df = _read_any(path).rename(columns=_ALIASES)
+    df = read_any(path).rename(columns=COLUMN_ALIASES)
     if for_fit and "split" not in df.columns:
         df["split"] = "train"
     if "cell_line" not in df.columns:

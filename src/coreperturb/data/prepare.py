@@ -12,6 +12,7 @@ non-DE genes, a seeded unseen-perturbation split.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from scipy import stats
 
 from coreperturb.data.schema import QueryTable
 from coreperturb.data.signatures import SignatureReport, signatures_to_queries
-from coreperturb.errors import DataValidationError
+from coreperturb.errors import CorePerturbError, DataValidationError, MissingDependencyError
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,13 @@ def labels_from_anndata(
     counts = _looks_like_counts(x)
     if data == "log" and counts:
         raise DataValidationError(
-            f"{source}: --data log was given but the matrix holds raw integer counts (max {x.max():.0f}); "
-            "use --data counts (or auto) to log-normalise them"
+            f"{source}: data='log' was given but the matrix holds raw integer counts (max {x.max():.0f}); "
+            "use data='counts' (or 'auto') to log-normalise them"
         )
     if data == "counts" and not np.allclose(x[:500], np.round(x[:500])):
         raise DataValidationError(
-            f"{source}: --data counts was given but the matrix is not integer counts (looks log-normalised); "
-            "use --data log"
+            f"{source}: data='counts' was given but the matrix is not integer counts (looks log-normalised); "
+            "use data='log'"
         )
     if (x < 0).any() and data != "log":
         raise DataValidationError(
@@ -197,4 +198,23 @@ def labels_from_anndata(
     )
 
 
-__all__ = ["DEParams", "de_table", "labels_from_anndata", "log_normalise"]
+def read_h5ad(path: Path) -> Any:
+    """Read an AnnData file (``pip install 'coreperturb[anndata]'``).
+
+    Raises:
+        MissingDependencyError: anndata is not installed.
+        CorePerturbError: The file is missing or no AnnData file.
+    """
+    try:
+        import anndata as ad
+    except ImportError:
+        raise MissingDependencyError("prepare needs anndata: pip install 'coreperturb[anndata]'") from None
+    if not Path(path).exists():
+        raise CorePerturbError(f"{path}: file not found")
+    try:
+        return ad.read_h5ad(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CorePerturbError(f"{path}: cannot be read as AnnData (.h5ad): {exc}") from None
+
+
+__all__ = ["DEParams", "de_table", "labels_from_anndata", "log_normalise", "read_h5ad"]

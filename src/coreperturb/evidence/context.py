@@ -17,7 +17,7 @@ from sklearn.preprocessing import normalize
 
 from coreperturb._util import logit, positions
 from coreperturb.evidence.contrastive import gather_rows
-from coreperturb.evidence.features import co_response, shrunk_vote
+from coreperturb.evidence.features import FeatureParams, co_response, shrunk_vote
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import keep_top_k
 
@@ -70,10 +70,10 @@ class ContextEvidence:
     def from_frame(
         cls,
         context: pd.DataFrame,
-        module_k: int = 20,
-        module_self: float = 1.0,
+        module_k: int = FeatureParams.module_k,
+        module_self: float = FeatureParams.module_self,
         top_k: int = 50,
-        prior_strength: float = 1.0,
+        prior_strength: float = FeatureParams.prior_strength,
     ) -> ContextEvidence:
         """Build from context rows (cell_line, perturbation, gene, label)."""
         pools: dict[str, ObservationPool] = {}

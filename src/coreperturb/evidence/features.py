@@ -32,8 +32,8 @@ class FeatureParams:
     """
 
     prior_strength: float = 1.0
-    module_k: int = 30
-    module_self: float = 2.0
+    module_k: int = 20
+    module_self: float = 1.0
 
 
 def _at(dense_q_by_g: np.ndarray, qi: np.ndarray, gi: np.ndarray, fill: float = 0.0) -> np.ndarray:

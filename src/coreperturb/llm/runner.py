@@ -48,6 +48,16 @@ class RunStats:
     wall_seconds: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
 
+    def summary(self) -> str:
+        """One line: queries, calls, cache hits, resumed rows, errors (by kind) and tokens."""
+        return (
+            f"{self.n_queries} queries, {self.n_calls} LLM calls, {self.n_cache_hits} cache hits, "
+            f"{self.n_resumed} resumed, {self.n_errors} errors, {self.n_verbal} verbal-confidence scores, "
+            f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens"
+            + (f"; errors by kind: {self.errors}" if self.errors else "")
+            + (f"; {self.n_empty_rationales} empty rationales" if self.n_empty_rationales else "")
+        )
+
     def add(self, other: RunStats) -> None:
         """Accumulate another run's counters."""
         for f in fields(self):
@@ -124,7 +134,7 @@ class LLMRunner:
         reasoning_tokens: int = 0,
     ) -> None:
         if reasoning_tokens and executor is not None:
-            raise LLMError("--reasoning-tokens runs with the local executor only (not --executor ray)")
+            raise LLMError("reasoning_tokens runs with the local executor only (not the ray executor)")
         self.reasoning_tokens = max(0, int(reasoning_tokens))
         self.backend = backend
         self.cache = cache

@@ -70,6 +70,21 @@ def start_server(
     return server, ServerInfo(base_url=addr.rstrip("/") + "/v1", model=path.stem, path=path)
 
 
+def _serve_child(args: tuple[Any, ...], queue: Any) -> None:
+    """The server process: start llama.cpp, report its info (or the error text), then serve until killed.
+
+    Ctrl-C reaches the whole process group; the parent owns the signals and stops this process itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        server, info = start_server(*args)
+    except CorePerturbError as exc:
+        queue.put(str(exc))
+        return
+    queue.put(info)
+    threading.Event().wait()
+    del server  # pragma: no cover - the parent terminates this process
+
+
 def serve_until_signal(
     model: str | Path | None = None,
     host: str = "127.0.0.1",
@@ -79,7 +94,17 @@ def serve_until_signal(
     parallel: int = 1,
     on_ready: Callable[[ServerInfo], None] | None = None,
 ) -> int:
-    """Run the server until SIGINT or SIGTERM; returns the signal number that stopped it."""
+    """Run the server until SIGINT or SIGTERM; returns the signal number that stopped it.
+
+    llama.cpp runs in a child process, so that no handler it installs in its threads can take a signal meant
+    for this process: the handlers here are installed before the child starts, and stop it on either signal.
+
+    Raises:
+        CorePerturbError: The server could not start, or its process died.
+    """
+    import multiprocessing
+    import queue as queues
+
     stop = threading.Event()
     got: dict[str, int] = {}
 
@@ -87,15 +112,36 @@ def serve_until_signal(
         got["signal"] = signum
         stop.set()
 
+    resolve_gguf(model)  # a missing model stops here, before a process starts
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    ctx = multiprocessing.get_context("spawn")
+    inbox = ctx.Queue()
+    proc = ctx.Process(
+        target=_serve_child, args=((model, host, port, n_ctx, threads, parallel), inbox), daemon=True
+    )
     try:
-        server, info = start_server(model, host, port, n_ctx, threads, parallel)
-        if on_ready is not None:
-            on_ready(info)
-        while not stop.wait(0.5):
-            pass
-        del server
+        proc.start()
+        ready = False
+        while not stop.wait(0.2):
+            if not ready:
+                try:
+                    msg = inbox.get_nowait()
+                except queues.Empty:
+                    msg = None
+                if isinstance(msg, str):
+                    raise CorePerturbError(msg)
+                if isinstance(msg, ServerInfo):
+                    ready = True
+                    if on_ready is not None:
+                        on_ready(msg)
+            if not proc.is_alive():
+                raise CorePerturbError(f"llm-server: the server process exited (code {proc.exitcode})")
     finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
         for s, h in old.items():
             signal.signal(s, h)
     return got.get("signal", 0)

@@ -2,7 +2,7 @@
 
 from coreperturb.predictors.base import PREDICTORS, Predictor, make_predictor
 from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
-from coreperturb.predictors.llm import CoreReasoning, LLMIsolated
+from coreperturb.predictors.llm import CoreReasoning, LLMIsolated, LLMPredictor
 from coreperturb.predictors.simple import GeneFrequency, KnnRetrieval
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "GeneFrequency",
     "KnnRetrieval",
     "LLMIsolated",
+    "LLMPredictor",
     "Predictor",
     "make_predictor",
 ]

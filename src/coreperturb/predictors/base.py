@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
 
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.registry import Registry
+
+if TYPE_CHECKING:
+    from coreperturb.llm.runner import RunStats
 
 
 @dataclass(frozen=True)
@@ -32,18 +35,37 @@ class FittedState:
 class Predictor(ABC):
     """Predicts P(label = 1) for (perturbation, gene) queries of one cell line and task.
 
-    Subclasses implement :meth:`fit` on a training frame (columns perturbation, gene, label) and
-    :meth:`predict_proba` returning an ``(n, 2)`` array like scikit-learn classifiers. After ``fit``,
-    ``threshold_`` holds the decision threshold chosen on training data (out-of-fold where the method
-    learns anything), used for F1 / accuracy / predicted-positive rate.
+    The one protocol every registered predictor follows (scikit-learn style), so that the stages, the model
+    files, explain and the explorer never ask which class they hold:
+
+    * :meth:`fit` ``(train, context=None)`` on training rows (perturbation, gene, label); ``context`` is
+      used only where :attr:`uses_context` is true (training rows of the same task in other cell lines).
+    * :meth:`predict_proba` returns ``(n, 2)`` like scikit-learn classifiers; :meth:`score` returns a frame
+      with ``score`` and whatever evidence the method has (:data:`SCORE_COLUMNS`).
+    * :meth:`fitted_state` / :meth:`from_fitted_state` save and rebuild a fitted predictor (model files).
+    * :meth:`get_params` / :meth:`set_params` read and change constructor parameters.
+
+    After ``fit``, ``threshold_`` holds the decision threshold chosen on training data (out-of-fold where the
+    method learns anything), used for F1 / accuracy / predicted-positive rate.
+
+    Attributes:
+        name: The registry name.
+        uses_context: ``fit`` needs ``context`` rows (transfer methods).
+        uses_llm: The method asks an LLM (its per-run result store, response cache and rationale length
+            are parameters: ``result_store``, ``response_cache``, ``reasoning_tokens``).
+        shows_evidence: The method retrieves contrastive evidence per query (``evidence(queries)``), which
+            ``explain`` and the explorer show.
     """
 
     name: str = "predictor"
+    uses_context: bool = False
+    uses_llm: bool = False
+    shows_evidence: bool = False
     threshold_: float = 0.5
 
     @abstractmethod
-    def fit(self, train: pd.DataFrame) -> Predictor:
-        """Fit on training rows."""
+    def fit(self, train: pd.DataFrame, context: pd.DataFrame | None = None) -> Self:
+        """Fit on training rows (``context``: other cell lines' training rows, where :attr:`uses_context`)."""
 
     @abstractmethod
     def predict_proba(self, queries: pd.DataFrame) -> np.ndarray:
@@ -52,6 +74,46 @@ class Predictor(ABC):
     def predict(self, queries: pd.DataFrame) -> np.ndarray:
         """Hard 0/1 predictions at ``threshold_``."""
         return (self.predict_proba(queries)[:, 1] >= self.threshold_).astype(np.int8)
+
+    def score(self, queries: pd.DataFrame) -> pd.DataFrame:
+        """Per query, in input order: ``score`` = P(positive) (float64), and the evidence columns of
+        :data:`SCORE_COLUMNS` that the method produces."""
+        return pd.DataFrame({"score": self.predict_proba(queries)[:, 1].astype(np.float64)})
+
+    def score_grid(self, perturbations: Sequence[str], genes: Sequence[str], task: str) -> pd.DataFrame:
+        """:meth:`score` of every ``perturbation × gene`` pair (perturbation-major order)."""
+        q = pd.DataFrame(
+            {
+                "perturbation": np.repeat(np.asarray(perturbations, dtype=object), len(genes)),
+                "gene": np.tile(np.asarray(genes, dtype=object), len(perturbations)),
+                "task": task,
+            }
+        )
+        return self.score(q)
+
+    def run_stats(self) -> RunStats | None:
+        """Call / cache / token counters of the LLM calls made so far (``None``: the method asks no LLM)."""
+        return None
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (JSON-safe, without the KG)."""
+        return {}
+
+    def set_params(self, **params: Any) -> Self:
+        """Change constructor parameters of a (fitted) predictor, e.g. an LLM method's ``response_cache``.
+
+        Raises:
+            ValueError: A name that is no parameter of this predictor.
+        """
+        known = set(self.get_params()) | set(self.settable_params)
+        for key, value in params.items():
+            if key not in known:
+                raise ValueError(f"{self.name} has no parameter {key!r}; it has {', '.join(sorted(known))}")
+            setattr(self, key, value)
+        return self
+
+    settable_params: tuple[str, ...] = ()
+    """Parameters :meth:`set_params` accepts beyond :meth:`get_params` (run-time places, not saved)."""
 
     def fitted_state(self) -> FittedState:
         """The fitted state to save (see :mod:`coreperturb.model_files`)."""
@@ -67,6 +129,20 @@ class Predictor(ABC):
     ) -> Predictor:
         """Rebuild a fitted predictor from :meth:`fitted_state`, its KG and its training rows."""
         raise NotImplementedError(f"{cls.name} cannot be loaded from a model file")
+
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "score",
+    "n_pos_evidence",
+    "n_neg_evidence",
+    "from_cache",
+    "error",
+    "p_yes",
+    "score_method",
+    "rationale",
+)
+"""What :meth:`Predictor.score` may return: ``score`` always; evidence counts where the method retrieves
+evidence; ``from_cache`` / ``error`` / ``p_yes`` / ``score_method`` / ``rationale`` for LLM methods."""
 
 
 PredictorFactory = Callable[..., Predictor]

@@ -17,7 +17,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from coreperturb._util import logit, positions
-from coreperturb.evaluate.metrics import _grouped_auroc, best_f1_threshold
+from coreperturb.errors import DataValidationError
+from coreperturb.evaluate.metrics import best_f1_threshold, grouped_auroc
 from coreperturb.evidence.context import ContextEvidence, check_context
 from coreperturb.evidence.contrastive import ContrastiveEvidence, retrieve_evidence
 from coreperturb.evidence.features import FeatureParams, PreparedPool, features_at
@@ -101,6 +102,20 @@ def combiner_proba(model: ClassifierMixin, x: np.ndarray, block_rows: int = 65_5
     return np.asarray(model.predict_proba(x)[:, 1], dtype=np.float64)
 
 
+FEATURE_DEFAULTS = FeatureParams()
+"""The evidence-feature defaults (one home: :class:`~coreperturb.evidence.features.FeatureParams`)."""
+
+
+def _score_frame(p: np.ndarray, counts: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "score": p,
+            "n_pos_evidence": counts["n_pos_evidence"].to_numpy(),
+            "n_neg_evidence": counts["n_neg_evidence"].to_numpy(),
+        }
+    )
+
+
 @PREDICTORS.register("core_voting")
 class CoreVoting(Predictor):
     """Contrastive vote over related perturbations' outcomes on the same gene, combined across relations.
@@ -132,6 +147,7 @@ class CoreVoting(Predictor):
 
     name = "core_voting"
     uses_context = False
+    shows_evidence = True
     context_: ContextEvidence | None = None
 
     def __init__(
@@ -142,9 +158,9 @@ class CoreVoting(Predictor):
         combiner: str | ClassifierMixin = "boosting",
         n_folds: int = 10,
         holdout_fraction: float = 0.2,
-        prior_strength: float = 1.0,
-        module_k: int = 20,
-        module_self: float = 1.0,
+        prior_strength: float = FEATURE_DEFAULTS.prior_strength,
+        module_k: int = FEATURE_DEFAULTS.module_k,
+        module_self: float = FEATURE_DEFAULTS.module_self,
         seed: int = 0,
     ) -> None:
         self.kg = kg
@@ -285,7 +301,7 @@ class CoreVoting(Predictor):
                 model = _make_combiner(name, self.seed, int((~hold).sum()))
                 model.fit(x[~hold], y[~hold])
                 held = model.predict_proba(x[hold])[:, 1]
-                score = _grouped_auroc(y[hold], held, genes[hold])[0]
+                score = grouped_auroc(y[hold], held, genes[hold])[0]
                 label = name if isinstance(name, str) else type(name).__name__
                 self.cv_results_[f"{label}/top_k={k}" if len(ks) > 1 else label] = score
                 if best is None or score > best[0]:
@@ -324,6 +340,16 @@ class CoreVoting(Predictor):
         """Calibrated probabilities ``(n, 2)``."""
         p = self.predict_with_evidence(queries)[0]
         return np.column_stack([1 - p, p])
+
+    def score(self, queries: pd.DataFrame) -> pd.DataFrame:
+        """Calibrated ``score`` and the evidence counts ``n_pos_evidence`` / ``n_neg_evidence`` per query."""
+        p, counts = self.predict_with_evidence(queries)
+        return _score_frame(p, counts)
+
+    def score_grid(self, perturbations: Sequence[str], genes: Sequence[str], task: str) -> pd.DataFrame:
+        """:meth:`score` of every ``perturbation × gene`` pair (perturbation-major), via :meth:`predict_grid`."""
+        p, counts = self.predict_grid(perturbations, genes)
+        return _score_frame(p, counts)
 
     def predict_with_evidence(self, queries: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
         """Calibrated P(positive) of each query and its evidence counts, from one evidence retrieval.
@@ -364,6 +390,22 @@ class CoreVoting(Predictor):
     def evidence(self, queries: pd.DataFrame) -> tuple[ContrastiveEvidence, SimilarityBundle]:
         """Contrastive evidence for queries (first-class object) and the similarities behind it."""
         return retrieve_evidence(self.kg, queries, self.pool_, self.relations, self._k())
+
+    def context_evidence(
+        self, perturbation: str, gene: str, top: int = 8
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """How ``perturbation`` behaved in the other cell lines, and which of this line's perturbations
+        measured on ``gene`` responded like it there (a model fitted with context rows only).
+
+        Returns:
+            ``(contexts, similar)`` as in :meth:`ContextEvidence.for_query`.
+
+        Raises:
+            ValueError: The model was fitted without context rows.
+        """
+        if self.context_ is None:
+            raise ValueError(f"{self.name} was fitted without context rows (use core_voting_transfer)")
+        return self.context_.for_query(perturbation, gene, self.pool_, top=top)
 
     def fitted_state(self) -> FittedState:
         """Parameters, chosen settings, the fitted combiner and calibrator."""
@@ -448,7 +490,7 @@ class CoreVotingTransfer(CoreVoting):
     def fit(self, train: pd.DataFrame, context: pd.DataFrame | None = None) -> CoreVotingTransfer:
         """Fit with context rows from other cell lines (required)."""
         if context is None or context.empty:
-            raise ValueError(
+            raise DataValidationError(
                 "core_voting_transfer needs training rows of the same task in at least one other cell line; "
                 "load several cell lines (e.g. --cell-lines k562,rpe1,hepg2,jurkat)"
             )

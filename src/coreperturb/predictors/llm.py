@@ -54,16 +54,39 @@ def stratified_by_gene(frame: pd.DataFrame, n: int, seed: int = 0, per_gene: int
     return frame.iloc[sorted(picked)]
 
 
-class _LLMPredictor(Predictor):
-    """Shared machinery: prompts → backend (cached, resumable) → P(yes) → Platt calibration on train."""
+class LLMPredictor(Predictor):
+    """An LLM answers Yes/No per query; P(yes) from its token log-probabilities, Platt-calibrated on train.
+
+    Prompts → backend (cached, resumable) → P(yes) → calibration. :class:`LLMIsolated` and
+    :class:`CoreReasoning` differ only in the prompt family (``isolated``: KG facts about p and g;
+    ``core``: the contrastive evidence).
+
+    Args:
+        kg: Knowledge graph.
+        llm: How to reach the model (:class:`~coreperturb.llm.backends.LLMSettings`) or a backend object.
+        result_store: This run's SQLite store of scored rows (resume, retry); default: a private temporary
+            directory, never shared between runs.
+        calibration_queries: Held-out TRAIN queries scored to fit the calibration (0 = uncalibrated).
+        top_k: Related perturbations retrieved per query (``core`` prompts).
+        n_evidence: Evidence rows per side shown in a prompt.
+        retry_failed: Re-run rows stored with an error.
+        progress: Called with ``(done, total)`` while scoring.
+        unit: Label of the result-store unit.
+        seed: Seed of the calibration sample.
+        executor: Runs the calls over Ray Data instead of in-process.
+        response_cache: Shared SQLite cache of LLM answers (default: the user cache directory).
+        reasoning_tokens: Rationale length before the forced Yes/No answer (0 = answer at once).
+    """
 
     family = "isolated"
+    uses_llm = True
+    settable_params = ("result_store", "response_cache", "progress", "retry_failed", "executor")
 
     def __init__(
         self,
         kg: KnowledgeGraph,
         llm: LLMSettings | Backend | None = None,
-        cache_path: str | Path | None = None,
+        result_store: str | Path | None = None,
         calibration_queries: int = 200,
         top_k: int = 100,
         n_evidence: int = 6,
@@ -79,9 +102,9 @@ class _LLMPredictor(Predictor):
         self.llm = llm if llm is not None else LLMSettings()
         # the per-run result store; without one, a private temporary directory (never the working directory:
         # a store shared between runs could hand back results computed from other training data)
-        self.cache_path = (
-            Path(cache_path)
-            if cache_path
+        self.result_store = (
+            Path(result_store)
+            if result_store
             else Path(tempfile.mkdtemp(prefix="coreperturb-llm-")) / "results.sqlite"
         )
         self.calibration_queries = calibration_queries
@@ -131,7 +154,7 @@ class _LLMPredictor(Predictor):
         line = str(qs["cell_line"].iat[0]) if "cell_line" in qs.columns else "-"
         mode = f"/reasoning{self.reasoning_tokens}" if self.reasoning_tokens else ""
         unit = f"{self.unit}/{line}/{task}/{split}/{tpl.hash}/{backend.model_id}{mode}"
-        cache = LLMCache(self.cache_path, self.response_cache or default_response_cache())
+        cache = LLMCache(self.result_store, self.response_cache or default_response_cache())
         try:
             runner = LLMRunner(
                 backend,
@@ -162,7 +185,7 @@ class _LLMPredictor(Predictor):
         return logit(p, eps=1e-4)[:, None]
 
     # -- estimator API ----------------------------------------------------------------------------
-    def fit(self, train: pd.DataFrame) -> _LLMPredictor:
+    def fit(self, train: pd.DataFrame, context: pd.DataFrame | None = None) -> LLMPredictor:
         """Keep the training pool; fit Platt calibration on LLM scores of held-out TRAIN perturbations."""
         train = train.reset_index(drop=True)
         self.train_ = train
@@ -210,6 +233,14 @@ class _LLMPredictor(Predictor):
         self.last_scores_ = raw
         return raw
 
+    def score(self, queries: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`score_table`: ``score``, ``p_yes``, ``score_method``, ``error``, ``from_cache``, ``rationale``."""
+        return self.score_table(queries)
+
+    def run_stats(self) -> RunStats:
+        """Call / cache / token counters of every call this predictor made."""
+        return self.stats_
+
     def predict_proba(self, queries: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities ``(n, 2)``."""
         s = self.score_table(queries)["score"].to_numpy()
@@ -233,7 +264,7 @@ class _LLMPredictor(Predictor):
     @classmethod
     def from_fitted_state(
         cls, kg: KnowledgeGraph, state: FittedState, train: pd.DataFrame, context: pd.DataFrame | None = None
-    ) -> _LLMPredictor:
+    ) -> LLMPredictor:
         """Rebuild: the LLM is reached again through the saved settings (API key from the environment)."""
         params = dict(state.params)
         llm = LLMSettings(**params.pop("llm"))
@@ -258,7 +289,7 @@ class _LLMPredictor(Predictor):
 
 
 @PREDICTORS.register("llm_isolated")
-class LLMIsolated(_LLMPredictor):
+class LLMIsolated(LLMPredictor):
     """Isolated LLM reasoning: KG facts about p and g, no contrastive evidence (the "virtual cell" baseline)."""
 
     name = "llm_isolated"
@@ -266,7 +297,7 @@ class LLMIsolated(_LLMPredictor):
 
 
 @PREDICTORS.register("core_reasoning")
-class CoreReasoning(_LLMPredictor):
+class CoreReasoning(LLMPredictor):
     """CORE-Reasoning: the LLM compares p with related perturbations that did / did not change g."""
 
     name = "core_reasoning"
@@ -275,4 +306,4 @@ class CoreReasoning(_LLMPredictor):
 
 LLM_METHODS: tuple[str, ...] = ("llm_isolated", "core_reasoning")
 
-__all__ = ["LLM_METHODS", "CoreReasoning", "LLMIsolated", "stratified_by_gene"]
+__all__ = ["LLM_METHODS", "CoreReasoning", "LLMIsolated", "LLMPredictor", "stratified_by_gene"]

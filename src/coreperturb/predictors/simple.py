@@ -36,7 +36,7 @@ class GeneFrequency(Predictor):
         self.kg = kg
         self.prior = prior
 
-    def fit(self, train: pd.DataFrame) -> GeneFrequency:
+    def fit(self, train: pd.DataFrame, context: pd.DataFrame | None = None) -> GeneFrequency:
         """Count positives and observations per gene; threshold from leave-one-perturbation-out rates."""
         self.pool_ = ObservationPool.from_frame(train)
         self.rate_ = pd.Series(self.pool_.gene_rate(self.prior), index=self.pool_.genes)
@@ -107,7 +107,7 @@ class KnnRetrieval(Predictor):
             {"base": lg(b), "neighbour_rate": lg(strength[qi]) - lg(np.array(pool.global_rate))}
         )
 
-    def fit(self, train: pd.DataFrame) -> KnnRetrieval:
+    def fit(self, train: pd.DataFrame, context: pd.DataFrame | None = None) -> KnnRetrieval:
         """Cross-fit the two features on training perturbations and fit the logistic combiner."""
         feats, _ = cross_fit(train, self.n_folds, self.seed, self._features)
         y = train["label"].to_numpy()

@@ -1,6 +1,36 @@
-"""Reporting: run outputs (Parquet, AnnData, manifest) and the HTML / Markdown report."""
+"""Reporting: run outputs (Parquet, AnnData, manifest) and the HTML / Markdown reports."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
+from coreperturb.errors import CorePerturbError
+from coreperturb.provenance import config_hash
 from coreperturb.report.html import build_report, metrics_table
-from coreperturb.report.outputs import build_manifest, config_hash, to_anndata, write_run
+from coreperturb.report.outputs import build_manifest, to_anndata, write_run
 
-__all__ = ["build_manifest", "build_report", "config_hash", "metrics_table", "to_anndata", "write_run"]
+
+def write_report(path: str | Path, top: int = 10) -> tuple[Path, Path]:
+    """The HTML and Markdown report of a benchmark run directory, or of prediction file(s) of ``predict``
+    (``top`` rows per list). Returns the paths written.
+
+    Raises:
+        CorePerturbError: ``path`` does not exist or holds neither.
+    """
+    from coreperturb.report.prediction_report import build_prediction_report, is_benchmark_run
+
+    path = Path(path)
+    if not path.exists():
+        raise CorePerturbError(f"{path}: no such file or directory")
+    return build_report(path) if is_benchmark_run(path) else build_prediction_report(path, top=top)
+
+
+__all__ = [
+    "build_manifest",
+    "build_report",
+    "config_hash",
+    "metrics_table",
+    "to_anndata",
+    "write_report",
+    "write_run",
+]

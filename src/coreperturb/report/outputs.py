@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import platform
 import sys
-from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -17,74 +14,34 @@ import pandas as pd
 
 from coreperturb._util import positions
 from coreperturb.data.signatures import LINCS_FILES
+from coreperturb.errors import MissingDependencyError
 from coreperturb.llm.prompts import template_for
 from coreperturb.predictors.llm import LLM_METHODS
-
-PACKAGES = (
-    "coreperturb",
-    "numpy",
-    "scipy",
-    "pandas",
-    "pyarrow",
-    "scikit-learn",
-    "openai",
-    "xllamacpp",
-    "anndata",
-    "ray",
-)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items() if k != "api_key"}
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items() if k != "api_key"}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (np.integer, np.floating, np.bool_)):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None  # strict JSON has no NaN / Infinity
-    return obj
-
-
-def config_hash(config: Any) -> str:
-    """sha256 of the run configuration as canonical JSON (API keys excluded)."""
-    return hashlib.sha256(json.dumps(_jsonable(config), sort_keys=True).encode()).hexdigest()
+from coreperturb.provenance import config_hash, jsonable, package_versions, sha256_file
 
 
 def input_files(config: Any, workdir: Path) -> list[Path]:
     """The data and KG files a benchmark configuration reads."""
     files: list[Path] = []
-    data_dir = config.data_dir
-    kg_dir = config.kg_dir
-    extra = [Path(p) for _, p in (*getattr(config, "kg_edges", ()), *getattr(config, "kg_gmt", ()))]
-    if getattr(config, "queries", None) is not None:
-        files = [Path(config.queries), *extra]
+    data, kg, dataset = config.data, config.kg, config.fit.dataset
+    data_dir = data.data_dir
+    kg_dir = kg.kg_dir
+    extra = [Path(p) for _, p in (*kg.kg_edges, *kg.kg_gmt)] + [Path(p) for p in kg.kg_structures]
+    if data.queries is not None:
+        files = [Path(data.queries), *extra]
         if kg_dir is not None:
             files += sorted(p for p in Path(kg_dir).iterdir() if p.is_file())
         return [f for f in files if f.exists()]
     if data_dir is None:
         syn = workdir / "synthetic_input"
-        data_dir = syn / ("lincs" if config.dataset == "lincs" else "data")
+        data_dir = syn / ("lincs" if dataset == "lincs" else "data")
         kg_dir = kg_dir or syn / "kg"
     data_dir = Path(data_dir)
-    if config.dataset == "lincs":
+    if dataset == "lincs":
         files += [data_dir / f for f in LINCS_FILES.values()]
     else:
-        lines = config.cell_lines
-        for task in config.tasks:
+        lines = data.cell_lines
+        for task in data.tasks:
             if lines:
                 files += [data_dir / f"{line}-{task}.csv" for line in lines]
             else:
@@ -94,29 +51,18 @@ def input_files(config: Any, workdir: Path) -> list[Path]:
     return [f for f in [*files, *extra] if f.exists()]
 
 
-def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
-    """Installed versions of the packages that shape results."""
-    out = {}
-    for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def build_manifest(result: Any, config: Any, workdir: Path) -> dict[str, Any]:
     """Everything needed to reproduce or audit a run."""
-    llm_methods = [m for m in config.methods if m in LLM_METHODS]
+    llm_methods = [m for m in config.fit.methods if m in LLM_METHODS]
     templates = {
         f"{fam}_{task}": template_for(fam, task).hash
         for fam in {"isolated" if m == "llm_isolated" else "core" for m in llm_methods}
-        for task in config.tasks
+        for task in config.data.tasks
     }
     models = {}
     for (line, task, method), model in result.models.items():
         params = model.get_params() if hasattr(model, "get_params") else {}
-        models[f"{line}/{task}/{method}"] = _jsonable(params)
+        models[f"{line}/{task}/{method}"] = jsonable(params)
     backend = None
     for model in result.models.values():
         b = getattr(model, "backend_", None)
@@ -129,9 +75,9 @@ def build_manifest(result: Any, config: Any, workdir: Path) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
-        "config": _jsonable(config),
+        "config": jsonable(config),
         "config_hash": config_hash(config),
-        "seeds": {"seed": config.seed},
+        "seeds": {"seed": config.fit.seed},
         "inputs": {str(p): sha256_file(p) for p in input_files(config, workdir)},
         "llm": {"backend": backend, "prompt_templates": templates} if llm_methods else None,
         "models": models,
@@ -148,7 +94,9 @@ def to_anndata(predictions: pd.DataFrame) -> Any:
     try:
         import anndata as ad
     except ImportError:
-        raise ImportError("AnnData export needs anndata: pip install 'coreperturb[anndata]'") from None
+        raise MissingDependencyError(
+            "AnnData export needs anndata: pip install 'coreperturb[anndata]'"
+        ) from None
     p = predictions.astype({"cell_line": str, "task": str, "perturbation": str, "gene": str})
     obs_key = p["cell_line"] + "|" + p["task"] + "|" + p["perturbation"]
     obs_index = pd.Index(pd.unique(obs_key))
@@ -193,7 +141,7 @@ def write_run(result: Any, config: Any, out: Path, anndata: bool = False) -> lis
     if result.llm_details is not None:
         _atomic(out / "llm_details.parquet", lambda t: result.llm_details.to_parquet(t, index=False))
         written.append(out / "llm_details.parquet")
-    _atomic(out / "examples.json", lambda t: t.write_text(json.dumps(_jsonable(result.examples), indent=1)))
+    _atomic(out / "examples.json", lambda t: t.write_text(json.dumps(jsonable(result.examples), indent=1)))
     written.append(out / "examples.json")
     if anndata:
         adata = to_anndata(result.predictions)

@@ -83,13 +83,13 @@ class PredictionWriter:
         self.path = Path(path)
         self.kind = self.path.suffix.lower()
         if self.kind not in SUFFIXES:
-            raise CorePerturbError(f"{self.path}: --out must end in {', '.join(SUFFIXES)}")
+            raise CorePerturbError(f"{self.path}: a prediction file must end in {', '.join(SUFFIXES)}")
         if self.kind == ".h5ad":
             if plan is None:
                 raise CorePerturbError(f"{self.path}: .h5ad output needs a perturbations × genes grid")
             if methods is not None and len(methods) != 1:
                 raise CorePerturbError(
-                    f"{self.path}: an .h5ad holds one method (layers p_de, p_up); pass one --methods name "
+                    f"{self.path}: an .h5ad holds one method (layers p_de, p_up); choose one method "
                     "or write .parquet / .csv"
                 )
         check_output_path(self.path)
@@ -122,7 +122,9 @@ class PredictionWriter:
             import anndata as ad
             import h5py
         except ImportError:
-            raise CorePerturbError("--out .h5ad needs anndata: pip install 'coreperturb[anndata]'") from None
+            raise CorePerturbError(
+                "an .h5ad prediction file needs anndata: pip install 'coreperturb[anndata]'"
+            ) from None
         assert self.plan is not None
         keys: list[str] = []
         lines: list[str] = []

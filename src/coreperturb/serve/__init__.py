@@ -1,5 +1,20 @@
 """``coreperturb serve``: a local web explorer and JSON API over a fitted model (``coreperturb[serve]``)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 from coreperturb.serve.service import BadRequest, NotFound, PredictionService, Ranked
 
-__all__ = ["BadRequest", "NotFound", "PredictionService", "Ranked"]
+
+def open_service(model_dir: str | Path, predictions: str | Path | None = None) -> PredictionService:
+    """Load a model directory (and optionally a prediction file of ``coreperturb predict``) to serve."""
+    from coreperturb.model_files import load_model
+    from coreperturb.report.prediction_report import read_predictions
+
+    models = load_model(model_dir)
+    preds = read_predictions(Path(predictions)) if predictions is not None else None
+    return PredictionService(models, preds)
+
+
+__all__ = ["BadRequest", "NotFound", "PredictionService", "Ranked", "open_service"]

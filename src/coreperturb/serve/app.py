@@ -92,7 +92,7 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
                 return resp
         try:
             return await asyncio.wait_for(call_next(request), timeout=TIME_LIMIT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return error(503, f"the answer took longer than {TIME_LIMIT_S:.0f} s")
         except Exception:  # never a traceback to the client
             log.exception("request failed: %s", request.url.path)
@@ -346,6 +346,19 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
     return app
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_host(host: str, token: str | None) -> None:
+    """A host other than this machine's loopback needs a token.
+
+    Raises:
+        CorePerturbError: ``host`` is not local and there is no token.
+    """
+    if host not in LOCAL_HOSTS and not token:
+        raise CorePerturbError(f"binding {host} exposes the server beyond this machine: give a token")
+
+
 def serve(
     service: PredictionService, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
     on_ready: Callable[[str], None] | None = None,
@@ -355,8 +368,7 @@ def serve(
     Raises:
         CorePerturbError: A non-local host without a token, or FastAPI / uvicorn missing.
     """
-    if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        raise CorePerturbError(f"binding {host} exposes the server beyond this machine: give --token SECRET")
+    check_host(host, token)
     try:
         import uvicorn
     except ImportError:
@@ -379,4 +391,4 @@ def serve(
     server.run()
 
 
-__all__ = ["MAX_TOP", "create_app", "serve"]
+__all__ = ["LOCAL_HOSTS", "MAX_TOP", "check_host", "create_app", "serve"]

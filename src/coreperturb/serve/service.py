@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -269,10 +269,10 @@ class PredictionService:
         p, _ = self.resolve_perturbation(perturbation)
         g, _ = self.resolve_gene(gene)
         model = self.models.models.get((line, "de", self.method))
-        if not isinstance(model, CoreVoting):
+        if model is None or not model.shows_evidence:
             raise BadRequest(f"explanations need a CORE-Voting model; {self.method} is not one")
         with self._lock:
-            ex = explain_pair(model, self.models.kg, p, g, line, "de", top=top)
+            ex = explain_pair(cast(CoreVoting, model), self.models.kg, p, g, line, "de", top=top)
         trained = p in self.models.cached(
             f"trained/{line}", lambda: set(self.models.training_perturbations(line, "de").astype(str))
         )

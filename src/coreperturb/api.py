@@ -1,0 +1,425 @@
+"""What the commands do, as library calls: fit to a model directory, predict to a file, set LLM stores.
+
+Each function makes every check the command needs (one home per check) and reports progress through
+callbacks, so the CLI only parses options, calls one function here and renders the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from coreperturb.config import EXECUTORS, BenchmarkConfig
+from coreperturb.data.io import COLUMN_ALIASES, read_any, read_query_table
+from coreperturb.errors import ConfigError, CorePerturbError
+from coreperturb.llm.runner import Progress
+from coreperturb.model_files import KG_STORES, load_model, save_model
+from coreperturb.pipeline import load_inputs
+from coreperturb.report.prediction_files import SUFFIXES, PredictionWriter, check_output_path
+from coreperturb.stages import (
+    DEFAULT_RANK_BY,
+    FittedModels,
+    Ranking,
+    check_ranking,
+    fit,
+    grid_plan,
+    predict_grid,
+    resolve_genes,
+    resolve_perturbations,
+    score_pairs,
+    warn_names,
+)
+
+Tick = Callable[[int, int], None]
+"""Progress callback: ``(done, total)``."""
+
+
+def _no_progress(total: int, unit: str) -> AbstractContextManager[Tick]:
+    return contextlib.nullcontext(lambda done, tot: None)
+
+
+def data_tasks(config: BenchmarkConfig) -> tuple[str, ...]:
+    """Every task present in the data named by ``config`` (what ``fit`` trains when no task is named): de,
+    plus dir where its files / rows exist."""
+    data = config.data
+    if data.queries is not None:
+        return tuple(read_query_table(data.queries, cell_line=data.cell_line, for_fit=True).tasks)
+    if data.data_dir is None:
+        return ("de", "dir")
+    from coreperturb.data.io import present_cell_lines
+
+    lines = data.cell_lines or tuple(present_cell_lines(data.data_dir, ("de",)))
+    has_dir = all((data.data_dir / f"{line}-dir.csv").is_file() for line in lines)
+    return ("de", "dir") if has_dir else ("de",)
+
+
+@dataclass(frozen=True)
+class SplitNote:
+    """Which rows a fit uses when the data hold test rows too."""
+
+    n_train: int
+    n_test: int
+    n_test_perturbations: int
+    all_rows: bool
+
+    def message(self, all_rows_name: str = "all_rows") -> str:
+        """One line, naming the setting that fits on every row as ``all_rows_name``."""
+        if self.all_rows:
+            return (
+                f"fitting on every row, the {self.n_test} rows of {self.n_test_perturbations} test perturbations "
+                f"too ({all_rows_name})"
+            )
+        return (
+            f"fitting on the {self.n_train} rows with split == train; the {self.n_test} rows of "
+            f"{self.n_test_perturbations} test perturbations are left out (for a benchmark); {all_rows_name} "
+            "fits on them too"
+        )
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What :func:`fit_to_directory` did.
+
+    Attributes:
+        models: The fitted models.
+        directory: The model directory written.
+        note: How many rows were fitted on and which were left out (``None`` without test rows).
+        seconds: Wall time.
+    """
+
+    models: FittedModels
+    directory: Path
+    note: SplitNote | None
+    seconds: float
+
+
+def fit_to_directory(
+    config: BenchmarkConfig,
+    out: str | Path,
+    kg_store: str = "embed",
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+    llm_progress: Progress | None = None,
+    on_note: Callable[[SplitNote], None] | None = None,
+) -> FitReport:
+    """Load the data and KG of ``config``, fit its methods and save a model directory.
+
+    Uses the rows with ``split == train`` (every row with ``config.fit.all_rows``, or of a query table
+    without a split column). Temporary inputs (the synthetic default) live in a private directory that is
+    removed afterwards.
+
+    ``on_note`` is called once, before fitting, with :attr:`FitReport.note`.
+
+    Raises:
+        CorePerturbError: Bad inputs, a failed fit, or a directory that cannot be written.
+    """
+    if kg_store not in KG_STORES:
+        raise ConfigError(f"kg_store must be one of {', '.join(KG_STORES)}")
+    say = progress or (lambda msg: None)
+    out = Path(out)
+    t0 = time.perf_counter()
+    say("loading data and building the knowledge graph")
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = load_inputs(config, Path(tmp), for_fit=True)
+        frame = inputs.table.frame
+        test = frame[frame["split"].astype(str) == "test"]
+        note = None
+        if len(test):
+            note = SplitNote(
+                int((frame["split"] == "train").sum()),
+                len(test),
+                test["perturbation"].nunique(),
+                config.fit.all_rows,
+            )
+            if on_note is not None:
+                on_note(note)
+        models = fit(
+            inputs.table,
+            inputs.kg,
+            config.fit,
+            say,
+            llm_progress,
+            workdir=out.parent,
+            kg_recipe=inputs.kg_recipe,
+        )
+    say(f"saving the model to {out}")
+    save_model(models, out, kg_store=kg_store, overwrite=overwrite)
+    return FitReport(models, out, note, time.perf_counter() - t0)
+
+
+def configure_llm(
+    models: FittedModels,
+    result_store: Path | None = None,
+    response_cache: Path | None = None,
+    reasoning_tokens: int | None = None,
+) -> None:
+    """Point a fitted model's LLM methods at a result store and response cache (and rationale length)."""
+    for m in models.models.values():
+        if m.uses_llm:
+            m.set_params(result_store=result_store, response_cache=response_cache)
+            if reasoning_tokens is not None:
+                m.set_params(reasoning_tokens=reasoning_tokens)
+
+
+@dataclass(frozen=True)
+class PredictReport:
+    """What :func:`predict_to_file` wrote: rows, scored pairs, methods and wall time."""
+
+    path: Path
+    rows: int
+    pairs: int
+    methods: tuple[str, ...]
+    seconds: float
+
+
+def split_names(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """``"a,b"`` → ``("a", "b")``."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(v.strip() for v in items if v.strip()) or None
+
+
+def read_names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
+    """``all`` → ``None``; else comma-separated names, where ``@file`` items add one name per line of the
+    file (``#`` comments), e.g. ``FTH1,TFRC,@more.txt``.
+
+    Raises:
+        CorePerturbError: A listed file is missing, unreadable or empty, or no name is given.
+    """
+    if value is None:
+        return None
+    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value)]
+    if items == ["all"] or (len(items) == 1 and items[0].lower() == "all"):
+        return None
+    names: list[str] = []
+    for item in items:
+        if not item.startswith("@"):
+            if item:
+                names.append(item)
+            continue
+        path = Path(item[1:])
+        if not path.is_file():
+            raise CorePerturbError(f"{path}: file of {what} not found")
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CorePerturbError(f"{path}: cannot be read: {exc}") from None
+        listed = [n for n in (ln.split("#", 1)[0].strip() for ln in lines) if n]
+        if not listed:
+            raise CorePerturbError(f"{path}: no {what} listed")
+        names.extend(listed)
+    if not names:
+        raise CorePerturbError(f"no {what} given")
+    return list(dict.fromkeys(names))
+
+
+def _methods_and_lines(
+    models: FittedModels, methods: Sequence[str] | None, cell_lines: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    meths = list(methods) if methods else []
+    if meths == ["all"]:
+        meths = list(models.methods)
+    meths = meths or [models.default_method]
+    for m in meths:
+        if m not in models.methods:
+            raise CorePerturbError(f"method {m!r} is not in the model; it holds {', '.join(models.methods)}")
+    lines = list(cell_lines or models.cell_lines)
+    for line in lines:
+        if line not in models.cell_lines:
+            raise CorePerturbError(
+                f"cell line {line!r} is not in the model; it holds {', '.join(models.cell_lines)}"
+            )
+    return meths, lines
+
+
+def _known(models: FittedModels, names: list[str] | None, what: str) -> list[str] | None:
+    """Resolve names, warn about renamed / unknown ones, and stop when none is known."""
+    if names is None:
+        return None
+    res = resolve_perturbations(models, names) if what == "perturbation" else resolve_genes(models, names)
+    res.require_some(what)
+    return list(dict.fromkeys(res.names))
+
+
+def predict_to_file(
+    model: FittedModels | str | Path,
+    out: str | Path,
+    perturbations: Sequence[str] | str | None = None,
+    genes: Sequence[str] | str | None = "all",
+    queries: str | Path | None = None,
+    cell_lines: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    ranking: Ranking | None = None,
+    pairs_per_chunk: int = 250_000,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int = 2,
+    response_cache: Path | None = None,
+    reasoning_tokens: int | None = None,
+    progress: Callable[[int, str], AbstractContextManager[Tick]] | None = None,
+) -> PredictReport:
+    """Score perturbations × genes (or the listed pairs of a ``queries`` table) and stream them to ``out``.
+
+    Args:
+        model: Fitted models or a model directory.
+        out: ``.parquet``, ``.csv`` or ``.h5ad`` (checked before any work).
+        perturbations: Names, ``"all"`` (every candidate of each cell line) or ``"P1,@file.txt"``.
+        genes: Readout genes, ``"all"`` (the line's training readouts) or names / ``@file`` items.
+        queries: A table of pairs (perturbation or pert, gene, optional cell_line) instead of the grid.
+        cell_lines: Cell lines (default: all in the model).
+        methods: Methods, or ``["all"]`` (default: the model's CORE method).
+        ranking: Keep the best rows per perturbation or gene (grids only).
+        pairs_per_chunk: Pairs scored at once (bounds memory).
+        executor: ``local`` or ``ray`` (chunks on Ray Data workers; grids only).
+        ray_address: Ray cluster address.
+        ray_workers: Concurrent Ray workers.
+        response_cache: The LLM methods' shared response cache.
+        reasoning_tokens: Override the LLM methods' rationale length.
+        progress: ``progress(total, unit)`` is a context manager that yields a ``tick(done, total)`` callback
+            (e.g. a progress bar).
+
+    Raises:
+        CorePerturbError: Bad options, unknown names only, or nothing to predict.
+    """
+    out = Path(out)
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; use local or ray")
+    if out.suffix.lower() not in SUFFIXES:
+        raise CorePerturbError(f"{out}: a prediction file must end in {', '.join(SUFFIXES)}")
+    check_output_path(out)  # before any work: a directory or an unwritable folder stops here
+    models = model if isinstance(model, FittedModels) else load_model(model)
+    meths, lines = _methods_and_lines(models, methods, cell_lines)
+    configure_llm(models, out.with_name(out.stem + ".llm_cache.sqlite"), response_cache, reasoning_tokens)
+    if ranking is not None and ranking.per == "gene" and out.suffix.lower() == ".h5ad":
+        raise CorePerturbError(
+            f"{out}: a per-gene ranking keeps rows from every perturbation; write .parquet or .csv"
+        )
+    check_ranking(models, ranking, meths)
+    start = progress or _no_progress
+    t0 = time.perf_counter()
+    if queries is not None:
+        if ranking is not None:
+            raise CorePerturbError(
+                "rankings are kept over perturbation × gene grids; a query table scores listed pairs"
+            )
+        if perturbations is not None:
+            raise CorePerturbError("give either a query table or perturbations, not both")
+        if executor == "ray":
+            raise CorePerturbError(
+                "the ray executor scores perturbation × gene grids; a query table runs locally"
+            )
+        rows = _predict_pairs(models, Path(queries), lines, meths, out, pairs_per_chunk, start)
+        n_pairs = rows // len(meths)
+    else:
+        if perturbations is None:
+            raise CorePerturbError(
+                "name the perturbations to predict (names, @file.txt or all), or give a query table"
+            )
+        names = _known(models, read_names(perturbations, "perturbations"), "perturbation")
+        gnames = _known(models, read_names(genes, "genes"), "gene")
+        plan = grid_plan(models, names, gnames, lines)
+        if plan.n_pairs == 0:
+            raise CorePerturbError("nothing to predict: no perturbation x gene pairs")
+        with (
+            PredictionWriter(out, plan, meths) as writer,
+            start(plan.n_perturbations, "perturbations") as tick,
+        ):
+            if executor == "ray":
+                from coreperturb.stages.distributed import ray_predict_grid
+
+                frames = ray_predict_grid(
+                    models,
+                    plan,
+                    meths,
+                    pairs_per_chunk,
+                    ranking,
+                    tick,
+                    address=ray_address,
+                    workers=ray_workers,
+                )
+            else:
+                frames = predict_grid(models, plan, meths, pairs_per_chunk, ranking, progress=tick)
+            for frame in frames:
+                writer.write(frame)
+        rows, n_pairs = writer.rows, plan.n_pairs
+    return PredictReport(out, rows, n_pairs, tuple(meths), time.perf_counter() - t0)
+
+
+def read_pairs(models: FittedModels, path: Path) -> pd.DataFrame:
+    """A table of (perturbation, gene[, cell_line]) pairs with the names resolved (unknown names warned
+    about and kept, so that their rows are flagged).
+
+    Raises:
+        CorePerturbError: A missing column, an empty value (naming the row) or an unknown cell line.
+    """
+    raw = read_any(path).rename(columns=COLUMN_ALIASES)
+    for col in ("perturbation", "gene"):
+        if col not in raw.columns:
+            raise CorePerturbError(f"{path}: missing column {col!r}; found {list(map(str, raw.columns))}")
+        bad = raw[col].isna() | (raw[col].astype(str).str.strip() == "")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise CorePerturbError(f"{path}, row {i + 2}, column {col!r}: empty value")
+    pairs = pd.DataFrame()
+    for col, resolve in (("perturbation", resolve_perturbations), ("gene", resolve_genes)):
+        given = raw[col].astype(str).str.strip()
+        uniq = list(pd.unique(given))
+        res = resolve(models, uniq)
+        warn_names(res, col)
+        pairs[col] = given.map(dict(zip(uniq, res.names, strict=True)))
+    if "cell_line" in raw.columns:
+        pairs["cell_line"] = raw["cell_line"].astype(str)
+        unknown = sorted(set(pairs["cell_line"]) - set(models.cell_lines))
+        if unknown:
+            raise CorePerturbError(
+                f"{path}: cell line(s) {unknown} not in the model; it holds {models.cell_lines}"
+            )
+    return pairs
+
+
+def _predict_pairs(
+    models: FittedModels,
+    path: Path,
+    lines: list[str],
+    methods: list[str],
+    out: Path,
+    chunk: int,
+    start: Callable[[int, str], AbstractContextManager[Tick]],
+) -> int:
+    """Score the listed pairs (per cell line), streamed to ``out``; returns the rows written."""
+    pairs = read_pairs(models, path)
+    total = len(pairs) * len(lines)
+    with PredictionWriter(out, None, methods) as writer, start(total, "pairs") as tick:
+        done = 0
+        for line in lines:
+            sub = pairs if "cell_line" not in pairs.columns else pairs[pairs["cell_line"] == line]
+            for lo in range(0, len(sub), chunk):
+                part = sub.iloc[lo : lo + chunk]
+                for frame in score_pairs(models, line, part, methods):
+                    writer.write(frame)
+                done += len(part)
+                tick(done, total)
+    return writer.rows
+
+
+__all__ = [
+    "DEFAULT_RANK_BY",
+    "FitReport",
+    "PredictReport",
+    "configure_llm",
+    "data_tasks",
+    "fit_to_directory",
+    "predict_to_file",
+    "read_names",
+    "read_pairs",
+    "split_names",
+]

@@ -1,0 +1,5 @@
+"""``python -m coreperturb.cli``."""
+
+from coreperturb.cli import run
+
+run()

@@ -1,0 +1,111 @@
+"""The Typer app, its consoles and the one place where errors become one line."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from coreperturb._threads import limit_threads, resolve_threads
+from coreperturb._version import __version__
+from coreperturb.errors import CorePerturbError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="coreperturb: predict gene responses to unseen perturbations from contrastive KG evidence (CORE).",
+)
+console = Console(stderr=True, soft_wrap=True)
+out_console = Console()
+if not out_console.is_terminal:
+    out_console = Console(width=200)
+
+USER_ERRORS: tuple[type[BaseException], ...] = (CorePerturbError, OSError)
+"""What a command reports as one ``error:`` line: the project's own errors, and the file system's (a full
+disk, a missing permission). Anything else is a bug and shows its traceback with ``--debug``."""
+
+_STATE: dict[str, Any] = {"debug": False, "limits": []}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` and exit with ``code``."""
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code=code)
+
+
+def command(name: str | None = None) -> Callable[[F], F]:
+    """Register a command whose user errors (:data:`USER_ERRORS`) become one ``error:`` line (exit 2)."""
+
+    def wrap(func: F) -> F:
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except USER_ERRORS as exc:
+                if _STATE["debug"]:
+                    raise
+                fail(str(exc))
+            except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:
+                if _STATE["debug"]:
+                    raise
+                fail(
+                    f"internal error ({type(exc).__name__}: {exc}); this is a bug in coreperturb: rerun with "
+                    "--debug for the traceback and report it",
+                    code=1,
+                )
+
+        app.command(name)(run)
+        return func
+
+    return wrap
+
+
+def use_threads(threads: int | None) -> int:
+    """Keep this process's OpenMP / BLAS pools within the thread allotment (``threads`` or the default)."""
+    n = resolve_threads(threads)
+    _STATE["limits"].append(limit_threads(n))
+    return n
+
+
+def show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Warnings as one plain line on stderr (no file / line / source echo)."""
+    console.print(f"[yellow]warning:[/] {escape(str(message))}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of every error instead of one line.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
+    ] = False,
+) -> None:
+    """CORE: Contrastive Organization of Relational Evidence."""
+    _STATE["debug"] = debug
+    warnings.showwarning = show_warning
+    try:
+        use_threads(None)  # stay within the CPU allotment unless a command says otherwise
+    except CorePerturbError as exc:
+        fail(str(exc))
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )

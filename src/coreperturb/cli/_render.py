@@ -1,0 +1,152 @@
+"""Rendering for the commands: tables, progress bars and step messages (rich on a terminal, log lines
+otherwise)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+import pandas as pd
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from coreperturb.cli._app import console, fail, out_console
+from coreperturb.explain import Explanation, LLMExplanation
+
+_COLUMNS = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+
+
+def print_metrics(df: pd.DataFrame, title: str) -> None:
+    """A wide metrics frame (index = keys) with 4-decimal values, ``—`` for missing ones."""
+    table = Table(title=title)
+    for n in df.index.names:
+        table.add_column(str(n or ""))
+    for c in df.columns:
+        table.add_column(str(c), justify="right")
+    for idx, row in df.iterrows():
+        keys = idx if isinstance(idx, tuple) else (idx,)
+        table.add_row(*map(str, keys), *[f"{v:.4f}" if pd.notna(v) else "—" for v in row.to_numpy()])
+    out_console.print(table)
+
+
+def print_frame(df: pd.DataFrame, title: str) -> None:
+    """Any frame: floats with 3 decimals, text escaped and folded."""
+    table = Table(title=title)
+    for c in df.columns:
+        table.add_column(str(c), overflow="fold")
+    for _, row in df.iterrows():
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else escape(str(v)) for v in row.to_numpy()])
+    out_console.print(table)
+
+
+def _stamp(msg: str) -> None:
+    console.print(escape(f"[{time.strftime('%H:%M:%S')}] {msg}"))
+
+
+def _every_tenth(fmt: Callable[[int, int, int], str]) -> Callable[[int, int], None]:
+    last = {"pct": -1}
+
+    def tick(done: int, total: int) -> None:
+        pct = int(100 * done / max(total, 1)) // 10 * 10
+        if pct != last["pct"]:
+            last["pct"] = pct
+            _stamp(fmt(done, total, pct))
+
+    return tick
+
+
+@contextlib.contextmanager
+def steps() -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]]:
+    """``(say, tick)``: step messages and an LLM progress bar with ETA (log lines off a terminal)."""
+    if not console.is_terminal:
+        yield _stamp, _every_tenth(lambda done, total, pct: f"  {done}/{total} queries ({pct}%)")
+        return
+    with Progress(TextColumn("{task.description}"), *_COLUMNS, console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+        step = {"msg": "starting"}
+
+        def say(msg: str) -> None:
+            step["msg"] = msg
+            bar.update(task, description=msg, total=None, completed=0)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, description=step["msg"], total=total, completed=done)
+
+        yield say, tick
+
+
+@contextlib.contextmanager
+def bar(total: int, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar over ``total`` units (a log line every 10% off a terminal)."""
+    if not console.is_terminal:
+        yield _every_tenth(lambda done, tot, pct: f"  {done}/{tot} {unit} ({pct}%)")
+        return
+    with Progress(TextColumn(f"predicting {unit}"), *_COLUMNS, console=console, transient=True) as progress:
+        task = progress.add_task(unit, total=total)
+        yield lambda done, tot: progress.update(task, completed=done, total=tot)
+
+
+def say(message: str) -> None:
+    """One escaped line on stderr."""
+    console.print(escape(message))
+
+
+def note(message: str) -> None:
+    """A ``note:`` line on stderr."""
+    console.print(f"[yellow]note:[/] {escape(message)}")
+
+
+def show_explanation(ex: Explanation, wide: bool) -> None:
+    """The header, the evidence per side, what the score rests on and (transfer) the other lines."""
+    out_console.print(
+        f"[bold]{escape(ex.perturbation)} → {escape(ex.gene)}[/] ({escape(ex.cell_line)}, {ex.task}, {ex.method}; "
+        f"KG information for the perturbation: {'yes' if ex.kg_info else 'no'})"
+    )
+    out_console.print(escape(ex.summary()))
+    if not ex.has_evidence:
+        out_console.print(f"[yellow]{escape(ex.rests_on())}[/]")
+    table = ex.evidence if wide else ex.compact_evidence()
+    for side in ("positive", "negative"):
+        part = table[table["evidence"] == side].drop(columns="evidence")
+        label = "made the gene positive" if side == "positive" else "observed, gene not positive"
+        if len(part):
+            print_frame(part, f"{side} evidence: related perturbations that {label}")
+        else:
+            out_console.print(f"{side} evidence: none (no related perturbation that {label})")
+    print_frame(ex.drivers, "what the score rests on (model features for this pair)")
+    if ex.context is not None:
+        contexts, similar = ex.context
+        p, g, line = ex.perturbation, ex.gene, ex.cell_line
+        print_frame(contexts, f"{p} in the other cell lines (training rows; pair = {p} → {g})")
+        print_frame(
+            similar, f"{line} perturbations measured on {g} that responded like {p} in the other lines"
+        )
+
+
+def show_llm_explanation(ex: LLMExplanation) -> None:
+    """The prompt, the rationale and the answer of an LLM method; a failed call stops with one line."""
+    out_console.print(
+        f"[bold]{escape(ex.perturbation)} → {escape(ex.gene)}[/] ({ex.cell_line}, {ex.task}, {ex.method})"
+    )
+    for m in ex.messages:
+        out_console.rule(f"prompt: {m['role']}")
+        out_console.print(escape(m["content"]))
+    if ex.reasoning_tokens:
+        out_console.rule(f"rationale (at most {ex.reasoning_tokens} tokens)")
+        out_console.print(escape(ex.rationale or "(the model wrote no rationale)"))
+    out_console.rule("answer")
+    if ex.error is not None:
+        fail(f"the LLM call failed: {ex.error}")
+    cal = "calibrated on training queries" if ex.calibrated else "uncalibrated"
+    out_console.print(
+        f"P(yes) = {ex.p_yes:.3f} (read from {ex.score_method}); score = {ex.score:.3f} ({cal})"
+    )

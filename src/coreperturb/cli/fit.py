@@ -1,0 +1,110 @@
+"""``coreperturb fit``: fit models on training rows and save a model directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coreperturb.api import data_tasks, fit_to_directory
+from coreperturb.cli import _options as o
+from coreperturb.cli._app import command, use_threads
+from coreperturb.cli._render import note, say, steps
+
+
+@command()
+def fit(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="Model directory to write.")] = Path("model"),
+    config_file: o.ConfigOpt = None,
+    data_dir: o.DataDirOpt = None,
+    queries: o.QueriesOpt = None,
+    kg_dir: o.KgDirOpt = None,
+    kg_edges: o.KgEdgesOpt = None,
+    kg_gmt: o.KgGmtOpt = None,
+    kg_structures: o.KgStructuresOpt = None,
+    kg_sources: o.KgSourcesOpt = None,
+    cell_lines: o.CellLinesOpt = None,
+    cell_line: o.CellLineOpt = None,
+    all_rows: Annotated[
+        bool,
+        typer.Option(
+            "--all-rows",
+            help="Fit on every row, the test split of a --queries file too (for a model that predicts new "
+            "perturbations with all the data; never for a benchmark).",
+        ),
+    ] = False,
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="de, dir or de,dir (default: every task present in the data; de for a --queries file without a "
+            "task column)."
+        ),
+    ] = None,
+    task: o.OldTaskOpt = None,
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated predictors to fit: core_voting (default), core_voting_transfer (needs several "
+            "cell lines), gene_frequency, knn_retrieval, llm_isolated, core_reasoning."
+        ),
+    ] = "core_voting",
+    seed: o.SeedOpt = 0,
+    dataset: o.DatasetOpt = "perturbqa",
+    negatives_per_perturbation: o.NegOpt = 200,
+    test_fraction: o.TestFracOpt = 0.3,
+    kg_store: o.KgStoreOpt = "embed",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing model directory.")
+    ] = False,
+    llm: o.LlmOpt = "embedded",
+    llm_model: o.LlmModelOpt = None,
+    model: o.OldLlmModelOpt = None,
+    base_url: o.BaseUrlOpt = None,
+    concurrency: o.ConcurrencyOpt = 8,
+    requests_per_second: o.RpsOpt = None,
+    timeout: o.TimeoutOpt = 60.0,
+    max_retries: o.RetriesOpt = 4,
+    calibration_queries: o.CalibOpt = 200,
+    response_cache: o.ResponseCacheOpt = None,
+    cache: o.OldCacheOpt = None,
+    reasoning_tokens: o.ReasoningOpt = 0,
+    retry_failed: o.RetryOpt = False,
+    executor: o.ExecutorOpt = "local",
+    ray_address: o.RayAddressOpt = None,
+    ray_workers: o.RayWorkersOpt = 2,
+    threads: o.ThreadsOpt = None,
+) -> None:
+    """Fit models on training rows and save them to a model directory for `coreperturb predict`.
+
+    Uses the rows with split == train of every cell line and task (all rows of a --queries file without a
+    split column). Saves OUT/model.json (versions, config, seed, KG hash, one entry per model),
+    OUT/train.parquet (the evidence pool), OUT/estimators.skops (combiners and calibrators) and the KG
+    (OUT/kg.npz + kg.json, or only its hash with --kg-store reference). Nothing is pickled.
+    """
+    opts = o.run_options(ctx, config_file, "fit")
+    use_threads(opts["threads"])
+    config = o.benchmark_config(opts)
+    if opts.get("tasks") is None:
+        config = config.replace(tasks=data_tasks(config))
+    with steps() as (step, tick):
+        rep = fit_to_directory(
+            config,
+            opts["out"],
+            kg_store=opts["kg_store"],
+            overwrite=opts["overwrite"],
+            progress=step,
+            llm_progress=tick,
+            on_note=lambda split: note(split.message("--all-rows")),
+        )
+    models, out_dir = rep.models, rep.directory
+    size = sum(p.stat().st_size for p in out_dir.iterdir()) / 1e6
+    units = ", ".join("/".join(k) for k in models.models)
+    say(
+        f"fitted {units} on {len(models.train)} training rows ({models.kg.genes.size} KG genes, "
+        f"{len(models.kg.relations)} relations) in {rep.seconds:.1f}s; wrote {out_dir} ({size:.1f} MB)"
+    )
+    say(
+        f"next: coreperturb predict --model-dir {out_dir} --perturbations GENE1,GENE2 --out predictions.parquet"
+    )

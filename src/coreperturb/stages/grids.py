@@ -1,0 +1,395 @@
+"""Perturbation × gene grids: plans, chunked scoring with flags, priors and effects (``coreperturb predict``)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coreperturb._util import positions
+from coreperturb.errors import CorePerturbError
+from coreperturb.graph.kg import KnowledgeGraph
+from coreperturb.predictors.base import Predictor
+from coreperturb.predictors.effect import effect_score, gene_prior
+from coreperturb.stages.fitted import FittedModels
+from coreperturb.stages.names import (
+    UnknownNameWarning,
+    candidate_pool,
+    known_perturbations,
+    resolve_genes,
+    resolve_perturbations,
+)
+from coreperturb.stages.predicting import evidence_counts, score_columns
+from coreperturb.stages.ranking import DEFAULT_RANK_BY, Ranking, check_ranking, merge_top, rank_predictions
+
+GRID_COLUMNS: tuple[str, ...] = (
+    "cell_line",
+    "perturbation",
+    "gene",
+    "method",
+    "p_de",
+    "p_up",
+    "p_prior",
+    "effect",
+    "p_de_up",
+    "p_de_down",
+    "effect_up",
+    "effect_down",
+    "n_pos_evidence",
+    "n_neg_evidence",
+    "kg_coverage",
+    "flag",
+)
+"""Columns written by ``coreperturb predict`` (one row per cell line, perturbation, gene and method)."""
+
+
+def kg_coverage(kg: KnowledgeGraph, perturbations: Sequence[str]) -> np.ndarray:
+    """Share of the KG's relations in which each perturbation (through its targets) has features."""
+    if not kg.relations:
+        return np.zeros(len(perturbations))
+    return kg.coverage(perturbations).mean(axis=1)
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """What :func:`predict_grid` scores: per cell line, the perturbations and the readout genes."""
+
+    units: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]
+
+    @property
+    def n_perturbations(self) -> int:
+        """Perturbations over all cell lines."""
+        return sum(len(p) for _, p, _ in self.units)
+
+    @property
+    def n_pairs(self) -> int:
+        """(perturbation, gene) pairs over all cell lines."""
+        return sum(len(p) * len(g) for _, p, g in self.units)
+
+
+def grid_plan(
+    models: FittedModels,
+    perturbations: Sequence[str] | None,
+    genes: Sequence[str] | None = None,
+    cell_lines: Sequence[str] | None = None,
+) -> GridPlan:
+    """Perturbations × genes per cell line.
+
+    Args:
+        models: Fitted models.
+        perturbations: Canonical perturbation names (see :func:`resolve_perturbations`); ``None`` = every
+            candidate of each cell line (:func:`candidate_perturbations`).
+        genes: Readout genes (default: the genes observed in the cell line's training rows).
+        cell_lines: Cell lines (default: all in the model).
+    """
+    lines = list(cell_lines) if cell_lines is not None else models.cell_lines
+    units = []
+    for line in lines:
+        if line not in models.cell_lines:
+            raise CorePerturbError(
+                f"cell line {line!r} is not in the model; it holds {', '.join(models.cell_lines)}"
+            )
+        if perturbations is not None:
+            perts = list(perturbations)
+        else:
+            perts, dropped = candidate_pool(models, line)
+            if dropped:
+                warnings.warn(
+                    f"{line}: {len(dropped)} KG names are no human gene symbol and are not candidates: "
+                    f"{', '.join(dropped[:8])}{', ...' if len(dropped) > 8 else ''}",
+                    UnknownNameWarning,
+                    stacklevel=2,
+                )
+        g = list(genes) if genes is not None else list(models.readout_genes(line, "de"))
+        units.append((line, tuple(map(str, perts)), tuple(map(str, g))))
+    return GridPlan(tuple(units))
+
+
+def _perturbation_flags(
+    models: FittedModels, cell_line: str, perts: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per perturbation: its flag and its KG coverage."""
+    known = models.cached("known", lambda: set(known_perturbations(models)))
+    trained = models.cached(
+        f"trained/{cell_line}", lambda: set(models.training_perturbations(cell_line, "de").astype(str))
+    )
+    cov = kg_coverage(models.kg, list(perts))
+    flags = np.array(
+        [
+            "unknown_perturbation"
+            if p not in known
+            else "training_perturbation"
+            if p in trained
+            else "no_kg_information"
+            if c == 0
+            else ""
+            for p, c in zip(perts, cov, strict=True)
+        ],
+        dtype=object,
+    )
+    return flags, cov
+
+
+def _gene_flags(models: FittedModels, cell_line: str, genes: Sequence[str]) -> np.ndarray:
+    readouts = models.cached(f"readouts/{cell_line}", lambda: models.readout_genes(cell_line, "de"))
+    return np.where(pd.Index(genes).isin(readouts), "", "unknown_gene").astype(object)
+
+
+def _grid_scores(model: Predictor, perts: Sequence[str], genes: Sequence[str], task: str) -> dict[str, Any]:
+    """Scores of every perts × genes pair (perturbation-major) of one unit."""
+    return score_columns(model.score_grid(perts, genes, task))
+
+
+def _gene_priors(models: FittedModels, cell_line: str, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the gene's DE prior and its up-rate among DE observations, both from the line's training
+    rows (NaN for genes never observed, and up-rates NaN without a direction task)."""
+    de = models.cached(
+        f"prior/{cell_line}/de",
+        lambda: pd.Series(
+            gene_prior(models.training_rows(cell_line, "de"), models.readout_genes(cell_line, "de")),
+            index=models.readout_genes(cell_line, "de"),
+        ),
+    )
+
+    def up_rates() -> pd.Series:
+        rows = models.training_rows(cell_line, "dir")
+        if rows.empty:
+            return pd.Series(dtype=np.float64)
+        g = pd.Index(sorted(pd.unique(rows["gene"].astype(str))))
+        return pd.Series(gene_prior(rows, g), index=g)
+
+    up = models.cached(f"prior/{cell_line}/dir", up_rates)
+    gi = pd.Index(genes)
+    prior = de.reindex(gi).to_numpy(dtype=np.float64)
+    if up.empty:
+        return prior, np.full(len(gi), np.nan)
+    # a readout gene never DE in training has no direction of its own: the line's overall up-rate
+    dir_rows = models.training_rows(cell_line, "dir")
+    up_rate = up.reindex(gi).fillna(float(dir_rows["label"].mean())).to_numpy(dtype=np.float64)
+    return prior, np.where(np.isfinite(prior), up_rate, np.nan)
+
+
+def _method_frames(
+    models: FittedModels,
+    cell_line: str,
+    base: dict[str, np.ndarray],
+    methods: Sequence[str],
+    flag: np.ndarray,
+    cov_rows: np.ndarray,
+    score: Callable[[Predictor, str], dict[str, Any]],
+) -> Iterator[pd.DataFrame]:
+    """One frame of :data:`GRID_COLUMNS` per method for the pairs in ``base`` (cell_line, perturbation,
+    gene); ``score(model, task)`` scores them with one fitted model. Rows of genes that were never a
+    readout in training get NaN scores: the model knows nothing of them, not even a prior."""
+    n = len(base["gene"])
+    prior, up_rate = _gene_priors(models, cell_line, base["gene"])
+    unknown_gene = ~np.isfinite(prior)
+    for method in methods:
+        de = score(models.model(cell_line, "de", method), "de")
+        if "n_pos_evidence" not in de:
+            q = pd.DataFrame({"perturbation": base["perturbation"], "gene": base["gene"]})
+            c = evidence_counts(models.kg, models.training_rows(cell_line, "de"), q)
+            de["n_pos_evidence"] = c["n_pos_evidence"].to_numpy()
+            de["n_neg_evidence"] = c["n_neg_evidence"].to_numpy()
+        p_up = np.full(n, np.nan)
+        if (cell_line, "dir", method) in models.models:
+            p_up = np.asarray(
+                score(models.models[(cell_line, "dir", method)], "dir")["score"], dtype=np.float64
+            )
+        p_de = np.asarray(de["score"], dtype=np.float64).copy()
+        p_de[unknown_gene] = np.nan
+        p_up = p_up.copy()
+        p_up[unknown_gene] = np.nan
+        n_ev = np.asarray(de["n_pos_evidence"], dtype=np.float64) + np.asarray(de["n_neg_evidence"])
+        yield pd.DataFrame(
+            {
+                **base,
+                "method": np.full(n, method, dtype=object),
+                "p_de": p_de,
+                "p_up": p_up,
+                "p_prior": prior,
+                "effect": effect_score(p_de, prior, n_ev),
+                "p_de_up": p_de * p_up,
+                "p_de_down": p_de * (1 - p_up),
+                "effect_up": effect_score(p_de * p_up, prior * up_rate, n_ev),
+                "effect_down": effect_score(p_de * (1 - p_up), prior * (1 - up_rate), n_ev),
+                "n_pos_evidence": np.asarray(de["n_pos_evidence"], dtype=np.int32),
+                "n_neg_evidence": np.asarray(de["n_neg_evidence"], dtype=np.int32),
+                "kg_coverage": np.asarray(cov_rows, dtype=np.float32),
+                "flag": flag,
+            }
+        )
+
+
+def score_pairs(
+    models: FittedModels, cell_line: str, pairs: pd.DataFrame, methods: Sequence[str]
+) -> Iterator[pd.DataFrame]:
+    """Score (perturbation, gene) pairs of one cell line with every method: one frame per method with
+    the columns of :data:`GRID_COLUMNS` (see :func:`predict_grid`)."""
+    base = {
+        "cell_line": np.full(len(pairs), cell_line, dtype=object),
+        "perturbation": pairs["perturbation"].astype(str).to_numpy(dtype=object),
+        "gene": pairs["gene"].astype(str).to_numpy(dtype=object),
+    }
+    perts = pd.Index(pd.unique(base["perturbation"]))
+    pflag_p, cov_p = _perturbation_flags(models, cell_line, list(perts))
+    pi = positions(perts, base["perturbation"])
+    flag = _join_flags(pflag_p[pi], _gene_flags(models, cell_line, list(base["gene"])))
+    q = pd.DataFrame(base)
+    yield from _method_frames(
+        models,
+        cell_line,
+        base,
+        methods,
+        flag,
+        cov_p[pi],
+        lambda m, task: score_columns(m.score(q.assign(task=task))),
+    )
+
+
+def predict_grid(
+    models: FittedModels,
+    plan: GridPlan,
+    methods: Sequence[str] | None = None,
+    pairs_per_chunk: int = 250_000,
+    top: int | Ranking | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Score every perturbation × gene of a plan, chunk by chunk (memory bounded by ``pairs_per_chunk``).
+
+    Args:
+        models: Fitted models.
+        plan: From :func:`grid_plan`.
+        methods: Methods (default: :attr:`FittedModels.default_method`).
+        pairs_per_chunk: Pairs scored at once (whole perturbations per chunk).
+        top: Keep only the best rows: a :class:`Ranking`, or N = the N genes per perturbation with the
+            highest ``effect``.
+        progress: Called with ``(perturbations done, total)``.
+
+    Yields:
+        Frames with the columns of :data:`GRID_COLUMNS`: ``p_de`` = P(DE), ``p_up`` = P(up | DE) from the
+        direction model (NaN without one), ``p_prior`` (the gene's training DE rate, the gene-frequency
+        score), ``effect`` (shrunk log-odds lift of ``p_de`` over ``p_prior``), ``p_de_up`` / ``p_de_down``
+        (P(DE and up / down)), ``effect_up`` / ``effect_down`` (their lifts over the gene's prior for the
+        same event), evidence counts of the DE model, ``kg_coverage`` (share of KG relations that know the
+        perturbation) and ``flag`` (``;``-joined: ``unknown_perturbation``, ``no_kg_information``,
+        ``training_perturbation``, ``unknown_gene``; empty when nothing is off).
+    """
+    ranking = Ranking(top) if isinstance(top, int) else top
+    methods = list(methods) if methods is not None else [models.default_method]
+    check_ranking(models, ranking, methods)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        total = plan.n_perturbations
+        done = 0
+        for unit, lo, hi in grid_chunks(plan, pairs_per_chunk):
+            line, perts, genes = plan.units[unit]
+            yield from score_chunk(models, line, perts[lo:hi], genes, methods, ranking)
+            done += hi - lo
+            if progress is not None:
+                progress(done, total)
+
+    yield from merge_top(chunks(), ranking)
+
+
+def top_predictions(
+    models: FittedModels,
+    perturbations: Sequence[str] | None = None,
+    genes: Sequence[str] | None = None,
+    top: int = 20,
+    rank_by: str = DEFAULT_RANK_BY,
+    per: str = "perturbation",
+    cell_lines: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    pairs_per_chunk: int = 250_000,
+) -> pd.DataFrame:
+    """The ranked answer to "which genes does p change" (``per="perturbation"``) or "which perturbations
+    change g" (``per="gene"``), as one frame.
+
+    Args:
+        models: Fitted models.
+        perturbations: Names (resolved with :func:`resolve_perturbations`: case, drug names); ``None`` =
+            every candidate perturbation of each cell line.
+        genes: Readout genes (resolved with :func:`resolve_genes`); ``None`` = the line's readout genes.
+        top: Rows kept per perturbation (or per gene).
+        rank_by: ``effect`` | ``p_de`` | ``up`` | ``down`` (see :data:`RANK_BY`).
+        per: ``perturbation`` or ``gene``.
+        cell_lines: Cell lines (default: all in the model).
+        methods: Methods (default: the model's CORE method).
+        pairs_per_chunk: Pairs scored at once.
+
+    Returns:
+        The kept rows with the columns of :data:`GRID_COLUMNS`, best first within each group.
+
+    Raises:
+        CorePerturbError: No requested perturbation (or gene) is known.
+    """
+    perts = None
+    if perturbations is not None:
+        perts = resolve_perturbations(models, list(perturbations)).require_some("perturbation").names
+    gs = None
+    if genes is not None:
+        gs = resolve_genes(models, list(genes)).require_some("gene").names
+    plan = grid_plan(models, perts, gs, cell_lines)
+    frames = list(predict_grid(models, plan, methods, pairs_per_chunk, Ranking(top, rank_by, per)))
+    if not frames:
+        return pd.DataFrame(columns=list(GRID_COLUMNS))
+    return rank_predictions(pd.concat(frames, ignore_index=True), top, rank_by, per)
+
+
+def grid_chunks(plan: GridPlan, pairs_per_chunk: int) -> Iterator[tuple[int, int, int]]:
+    """``(unit, lo, hi)``: whole perturbations ``lo:hi`` of ``plan.units[unit]``, about ``pairs_per_chunk``
+    pairs each."""
+    for u, (_, perts, genes) in enumerate(plan.units):
+        step = max(1, pairs_per_chunk // max(len(genes), 1))
+        for lo in range(0, len(perts), step):
+            yield u, lo, min(lo + step, len(perts))
+
+
+def score_chunk(
+    models: FittedModels,
+    cell_line: str,
+    perturbations: Sequence[str],
+    genes: Sequence[str],
+    methods: Sequence[str],
+    top: int | Ranking | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Every ``perturbations × genes`` pair of one cell line, one frame per method (see :func:`score_pairs`);
+    with ``top``, the best rows of the chunk by :func:`rank_predictions` (per gene, a superset of what the
+    whole grid keeps: :func:`merge_top` makes the final cut)."""
+    ranking = Ranking(top) if isinstance(top, int) else top
+    perts = list(dict.fromkeys(map(str, perturbations)))
+    genes = list(map(str, genes))
+    pflag, cov = _perturbation_flags(models, cell_line, perts)
+    gflag = _gene_flags(models, cell_line, genes)
+    n_p, n_g = len(perts), len(genes)
+    base = {
+        "cell_line": np.full(n_p * n_g, cell_line, dtype=object),
+        "perturbation": np.repeat(np.asarray(perts, dtype=object), n_g),
+        "gene": np.tile(np.asarray(genes, dtype=object), n_p),
+    }
+    flag = _join_flags(np.repeat(pflag, n_g), np.tile(gflag, n_p))
+    frames = _method_frames(
+        models,
+        cell_line,
+        base,
+        methods,
+        flag,
+        np.repeat(cov, n_g),
+        lambda m, task: _grid_scores(m, perts, genes, task),
+    )
+    for out in frames:
+        if ranking is not None:
+            out = rank_predictions(out, ranking.top, ranking.rank_by, ranking.per)
+        yield out
+
+
+def _join_flags(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    both = (a != "") & (b != "")
+    out = np.where(a != "", a, b).astype(object)
+    out[both] = a[both] + ";" + b[both]
+    return out

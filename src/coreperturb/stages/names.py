@@ -1,0 +1,182 @@
+"""Name resolution: user-given perturbation and gene names → the names a model and its KG know."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from coreperturb.errors import CorePerturbError
+from coreperturb.stages.fitted import FittedModels
+
+
+class UnknownNameWarning(UserWarning):
+    """A perturbation or gene that neither the model nor the KG knows (its rows are flagged)."""
+
+
+@dataclass(frozen=True)
+class NameResolution:
+    """How user-given names map to the names a model / KG knows.
+
+    Attributes:
+        names: Canonical name of each input (unknown names are kept as given).
+        renamed: Input → canonical name, where only the case differed or a drug name was given.
+        unknown: Inputs known neither to the model nor to the KG.
+        suggestions: Unknown input → close known names.
+    """
+
+    names: list[str]
+    renamed: dict[str, str]
+    unknown: list[str]
+    suggestions: dict[str, list[str]]
+
+    def messages(self, what: str) -> list[str]:
+        """One warning line per renamed or unknown name."""
+        out = [f"{what} {a!r} read as {b!r}" for a, b in self.renamed.items()]
+        for u in self.unknown:
+            hint = self.suggestions.get(u)
+            more = f" (did you mean {', '.join(map(repr, hint))}?)" if hint else ""
+            if what == "gene":
+                out.append(
+                    f"gene {u!r} was never a readout in the model's training rows{more}; its rows are flagged "
+                    "and get no score"
+                )
+            else:
+                out.append(f"{what} {u!r} is unknown to the model and the KG{more}; its rows are flagged")
+        return out
+
+    def require_some(self, what: str) -> NameResolution:
+        """Warn about renamed / unknown names (:class:`UnknownNameWarning`) and stop when none is known.
+
+        Raises:
+            CorePerturbError: Every name is unknown.
+        """
+        if self.names and len(self.unknown) == len(self.names):
+            first = self.unknown[0]
+            hint = self.suggestions.get(first)
+            more = f" (did you mean {', '.join(map(repr, hint))}?)" if hint else ""
+            where = "a readout gene of the model" if what == "gene" else "known to the model or its KG"
+            raise CorePerturbError(
+                f"none of the {len(self.names)} {what}s is {where} (e.g. {first!r}{more}); check the "
+                "spelling (HGNC symbols" + (", DrugBank ids or drug names)" if what != "gene" else ")")
+            )
+        warn_names(self, what)
+        return self
+
+
+def resolve_names(
+    names: Sequence[str], known: Sequence[str], aliases: dict[str, str] | None = None, suggest: int = 5
+) -> NameResolution:
+    """Map names to known ones: exact match, then a drug name / alias, then a case-insensitive unique match.
+
+    HGNC symbols are case-sensitive identifiers in upper case, so ``fth1`` is read as ``FTH1`` (with a
+    warning) when exactly one known name matches it ignoring case; otherwise it stays unknown. Unknown
+    names get close matches (difflib) as suggestions for the first ``suggest`` of them.
+    """
+    import difflib
+
+    aliases = aliases or {}
+    known_set = set(map(str, known))
+    upper: dict[str, list[str]] = {}
+    for k in known_set:
+        upper.setdefault(k.upper(), []).append(k)
+    alias_upper: dict[str, list[str]] = {}
+    for a, target in aliases.items():
+        alias_upper.setdefault(str(a).upper(), []).append(str(target))
+    out: list[str] = []
+    renamed: dict[str, str] = {}
+    unknown: list[str] = []
+    for raw in names:
+        n = str(raw).strip()
+        if n in known_set:
+            out.append(n)
+            continue
+        cands = sorted(set(upper.get(n.upper(), []) + alias_upper.get(n.upper(), [])))
+        if len(cands) == 1:
+            renamed[n] = cands[0]
+            out.append(cands[0])
+        else:
+            unknown.append(n)
+            out.append(n)
+    suggestions: dict[str, list[str]] = {}
+    if unknown:
+        pool = sorted(known_set)
+        for u in unknown[:suggest]:
+            suggestions[u] = difflib.get_close_matches(u.upper(), pool, n=3, cutoff=0.75)
+    return NameResolution(out, renamed, unknown, suggestions)
+
+
+def known_perturbations(models: FittedModels) -> list[str]:
+    """Every perturbation name the model can place: training perturbations, KG genes, KG drugs and
+    compounds with a chemical structure."""
+    names = set(models.train["perturbation"].astype(str))
+    names.update(map(str, models.kg.genes))
+    names.update(models.kg.compounds)
+    return sorted(names)
+
+
+def resolve_perturbations(models: FittedModels, names: Sequence[str]) -> NameResolution:
+    """:func:`resolve_names` against the model's perturbations and KG (drug names map to their ids)."""
+    aliases = {str(v): str(k) for k, v in models.kg.names.items()}
+    return resolve_names(names, known_perturbations(models), aliases)
+
+
+def resolve_genes(models: FittedModels, names: Sequence[str]) -> NameResolution:
+    """:func:`resolve_names` against the readout genes of the model's training rows."""
+    return resolve_names(names, sorted(pd.unique(models.train["gene"].astype(str))))
+
+
+_ORF = r"C[0-9XY]+orf[0-9]+[A-Z]?"
+GENE_SYMBOL = re.compile(
+    rf"^(?:[A-Z][A-Z0-9]*|{_ORF})(?:-(?:[A-Z0-9]+|{_ORF}))*(?:_[0-9A-Z]+)?(?:\.[0-9]+)?$"
+)
+"""What a human gene symbol looks like (HGNC: upper-case letters and digits, ``-``-joined parts, ``C1orf50``
+style open reading frames, ``_2`` suffixes, clone names such as ``AC118549.1``). KG files also name
+pathogen genes (``Rv1280c``, ``SARS-coronavirus``), RNAs (``18S-rRNA``) and placeholders (``N/A``): those are
+no candidates for a human knockdown."""
+
+
+def candidate_pool(models: FittedModels, cell_line: str) -> tuple[list[str], list[str]]:
+    """``(candidates, dropped)``: :func:`candidate_perturbations` and the KG names it leaves out as no human
+    gene symbol."""
+    kg = models.kg
+    trained = set(models.training_perturbations(cell_line, models.tasks[0]).astype(str))
+    drugs = set(kg.compounds)  # drugs with targets and compounds with a chemical structure
+    drug_model = sum(p in drugs for p in trained) > len(trained) / 2
+    pool = sorted(drugs) if drug_model else [str(g) for g in kg.genes if str(g) not in drugs]
+    cand = [p for p in pool if p not in trained]
+    if not cand:
+        return [], []
+    info = kg.has_info(cand)
+    cand = [p for p, ok in zip(cand, info, strict=True) if ok]
+    if drug_model:
+        return cand, []
+    return [p for p in cand if GENE_SYMBOL.match(p)], [p for p in cand if not GENE_SYMBOL.match(p)]
+
+
+def candidate_perturbations(models: FittedModels, cell_line: str) -> list[str]:
+    """``--perturbations all``: every KG entity of the model's kind with KG information that is not a
+    training perturbation of ``cell_line``: human gene symbols (:data:`GENE_SYMBOL`) of the KG's gene-level
+    sources for genetic screens, drugs when most training perturbations are drugs."""
+    return candidate_pool(models, cell_line)[0]
+
+
+def dropped_candidates(models: FittedModels, cell_line: str) -> list[str]:
+    """KG names that :func:`candidate_perturbations` leaves out because they are no human gene symbol."""
+    return candidate_pool(models, cell_line)[1]
+
+
+def warn_names(resolution: NameResolution, what: str, limit: int = 20) -> None:
+    """Emit :class:`UnknownNameWarning` for every renamed or unknown name (the first ``limit``, then a count)."""
+    msgs = resolution.messages(what)
+    for msg in msgs[:limit]:
+        warnings.warn(msg, UnknownNameWarning, stacklevel=2)
+    if len(msgs) > limit:
+        warnings.warn(
+            f"... and {len(msgs) - limit} more {what} names renamed or unknown",
+            UnknownNameWarning,
+            stacklevel=2,
+        )

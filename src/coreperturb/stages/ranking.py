@@ -1,0 +1,128 @@
+"""Rankings of predictions: the top genes per perturbation or perturbations per gene."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from coreperturb.errors import CorePerturbError
+from coreperturb.stages.fitted import FittedModels
+
+RANK_BY: dict[str, str] = {"p_de": "p_de", "effect": "effect", "up": "effect_up", "down": "effect_down"}
+"""``rank_by`` name → the column a ranking sorts by (descending). ``up`` / ``down`` rank by the lift of
+P(DE and up) / P(DE and down) over the gene's prior for that event, so they are specific too, among the
+rows predicted to go that way (:func:`rank_key`)."""
+RANK_PER: tuple[str, ...] = ("perturbation", "gene")
+DEFAULT_RANK_BY = "effect"
+"""Chosen on training perturbations (``benchmarks/inner_cv.py --compare effect``)."""
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Keep the ``top`` rows of each perturbation (``per="perturbation"``: its genes) or of each gene
+    (``per="gene"``: its perturbations), ranked by a column of :data:`RANK_BY`, highest first.
+
+    Attributes:
+        top: Rows kept per perturbation or gene (and cell line and method).
+        rank_by: ``effect`` (default: the shrunk lift over the gene's prior), ``p_de``, ``up`` or ``down``
+            (the lift of P(DE and up / down); needs a direction model).
+        per: ``perturbation`` or ``gene``.
+    """
+
+    top: int
+    rank_by: str = DEFAULT_RANK_BY
+    per: str = "perturbation"
+
+    def __post_init__(self) -> None:
+        if self.top < 1:
+            raise CorePerturbError("top must be >= 1")
+        if self.rank_by not in RANK_BY:
+            raise CorePerturbError(f"unknown rank_by {self.rank_by!r}; choose from {', '.join(RANK_BY)}")
+        if self.per not in RANK_PER:
+            raise CorePerturbError(f"unknown per {self.per!r}; choose from {', '.join(RANK_PER)}")
+
+
+def rank_predictions(
+    predictions: pd.DataFrame, top: int, rank_by: str = DEFAULT_RANK_BY, per: str = "perturbation"
+) -> pd.DataFrame:
+    """The ``top`` rows per perturbation (or per gene) of a prediction frame, best first.
+
+    Args:
+        predictions: Rows with the columns of :data:`GRID_COLUMNS` (from :func:`predict_grid` or a file
+            that ``coreperturb predict`` wrote).
+        top: Rows kept per (cell line, method, perturbation) or (cell line, method, gene).
+        rank_by: ``effect`` | ``p_de`` | ``up`` | ``down`` (see :data:`RANK_BY`).
+        per: ``perturbation`` (which genes does p change) or ``gene`` (which perturbations change g).
+
+    Returns:
+        The kept rows, grouped by perturbation (or gene) in name order, best first within a group; rows
+        whose ranking column is NaN come last.
+    """
+    r = Ranking(top, rank_by, per)
+    group = [c for c in ("cell_line", "method") if c in predictions.columns] + [r.per]
+    order = (
+        predictions.assign(_key=rank_key(predictions, r.rank_by))
+        .sort_values(
+            [*group, "_key"], ascending=[True] * len(group) + [False], kind="stable", na_position="last"
+        )
+        .index
+    )
+    out = predictions.loc[order]
+    return out.groupby(group, sort=False).head(r.top).reset_index(drop=True)
+
+
+def rank_key(predictions: pd.DataFrame, rank_by: str) -> np.ndarray:
+    """The value a ranking sorts by (descending; NaN last). ``up`` / ``down`` rank by ``effect_up`` /
+    ``effect_down`` among the rows whose predicted direction agrees (``p_up >= 0.5`` / ``< 0.5``): a gene
+    predicted to go down is no answer to "what goes up", however unusual that is for the gene."""
+    key = RANK_BY.get(rank_by)
+    if key is None:
+        raise CorePerturbError(f"unknown rank_by {rank_by!r}; choose from {', '.join(RANK_BY)}")
+    if key not in predictions.columns:
+        raise CorePerturbError(f"predictions have no {key!r} column to rank by")
+    v = predictions[key].to_numpy(dtype=np.float64)
+    if rank_by in ("up", "down"):
+        p_up = predictions["p_up"].to_numpy(dtype=np.float64)
+        agrees = p_up >= 0.5 if rank_by == "up" else p_up < 0.5
+        v = np.where(agrees, v, np.nan)
+    return v
+
+
+def merge_top(frames: Iterable[pd.DataFrame], ranking: Ranking | None) -> Iterator[pd.DataFrame]:
+    """Apply a :class:`Ranking` to a stream of chunks of whole perturbations.
+
+    Per perturbation, each chunk is ranked as it comes. Per gene, a gene's best perturbations may come from
+    any chunk: the running top rows of every gene are kept (memory: genes × ``top`` rows per method) and
+    yielded at the end, one frame per method.
+    """
+    if ranking is None:
+        yield from frames
+        return
+    if ranking.per == "perturbation":
+        for f in frames:
+            yield rank_predictions(f, ranking.top, ranking.rank_by, ranking.per)
+        return
+    best: dict[str, pd.DataFrame] = {}
+    for f in frames:
+        for method, part in f.groupby("method", sort=False):
+            prev = best.get(str(method))
+            both = part if prev is None else pd.concat([prev, part], ignore_index=True)
+            best[str(method)] = rank_predictions(both, ranking.top, ranking.rank_by, ranking.per)
+    yield from best.values()
+
+
+def check_ranking(models: FittedModels, ranking: Ranking | None, methods: Sequence[str]) -> None:
+    """A direction ranking needs a direction model of every method and cell line it ranks."""
+    if ranking is None or ranking.rank_by not in ("up", "down"):
+        return
+    missing = [
+        f"{line}/{m}" for line in models.cell_lines for m in methods if (line, "dir", m) not in models.models
+    ]
+    if missing:
+        raise CorePerturbError(
+            f"ranking by {ranking.rank_by!r} needs a direction (dir) model; none for {', '.join(missing)} "
+            "(fit with the dir task, or rank by effect or p_de)"
+        )

@@ -1,0 +1,105 @@
+"""`coreperturb report PREDICTIONS`: specific responders per perturbation and per gene, escaped, in a browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from coreperturb.cli import app
+from coreperturb.report.prediction_report import build_prediction_report
+
+runner = CliRunner()
+EVIL = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def preds_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("predrep")
+    res = runner.invoke(app, ["fit", "--out", str(tmp / "m")])
+    assert res.exit_code == 0, res.output
+    out = tmp / "preds.parquet"
+    res = runner.invoke(
+        app,
+        ["predict", "--model-dir", str(tmp / "m"), "--perturbations", "G0001,G0004,NOPE1", "--cell-lines", "synth_a",
+         "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    # a user's perturbation name with HTML in it (scores copied from a real one)
+    p = pd.read_parquet(out)
+    evil = p[p["perturbation"] == "G0004"].assign(perturbation=EVIL)
+    pd.concat([p, evil], ignore_index=True).to_parquet(out)
+    return out
+
+
+def test_prediction_report_lists_specific_responders_beside_gene_frequency(preds_file: Path) -> None:
+    res = runner.invoke(app, ["report", str(preds_file), "--top", "5"])
+    assert res.exit_code == 0, res.output
+    html = (preds_file.parent / "preds.report.html").read_text()
+    md = (preds_file.parent / "preds.report.md").read_text()
+    for part in (
+        "specific, up",
+        "specific, down",
+        "gene frequency alone would list",
+        "perturbations that lower it",
+    ):
+        assert part in html and part in md
+    assert "data:image/png;base64," in html and 'src="http' not in html  # heatmap inline, self-contained
+    assert "unknown_perturbation (1 perturbations)" in html
+    # the up list of G0001 is its top effect_up genes among those predicted up
+    p = pd.read_parquet(preds_file)
+    g = p[(p["perturbation"] == "G0001") & (p["p_up"] >= 0.5)].nlargest(5, "effect_up")["gene"].tolist()
+    section = md.split("### G0001")[1].split("###")[0]
+    up_table = section.split("**specific, down")[0]
+    assert all(f"| {gene} |" in up_table for gene in g)
+
+
+def test_prediction_report_escapes_names(preds_file: Path) -> None:
+    html_path, _ = build_prediction_report(preds_file, preds_file.parent / "esc")
+    html = html_path.read_text()
+    assert EVIL not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_benchmark_report_escapes_names(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["benchmark", "--out", str(run), "--methods", "gene_frequency,core_voting"])
+    assert res.exit_code == 0, res.output
+    ex = json.loads((run / "examples.json").read_text())
+    ex[0]["perturbation"] = EVIL
+    ex[0]["evidence"][0]["related_perturbation"] = EVIL
+    (run / "examples.json").write_text(json.dumps(ex))
+    res = runner.invoke(app, ["report", str(run)])
+    assert res.exit_code == 0, res.output
+    html = (run / "report.html").read_text()
+    assert EVIL not in html and "&lt;script&gt;" in html
+    assert (
+        "MEAN" in html and "specific P@10 (effect)" in html
+    )  # headline means, ranking beside gene_frequency
+
+
+def test_report_refuses_a_file_that_is_not_predictions(tmp_path: Path) -> None:
+    bad = tmp_path / "x.csv"
+    bad.write_text("a,b\n1,2\n")
+    res = runner.invoke(app, ["report", str(bad)])
+    assert res.exit_code == 2 and "not a prediction file" in res.output
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
+def test_prediction_report_renders_in_headless_chromium(preds_file: Path) -> None:
+    html_path, _ = build_prediction_report(preds_file, preds_file.parent / "shot")
+    shot = html_path.with_suffix(".png")
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={html_path.parent / 'chromium-profile'}", "--window-size=1280,2400",
+         f"--screenshot={shot}", html_path.as_uri()],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert shot.exists() and shot.stat().st_size > 50_000
+    img = pytest.importorskip("matplotlib.image").imread(shot)
+    assert img.std() > 0.05  # not a blank page
