@@ -226,3 +226,24 @@ def test_evaluate_leaves_out_unscored_rows() -> None:
     m = evaluate_predictions(df).set_index("metric")["value"]
     assert m["n_scored"] == 350 and m["n_errors"] == 50
     assert np.isfinite(m["auroc"]) and np.isfinite(m["macro_per_gene_auroc"])
+
+
+def test_fit_config_of_earlier_releases_is_read() -> None:
+    from coreperturb.model_files import _fit_config
+
+    old = {
+        "methods": ["core_voting", "core_reasoning"],
+        "seed": 3,
+        "dataset": "lincs",
+        "llm": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:1/v1", "timeout": 5.0},
+        "calibration_queries": 10,
+        "cache_path": "/tmp/answers.sqlite",
+        "reasoning_tokens": 32,
+        "executor": "local",
+    }
+    cfg = _fit_config(old)
+    assert cfg.methods == ("core_voting", "core_reasoning") and cfg.seed == 3 and cfg.dataset == "lincs"
+    llm = cfg.llm_config
+    assert (llm.llm, llm.llm_model, llm.base_url, llm.timeout) == ("openai", "m", "http://127.0.0.1:1/v1", 5.0)
+    assert llm.calibration_queries == 10 and llm.reasoning_tokens == 32
+    assert str(llm.response_cache) == "/tmp/answers.sqlite"

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from coreperturb.cli import app
@@ -68,3 +69,50 @@ def test_explain_prints_both_sides() -> None:
     assert res.exit_code == 0, res.output
     assert "positive evidence" in res.output and "negative evidence" in res.output
     assert "P(positive)" in res.output
+
+
+def test_every_option_of_every_command_is_documented() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+        assert cmd.help, name
+        for param in cmd.params:
+            if getattr(param, "hidden", False) or param.name == "ctx":
+                continue
+            if param.param_type_name == "option":
+                assert getattr(param, "help", None), f"{name} {param.opts} has no help"
+        out = runner.invoke(app, [name, "--help"], env={"COLUMNS": "250"}).output
+        for param in cmd.params:
+            if param.param_type_name == "option" and not getattr(param, "hidden", False):
+                assert param.opts[0] in out, f"{name} --help does not show {param.opts[0]}"
+
+
+def test_old_flag_spellings_still_work_with_a_warning(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.csv"
+    res = runner.invoke(
+        app, ["predict", "--model", str(model_dir), "--perturbations", "G0001", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "--model is deprecated here; use --model-dir" in res.output and out.exists()
+    res = runner.invoke(
+        app,
+        ["explain", "--model", str(model_dir), "--perturbation", "G0005", "--gene", "G0010", "--top", "2"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "--top is deprecated here; use --evidence-rows" in res.output
+
+
+def test_an_unexpected_error_is_called_a_bug_and_debug_shows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import coreperturb.cli.synthetic as synth
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(synth, "write_synthetic", boom)
+    res = runner.invoke(app, ["synthetic", "--out", "x"])
+    assert (
+        res.exit_code == 1 and "internal error (TypeError: a bug)" in res.output and "--debug" in res.output
+    )
+    res = runner.invoke(app, ["--debug", "synthetic", "--out", "x"])
+    assert isinstance(res.exception, TypeError)

@@ -75,7 +75,7 @@ def test_prepare_bad_inputs() -> None:
     logged = a.copy()
     logged.X = np.log1p(logged.X / logged.X.sum(1, keepdims=True) * 1e4)
     with pytest.raises(
-        DataValidationError, match="data=.counts. was given but the matrix is not integer counts"
+        DataValidationError, match=r"data='counts' was given but the matrix is not integer counts"
     ):
         labels_from_anndata(logged, "pert", "ctrl", data="counts")
     # log data given as log works and finds the same planted genes

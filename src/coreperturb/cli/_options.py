@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -204,3 +206,55 @@ def run_options(ctx: typer.Context, config_file: Path | None, command: str) -> d
 def benchmark_config(options: dict[str, Any]) -> BenchmarkConfig:
     """The configuration tree of the options named as its leaves (field name = flag name)."""
     return BenchmarkConfig.from_options(**{k: v for k, v in options.items() if k in LEAVES})
+
+
+def _run_template(
+    config_file: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    queries: QueriesOpt = None,
+    kg_dir: KgDirOpt = None,
+    kg_edges: KgEdgesOpt = None,
+    kg_gmt: KgGmtOpt = None,
+    kg_structures: KgStructuresOpt = None,
+    kg_sources: KgSourcesOpt = None,
+    cell_lines: CellLinesOpt = None,
+    cell_line: CellLineOpt = None,
+    task: OldTaskOpt = None,
+    seed: SeedOpt = 0,
+    dataset: DatasetOpt = "perturbqa",
+    negatives_per_perturbation: NegOpt = 200,
+    test_fraction: TestFracOpt = 0.3,
+    llm: LlmOpt = "embedded",
+    llm_model: LlmModelOpt = None,
+    model: OldLlmModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    requests_per_second: RpsOpt = None,
+    timeout: TimeoutOpt = 60.0,
+    max_retries: RetriesOpt = 4,
+    calibration_queries: CalibOpt = 200,
+    response_cache: ResponseCacheOpt = None,
+    cache: OldCacheOpt = None,
+    reasoning_tokens: ReasoningOpt = 0,
+    retry_failed: RetryOpt = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = 2,
+    threads: ThreadsOpt = None,
+) -> None:
+    """The data / KG / fit / LLM options that ``benchmark`` and ``fit`` share (declared once)."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_run_options(func: F) -> F:
+    """Give a command the shared options of :func:`_run_template` after its own parameters (a parameter of its
+    own with the same name wins). The command takes them as ``**options``; read them with :func:`run_options`."""
+    own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.kind != p.VAR_KEYWORD]
+    names = {p.name for p in own}
+    shared = [
+        p for p in inspect.signature(_run_template, eval_str=True).parameters.values() if p.name not in names
+    ]
+    func.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+    return func

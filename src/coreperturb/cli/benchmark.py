@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -35,59 +35,29 @@ MaxQueriesOpt = Annotated[
 
 
 @command()
+@o.with_run_options
 def benchmark(
     ctx: typer.Context,
-    config_file: o.ConfigOpt = None,
+    out: Annotated[Path, typer.Option(help="Output directory (metrics.csv, predictions.parquet).")] = Path(
+        "runs/benchmark"
+    ),
     anndata: Annotated[
         bool,
         typer.Option(
             "--anndata", help="Also write predictions.h5ad (perturbations × genes, a layer per method)."
         ),
     ] = False,
-    out: Annotated[Path, typer.Option(help="Output directory (metrics.csv, predictions.parquet).")] = Path(
-        "runs/benchmark"
-    ),
-    data_dir: o.DataDirOpt = None,
-    queries: o.QueriesOpt = None,
-    kg_dir: o.KgDirOpt = None,
-    kg_edges: o.KgEdgesOpt = None,
-    kg_gmt: o.KgGmtOpt = None,
-    kg_structures: o.KgStructuresOpt = None,
-    cell_lines: o.CellLinesOpt = None,
-    cell_line: o.CellLineOpt = None,
     tasks: Annotated[str | None, typer.Option(help="de, dir, or de,dir (default: de).")] = None,
-    task: o.OldTaskOpt = None,
     methods: MethodsOpt = _DEFAULT_METHODS,
-    kg_sources: o.KgSourcesOpt = None,
     bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples over test perturbations for 95% CIs.")
     ] = 0,
-    seed: o.SeedOpt = 0,
-    dataset: o.DatasetOpt = "perturbqa",
-    negatives_per_perturbation: o.NegOpt = 200,
-    test_fraction: o.TestFracOpt = 0.3,
-    llm: o.LlmOpt = "embedded",
-    llm_model: o.LlmModelOpt = None,
-    model: o.OldLlmModelOpt = None,
-    base_url: o.BaseUrlOpt = None,
-    concurrency: o.ConcurrencyOpt = 8,
-    requests_per_second: o.RpsOpt = None,
-    timeout: o.TimeoutOpt = 60.0,
-    max_retries: o.RetriesOpt = 4,
     max_queries: MaxQueriesOpt = None,
-    calibration_queries: o.CalibOpt = 200,
-    response_cache: o.ResponseCacheOpt = None,
-    cache: o.OldCacheOpt = None,
-    reasoning_tokens: o.ReasoningOpt = 0,
-    retry_failed: o.RetryOpt = False,
-    executor: o.ExecutorOpt = "local",
-    ray_address: o.RayAddressOpt = None,
-    ray_workers: o.RayWorkersOpt = 2,
     save_model_dir: Annotated[
         Path | None,
         typer.Option("--save-model", help="Also save the fitted models here (as `coreperturb fit` does)."),
     ] = None,
-    threads: o.ThreadsOpt = None,
+    **options: Any,
 ) -> None:
     """Fit each method on the train split and evaluate it on unseen test perturbations.
 
@@ -105,7 +75,7 @@ def benchmark(
     score and are left out of the metrics (n_scored / n_errors); a method that failed on every query makes the
     command exit with status 1. Set the API key in $COREPERTURB_API_KEY (or $OPENAI_API_KEY).
     """
-    opts = o.run_options(ctx, config_file, "benchmark")
+    opts = o.run_options(ctx, options["config_file"], "benchmark")
     use_threads(opts["threads"])
     config = o.benchmark_config(opts)
     out_dir = Path(opts["out"])

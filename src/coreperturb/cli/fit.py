@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,19 +14,10 @@ from coreperturb.cli._render import note, say, steps
 
 
 @command()
+@o.with_run_options
 def fit(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Model directory to write.")] = Path("model"),
-    config_file: o.ConfigOpt = None,
-    data_dir: o.DataDirOpt = None,
-    queries: o.QueriesOpt = None,
-    kg_dir: o.KgDirOpt = None,
-    kg_edges: o.KgEdgesOpt = None,
-    kg_gmt: o.KgGmtOpt = None,
-    kg_structures: o.KgStructuresOpt = None,
-    kg_sources: o.KgSourcesOpt = None,
-    cell_lines: o.CellLinesOpt = None,
-    cell_line: o.CellLineOpt = None,
     all_rows: Annotated[
         bool,
         typer.Option(
@@ -42,7 +33,6 @@ def fit(
             "task column)."
         ),
     ] = None,
-    task: o.OldTaskOpt = None,
     methods: Annotated[
         str,
         typer.Option(
@@ -50,31 +40,11 @@ def fit(
             "cell lines), gene_frequency, knn_retrieval, llm_isolated, core_reasoning."
         ),
     ] = "core_voting",
-    seed: o.SeedOpt = 0,
-    dataset: o.DatasetOpt = "perturbqa",
-    negatives_per_perturbation: o.NegOpt = 200,
-    test_fraction: o.TestFracOpt = 0.3,
     kg_store: o.KgStoreOpt = "embed",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing model directory.")
     ] = False,
-    llm: o.LlmOpt = "embedded",
-    llm_model: o.LlmModelOpt = None,
-    model: o.OldLlmModelOpt = None,
-    base_url: o.BaseUrlOpt = None,
-    concurrency: o.ConcurrencyOpt = 8,
-    requests_per_second: o.RpsOpt = None,
-    timeout: o.TimeoutOpt = 60.0,
-    max_retries: o.RetriesOpt = 4,
-    calibration_queries: o.CalibOpt = 200,
-    response_cache: o.ResponseCacheOpt = None,
-    cache: o.OldCacheOpt = None,
-    reasoning_tokens: o.ReasoningOpt = 0,
-    retry_failed: o.RetryOpt = False,
-    executor: o.ExecutorOpt = "local",
-    ray_address: o.RayAddressOpt = None,
-    ray_workers: o.RayWorkersOpt = 2,
-    threads: o.ThreadsOpt = None,
+    **options: Any,
 ) -> None:
     """Fit models on training rows and save them to a model directory for `coreperturb predict`.
 
@@ -83,7 +53,7 @@ def fit(
     OUT/train.parquet (the evidence pool), OUT/estimators.skops (combiners and calibrators) and the KG
     (OUT/kg.npz + kg.json, or only its hash with --kg-store reference). Nothing is pickled.
     """
-    opts = o.run_options(ctx, config_file, "fit")
+    opts = o.run_options(ctx, options["config_file"], "fit")
     use_threads(opts["threads"])
     config = o.benchmark_config(opts)
     if opts.get("tasks") is None:
