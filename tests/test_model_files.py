@@ -244,6 +244,11 @@ def test_fit_config_of_earlier_releases_is_read() -> None:
     cfg = _fit_config(old)
     assert cfg.methods == ("core_voting", "core_reasoning") and cfg.seed == 3 and cfg.dataset == "lincs"
     llm = cfg.llm_config
-    assert (llm.llm, llm.llm_model, llm.base_url, llm.timeout) == ("openai", "m", "http://127.0.0.1:1/v1", 5.0)
+    assert (llm.llm, llm.llm_model, llm.base_url, llm.timeout) == (
+        "openai",
+        "m",
+        "http://127.0.0.1:1/v1",
+        5.0,
+    )
     assert llm.calibration_queries == 10 and llm.reasoning_tokens == 32
     assert str(llm.response_cache) == "/tmp/answers.sqlite"

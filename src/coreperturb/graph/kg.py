@@ -9,6 +9,8 @@ by the cosine of their embeddings.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -72,6 +74,12 @@ class Relation:
     def n_features(self) -> int:
         """Number of feature columns."""
         return int(self.matrix.shape[1])
+
+
+EMBED_CACHE_SIZE = 256
+"""Embeddings kept by :meth:`KnowledgeGraph.embed` (one per relation and query list)."""
+EMBED_CACHE_ROWS = 512
+"""Only query lists of up to this many perturbations are kept (a pool's embedding is held by its model)."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +168,44 @@ class KnowledgeGraph:
 
     def embed(self, perturbations: Sequence[str], relation: str) -> sp.csr_matrix:
         """``perturbations × features`` embedding in one relation: L2-normalised through the targets, or
-        for a ``structure`` relation the perturbation's own binary fingerprint (empty without one)."""
+        for a ``structure`` relation the perturbation's own binary fingerprint (empty without one).
+
+        Embeddings of up to :data:`EMBED_CACHE_ROWS` perturbations are kept for the last
+        :data:`EMBED_CACHE_SIZE` requests (thread-safe), so that the models of one KG (DE and direction, a
+        chunk's and an explanation's several retrievals) compute a query's embedding once. The result is
+        shared: read it, never change it in place.
+        """
+        perts = tuple(map(str, perturbations))
+        if len(perts) > EMBED_CACHE_ROWS:
+            return self._embed(perts, relation)
+        cache, lock = self._embed_cache()
+        key = (relation, perts)
+        with lock:
+            hit = cache.get(key)
+            if hit is not None:
+                cache.move_to_end(key)
+                return hit
+        out = self._embed(perts, relation)
+        with lock:
+            cache[key] = out
+            while len(cache) > EMBED_CACHE_SIZE:
+                cache.popitem(last=False)
+        return out
+
+    def _embed_cache(self) -> tuple[OrderedDict[tuple[str, tuple[str, ...]], sp.csr_matrix], threading.Lock]:
+        found = self.__dict__.get("_embeddings")
+        if found is None:
+            found = self.__dict__.setdefault("_embeddings", (OrderedDict(), threading.Lock()))
+        return found
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the embedding cache (e.g. for Ray workers)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_embeddings"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
+    def _embed(self, perturbations: Sequence[str], relation: str) -> sp.csr_matrix:
         rel = self.relations[relation]
         if rel.row_ids is not None:
             return gather_rows(sp.csr_matrix(rel.matrix), positions(rel.row_ids, list(perturbations)))
