@@ -78,7 +78,7 @@ class Relation:
 
 EMBED_CACHE_SIZE = 256
 """Embeddings kept by :meth:`KnowledgeGraph.embed` (one per relation and query list)."""
-EMBED_CACHE_ROWS = 512
+EMBED_CACHE_ROWS = 64
 """Only query lists of up to this many perturbations are kept (a pool's embedding is held by its model)."""
 
 

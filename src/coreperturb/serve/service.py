@@ -9,10 +9,11 @@ file of ``coreperturb predict``, it reads rankings from there instead of scoring
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -101,10 +102,18 @@ class PredictionService:
         models: Fitted models (from :func:`coreperturb.model_files.load_model`).
         predictions: Optional frame of ``coreperturb predict`` output (GRID_COLUMNS); rankings read it
             for the perturbations and genes it holds.
-        cache_size: Answers kept per kind (perturbation rankings, gene rankings).
+        cache_size: Perturbation rankings kept (gene rankings, minutes each to compute, are kept apart:
+            the last ``gene_cache_size``, never pushed out by perturbation answers).
+        gene_cache_size: Gene rankings kept.
     """
 
-    def __init__(self, models: FittedModels, predictions: pd.DataFrame | None = None, cache_size: int = 64):
+    def __init__(
+        self,
+        models: FittedModels,
+        predictions: pd.DataFrame | None = None,
+        cache_size: int = 64,
+        gene_cache_size: int = 16,
+    ):
         self.models = models
         self.predictions = predictions
         self.method = models.default_method
@@ -112,7 +121,12 @@ class PredictionService:
         # one scoring at a time: the fitted models keep lazily built caches (prepared pools, binned trees)
         # that are not safe to build from two threads at once (two at a time failed requests under load)
         self._lock = threading.Lock()
+        # answers a person waits for go first: a background gene ranking takes the lock one small chunk at a
+        # time, and only while no such answer is waiting for it
+        self._waiting = 0
+        self._turn = threading.Condition()
         self._cache = _LRU(cache_size)
+        self._gene_cache = _LRU(gene_cache_size)
         self._known = sorted(set(known_perturbations(models)))
         self._genes = sorted(pd.unique(models.train["gene"].astype(str)))
         self._known_set = set(self._known)
@@ -196,7 +210,7 @@ class PredictionService:
         def score() -> pd.DataFrame:
             rows = self._from_file("perturbation", canon, line)
             if rows is None:
-                with self._lock:
+                with self._foreground():
                     plan = grid_plan(self.models, [canon], None, [line])
                     rows = pd.concat(list(predict_grid(self.models, plan, [self.method])), ignore_index=True)
             return rows
@@ -222,15 +236,39 @@ class PredictionService:
         canon, renamed = self.resolve_gene(name)
         rows = self._from_file("gene", canon, line)
         if rows is None:
-            with self._cache.lock:
-                rows = self._cache.data.get(("g", canon, line))
+            with self._gene_cache.lock:
+                rows = self._gene_cache.data.get(("g", canon, line))
             if rows is None:
                 done, total = self._start_gene_job(canon, line)
                 raise Pending(done, total)
         ranked = rank_predictions(rows, top, rank_by, "gene")
         return Ranked(name, canon, renamed, "", ranked[list(RESULT_COLUMNS)])
 
-    def _start_gene_job(self, gene: str, line: str, chunk: int = 2000) -> tuple[int, int]:
+    @contextlib.contextmanager
+    def _foreground(self) -> Iterator[None]:
+        """The scoring lock for an answer someone waits for (ahead of background gene rankings)."""
+        with self._turn:
+            self._waiting += 1
+        try:
+            with self._lock:
+                yield
+        finally:
+            with self._turn:
+                self._waiting -= 1
+                self._turn.notify_all()
+
+    @contextlib.contextmanager
+    def _background(self) -> Iterator[None]:
+        """The scoring lock for a background chunk: taken only while no foreground answer waits."""
+        while True:
+            with self._turn:
+                self._turn.wait_for(lambda: self._waiting == 0, timeout=1.0)
+            with self._lock:
+                if self._waiting == 0:
+                    yield
+                    return
+
+    def _start_gene_job(self, gene: str, line: str, chunk: int = 100) -> tuple[int, int]:
         """Start (once) scoring every candidate on ``gene``; returns ``(done, total)``."""
         key = (gene, line)
         with self._jobs_lock:
@@ -244,14 +282,14 @@ class PredictionService:
         def work() -> None:
             try:
                 for lo in range(0, len(cands), chunk):
-                    with self._lock:
+                    with self._background():
                         plan = grid_plan(self.models, cands[lo : lo + chunk], [gene], [line])
                         job["parts"].extend(
                             predict_grid(self.models, plan, [self.method], pairs_per_chunk=50_000)
                         )
                     job["done"] = min(lo + chunk, len(cands))
                 rows = pd.concat(job["parts"], ignore_index=True)
-                self._cache.get(("g", gene, line), lambda: rows)
+                self._gene_cache.get(("g", gene, line), lambda: rows)
             except Exception:  # pragma: no cover - logged; the next request starts again
                 log.exception("scoring the candidates on %s failed", gene)
             finally:
@@ -271,7 +309,7 @@ class PredictionService:
         model = self.models.models.get((line, "de", self.method))
         if model is None or not model.shows_evidence:
             raise BadRequest(f"explanations need a CORE-Voting model; {self.method} is not one")
-        with self._lock:
+        with self._foreground():
             ex = explain_pair(cast(CoreVoting, model), self.models.kg, p, g, line, "de", top=top)
         trained = p in self.models.cached(
             f"trained/{line}", lambda: set(self.models.training_perturbations(line, "de").astype(str))

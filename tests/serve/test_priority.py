@@ -1,0 +1,38 @@
+"""Answers someone waits for go ahead of background gene rankings, whose results stay cached."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+from coreperturb.model_files import load_model
+from coreperturb.serve.service import Pending, PredictionService
+
+
+def test_a_gene_ranking_in_the_background_yields_to_answers(model_dir: Path) -> None:
+    svc = PredictionService(load_model(model_dir), cache_size=2)
+    gene = svc.models.readout_genes(svc.cell_lines[0])[3]
+    with contextlib.suppress(Pending):
+        svc.gene(gene)  # starts the background ranking
+    perts = svc.candidates(svc.cell_lines[0])[:6]
+    slowest = 0.0
+    for p in perts:  # answered between background chunks, never after the whole ranking
+        t = time.perf_counter()
+        svc.perturbation(p, top=3)
+        slowest = max(slowest, time.perf_counter() - t)
+    deadline = time.time() + 120
+    while True:
+        try:
+            ranked = svc.gene(gene, top=5)
+            break
+        except Pending:
+            assert time.time() < deadline
+            time.sleep(0.2)
+    assert len(ranked.rows) == 5
+    for p in perts:  # more perturbation answers than the perturbation cache holds
+        svc.perturbation(p, top=3)
+    assert svc.gene(gene, top=5).rows.equals(ranked.rows)  # still cached: no second background job
+    assert not [t for t in threading.enumerate() if t.name.startswith("gene-")]
+    assert slowest < 30
