@@ -180,14 +180,6 @@ class PredictReport:
     seconds: float
 
 
-def split_names(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
-    """``"a,b"`` → ``("a", "b")``."""
-    if value is None:
-        return None
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return tuple(v.strip() for v in items if v.strip()) or None
-
-
 def read_names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
     """``all`` → ``None``; else comma-separated names, where ``@file`` items add one name per line of the
     file (``#`` comments), e.g. ``FTH1,TFRC,@more.txt``.
@@ -198,7 +190,7 @@ def read_names(value: str | Sequence[str] | None, what: str) -> list[str] | None
     if value is None:
         return None
     items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value)]
-    if items == ["all"] or (len(items) == 1 and items[0].lower() == "all"):
+    if len(items) == 1 and items[0].lower() == "all":
         return None
     names: list[str] = []
     for item in items:
@@ -232,13 +224,7 @@ def _methods_and_lines(
     for m in meths:
         if m not in models.methods:
             raise CorePerturbError(f"method {m!r} is not in the model; it holds {', '.join(models.methods)}")
-    lines = list(cell_lines or models.cell_lines)
-    for line in lines:
-        if line not in models.cell_lines:
-            raise CorePerturbError(
-                f"cell line {line!r} is not in the model; it holds {', '.join(models.cell_lines)}"
-            )
-    return meths, lines
+    return meths, models.require_cell_lines(cell_lines or None)
 
 
 def _known(models: FittedModels, names: list[str] | None, what: str) -> list[str] | None:
@@ -421,5 +407,4 @@ __all__ = [
     "predict_to_file",
     "read_names",
     "read_pairs",
-    "split_names",
 ]

@@ -48,7 +48,7 @@ DEPRECATED_KEYS: dict[str, str] = {"task": "tasks", "model": "llm_model", "cache
 """Old option / file-key spellings, read for one release with a warning."""
 
 
-def _names(value: Any) -> tuple[str, ...] | None:
+def split_names(value: Any) -> tuple[str, ...] | None:
     """``"a,b"`` or ``["a", "b"]`` → ``("a", "b")``; ``None`` / empty stays ``None``."""
     if value is None:
         return None
@@ -112,8 +112,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", _path(self.data_dir))
         object.__setattr__(self, "queries", _path(self.queries))
-        object.__setattr__(self, "cell_lines", _names(self.cell_lines))
-        object.__setattr__(self, "tasks", _names(self.tasks) or ("de",))
+        object.__setattr__(self, "cell_lines", split_names(self.cell_lines))
+        object.__setattr__(self, "tasks", split_names(self.tasks) or ("de",))
         if self.data_dir is not None and self.queries is not None:
             raise ConfigError("give either a data directory (data_dir) or a query table (queries), not both")
         bad = [t for t in self.tasks if t not in TASKS]
@@ -150,7 +150,7 @@ class KGConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kg_dir", _path(self.kg_dir))
-        object.__setattr__(self, "kg_sources", _names(self.kg_sources))
+        object.__setattr__(self, "kg_sources", split_names(self.kg_sources))
         object.__setattr__(self, "kg_edges", named_paths(self.kg_edges, "kg_edges"))
         object.__setattr__(self, "kg_gmt", named_paths(self.kg_gmt, "kg_gmt"))
         structures = named_paths(self.kg_structures, "kg_structures")
@@ -252,7 +252,7 @@ class FitConfig:
     llm_config: LLMConfig = field(default_factory=LLMConfig)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "methods", _names(self.methods) or ())
+        object.__setattr__(self, "methods", split_names(self.methods) or ())
         if not self.methods:
             raise ConfigError("no methods given")
         for m in self.methods:
@@ -485,4 +485,5 @@ __all__ = [
     "LLMConfig",
     "load_config_file",
     "named_paths",
+    "split_names",
 ]

@@ -53,7 +53,7 @@ def command(name: str | None = None) -> Callable[[F], F]:
                 if _STATE["debug"]:
                     raise
                 fail(str(exc))
-            except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+            except (typer.Exit, typer.Abort):  # click's exits are Exceptions; let them through
                 raise
             except Exception as exc:
                 if _STATE["debug"]:

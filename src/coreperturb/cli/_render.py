@@ -52,23 +52,34 @@ def _stamp(msg: str) -> None:
     console.print(escape(f"[{time.strftime('%H:%M:%S')}] {msg}"))
 
 
-def _every_tenth(fmt: Callable[[int, int, int], str]) -> Callable[[int, int], None]:
-    last = {"pct": -1}
+class _EveryTenth:
+    """A progress callback that logs a line each time another 10% is done."""
 
-    def tick(done: int, total: int) -> None:
+    def __init__(self, fmt: Callable[[int, int, int], str]) -> None:
+        self.fmt = fmt
+        self.reset()
+
+    def reset(self) -> None:
+        self.pct = -1
+
+    def __call__(self, done: int, total: int) -> None:
         pct = int(100 * done / max(total, 1)) // 10 * 10
-        if pct != last["pct"]:
-            last["pct"] = pct
-            _stamp(fmt(done, total, pct))
-
-    return tick
+        if pct != self.pct:
+            self.pct = pct
+            _stamp(self.fmt(done, total, pct))
 
 
 @contextlib.contextmanager
 def steps() -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]]:
     """``(say, tick)``: step messages and an LLM progress bar with ETA (log lines off a terminal)."""
     if not console.is_terminal:
-        yield _stamp, _every_tenth(lambda done, total, pct: f"  {done}/{total} queries ({pct}%)")
+        plain = _EveryTenth(lambda done, total, pct: f"  {done}/{total} queries ({pct}%)")
+
+        def say_plain(msg: str) -> None:
+            plain.reset()  # a new step counts from 0% again
+            _stamp(msg)
+
+        yield say_plain, plain
         return
     with Progress(TextColumn("{task.description}"), *_COLUMNS, console=console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
@@ -88,7 +99,7 @@ def steps() -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]
 def bar(total: int, unit: str) -> Iterator[Callable[[int, int], None]]:
     """A progress bar over ``total`` units (a log line every 10% off a terminal)."""
     if not console.is_terminal:
-        yield _every_tenth(lambda done, tot, pct: f"  {done}/{tot} {unit} ({pct}%)")
+        yield _EveryTenth(lambda done, tot, pct: f"  {done}/{tot} {unit} ({pct}%)")
         return
     with Progress(TextColumn(f"predicting {unit}"), *_COLUMNS, console=console, transient=True) as progress:
         task = progress.add_task(unit, total=total)

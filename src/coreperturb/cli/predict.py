@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from coreperturb.api import predict_to_file, split_names
+from coreperturb.api import predict_to_file
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, console, use_threads
 from coreperturb.cli._render import bar, say
+from coreperturb.config import split_names
 from coreperturb.errors import ConfigError
 from coreperturb.model_files import load_model
 from coreperturb.stages import DEFAULT_RANK_BY, Ranking

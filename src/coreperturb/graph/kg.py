@@ -202,9 +202,6 @@ class KnowledgeGraph:
         """Pickled without the embedding cache (e.g. for Ray workers)."""
         return {k: v for k, v in self.__dict__.items() if k != "_embeddings"}
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-
     def _embed(self, perturbations: Sequence[str], relation: str) -> sp.csr_matrix:
         rel = self.relations[relation]
         if rel.row_ids is not None:

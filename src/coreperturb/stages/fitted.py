@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,20 @@ class FittedModels:
         if key not in store:
             store[key] = make()
         return store[key]
+
+    def require_cell_lines(self, cell_lines: Sequence[str] | None = None) -> list[str]:
+        """``cell_lines`` (default: every line of the model), each checked to be in the model.
+
+        Raises:
+            CorePerturbError: A cell line the model does not hold, naming those it does.
+        """
+        lines = list(cell_lines) if cell_lines is not None else self.cell_lines
+        for line in lines:
+            if line not in self.cell_lines:
+                raise CorePerturbError(
+                    f"cell line {line!r} is not in the model; it holds {', '.join(self.cell_lines)}"
+                )
+        return lines
 
     def model(self, cell_line: str, task: str, method: str) -> Predictor:
         """The fitted predictor of one unit.

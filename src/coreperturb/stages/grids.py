@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from coreperturb._util import positions
-from coreperturb.errors import CorePerturbError
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.base import Predictor
 from coreperturb.predictors.effect import effect_score, gene_prior
@@ -86,13 +85,8 @@ def grid_plan(
         genes: Readout genes (default: the genes observed in the cell line's training rows).
         cell_lines: Cell lines (default: all in the model).
     """
-    lines = list(cell_lines) if cell_lines is not None else models.cell_lines
     units = []
-    for line in lines:
-        if line not in models.cell_lines:
-            raise CorePerturbError(
-                f"cell line {line!r} is not in the model; it holds {', '.join(models.cell_lines)}"
-            )
+    for line in models.require_cell_lines(cell_lines):
         if perturbations is not None:
             perts = list(perturbations)
         else:
