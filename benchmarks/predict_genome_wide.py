@@ -3,16 +3,21 @@
 Usage:
     python benchmarks/predict_genome_wide.py [--shared ../shared/data] [--cell-line k562] [--model DIR]
                                              [--limit N] [--chunk-pairs 250000] [--out FILE] [--keep]
-                                             [--compare 120]
+                                             [--baseline GIT_REF] [--compare 0]
 
 Fits a CORE-Voting model on the cell line's training split (DE and direction) with `coreperturb fit`
-unless --model is given, then runs `coreperturb predict --perturbations all --genes all` as a child process
-and reports its wall time, pairs per second and peak RSS (``os.wait4`` of that process alone), and the
-size of the output. --limit N predicts only the first N candidate perturbations (a quick estimate).
---compare N then scores the first N candidate perturbations (x all genes, DE and direction) in this process
-twice, chunk by chunk: with the current implementation and with the earlier per-pair one (reference evidence
-features from :mod:`coreperturb.evidence.reference`, the pool rebuilt per chunk, scikit-learn's
-``predict_proba``), and prints the speed ratio and the largest difference between their scores.
+unless --model is given, then runs `coreperturb predict --perturbations all --genes all --profile` as a child
+process and reports its wall time, CPU seconds (user + system, of that process alone, ``os.wait4``), CPU
+seconds per million pairs, pairs per second, peak RSS and the size of the output, and the stage table
+(retrieval, features, trees, tables, writing). --limit N predicts only the first N candidate perturbations.
+
+--baseline GIT_REF runs the same command with the code of GIT_REF (a ``git worktree`` of this repository
+on PYTHONPATH) first, in the same run, and prints the speed ratio and whether the two output files hold the
+same rows and bit-identical scores.
+
+--compare N (default 0: skip) scores the first N candidate perturbations in this process twice, chunk by
+chunk: with the current implementation and with the earlier per-pair one (reference evidence features from
+:mod:`coreperturb.evidence.reference`, the pool rebuilt per chunk, scikit-learn's ``predict_proba``).
 """
 
 from __future__ import annotations
@@ -28,13 +33,38 @@ from pathlib import Path
 import numpy as np
 
 
-def run_child(cmd: list[str]) -> tuple[float, float, int]:
-    """Run a command; return (wall seconds, peak RSS in GB, exit code) of that process alone."""
+def run_child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, int]:
+    """Run a command; return (wall seconds, CPU seconds, peak RSS in GB, exit code) of that process alone."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
-    return wall, usage.ru_maxrss / 1024**2, os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024**2, os.waitstatus_to_exitcode(status)
+
+
+def baseline_env(ref: str, tmp: Path) -> dict[str, str]:
+    """Environment that runs the code of ``ref`` (a git worktree of this repository under ``tmp``)."""
+    repo = Path(__file__).resolve().parents[1]
+    tree = tmp / "baseline"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), ref], check=True)
+    return {**os.environ, "PYTHONPATH": str(tree / "src")}
+
+
+def same_scores(a: Path, b: Path) -> str:
+    """Whether two prediction files hold the same rows, and the largest score difference."""
+    import pandas as pd
+
+    x, y = pd.read_parquet(a), pd.read_parquet(b)
+    if x.shape != y.shape or list(x.columns) != list(y.columns):
+        return f"different shapes {x.shape} vs {y.shape}"
+    num = [c for c in x.columns if x[c].dtype.kind == "f"]
+    diff = max(float(np.nanmax(np.abs(x[c].to_numpy() - y[c].to_numpy()), initial=0.0)) for c in num)
+    nan_same = all(np.array_equal(x[c].isna(), y[c].isna()) for c in num)
+    return (
+        f"{len(x)} rows; frames equal: {x.equals(y)}; names and flags equal: "
+        f"{x.drop(columns=num).equals(y.drop(columns=num))}; max |score difference| {diff:.1e}; "
+        f"NaN in the same places: {nan_same}"
+    )
 
 
 def main() -> None:
@@ -46,33 +76,25 @@ def main() -> None:
     ap.add_argument("--chunk-pairs", type=int, default=250_000)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the output file")
+    ap.add_argument("--baseline", default=None, help="git ref of the implementation to compare with")
     ap.add_argument(
-        "--compare", type=int, default=120, help="perturbations for the same-run speed ratio (0: skip)"
+        "--compare", type=int, default=0, help="perturbations for the per-pair reference (0: skip)"
     )
     args = ap.parse_args()
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
     tmp = Path(tempfile.mkdtemp(prefix="genome_wide_"))
     exe = [sys.executable, "-m", "coreperturb.cli"]
+    print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()}", flush=True)
     model = args.model
     if model is None:
         model = tmp / "model"
-        wall, rss, rc = run_child(
+        wall, cpu, rss, rc = run_child(
             [
-                *exe,
-                "fit",
-                "--data-dir",
-                str(args.shared / "perturbqa"),
-                "--kg-dir",
-                str(args.shared / "kg"),
-                "--cell-lines",
-                args.cell_line,
-                "--tasks",
-                "de,dir",
-                "--out",
-                str(model),
+                *exe, "fit", "--data-dir", str(args.shared / "perturbqa"), "--kg-dir", str(args.shared / "kg"),
+                "--cell-lines", args.cell_line, "--tasks", "de,dir", "--out", str(model),
             ]
-        )
+        )  # fmt: skip
         if rc:
             sys.exit(f"fit failed (exit {rc})")
         print(f"fit: {wall:.1f}s, peak RSS {rss:.2f} GB")
@@ -85,33 +107,43 @@ def main() -> None:
         (tmp / "perts.txt").write_text("\n".join(cand) + "\n")
         perts = f"@{tmp / 'perts.txt'}"
     out = args.out or tmp / "predictions.parquet"
-    cmd = [
-        *exe,
-        "predict",
-        "--model-dir",
-        str(model),
-        "--cell-lines",
-        args.cell_line,
-        "--perturbations",
-        perts,
-        "--genes",
-        "all",
-        "--chunk-pairs",
-        str(args.chunk_pairs),
-        "--out",
-        str(out),
-    ]
-    wall, rss, rc = run_child(cmd)
-    if rc:
-        sys.exit(f"predict failed (exit {rc})")
-    import pyarrow.parquet as pq
 
-    n = pq.ParquetFile(out).metadata.num_rows if out.suffix == ".parquet" else None
-    size = out.stat().st_size / 1e9
-    print(
-        f"predict {args.cell_line} ({perts if args.limit else 'all'} x all genes): {n} pairs in {wall:.1f}s "
-        f"= {n / wall if n else float('nan'):,.0f} pairs/s; peak RSS {rss:.2f} GB; output {size:.2f} GB ({out})"
-    )
+    def predict(
+        path: Path, env: dict[str, str] | None = None, profile: bool = True
+    ) -> tuple[float, float, int]:
+        cmd = [
+            *exe, "predict", "--model-dir", str(model), "--cell-lines", args.cell_line, "--perturbations", perts,
+            "--genes", "all", "--chunk-pairs", str(args.chunk_pairs), "--out", str(path),
+            *(["--profile"] if profile else []),
+        ]  # fmt: skip
+        wall, cpu, rss, rc = run_child(cmd, env)
+        if rc:
+            sys.exit(f"predict failed (exit {rc})")
+        import pyarrow.parquet as pq
+
+        n = pq.ParquetFile(path).metadata.num_rows if path.suffix == ".parquet" else 0
+        print(
+            f"predict {args.cell_line} ({perts if args.limit else 'all'} x all genes, DE + direction): {n} pairs "
+            f"in {wall:.1f}s = {n / wall if n else float('nan'):,.0f} pairs/s; CPU {cpu:.1f}s = "
+            f"{cpu / n * 1e6 if n else float('nan'):.2f} CPU s per million pairs; peak RSS {rss:.2f} GB; "
+            f"output {path.stat().st_size / 1e9:.2f} GB ({path})",
+            flush=True,
+        )
+        return wall, cpu, n
+
+    if args.baseline:
+        print(f"baseline: the code of {args.baseline}", flush=True)
+        old_out = tmp / "baseline.parquet"
+        b_wall, b_cpu, _ = predict(old_out, baseline_env(args.baseline, tmp), profile=False)
+        print("current code:", flush=True)
+        wall, cpu, _ = predict(out)
+        print(
+            f"same run: current {wall:.1f}s vs {args.baseline} {b_wall:.1f}s = {b_wall / wall:.2f}x faster "
+            f"(CPU {b_cpu / cpu:.2f}x less); {same_scores(old_out, out)}"
+        )
+        old_out.unlink()
+    else:
+        predict(out)
     if not args.keep and args.out is None:
         out.unlink()
     if args.compare:

@@ -61,3 +61,50 @@ def test_busy_cpus_are_left_to_others(tmp_path: Path, monkeypatch: pytest.Monkey
     assert resolve_threads() == 1  # a busy machine: one thread, never zero
     monkeypatch.setattr(_threads, "busy_cpus", lambda: 0)
     assert resolve_threads() == 2
+
+
+def test_adaptive_threads_follow_what_others_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between steps, the thread count is the allotment minus the CPUs other processes used (measured)."""
+    from coreperturb import _threads
+
+    clock = {"t": 0.0, "busy": 0.0, "own": 0.0}
+    monkeypatch.setattr(_threads.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(_threads, "_machine_busy_seconds", lambda: clock["busy"])
+    monkeypatch.setattr(_threads, "_own_cpu_seconds", lambda: clock["own"])
+    applied: list[int] = []
+    policy = _threads.AdaptiveThreads(2, 1, min_interval=2.0, apply=applied.append)
+
+    def run(seconds: float, own: float, others: float) -> int:
+        clock["t"] += seconds
+        clock["own"] += own * seconds
+        clock["busy"] += (own + others) * seconds
+        return policy.step()
+
+    assert run(1.0, 1, 0) == 1 and not policy.decisions  # too short to measure: unchanged
+    assert run(4.0, 1, 0) == 2 and applied == [2]  # a short-lived process at start is gone: both cores
+    assert run(5.0, 1, 1) == 1 and applied == [2, 1]  # a busy job started beside: step back
+    assert run(5.0, 1, 0.3) == 2  # a light process (a third of a core) keeps the second core ours
+    assert [round(d[1], 2) for d in policy.decisions] == [0.0, 1.0, 0.3]
+
+
+def test_adaptive_only_when_nobody_fixed_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    from coreperturb import _threads
+
+    monkeypatch.delenv("COREPERTURB_THREADS", raising=False)
+    monkeypatch.setattr(_threads, "cpu_allotment", lambda: 2)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
+    try:
+        assert _threads.adapt_threads(1) == 1 and _threads.retune() is None  # --threads 1: fixed
+        monkeypatch.setenv("COREPERTURB_THREADS", "2")
+        assert _threads.adapt_threads() == 2 and _threads.retune() is None  # environment: fixed
+        monkeypatch.delenv("COREPERTURB_THREADS")
+        _threads.adapt_threads()
+        assert _threads.retune() in (1, 2)  # the default: re-evaluated
+    finally:
+        for policy in _threads._ADAPTIVE:
+            for limiter in policy._limits:
+                limiter.restore_original_limits()
+        _threads._ADAPTIVE.clear()
+        for limiter in _threads._FIXED_LIMITS:
+            limiter.restore_original_limits()
+        _threads._FIXED_LIMITS.clear()

@@ -2,23 +2,33 @@
 
 The default is the CPU allotment of this process: the CPUs it may run on (affinity, e.g. ``taskset`` or a
 SLURM cgroup cpuset) capped by a cgroup CPU quota (containers, ``--cpus``). When the process may use every
-CPU of the machine (no cpuset, no quota), the CPUs that other runnable processes occupy right now are left to
-them (at least one thread is kept). ``--threads N`` or ``$COREPERTURB_THREADS`` override all of this. The
-thread pools of OpenMP (scikit-learn's gradient boosting) and BLAS (NumPy / SciPy) are limited with
-threadpoolctl, so several concurrent runs on a shared node do not each start a thread per core and
-oversubscribe it (busy-waiting OpenMP threads on an oversubscribed core can double the CPU time).
+CPU of the machine (no cpuset, no quota), the CPUs that other processes occupy are left to them (at least
+one thread is kept): at start from the runnable tasks in ``/proc/loadavg``, and then, during long work, by
+measurement (:class:`AdaptiveThreads`): between two steps (prediction chunks, fitted models), the CPU time
+the whole machine spent busy (``/proc/stat``) minus this process's own CPU time gives the CPUs others used,
+and the thread count is set again. A short-lived process at start no longer makes a 20-minute run
+single-threaded, and a job that starts beside a long run makes it step back. ``--threads N`` or
+``$COREPERTURB_THREADS`` override all of this (no re-evaluation). The thread pools of OpenMP (scikit-learn's
+gradient boosting) and BLAS (NumPy / SciPy) are limited with threadpoolctl, so several concurrent runs on a
+shared node do not each start a thread per core and oversubscribe it (busy-waiting OpenMP threads on an
+oversubscribed core can double the CPU time); the compiled tree kernels and the writer use Python threads
+that sleep while they wait.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from coreperturb.errors import CorePerturbError
 
 ENV = "COREPERTURB_THREADS"
+
+log = logging.getLogger(__name__)
 
 
 def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -85,6 +95,123 @@ def resolve_threads(threads: int | None = None) -> int:
     return threads
 
 
+def effective_threads() -> int:
+    """Threads compute may use now: the OpenMP limit in force (``--threads`` / the policy set it with
+    :func:`limit_threads`; scikit-learn's reading of it, which also honours cgroup quotas)."""
+    try:
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+        return max(1, int(_openmp_effective_n_threads()))
+    except (ImportError, AttributeError):  # pragma: no cover - other scikit-learn internals
+        return cpu_allotment()
+
+
+def _machine_busy_seconds(stat: Path = Path("/proc/stat")) -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (``/proc/stat``; ``None`` if unknown)."""
+    try:
+        fields = stat.read_text().split("\n", 1)[0].split()
+        if fields[0] != "cpu":
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class AdaptiveThreads:
+    """Sets this process's thread count again from what other processes used since the last step.
+
+    ``others = (machine busy CPU seconds − this process's CPU seconds) / wall seconds`` over the interval;
+    the new count is the allotment minus ``round(others)``, at least 1. Steps closer than
+    ``min_interval`` seconds to the last decision are skipped (too short to measure).
+
+    Args:
+        allotment: The most threads to use (:func:`cpu_allotment`).
+        threads: The count in force now.
+        min_interval: Shortest interval measured, in seconds.
+        apply: Called with a new count (default: :func:`limit_threads`).
+    """
+
+    def __init__(
+        self,
+        allotment: int,
+        threads: int,
+        min_interval: float = 2.0,
+        apply: Any = None,
+    ) -> None:
+        self.allotment = allotment
+        self.threads = threads
+        self.min_interval = min_interval
+        self._apply = apply if apply is not None else limit_threads
+        self._limits: list[Any] = []
+        self.decisions: list[tuple[float, float, int]] = []
+        """``(monotonic time, CPUs others used, threads chosen)`` of every re-evaluation."""
+        self._mark = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float | None, float]:
+        return time.monotonic(), _machine_busy_seconds(), _own_cpu_seconds()
+
+    def others(self) -> float | None:
+        """CPUs other processes used since the last decision (``None`` if not measurable yet)."""
+        t1, busy1, own1 = self._sample()
+        t0, busy0, own0 = self._mark
+        if busy0 is None or busy1 is None or t1 - t0 < self.min_interval:
+            return None
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
+
+    def step(self) -> int:
+        """Re-evaluate (when the last decision is old enough); returns the thread count in force."""
+        others = self.others()
+        if others is None:
+            return self.threads
+        n = max(1, min(self.allotment, self.allotment - round(others)))
+        self.decisions.append((time.monotonic(), others, n))
+        self._mark = self._sample()
+        if n != self.threads:
+            log.info("threads: %d -> %d (other processes used %.1f CPUs)", self.threads, n, others)
+            self.threads = n
+            limiter = self._apply(n)
+            if limiter is not None:
+                self._limits.append(limiter)
+        return self.threads
+
+
+_ADAPTIVE: list[AdaptiveThreads] = []
+_FIXED_LIMITS: list[Any] = []
+
+
+def adapt_threads(threads: int | None = None) -> int:
+    """Resolve the thread count (:func:`resolve_threads`), limit the pools to it, and, when nobody fixed
+    the count and the process may use the whole machine, re-evaluate it at every :func:`retune`.
+
+    Returns:
+        The thread count in force now.
+    """
+    n = resolve_threads(threads)
+    limiter = limit_threads(n)
+    _ADAPTIVE.clear()
+    fixed = threads is not None or os.environ.get(ENV, "").strip() != ""
+    allot = cpu_allotment()
+    if not fixed and allot > 1 and allot >= (os.cpu_count() or allot):
+        _ADAPTIVE.append(AdaptiveThreads(allot, n))
+        _ADAPTIVE[0]._limits.append(limiter)
+    else:
+        _FIXED_LIMITS.append(limiter)
+    return n
+
+
+def retune() -> int | None:
+    """Between steps of long work: re-evaluate the thread count when :func:`adapt_threads` set an adaptive
+    policy (returns the count in force), else nothing (``None``)."""
+    return _ADAPTIVE[0].step() if _ADAPTIVE else None
+
+
 def limit_threads(threads: int) -> Any:
     """Limit the OpenMP and BLAS thread pools of this process to ``threads`` (threadpoolctl).
 
@@ -96,4 +223,12 @@ def limit_threads(threads: int) -> Any:
     return threadpool_limits(limits=threads)
 
 
-__all__ = ["ENV", "busy_cpus", "cpu_allotment", "default_threads", "limit_threads", "resolve_threads"]
+__all__ = [
+    "ENV",
+    "busy_cpus",
+    "cpu_allotment",
+    "default_threads",
+    "effective_threads",
+    "limit_threads",
+    "resolve_threads",
+]

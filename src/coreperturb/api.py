@@ -23,6 +23,7 @@ from coreperturb.errors import ConfigError, CorePerturbError
 from coreperturb.llm.runner import Progress
 from coreperturb.model_files import KG_STORES, load_model, save_model
 from coreperturb.pipeline import load_inputs
+from coreperturb.profiling import Profile, profiling, stage
 from coreperturb.report.prediction_files import SUFFIXES, PredictionWriter, check_output_path
 from coreperturb.stages import (
     DEFAULT_RANK_BY,
@@ -171,13 +172,15 @@ def configure_llm(
 
 @dataclass(frozen=True)
 class PredictReport:
-    """What :func:`predict_to_file` wrote: rows, scored pairs, methods and wall time."""
+    """What :func:`predict_to_file` wrote: rows, scored pairs, methods, wall time and (with ``profile``)
+    the seconds per stage."""
 
     path: Path
     rows: int
     pairs: int
     methods: tuple[str, ...]
     seconds: float
+    profile: Profile | None = None
 
 
 def read_names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
@@ -252,6 +255,7 @@ def predict_to_file(
     response_cache: Path | None = None,
     reasoning_tokens: int | None = None,
     progress: Callable[[int, str], AbstractContextManager[Tick]] | None = None,
+    profile: bool = False,
 ) -> PredictReport:
     """Score perturbations × genes (or the listed pairs of a ``queries`` table) and stream them to ``out``.
 
@@ -272,6 +276,8 @@ def predict_to_file(
         reasoning_tokens: Override the LLM methods' rationale length.
         progress: ``progress(total, unit)`` is a context manager that yields a ``tick(done, total)`` callback
             (e.g. a progress bar).
+        profile: Time the stages (retrieval, features, trees, tables, writing; :mod:`coreperturb.profiling`)
+            into ``PredictReport.profile``.
 
     Raises:
         CorePerturbError: Bad options, unknown names only, or nothing to predict.
@@ -292,52 +298,56 @@ def predict_to_file(
     check_ranking(models, ranking, meths)
     start = progress or _no_progress
     t0 = time.perf_counter()
-    if queries is not None:
-        if ranking is not None:
-            raise CorePerturbError(
-                "rankings are kept over perturbation × gene grids; a query table scores listed pairs"
-            )
-        if perturbations is not None:
-            raise CorePerturbError("give either a query table or perturbations, not both")
-        if executor == "ray":
-            raise CorePerturbError(
-                "the ray executor scores perturbation × gene grids; a query table runs locally"
-            )
-        rows = _predict_pairs(models, Path(queries), lines, meths, out, pairs_per_chunk, start)
-        n_pairs = rows // len(meths)
-    else:
-        if perturbations is None:
-            raise CorePerturbError(
-                "name the perturbations to predict (names, @file.txt or all), or give a query table"
-            )
-        names = _known(models, read_names(perturbations, "perturbations"), "perturbation")
-        gnames = _known(models, read_names(genes, "genes"), "gene")
-        plan = grid_plan(models, names, gnames, lines)
-        if plan.n_pairs == 0:
-            raise CorePerturbError("nothing to predict: no perturbation x gene pairs")
-        with (
-            PredictionWriter(out, plan, meths) as writer,
-            start(plan.n_perturbations, "perturbations") as tick,
-        ):
-            if executor == "ray":
-                from coreperturb.stages.distributed import ray_predict_grid
-
-                frames = ray_predict_grid(
-                    models,
-                    plan,
-                    meths,
-                    pairs_per_chunk,
-                    ranking,
-                    tick,
-                    address=ray_address,
-                    workers=ray_workers,
+    with profiling() if profile else contextlib.nullcontext() as prof:
+        if queries is not None:
+            if ranking is not None:
+                raise CorePerturbError(
+                    "rankings are kept over perturbation × gene grids; a query table scores listed pairs"
                 )
-            else:
-                frames = predict_grid(models, plan, meths, pairs_per_chunk, ranking, progress=tick)
-            for frame in frames:
-                writer.write(frame)
-        rows, n_pairs = writer.rows, plan.n_pairs
-    return PredictReport(out, rows, n_pairs, tuple(meths), time.perf_counter() - t0)
+            if perturbations is not None:
+                raise CorePerturbError("give either a query table or perturbations, not both")
+            if executor == "ray":
+                raise CorePerturbError(
+                    "the ray executor scores perturbation × gene grids; a query table runs locally"
+                )
+            rows = _predict_pairs(models, Path(queries), lines, meths, out, pairs_per_chunk, start)
+            n_pairs = rows // len(meths)
+        else:
+            if perturbations is None:
+                raise CorePerturbError(
+                    "name the perturbations to predict (names, @file.txt or all), or give a query table"
+                )
+            names = _known(models, read_names(perturbations, "perturbations"), "perturbation")
+            gnames = _known(models, read_names(genes, "genes"), "gene")
+            plan = grid_plan(models, names, gnames, lines)
+            if plan.n_pairs == 0:
+                raise CorePerturbError("nothing to predict: no perturbation x gene pairs")
+            with (
+                PredictionWriter(out, plan, meths, background=True) as writer,
+                start(plan.n_perturbations, "perturbations") as tick,
+            ):
+                if executor == "ray":
+                    from coreperturb.stages.distributed import ray_predict_grid
+
+                    frames = ray_predict_grid(
+                        models,
+                        plan,
+                        meths,
+                        pairs_per_chunk,
+                        ranking,
+                        tick,
+                        address=ray_address,
+                        workers=ray_workers,
+                    )
+                else:
+                    frames = predict_grid(models, plan, meths, pairs_per_chunk, ranking, progress=tick)
+                for frame in frames:
+                    with stage("writer wait"):
+                        writer.write(frame)
+            rows, n_pairs = writer.rows, plan.n_pairs
+            if prof is not None:
+                prof.add("writing", writer.busy_seconds)
+    return PredictReport(out, rows, n_pairs, tuple(meths), time.perf_counter() - t0, prof)
 
 
 def read_pairs(models: FittedModels, path: Path) -> pd.DataFrame:

@@ -83,3 +83,16 @@ def test_unknown_gene_and_perturbation_do_not_crash(
     f = evidence_features(q, pool, sims, synth_kg)
     assert np.isfinite(f.to_numpy()).all()
     assert f.loc[0, "vote_combined"] == 0.0  # no evidence: the vote equals the prior
+
+
+def test_compiled_evidence_counts_equal_numpy(synth_table: QueryTable, synth_kg: KnowledgeGraph) -> None:
+    """The numba pass over the observations gives the NumPy segment reductions' numbers exactly."""
+    from coreperturb.evidence.features import evidence_matrices
+
+    _, _, pool, sims = _setup(synth_table, synth_kg)
+    rng = np.random.default_rng(0)
+    for s in (sims.combined, np.where(rng.random(sims.combined.shape) < 0.5, 0, sims.combined) * 1e-40):
+        fast, slow = evidence_matrices(s, pool), evidence_matrices(s, pool, numba_kernels=False)
+        for key in ("n_pos", "n_neg", "max_pos", "max_neg"):
+            assert fast[key].dtype == slow[key].dtype and np.array_equal(fast[key], slow[key]), key
+        assert fast["n_pos"].sum() + fast["n_neg"].sum() > 0 or s.max() < 1e-30

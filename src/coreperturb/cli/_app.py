@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from coreperturb._threads import limit_threads, resolve_threads
+from coreperturb._threads import adapt_threads
 from coreperturb._version import __version__
 from coreperturb.errors import CorePerturbError
 
@@ -31,7 +31,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (CorePerturbError, OSError)
 """What a command reports as one ``error:`` line: the project's own errors, and the file system's (a full
 disk, a missing permission). Anything else is a bug and shows its traceback with ``--debug``."""
 
-_STATE: dict[str, Any] = {"debug": False, "limits": []}
+_STATE: dict[str, Any] = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -71,10 +71,9 @@ def command(name: str | None = None) -> Callable[[F], F]:
 
 
 def use_threads(threads: int | None) -> int:
-    """Keep this process's OpenMP / BLAS pools within the thread allotment (``threads`` or the default)."""
-    n = resolve_threads(threads)
-    _STATE["limits"].append(limit_threads(n))
-    return n
+    """Keep this process's OpenMP / BLAS pools within the thread allotment (``threads``, or the default,
+    re-evaluated during long work: :func:`coreperturb._threads.adapt_threads`)."""
+    return adapt_threads(threads)
 
 
 def show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:

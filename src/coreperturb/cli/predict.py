@@ -95,6 +95,9 @@ def predict(
     ray_address: o.RayAddressOpt = None,
     ray_workers: o.RayWorkersOpt = 2,
     threads: o.ThreadsOpt = None,
+    profile: Annotated[
+        bool, typer.Option(help="Print the seconds per stage: retrieval, features, trees, tables, writing.")
+    ] = False,
 ) -> None:
     """Predict P(DE) and P(up | DE) for perturbations x genes with a saved model.
 
@@ -130,8 +133,11 @@ def predict(
         response_cache=o.deprecated("--response-cache", "--cache", response_cache, cache),
         reasoning_tokens=reasoning_tokens,
         progress=bar,
+        profile=profile,
     )
     n = rep.pairs * len(rep.methods)
+    if rep.profile is not None:
+        say(rep.profile.render(rep.pairs))
     say(
         f"wrote {rep.rows} rows to {rep.path} ({rep.pairs} pairs x {len(rep.methods)} method(s) in "
         f"{rep.seconds:.1f}s, {n / max(rep.seconds, 1e-9):,.0f} pairs/s)"

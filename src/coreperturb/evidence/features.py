@@ -43,6 +43,35 @@ def _at(dense_q_by_g: np.ndarray, qi: np.ndarray, gi: np.ndarray, fill: float = 
     return out
 
 
+class _Cells:
+    """Reads ``queries × genes`` matrices at the queries' cells ``(qi, gi)`` (``gi = -1``: ``fill``).
+
+    The flat positions are computed once per feature matrix; equal to :func:`_at`."""
+
+    def __init__(self, qi: np.ndarray, gi: np.ndarray, n_genes: int) -> None:
+        self.qi, self.gi, self.n_genes = qi, gi, n_genes
+        self.ok = gi >= 0
+        self.all_ok = bool(self.ok.all())
+        self.flat = np.asarray(qi, dtype=np.int64) * n_genes + np.maximum(gi, 0)
+
+    def prior(self, b: np.ndarray, a: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(a * b, logit(b))`` of the queries' base rates, computed once for all relations."""
+        key = (id(b), a)
+        if getattr(self, "_prior_key", None) != key:
+            self._prior_key = key
+            self._prior = (a * b, _logit(b))
+        return self._prior
+
+    def __call__(self, dense_q_by_g: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        dense = np.asarray(dense_q_by_g)
+        if dense.ndim != 2 or dense.shape[1] != self.n_genes:
+            return _at(dense, self.qi, self.gi, fill)
+        out = np.take(dense, self.flat).astype(np.float64, copy=False)
+        if not self.all_ok:
+            out = np.where(self.ok, out, fill)
+        return out
+
+
 def _sim_times(s: np.ndarray, m: sp.csr_matrix, mt: sp.csr_matrix | None = None) -> np.ndarray:
     """Dense ``s @ m`` for dense ``s`` (queries × pool) and sparse ``m`` (pool × genes); ``mt`` = a cached
     ``csr_matrix(m.T)``."""
@@ -68,6 +97,7 @@ def shrunk_vote(
     b: np.ndarray,
     a: float,
     prepared: PreparedPool | None = None,
+    cells: _Cells | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Similarity-weighted vote of the pool's outcomes on each query's gene, shrunk toward its base rate.
 
@@ -77,21 +107,30 @@ def shrunk_vote(
         qi: Row of ``s`` of each query; gi: column of ``pool.genes`` of each query (-1 = unobserved gene).
         b: Base rate of each query's gene; a: its pseudo-count.
         prepared: Cached transposes of the pool (:class:`PreparedPool`).
+        cells: The reader of ``(qi, gi)`` cells, when the caller has one.
 
     Returns:
         ``(logit((pos + a·b) / (tot + a)) − logit(b), log1p(tot))``: the vote and the log evidence mass.
     """
     yt, mt = (prepared.YT, prepared.MT) if prepared is not None else (None, None)
-    return _vote(_sim_times(s, pool.Y, yt), _sim_times(s, pool.M, mt), qi, gi, b, a)
+    return _vote(_sim_times(s, pool.Y, yt), _sim_times(s, pool.M, mt), qi, gi, b, a, cells)
 
 
 def _vote(
-    pos_dense: np.ndarray, tot_dense: np.ndarray, qi: np.ndarray, gi: np.ndarray, b: np.ndarray, a: float
+    pos_dense: np.ndarray,
+    tot_dense: np.ndarray,
+    qi: np.ndarray,
+    gi: np.ndarray,
+    b: np.ndarray,
+    a: float,
+    cells: _Cells | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`shrunk_vote` from the ``queries × genes`` positive and total similarity masses."""
-    pos = _at(pos_dense, qi, gi)
-    tot = _at(tot_dense, qi, gi)
-    return _logit((pos + a * b) / (tot + a)) - _logit(b), np.log1p(tot)
+    at = cells if cells is not None else _Cells(qi, gi, pos_dense.shape[1])
+    pos = at(pos_dense)
+    tot = at(tot_dense)
+    ab, logit_b = (a * b, _logit(b)) if cells is None else cells.prior(b, a)
+    return _logit((pos + ab) / (tot + a)) - logit_b, np.log1p(tot)
 
 
 @dataclass(frozen=True)
@@ -173,7 +212,7 @@ def signed_links(kg: KnowledgeGraph, perturbations: list[str], genes: pd.Index) 
 
 
 def evidence_matrices(
-    s: np.ndarray, pool: ObservationPool, max_cells: int = 8_000_000
+    s: np.ndarray, pool: ObservationPool, max_cells: int = 8_000_000, numba_kernels: bool = True
 ) -> dict[str, np.ndarray]:
     """Contrastive evidence summarised per (query perturbation, gene), for every gene of the pool at once.
 
@@ -182,7 +221,9 @@ def evidence_matrices(
     made ``g`` positive / left it negative, ``max_pos`` / ``max_neg`` are their largest similarities (0 when
     none). Computed as segment reductions over the pool's observations grouped by gene (``numpy.ufunc.
     reduceat``), in blocks of query rows so that a block's ``rows × observations`` matrix stays below
-    ``max_cells``; equal to :meth:`ContrastiveEvidence.summary` of :func:`build_evidence`.
+    ``max_cells``; equal to :meth:`ContrastiveEvidence.summary` of :func:`build_evidence`. With numba (a
+    dependency; ``numba_kernels=False`` forces NumPy) one compiled pass over the observations does the
+    same, ~10× faster.
 
     Returns:
         ``n_pos``, ``n_neg`` (int32) and ``max_pos``, ``max_neg`` (float32), each ``queries × genes``.
@@ -203,6 +244,23 @@ def evidence_matrices(
     }
     if not len(idx) or not n_q:
         return out
+    if numba_kernels:
+        try:
+            from coreperturb.evidence._kernels import evidence_cells
+        except ImportError:  # pragma: no cover - numba is a dependency; the NumPy path below is equal
+            pass
+        else:
+            evidence_cells(
+                np.ascontiguousarray(s, dtype=np.float64),
+                both.indptr.astype(np.int64),
+                idx.astype(np.int64),
+                pos,
+                out["n_pos"],
+                out["n_neg"],
+                out["max_pos"],
+                out["max_neg"],
+            )
+            return out
     step = max(1, max_cells // len(idx))
     for lo in range(0, n_q, step):
         v = np.asarray(s[lo : lo + step][:, idx], dtype=np.float32)
@@ -268,6 +326,7 @@ def features_at(
     params = params or FeatureParams()
     if prepared is None or prepared.pool is not pool:
         prepared = PreparedPool.build(pool, kg, params, list(sims.by_relation))
+    at = _Cells(qi, gi, len(pool.genes))
     rate = pool.gene_rate()
     b = np.where(gi >= 0, rate[np.maximum(gi, 0)], pool.global_rate)
     feats: dict[str, np.ndarray] = {
@@ -284,37 +343,35 @@ def features_at(
     comb_m = _sim_times(comb, pool.M, prepared.MT)
     for r, s in sets.items():
         if r == "combined":
-            feats[f"vote_{r}"], feats[f"mass_{r}"] = _vote(comb_y, comb_m, qi, gi, b, a)
+            feats[f"vote_{r}"], feats[f"mass_{r}"] = _vote(comb_y, comb_m, qi, gi, b, a, at)
         else:
-            feats[f"vote_{r}"], feats[f"mass_{r}"] = shrunk_vote(s, pool, qi, gi, b, a, prepared)
+            feats[f"vote_{r}"], feats[f"mass_{r}"] = shrunk_vote(s, pool, qi, gi, b, a, prepared, at)
         denom = s.sum(axis=1)
         strength = np.where(denom > 0, (s @ prate) / np.maximum(denom, 1e-12), pool.global_rate)
-        feats[f"strength_{r}"] = _logit(strength[qi])
+        feats[f"strength_{r}"] = _logit(strength)[qi]  # per query perturbation, then spread
     ev = evidence_matrices(sims.combined, pool)
-    feats["max_pos"] = _at(ev["max_pos"], qi, gi)
-    feats["max_neg"] = _at(ev["max_neg"], qi, gi)
+    feats["max_pos"] = at(ev["max_pos"])
+    feats["max_neg"] = at(ev["max_neg"])
     # gene-module smoothing: evidence on genes that co-respond with g
     smooth = prepared.smooth
     sy = comb_y @ smooth.T
     sm = comb_m @ smooth.T
     gy, gm = prepared.gy, prepared.gm
     grate = np.where(gi >= 0, (gy / gm)[np.maximum(gi, 0)], pool.global_rate)
-    feats["module_vote"] = _logit(
-        (_at(np.asarray(sy), qi, gi) + a * grate) / (_at(np.asarray(sm), qi, gi) + a)
-    )
+    feats["module_vote"] = _logit((at(np.asarray(sy)) + a * grate) / (at(np.asarray(sm)) + a))
     feats["module_vote"] -= _logit(grate)
-    feats["module_mass"] = np.log1p(_at(np.asarray(sm), qi, gi))
+    feats["module_mass"] = np.log1p(at(np.asarray(sm)))
     # direct links between the perturbation's targets and the readout gene
     qperts = list(sims.queries)
     for r in ("network", "go_bp"):
         if r in kg.relations:
             ep = kg.embed(qperts, r)
             eg = prepared.gene_embeddings[r]
-            feats[f"pg_{r}"] = _at(np.asarray((ep @ eg.T).toarray()), qi, gi)
+            feats[f"pg_{r}"] = at(np.asarray((ep @ eg.T).toarray()))
     if "dorothea_targets" in kg.relations:
         # signed TF -> target links: +1 where p activates g, -1 where p represses g (knocking down an
         # activator lowers its targets); only in KGs built with the opt-in `dorothea` source
-        feats["pg_signed"] = _at(signed_links(kg, qperts, pool.genes), qi, gi)
+        feats["pg_signed"] = at(signed_links(kg, qperts, pool.genes))
     # the perturbed gene as a readout in training
     pidx = positions(pool.genes, qperts)
     has = pidx >= 0
@@ -324,10 +381,10 @@ def features_at(
     )[qi]
     z = prepared.z
     zp = gather_rows(z, pidx)
-    feats["co_response"] = _at(np.asarray((zp @ z.T).toarray()), qi, gi)
+    feats["co_response"] = at(np.asarray((zp @ z.T).toarray()))
     if counts:
-        feats["n_pos_evidence"] = _at(ev["n_pos"], qi, gi).astype(np.int64)
-        feats["n_neg_evidence"] = _at(ev["n_neg"], qi, gi).astype(np.int64)
+        feats["n_pos_evidence"] = at(ev["n_pos"]).astype(np.int64)
+        feats["n_neg_evidence"] = at(ev["n_neg"]).astype(np.int64)
     return feats if as_dict else pd.DataFrame(feats)
 
 

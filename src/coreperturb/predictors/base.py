@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 import pandas as pd
 
+from coreperturb._threads import retune
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.registry import Registry
 
@@ -176,6 +177,7 @@ def cross_fit(
         q = train.loc[folds == k]
         if q.empty:
             continue
+        retune()  # long work: the thread count follows what else runs on the machine
         f = fn(q, train.loc[folds != k])
         f.index = q.index
         parts.append(f)

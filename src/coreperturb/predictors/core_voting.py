@@ -26,6 +26,8 @@ from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import SimilarityBundle, relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.base import PREDICTORS, FittedState, Predictor, cross_fit, perturbation_folds
+from coreperturb.predictors.compiled import combiner_proba
+from coreperturb.profiling import stage
 
 log = logging.getLogger(__name__)
 
@@ -60,46 +62,6 @@ def _make_combiner(name: str | ClassifierMixin, seed: int, n_rows: int | None = 
             random_state=seed,
         )
     raise ValueError(f"unknown combiner {name!r}; choose from {COMBINERS} or 'auto'")
-
-
-def combiner_proba(model: ClassifierMixin, x: np.ndarray, block_rows: int = 65_536) -> np.ndarray:
-    """P(class 1) of a fitted combiner.
-
-    A :class:`~sklearn.ensemble.HistGradientBoostingClassifier` is scored on binned features: its bin
-    mapper puts ``x`` in the first bin whose upper threshold is ``>= x``, so ``x <= threshold`` at a node
-    exactly when ``bin(x) <= bin threshold``: the same leaves, the same sums in the same order, and so
-    bit-identical probabilities, from one byte per feature instead of eight. Large inputs are cut into
-    blocks of ``block_rows`` rows scored by one thread each (as many threads as the OpenMP allotment), which
-    avoids a thread barrier per tree. Any other estimator, or a scikit-learn whose internals differ, uses
-    ``predict_proba``.
-    """
-    if isinstance(model, HistGradientBoostingClassifier) and getattr(model, "n_trees_per_iteration_", 0) == 1:
-        try:
-            from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
-
-            if getattr(model, "is_categorical_", None) is None:
-                xv = model._preprocess_X(x, reset=False)
-                binned = model._bin_mapper.transform(xv)
-                n_threads = _openmp_effective_n_threads()
-
-                def score(block: np.ndarray, threads: int) -> np.ndarray:
-                    raw = np.zeros((len(block), 1), dtype=model._baseline_prediction.dtype, order="F")
-                    raw += model._baseline_prediction
-                    model._predict_iterations(np.asfortranarray(block), model._predictors, raw, True, threads)
-                    return raw
-
-                if n_threads > 1 and len(binned) > block_rows:
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    blocks = [binned[lo : lo + block_rows] for lo in range(0, len(binned), block_rows)]
-                    with ThreadPoolExecutor(n_threads) as pool:  # the tree loops release the GIL
-                        raw = np.concatenate(list(pool.map(lambda b: score(b, 1), blocks)))
-                else:
-                    raw = score(binned, n_threads)
-                return np.asarray(model._loss.predict_proba(raw)[:, 1], dtype=np.float64)
-        except (AttributeError, ImportError, TypeError):  # pragma: no cover - other scikit-learn internals
-            pass
-    return np.asarray(model.predict_proba(x)[:, 1], dtype=np.float64)
 
 
 FEATURE_DEFAULTS = FeatureParams()
@@ -226,7 +188,8 @@ class CoreVoting(Predictor):
         self, queries: pd.DataFrame, prepared: PreparedPool
     ) -> tuple[list[str], np.ndarray, pd.DataFrame]:
         pool = prepared.pool
-        sims = self.similarities(sorted(pd.unique(queries["perturbation"].astype(str))), pool, prepared)
+        with stage("retrieval"):
+            sims = self.similarities(sorted(pd.unique(queries["perturbation"].astype(str))), pool, prepared)
         qi = positions(sims.queries, queries["perturbation"].astype(str))
         gi = positions(pool.genes, queries["gene"].astype(str))
         return self._assemble(queries, qi, gi, sims, prepared)
@@ -240,6 +203,17 @@ class CoreVoting(Predictor):
         prepared: PreparedPool,
     ) -> tuple[list[str], np.ndarray, pd.DataFrame]:
         """Feature names, the feature matrix (float64, column-major) and the evidence counts."""
+        with stage("features"):
+            return self._assemble_features(queries, qi, gi, sims, prepared)
+
+    def _assemble_features(
+        self,
+        queries: pd.DataFrame | None,
+        qi: np.ndarray,
+        gi: np.ndarray,
+        sims: SimilarityBundle,
+        prepared: PreparedPool,
+    ) -> tuple[list[str], np.ndarray, pd.DataFrame]:
         pool = prepared.pool
         cols = features_at(
             qi, gi, pool, sims, self.kg, self.feature_params, counts=True, prepared=prepared, as_dict=True
@@ -370,21 +344,25 @@ class CoreVoting(Predictor):
         """
         prepared = self.prepared_pool()
         pool = prepared.pool
-        sims = self.similarities(list(perturbations), pool, prepared)
+        with stage("retrieval"):
+            sims = self.similarities(list(perturbations), pool, prepared)
         qi = np.repeat(positions(sims.queries, list(perturbations)), len(genes))
         gi = np.tile(positions(pool.genes, list(genes)), len(perturbations))
-        return self._score(*self._assemble(None, qi, gi, sims, prepared))
+        return self._score(
+            *self._assemble(None, qi, gi, sims, prepared), grid=(len(perturbations), len(genes))
+        )
 
     def _score(
-        self, names: list[str], x: np.ndarray, counts: pd.DataFrame
+        self, names: list[str], x: np.ndarray, counts: pd.DataFrame, grid: tuple[int, int] | None = None
     ) -> tuple[np.ndarray, pd.DataFrame]:
         if names != self.feature_names_:
             raise ValueError(
                 f"{self.name}: this version computes features {names}, but the model was "
                 f"fitted on {self.feature_names_}; refit the model"
             )
-        raw = combiner_proba(self.model_, x)
-        p = self.calibrator_.predict_proba(_logit_col(raw))[:, 1]
+        with stage("trees"):
+            raw = combiner_proba(self.model_, x, grid=grid)
+            p = self.calibrator_.predict_proba(_logit_col(raw))[:, 1]
         return np.asarray(p, dtype=np.float64), counts.reset_index(drop=True)
 
     def evidence(self, queries: pd.DataFrame) -> tuple[ContrastiveEvidence, SimilarityBundle]:

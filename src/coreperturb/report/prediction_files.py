@@ -8,6 +8,9 @@ end: an interrupted run never leaves a truncated file that looks complete.
 from __future__ import annotations
 
 import os
+import queue
+import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -75,10 +78,16 @@ class PredictionWriter:
             (perturbations × genes, float32 layers :data:`LAYERS`; needs ``plan`` and one method).
         plan: The grid being written (required for ``.h5ad``).
         methods: Methods being written (``.h5ad`` takes exactly one).
+        background: Encode and write in a thread of its own (at most two chunks wait), so that the next
+            chunk is computed meanwhile (one chunk waits at most); an error there is raised by the next :meth:`write` or on exit.
     """
 
     def __init__(
-        self, path: str | Path, plan: GridPlan | None = None, methods: list[str] | None = None
+        self,
+        path: str | Path,
+        plan: GridPlan | None = None,
+        methods: list[str] | None = None,
+        background: bool = False,
     ) -> None:
         self.path = Path(path)
         self.kind = self.path.suffix.lower()
@@ -98,15 +107,28 @@ class PredictionWriter:
         self.rows = 0
         self._writer: Any = None
         self._h5: Any = None
+        self.background = background
+        self.busy_seconds = 0.0
+        """Seconds spent encoding and writing chunks (in the background thread when ``background``)."""
+        self._queue: queue.Queue[pd.DataFrame | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._abort = False
+        self._csv_started = False
 
     def __enter__(self) -> PredictionWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.tmp.unlink(missing_ok=True)
             if self.kind == ".parquet":
+                import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                self._writer = pq.ParquetWriter(self.tmp, _schema(), compression="zstd")
+                schema = _schema()
+                # dictionary pages for the name columns only: score columns have (nearly) no repeats, so
+                # trying a dictionary for them costs half the write time and makes the file larger
+                names = [f.name for f in schema if pa.types.is_string(f.type)]
+                self._writer = pq.ParquetWriter(self.tmp, schema, compression="zstd", use_dictionary=names)
             elif self.kind == ".h5ad":
                 self._open_h5ad()
             else:
@@ -115,7 +137,24 @@ class PredictionWriter:
         except OSError as exc:
             self.tmp.unlink(missing_ok=True)
             raise CorePerturbError(f"{self.path}: cannot be written: {exc.strerror or exc}") from None
+        if self.background:
+            self._queue = queue.Queue(maxsize=1)
+            self._thread = threading.Thread(target=self._drain, name="coreperturb-writer", daemon=True)
+            self._thread.start()
         return self
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            frame = self._queue.get()
+            if frame is None:
+                return
+            if self._failure is not None or self._abort:
+                continue  # keep taking chunks so that the producer never blocks on a dead writer
+            try:
+                self._write(frame)
+            except BaseException as exc:  # raised in the producer's thread by write() / __exit__
+                self._failure = exc
 
     def _open_h5ad(self) -> None:
         try:
@@ -173,12 +212,28 @@ class PredictionWriter:
         """Append one chunk (columns of :data:`GRID_COLUMNS`)."""
         frame = frame[list(GRID_COLUMNS)]
         self.rows += len(frame)
+        if self._queue is None:
+            self._write(frame)
+            return
+        if self._failure is not None:
+            raise self._failure
+        self._queue.put(frame)
+
+    def _write(self, frame: pd.DataFrame) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._encode(frame)
+        finally:
+            self.busy_seconds += time.perf_counter() - t0
+
+    def _encode(self, frame: pd.DataFrame) -> None:
         if self.kind == ".parquet":
             import pyarrow as pa
 
             self._writer.write_table(pa.Table.from_pandas(frame, schema=_schema(), preserve_index=False))
         elif self.kind == ".csv":
-            frame.to_csv(self.tmp, mode="a", header=self.rows == len(frame), index=False)
+            frame.to_csv(self.tmp, mode="a", header=not self._csv_started, index=False)
+            self._csv_started = True
         else:
             self._write_h5ad(frame)
 
@@ -215,6 +270,13 @@ class PredictionWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._thread is not None and self._queue is not None:
+            self._abort = exc_type is not None
+            self._queue.put(None)
+            self._thread.join()
+        failure = self._failure if exc_type is None else None
+        if failure is not None:
+            exc_type = type(failure)
         try:
             if self._writer is not None:
                 self._writer.close()
@@ -230,6 +292,8 @@ class PredictionWriter:
                 self.tmp.replace(self.path)
             else:
                 self.tmp.unlink(missing_ok=True)
+        if failure is not None:
+            raise failure
 
 
 __all__ = ["LAYERS", "SUFFIXES", "PredictionWriter", "check_output_path"]

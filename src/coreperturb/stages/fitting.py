@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coreperturb._threads import retune
 from coreperturb.config import FitConfig
 from coreperturb.data.schema import QueryTable
 from coreperturb.errors import CorePerturbError
@@ -162,6 +163,7 @@ def fit(
     for (line, task), rows in train.groupby(["cell_line", "task"], sort=True):
         rows = rows.reset_index(drop=True)
         for method in config.methods:
+            retune()
             if uses_llm(method) and config.llm_config.calibration_queries > 0:
                 say(
                     f"{line}/{task}: {method} calibration (scoring up to {config.llm_config.calibration_queries} held-out "

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextvars
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from coreperturb._threads import effective_threads, retune
 from coreperturb._util import positions
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.base import Predictor
 from coreperturb.predictors.effect import effect_score, gene_prior
+from coreperturb.profiling import stage
 from coreperturb.stages.fitted import FittedModels
 from coreperturb.stages.names import (
     UnknownNameWarning,
@@ -183,17 +187,28 @@ def _method_frames(
     prior, up_rate = _gene_priors(models, cell_line, base["gene"])
     unknown_gene = ~np.isfinite(prior)
     for method in methods:
-        de = score(models.model(cell_line, "de", method), "de")
+        de_model = models.model(cell_line, "de", method)
+        dir_model = models.models.get((cell_line, "dir", method))
+        dir_scores = None
+        if dir_model is not None and not dir_model.uses_llm and effective_threads() > 1:
+            # the DE and direction models share no work beyond the query embeddings (cached in the KG);
+            # scoring them side by side fills the second core while one of them is single-threaded
+            with ThreadPoolExecutor(1) as pool:
+                later = pool.submit(contextvars.copy_context().run, score, dir_model, "dir")
+                de = score(de_model, "de")
+                dir_scores = later.result()
+        else:
+            de = score(de_model, "de")
         if "n_pos_evidence" not in de:
             q = pd.DataFrame({"perturbation": base["perturbation"], "gene": base["gene"]})
             c = evidence_counts(models.kg, models.training_rows(cell_line, "de"), q)
             de["n_pos_evidence"] = c["n_pos_evidence"].to_numpy()
             de["n_neg_evidence"] = c["n_neg_evidence"].to_numpy()
         p_up = np.full(n, np.nan)
-        if (cell_line, "dir", method) in models.models:
-            p_up = np.asarray(
-                score(models.models[(cell_line, "dir", method)], "dir")["score"], dtype=np.float64
-            )
+        if dir_model is not None:
+            if dir_scores is None:
+                dir_scores = score(dir_model, "dir")
+            p_up = np.asarray(dir_scores["score"], dtype=np.float64)
         p_de = np.asarray(de["score"], dtype=np.float64).copy()
         p_de[unknown_gene] = np.nan
         p_up = p_up.copy()
@@ -282,7 +297,10 @@ def predict_grid(
         done = 0
         for unit, lo, hi in grid_chunks(plan, pairs_per_chunk):
             line, perts, genes = plan.units[unit]
-            yield from score_chunk(models, line, perts[lo:hi], genes, methods, ranking)
+            with stage("tables"):  # what the inner stages (retrieval, features, trees) leave
+                frames = list(score_chunk(models, line, perts[lo:hi], genes, methods, ranking))
+            yield from frames
+            retune()  # between chunks: the thread count follows what else runs on the machine
             done += hi - lo
             if progress is not None:
                 progress(done, total)
@@ -366,7 +384,11 @@ def score_chunk(
         "perturbation": np.repeat(np.asarray(perts, dtype=object), n_g),
         "gene": np.tile(np.asarray(genes, dtype=object), n_p),
     }
-    flag = _join_flags(np.repeat(pflag, n_g), np.tile(gflag, n_p))
+    # the few distinct (perturbation flag, gene flag) pairs are joined once, then spread by code
+    pu, pinv = np.unique(pflag.astype(str), return_inverse=True)
+    gu, ginv = np.unique(gflag.astype(str), return_inverse=True)
+    table = _join_flags(np.repeat(pu.astype(object), len(gu)), np.tile(gu.astype(object), len(pu)))
+    flag = table[np.repeat(pinv * len(gu), n_g) + np.tile(ginv, n_p)]
     frames = _method_frames(
         models,
         cell_line,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coreperturb._threads import retune
 from coreperturb.errors import CorePerturbError
 from coreperturb.evaluate.metrics import evaluate
 from coreperturb.evidence.contrastive import retrieve_evidence
@@ -100,6 +101,7 @@ def predict(
         scored: list[tuple[str, dict[str, Any]]] = []
         counts: pd.DataFrame | None = None
         for method in methods:
+            retune()
             say(f"{line}/{task}: scoring {len(unit)} queries with {method}")
             res = _score_unit(models.model(str(line), str(task), method), unit)
             if "n_pos_evidence" in res:

@@ -1,0 +1,50 @@
+"""Streamed prediction files: the background writer keeps order, and its errors are not lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coreperturb.report.prediction_files import PredictionWriter
+from coreperturb.stages import GRID_COLUMNS
+
+
+def _chunk(i: int, n: int = 50) -> pd.DataFrame:
+    rng = np.random.default_rng(i)
+    frame = pd.DataFrame({c: rng.random(n) for c in GRID_COLUMNS})
+    for c in ("cell_line", "perturbation", "gene", "method", "flag"):
+        frame[c] = [f"{c}{i}_{k}" for k in range(n)]
+    frame["n_pos_evidence"] = rng.integers(0, 9, n).astype(np.int32)
+    frame["n_neg_evidence"] = rng.integers(0, 9, n).astype(np.int32)
+    frame["kg_coverage"] = frame["kg_coverage"].astype(np.float32)
+    return frame[list(GRID_COLUMNS)]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_background_writer_equals_the_plain_one(tmp_path: Path, suffix: str) -> None:
+    chunks = [_chunk(i) for i in range(7)]
+    for background in (False, True):
+        with PredictionWriter(tmp_path / f"{background}{suffix}", background=background) as w:
+            for c in chunks:
+                w.write(c)
+        assert w.rows == 350 and w.busy_seconds > 0
+    read = pd.read_parquet if suffix == ".parquet" else pd.read_csv
+    assert read(tmp_path / f"True{suffix}").equals(read(tmp_path / f"False{suffix}"))
+
+
+def test_background_writer_error_reaches_the_caller(tmp_path: Path) -> None:
+    out = tmp_path / "p.parquet"
+    bad = _chunk(1).astype({"p_de": object})
+    bad.loc[3, "p_de"] = "not a number"
+    with (
+        pytest.raises(Exception, match=r"not a number|float|double"),  # pyarrow's own error type
+        PredictionWriter(out, background=True) as w,
+    ):
+        w.write(_chunk(0))
+        w.write(bad)
+        for i in range(2, 6):
+            w.write(_chunk(i))
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))  # nothing that looks complete
