@@ -25,6 +25,30 @@ DE_BRUIJN_INDEX = np.array(
 )  # fmt: skip
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _clear_row(
+    x: np.ndarray,
+    i: int,
+    cols: np.ndarray,
+    start: np.ndarray,
+    threshold: np.ndarray,
+    tree: np.ndarray,
+    mask: np.ndarray,
+    bits: np.ndarray,
+) -> None:  # pragma: no cover - compiled; inlined into the kernels below
+    """Clear, in ``bits`` (one word per tree), the leaves that row ``i`` of ``x`` cannot reach through the
+    splits on features ``cols``. Splits of feature ``f``: ``start[f]:start[f + 1]``, by threshold; a row
+    visits only those it fails (``threshold < x``)."""
+    for c in range(cols.shape[0]):
+        f = cols[c]
+        v = x[i, f]
+        k = start[f]
+        end = start[f + 1]
+        while k < end and threshold[k] < v:
+            bits[tree[k]] &= mask[k]
+            k += 1
+
+
 @njit(nogil=True, cache=True)
 def clear_bits(
     x: np.ndarray,
@@ -35,17 +59,9 @@ def clear_bits(
     mask: np.ndarray,
     bits: np.ndarray,
 ) -> None:  # pragma: no cover - compiled; tested through CompiledForest against predict_proba
-    """Clear, in ``bits[i]`` (one word per tree), the leaves that row ``i`` of ``x`` cannot reach through
-    the splits on features ``cols``. Splits of feature ``f``: ``start[f]:start[f + 1]``, by threshold."""
+    """:func:`_clear_row` for every row ``i`` of ``x``, into ``bits[i]``."""
     for i in range(x.shape[0]):
-        for c in range(cols.shape[0]):
-            f = cols[c]
-            v = x[i, f]
-            k = start[f]
-            end = start[f + 1]
-            while k < end and threshold[k] < v:
-                bits[i, tree[k]] &= mask[k]
-                k += 1
+        _clear_row(x, i, cols, start, threshold, tree, mask, bits[i])
 
 
 @njit(nogil=True, cache=True)
@@ -79,14 +95,7 @@ def leaf_sums(
         b = ib[i]
         for t in range(n_trees):
             bits[t] = bits_a[a, t] & bits_b[b, t]
-        for c in range(cols.shape[0]):
-            f = cols[c]
-            v = x[i, f]
-            k = start[f]
-            end = start[f + 1]
-            while k < end and threshold[k] < v:
-                bits[tree[k]] &= mask[k]
-                k += 1
+        _clear_row(x, i, cols, start, threshold, tree, mask, bits)
         acc = baseline
         for t in range(n_trees):
             w = bits[t]

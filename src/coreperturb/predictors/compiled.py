@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from coreperturb._threads import effective_threads
+
 log = logging.getLogger(__name__)
 
 ENGINE_ENV = "COREPERTURB_TREES"
@@ -286,20 +288,16 @@ def combiner_proba(
     """
     forest = compiled_forest(model)
     if forest is not None and x.ndim == 2 and x.shape[1] == forest.n_features and not np.isnan(x).any():
-        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
-
-        raw = forest.raw(np.asarray(x, dtype=np.float64), _openmp_effective_n_threads(), grid=grid)
+        raw = forest.raw(np.asarray(x, dtype=np.float64), effective_threads(), grid=grid)
         return np.asarray(model._loss.predict_proba(raw.reshape(-1, 1))[:, 1], dtype=np.float64)
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     if isinstance(model, HistGradientBoostingClassifier) and getattr(model, "n_trees_per_iteration_", 0) == 1:
         try:
-            from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
-
             if getattr(model, "is_categorical_", None) is None:
                 xv = model._preprocess_X(x, reset=False)
                 binned = model._bin_mapper.transform(xv)
-                n_threads = _openmp_effective_n_threads()
+                n_threads = effective_threads()
 
                 def score(block: np.ndarray, threads: int) -> np.ndarray:
                     raw = np.zeros((len(block), 1), dtype=model._baseline_prediction.dtype, order="F")

@@ -194,6 +194,7 @@ class CoreVoting(Predictor):
         gi = positions(pool.genes, queries["gene"].astype(str))
         return self._assemble(queries, qi, gi, sims, prepared)
 
+    @stage("features")
     def _assemble(
         self,
         queries: pd.DataFrame | None,
@@ -203,17 +204,6 @@ class CoreVoting(Predictor):
         prepared: PreparedPool,
     ) -> tuple[list[str], np.ndarray, pd.DataFrame]:
         """Feature names, the feature matrix (float64, column-major) and the evidence counts."""
-        with stage("features"):
-            return self._assemble_features(queries, qi, gi, sims, prepared)
-
-    def _assemble_features(
-        self,
-        queries: pd.DataFrame | None,
-        qi: np.ndarray,
-        gi: np.ndarray,
-        sims: SimilarityBundle,
-        prepared: PreparedPool,
-    ) -> tuple[list[str], np.ndarray, pd.DataFrame]:
         pool = prepared.pool
         cols = features_at(
             qi, gi, pool, sims, self.kg, self.feature_params, counts=True, prepared=prepared, as_dict=True
