@@ -349,7 +349,10 @@ def explain_llm(
 
     Args:
         method: ``core_reasoning`` or ``llm_isolated``.
-        perturbation, gene, cell_line, task: The query.
+        perturbation: The perturbation of the query.
+        gene: The readout gene of the query.
+        cell_line: The cell line (default: the model's first).
+        task: ``de`` or ``dir``.
         models: A fitted model holding ``method``; without one, the method is built with the LLM settings of
             ``config`` (uncalibrated) on the training split of ``config``'s data.
         config: The data, KG and LLM settings without ``models``.
