@@ -14,6 +14,12 @@ the first one (mean, standard error over line × fold, number of wins).
 ``core_voting`` with ``core_voting_transfer``, which also gets the TRAINING rows of the other cell lines as
 context (exactly what the benchmark passes it; the validation line's own rows are never context).
 
+``--compare ranking`` chooses the default ranking and the floor of the lists (the same fold predictions, so
+``--oof`` shares them with ``--compare effect``): every candidate ranking of the genes within each validation
+perturbation is scored by excess DE@10 / @50 (Σ label − Σ prior over the top k, per gene listed; a ranking
+from gene-level information alone scores about 0), with the prior-only rules (the prior, the prior below
+0.2, rarity) as controls; then floors on ``p_de - p_prior`` are compared by what the lists they leave hold.
+
 ``--compare effect`` chooses the effect score (:mod:`coreperturb.predictors.effect`) and the default
 ranking: CORE-Voting is fitted once per (line, fold), its validation predictions with their evidence counts
 are kept (``--oof FILE`` caches them), and every candidate ranking of the genes within each validation
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +68,10 @@ def main() -> None:
     ap.add_argument("--cell-lines", default="k562,rpe1,hepg2,jurkat")
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--seed", type=int, default=123)
-    ap.add_argument("--compare", choices=("combiners", "transfer", "effect"), default="combiners")
-    ap.add_argument("--oof", type=Path, default=None, help="--compare effect: cache of the fold predictions")
+    ap.add_argument("--compare", choices=("combiners", "transfer", "effect", "ranking"), default="combiners")
+    ap.add_argument(
+        "--oof", type=Path, default=None, help="--compare effect / ranking: cache of the fold predictions"
+    )
     args = ap.parse_args()
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
@@ -72,6 +81,9 @@ def main() -> None:
     )
     if args.compare == "effect":
         compare_effect(config, lines, args.folds, args.seed, args.oof)
+        return
+    if args.compare == "ranking":
+        compare_ranking(config, lines, args.folds, args.seed, args.oof)
         return
     table, kg = resolve_inputs(config, Path("."))  # the table and KG exactly as the benchmark builds them
     rows = []
@@ -137,6 +149,135 @@ def fold_predictions(config: BenchmarkConfig, lines: list[str], folds: int, seed
             )
             print(f"{line} fold {f}: fitted and scored in {time.perf_counter() - t:.0f}s", flush=True)
     return pd.concat(parts, ignore_index=True)
+
+
+def _fold_predictions_cached(
+    config: BenchmarkConfig, lines: list[str], folds: int, seed: int, oof: Path | None
+) -> pd.DataFrame:
+    if oof is not None and oof.is_file():
+        print(f"read the fold predictions from {oof}")
+        return pd.read_parquet(oof)
+    preds = fold_predictions(config, lines, folds, seed)
+    if oof is not None:
+        oof.parent.mkdir(parents=True, exist_ok=True)
+        preds.to_parquet(oof)
+    return preds
+
+
+RANKING_CANDIDATES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "effect (log risk ratio, shrunk k=1; the earlier default)": lambda s, pr, n: effect_score(s, pr, n),
+    "p_de": lambda s, pr, n: s,
+    "excess: p_de - p_prior": lambda s, pr, n: s - pr,
+    "excess shrunk k=1": lambda s, pr, n: n / (n + 1) * (s - pr),
+    "excess shrunk k=3": lambda s, pr, n: n / (n + 3) * (s - pr),
+    "control: random order": lambda s, pr, n: np.zeros_like(s),
+    "control: prior": lambda s, pr, n: pr,
+    "control: prior below 0.2": lambda s, pr, n: np.where(pr < 0.2, pr, -np.inf),
+    "control: rarity (-prior)": lambda s, pr, n: -pr,
+}
+FLOORS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1)
+
+
+def compare_ranking(
+    config: BenchmarkConfig, lines: list[str], folds: int, seed: int, oof: Path | None
+) -> None:
+    """Score every ranking candidate by excess DE@k, then the floors of the best one."""
+    t0 = time.perf_counter()
+    preds = _fold_predictions_cached(config, lines, folds, seed, oof)
+    rows = []
+    for (line, f), d in preds.groupby(["cell_line", "fold"], sort=True, observed=True):
+        y, s, p = d["label"].to_numpy(), d["score"].to_numpy(), d["perturbation"].to_numpy()
+        prior, n = d["p_prior"].to_numpy(), d["n_evidence"].to_numpy().astype(np.float64)
+        g = d["gene"].to_numpy()
+        for name, fn in RANKING_CANDIDATES.items():
+            key = fn(s, prior, n)
+            row = {"cell_line": line, "fold": f, "candidate": name}
+            for k in (10, 50):
+                row[f"excess_de_at_{k}"] = ranking_metric(f"excess_de_at_{k}", y, s, g, p, prior, key)
+            row["specific_precision_at_10"] = ranking_metric(
+                "specific_precision_at_10", y, s, g, p, prior, key
+            )
+            top = rank_top(d.assign(_key=key), 10)
+            row["top10_p_de_below_0.05"] = float((top["score"] < 0.05).mean())
+            rows.append(row)
+    res = pd.DataFrame(rows)
+    names = list(RANKING_CANDIDATES)
+    for metric in ("excess_de_at_10", "excess_de_at_50", "specific_precision_at_10", "top10_p_de_below_0.05"):
+        tab = res.pivot_table(index="candidate", columns="cell_line", values=metric).reindex(names)
+        tab["mean"] = tab.mean(axis=1)
+        print(
+            f"\n{metric}, validation perturbations of the training split ({len(lines)} lines x {folds} folds)"
+        )
+        print(tab.round(4).to_string())
+    ranked = res[~res["candidate"].str.startswith("control")]
+    best = ranked.groupby("candidate")["excess_de_at_10"].mean().idxmax()
+    print(f"\nbest by mean excess DE@10: {best}")
+    fn = RANKING_CANDIDATES[best]
+    frows = []
+    for (line, f), d in preds.groupby(["cell_line", "fold"], sort=True, observed=True):
+        s, prior = d["score"].to_numpy(), d["p_prior"].to_numpy()
+        key = fn(s, prior, d["n_evidence"].to_numpy().astype(np.float64))
+        top = rank_top(d.assign(_key=key, _excess=s - prior), 10)
+        n_perts = d["perturbation"].nunique()
+        for tau in FLOORS:
+            kept = top[top["_excess"] >= tau]
+            frows.append(
+                {
+                    "cell_line": line,
+                    "fold": f,
+                    "floor": tau,
+                    "listed_per_perturbation": len(kept) / n_perts,
+                    "p_de_below_0.05": float((kept["score"] < 0.05).mean()) if len(kept) else 0.0,
+                    "label_sum": float(kept["label"].sum()),
+                    "prior_sum": float(kept["p_prior"].sum()),
+                    "n": len(kept),
+                }
+            )
+    fr = pd.DataFrame(frows)
+    agg = fr.groupby(["cell_line", "floor"]).agg(
+        listed_per_perturbation=("listed_per_perturbation", "mean"),
+        p_de_below_005=("p_de_below_0.05", "mean"),
+        label_sum=("label_sum", "sum"),
+        prior_sum=("prior_sum", "sum"),
+        n=("n", "sum"),
+    )
+    agg["realised_excess_per_listed"] = (agg["label_sum"] - agg["prior_sum"]) / agg["n"]
+    agg["lift (DE / prior)"] = agg["label_sum"] / agg["prior_sum"]
+    print(f"\nfloors on p_de - p_prior of the top 10 by {best!r}:")
+    print(agg.drop(columns=["label_sum", "prior_sum"]).round(4).to_string())
+    # the floor: the lowest band edge above which every band of predicted excess really carried a surplus
+    # (Σ label − Σ prior > 0, one-sided z >= 1.96) on every line, over all validation rows
+    d = preds.assign(_excess=preds["score"] - preds["p_prior"], _surplus=preds["label"] - preds["p_prior"])
+    d["_var"] = d["p_prior"] * (1 - d["p_prior"])
+    d["band"] = pd.cut(d["_excess"], BANDS, right=False)
+    b = d.groupby(["cell_line", "band"], observed=True).agg(
+        n=("_surplus", "size"),
+        predicted=("_excess", "mean"),
+        realised=("_surplus", "mean"),
+        var=("_var", "sum"),
+    )
+    b["z"] = b["realised"] * b["n"] / np.sqrt(b["var"])
+    print("\nrealised surplus (label - prior) by band of predicted excess, all validation rows:")
+    print(b.drop(columns="var").round(4).to_string())
+    z = b["z"].unstack("cell_line").min(axis=1)
+    lows = [iv.left for iv in z.index]
+    floor = next(
+        (lo for i, lo in enumerate(lows) if lo >= 0 and bool((z.iloc[i:] >= 1.96).all())), float("nan")
+    )
+    print(f"\nfloor (lowest band edge with every band above it significant on every line): {floor}")
+    print(f"({time.perf_counter() - t0:.0f}s)")
+
+
+BANDS = (-1.0, 0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 1.0)
+
+
+def rank_top(d: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The ``k`` highest-``_key`` rows of each perturbation (ties in row order)."""
+    return (
+        d.sort_values(["perturbation", "_key"], ascending=[True, False], kind="stable")
+        .groupby("perturbation", sort=False)
+        .head(k)
+    )
 
 
 def compare_effect(

@@ -80,9 +80,17 @@ def test_model_file_round_trip_gives_identical_scores(
     )
     assert meta["content_sha256"] == content_digest(meta)
     assert {u["method"] for u in meta["units"]} == set(METHODS)
-    assert set(meta["files"]) == {"train.parquet", "estimators.skops", "kg.npz", "kg.json"}
+    assert set(meta["files"]) == {
+        "train.parquet",
+        "estimators.skops",
+        "kg.npz",
+        "kg.json",
+        "calibration.parquet",
+    }
+    assert meta["fit_config"]["modality"] == "crispri"
     after = predict(load_model(tmp_path / "m"), test)
     assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())
+    assert before["call"].equals(after["call"])
     # the KG can also be referenced (content hash + how to rebuild it) instead of embedded
     save_model(models, tmp_path / "ref", kg_store="reference")
     assert not (tmp_path / "ref" / "kg.npz").exists()

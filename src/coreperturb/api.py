@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from coreperturb.report.prediction_files import SUFFIXES, PredictionWriter, chec
 from coreperturb.stages import (
     DEFAULT_RANK_BY,
     FittedModels,
+    GridPlan,
     Ranking,
     check_ranking,
     fit,
@@ -181,6 +183,17 @@ class PredictReport:
     methods: tuple[str, ...]
     seconds: float
     profile: Profile | None = None
+    listed: dict[str, int] | None = None
+    """With a ranking: rows listed per perturbation (or gene; ``LINE/METHOD/NAME`` when the file holds
+    several lines or methods), zero for those where none passed the floor."""
+    ranking: Ranking | None = None
+
+    def short_lists(self) -> dict[str, int]:
+        """The ranked groups listing fewer than ``top`` rows (few confident responders), fewest first."""
+        if self.listed is None or self.ranking is None:
+            return {}
+        top = self.ranking.top
+        return dict(sorted(((k, v) for k, v in self.listed.items() if v < top), key=lambda kv: kv[1]))
 
 
 def read_names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
@@ -341,13 +354,48 @@ def predict_to_file(
                     )
                 else:
                     frames = predict_grid(models, plan, meths, pairs_per_chunk, ranking, progress=tick)
+                listed = _empty_lists(plan, meths, ranking)
                 for frame in frames:
+                    if listed is not None:
+                        _count_listed(listed, frame, ranking, several=len(plan.units) > 1 or len(meths) > 1)
                     with stage("writer wait"):
                         writer.write(frame)
             rows, n_pairs = writer.rows, plan.n_pairs
             if prof is not None:
                 prof.add("writing", writer.busy_seconds)
+            return PredictReport(
+                out, rows, n_pairs, tuple(meths), time.perf_counter() - t0, prof, listed, ranking
+            )
     return PredictReport(out, rows, n_pairs, tuple(meths), time.perf_counter() - t0, prof)
+
+
+def _list_name(line: str, method: str, name: str, several: bool) -> str:
+    return f"{line}/{method}/{name}" if several else name
+
+
+def _empty_lists(plan: GridPlan, methods: Sequence[str], ranking: Ranking | None) -> dict[str, int] | None:
+    """Every group a ranking lists, with 0 rows so far."""
+    if ranking is None:
+        return None
+    several = len(plan.units) > 1 or len(methods) > 1
+    out: dict[str, int] = {}
+    for line, perts, genes in plan.units:
+        for m in methods:
+            for name in perts if ranking.per == "perturbation" else genes:
+                out[_list_name(line, m, name, several)] = 0
+    return out
+
+
+def _count_listed(
+    listed: dict[str, int], frame: pd.DataFrame, ranking: Ranking | None, several: bool
+) -> None:
+    if ranking is None or frame.empty:
+        return
+    sizes = frame.groupby(["cell_line", "method", ranking.per], sort=False, observed=True).size()
+    for idx, n in sizes.items():
+        line, m, name = (str(v) for v in cast(tuple[object, ...], idx))
+        key = _list_name(line, m, name, several)
+        listed[key] = listed.get(key, 0) + int(n)
 
 
 def read_pairs(models: FittedModels, path: Path) -> pd.DataFrame:

@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from coreperturb.data.genes import DEFAULT_MODALITY, modality, parse_sexes
 from coreperturb.errors import ConfigError, CorePerturbError
 from coreperturb.llm.backends import LLMSettings
 from coreperturb.predictors.base import PREDICTORS
@@ -243,6 +244,9 @@ class FitConfig:
         all_rows: Fit on every row, the test split too (a model for prediction that uses all the data; never
             for a benchmark).
         llm_config: The LLM methods' settings.
+        modality: :data:`coreperturb.data.genes.MODALITIES` (``crispri``, ``crispra``, ``knockout``, ``drug``);
+            ``None``: ``drug`` for LINCS, else ``crispri``. Sets the on-target rule and the reachable genes.
+        cell_line_sex: ``LINE=female|male`` entries over :data:`coreperturb.data.genes.KNOWN_SEX`.
     """
 
     methods: tuple[str, ...] = ("core_voting",)
@@ -250,6 +254,8 @@ class FitConfig:
     dataset: str = "perturbqa"
     all_rows: bool = False
     llm_config: LLMConfig = field(default_factory=LLMConfig)
+    modality: str | None = None
+    cell_line_sex: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", split_names(self.methods) or ())
@@ -259,6 +265,10 @@ class FitConfig:
             PREDICTORS.get(m)  # raises a clear error for unknown names
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
+        name = self.modality if self.modality is not None else DEFAULT_MODALITY.get(self.dataset, "crispri")
+        object.__setattr__(self, "modality", modality(name).name)
+        object.__setattr__(self, "cell_line_sex", tuple(split_names(self.cell_line_sex) or ()))
+        parse_sexes(self.cell_line_sex)  # a clear error for a bad entry
 
     def llm_settings(self) -> LLMSettings:
         """How LLM methods reach their model."""

@@ -15,6 +15,7 @@ so instead of showing a bare number.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,14 @@ from coreperturb.predictors.base import Predictor, make_predictor
 from coreperturb.predictors.core_voting import CoreVoting
 from coreperturb.predictors.effect import GENE_PRIOR_STRENGTH, effect_score
 from coreperturb.predictors.llm import LLMPredictor
-from coreperturb.stages import FittedModels, context_rows, resolve_genes, resolve_perturbations, warn_names
+from coreperturb.stages import (
+    FittedModels,
+    context_rows,
+    on_target_rule,
+    resolve_genes,
+    resolve_perturbations,
+    warn_names,
+)
 
 DRIVERS: dict[str, str] = {
     "base": "gene prior: log-odds of its training DE rate",
@@ -66,6 +74,10 @@ class Explanation:
         drivers: What the score rests on besides the listed evidence (``feature``, ``meaning``, ``value``).
         context: For transfer models, ``(contexts, similar)`` of
             :meth:`coreperturb.evidence.context.ContextEvidence.for_query`.
+        call: The conformal call at the model's confidence (``DE`` / ``not DE`` / ``uncertain``; ``up`` /
+            ``down`` / ``uncertain``); empty without calibration.
+        rule: For an on-target pair (the perturbation's own target), what the modality's rule says; the rule,
+            not the evidence, decides the prediction then. Empty otherwise.
     """
 
     perturbation: str
@@ -82,6 +94,8 @@ class Explanation:
     evidence: pd.DataFrame
     drivers: pd.DataFrame
     context: tuple[pd.DataFrame, pd.DataFrame] | None = None
+    call: str = ""
+    rule: str = ""
 
     @property
     def has_evidence(self) -> bool:
@@ -94,11 +108,18 @@ class Explanation:
 
     def summary(self) -> str:
         """One line: the prediction, the prior, the effect and the evidence counts."""
-        ratio = float(np.exp(self.effect)) if np.isfinite(self.effect) else float("nan")
+        what, pos, neg = (
+            ("P(DE)", "DE", "unchanged") if self.task == "de" else ("P(up | DE)", "go up", "go down")
+        )
+        call = f"; call: {self.call}" if self.call else ""
+        if self.rule:
+            return f"{what} = {self.p:.3f}{call}; on target: {self.rule}"
         return (
-            f"P(positive) = {self.p:.3f}; gene prior = {self.p_prior:.3f}; effect = {self.effect:+.3f} "
-            f"(evidence-shrunk P is {ratio:.2f}x the prior); evidence: {self.n_pos} related perturbations made "
-            f"the gene positive, {self.n_neg} left it negative"
+            f"{what} = {self.p:.3f}{call}; gene prior = {self.p_prior:.3f}; excess = {self.p - self.p_prior:+.3f}; "
+            f"evidence: {self.n_pos} related perturbations made the gene {pos}, {self.n_neg} left it {neg}"
+            if self.task == "de"
+            else f"{what} = {self.p:.3f}{call}; the gene's up-rate = {self.p_prior:.3f}; evidence: {self.n_pos} "
+            f"related perturbations made it {pos}, {self.n_neg} {neg}"
         )
 
     def rests_on(self) -> str:
@@ -330,8 +351,32 @@ def explain(
         else:
             model = make_predictor("core_voting", kg, seed=seed).fit(train)
     voting = cast(CoreVoting, model)  # shows_evidence: the CORE-Voting family
-    check_evidence_exists(voting, kg, perturbation, gene, line, task)
-    return explain_pair(voting, kg, perturbation, gene, line, task, top=top)
+    rule = on_target_rule(models, line) if models is not None and perturbation == gene else None
+    if rule is None:
+        check_evidence_exists(voting, kg, perturbation, gene, line, task)
+    ex = explain_pair(voting, kg, perturbation, gene, line, task, top=top)
+    return with_call(ex, models) if models is not None else ex
+
+
+def with_call(ex: Explanation, models: FittedModels) -> Explanation:
+    """``ex`` with its conformal call, and for an on-target pair the modality's rule in place of the
+    evidence-based score (:func:`coreperturb.stages.on_target_rule`)."""
+    rule = on_target_rule(models, ex.cell_line) if ex.perturbation == ex.gene else None
+    if rule is not None:
+        m = str(models.config.modality)
+        direction = "up" if rule[1] >= 0.5 else "down"
+        p = rule[0] if ex.task == "de" else rule[1]
+        text = (
+            f"{ex.perturbation} is the perturbation's own target: under {m} it is DE and goes {direction} "
+            f"(P(DE) {rule[0]:.2f}, P(up) {rule[1]:.2f}); the modality's rule decides this pair, not the evidence"
+        )
+        return dataclasses.replace(
+            ex, p=p, effect=float("nan"), rule=text, call="DE" if ex.task == "de" else direction
+        )
+    call = models.calls(
+        ex.cell_line, ex.task, ex.method, np.array([ex.p]), np.array([ex.p_prior]), np.array([ex.gene])
+    )
+    return dataclasses.replace(ex, call=str(call[0]))
 
 
 def explain_llm(

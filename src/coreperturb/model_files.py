@@ -10,6 +10,9 @@ A model directory holds:
   with :func:`reseal_model` (``coreperturb reseal-model DIR``), which writes the new digest and an entry in
   ``resealed``;
 * ``train.parquet`` — the training rows (the evidence pools, and the context of transfer methods);
+* ``calibration.parquet`` — the conformal calibration rows of the calls (gene, label, score and prior of
+  held-out training perturbations, per cell line, task and method); absent in models of earlier releases,
+  whose predictions then carry no calls;
 * ``estimators.skops`` — the fitted scikit-learn combiners and calibrators, written with ``skops.io`` and
   loaded with an explicit list of trusted types;
 * ``kg.npz`` / ``kg.json`` — the knowledge graph (CSR arrays, ``allow_pickle=False``; names in JSON),
@@ -45,7 +48,7 @@ from coreperturb.graph.sources import build_kg_from_recipe
 from coreperturb.graph.store import KG_ARRAYS, KG_META, kg_hash, load_kg, save_kg
 from coreperturb.predictors.base import PREDICTORS, FittedState
 from coreperturb.provenance import jsonable, package_versions, sha256_file
-from coreperturb.stages import TRAIN_COLUMNS, FittedModels
+from coreperturb.stages import CALIBRATION_COLUMNS, TRAIN_COLUMNS, FittedModels
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ READABLE_VERSIONS = (1, 2)
 DIGEST_KEY = "content_sha256"
 MODEL_JSON = "model.json"
 TRAIN_FILE = "train.parquet"
+CALIBRATION_FILE = "calibration.parquet"
 ESTIMATORS_FILE = "estimators.skops"
 KG_STORES = ("embed", "reference")
 TRUSTED_TYPES: tuple[str, ...] = (
@@ -144,6 +148,11 @@ def save_model(
         train.to_parquet(tmp / TRAIN_FILE, index=False)
         sio.dump(estimators, tmp / ESTIMATORS_FILE)
         written = [tmp / TRAIN_FILE, tmp / ESTIMATORS_FILE]
+        if models.calibration is not None:
+            models.calibration.loc[:, list(CALIBRATION_COLUMNS)].to_parquet(
+                tmp / CALIBRATION_FILE, index=False
+            )
+            written.append(tmp / CALIBRATION_FILE)
         if kg_store == "embed":
             written += save_kg(models.kg, tmp)
         meta = {
@@ -383,6 +392,16 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
             models_[(line, task, method)] = cls.from_fitted_state(kg, state, rows, context)  # type: ignore[attr-defined]
         except (KeyError, ValueError, TypeError, NotImplementedError) as exc:
             raise ModelFileError(f"{d / MODEL_JSON}: {key} cannot be rebuilt: {exc}") from None
+    calibration = None
+    if CALIBRATION_FILE in meta["files"]:
+        try:
+            calibration = pd.read_parquet(d / CALIBRATION_FILE)
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"{d / CALIBRATION_FILE}: cannot be read: {exc}") from None
+        missing = [c for c in CALIBRATION_COLUMNS if c not in calibration.columns]
+        if missing:
+            raise ModelFileError(f"{d / CALIBRATION_FILE}: missing column(s) {missing}")
+        calibration = calibration.astype({"cell_line": str, "task": str, "method": str, "gene": str})
     return FittedModels(
         kg,
         models_,
@@ -391,6 +410,7 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
         meta["kg"].get("recipe"),
         {},
         warnings=tuple(meta.get("data_warnings", ())),
+        calibration=calibration,
     )
 
 

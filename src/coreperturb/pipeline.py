@@ -45,9 +45,12 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "label",
     "split",
     "p_prior",
+    "excess",
     "effect",
     "n_pos_evidence",
     "n_neg_evidence",
+    "on_target",
+    "call",
     "from_cache",
     "error",
 )
@@ -410,17 +413,23 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "ece",
     "pred_pos_rate",
     "true_pos_rate",
-    "specific_precision_at_10",
+    "excess_de_at_10",
     "per_gene_recall_at_10",
+    "coverage",
+    "uncertain_rate",
 )
-"""The columns of the benchmark summary: PerturbQA's key metric first, then pooled, calibration and the
-ranking metrics of the way users read results."""
+"""The columns of the benchmark summary: PerturbQA's key metric first, then pooled, calibration, the
+ranking metrics of the way users read results (specificity as excess DE over the prior) and the conformal
+calls' coverage and abstention."""
 
 _WHY_MISSING: dict[str, str] = {
     "macro_per_gene_auroc": "no test gene has both DE and non-DE test perturbations",
     "auroc": "the test rows hold one class only",
     "auprc": "no test row is positive",
     "specific_precision_at_10": "no test perturbation has a perturbation-specific DE gene (prior < 0.2)",
+    "excess_de_at_10": "no test gene has a prior",
+    "coverage": "the method has no conformal calibration (LLM methods)",
+    "uncertain_rate": "the method has no conformal calibration (LLM methods)",
     "per_gene_recall_at_10": "no test gene has a DE test perturbation",
 }
 
@@ -451,7 +460,10 @@ def missing_metrics(metrics: pd.DataFrame, names: Sequence[str] = SUMMARY_METRIC
         values = grp.set_index("metric")["value"]
         task = str(key[1])
         for name in names:
-            if name in ("specific_precision_at_10", "per_gene_recall_at_10") and task != "de":
+            if (
+                name in ("specific_precision_at_10", "excess_de_at_10", "per_gene_recall_at_10")
+                and task != "de"
+            ):
                 continue
             v = values.get(name, np.nan)
             if not np.isfinite(v):

@@ -68,7 +68,7 @@ def test_explain_prints_both_sides() -> None:
     )
     assert res.exit_code == 0, res.output
     assert "positive evidence" in res.output and "negative evidence" in res.output
-    assert "P(positive)" in res.output
+    assert "P(DE)" in res.output
 
 
 def test_every_option_of_every_command_is_documented() -> None:

@@ -59,7 +59,8 @@ def test_predict_grid_to_parquet_csv_h5ad(model_dir: Path, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     c = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     assert len(c) == 14 and list(c.columns) == list(GRID_COLUMNS)
-    best = p.sort_values("effect", ascending=False).groupby("perturbation").head(7)  # default: effect
+    floored = p[(p["excess"] >= 0.03) | p["on_target"]]  # the default floor
+    best = floored.sort_values("excess", ascending=False).groupby("perturbation").head(7)  # default: excess
     assert set(zip(c["perturbation"], c["gene"], strict=True)) == set(
         zip(best["perturbation"], best["gene"], strict=True)
     )
@@ -198,12 +199,12 @@ def test_explain_with_model_and_unknown_names(model_dir: Path) -> None:
         app, ["explain", "--model-dir", str(model_dir), "--perturbation", "g0005", "--gene", "G0010"]
     )
     assert res.exit_code == 0, res.output
-    assert "read as 'G0005'" in res.output and "P(positive)" in res.output
+    assert "read as 'G0005'" in res.output and "P(DE)" in res.output
     res = runner.invoke(
         app, ["explain", "--model-dir", str(model_dir), "--perturbation", "G00O5", "--gene", "G0010"]
     )
     assert res.exit_code == 2 and "'G00O5' is unknown to the model and the KG" in res.output
-    assert "P(positive)" not in res.output
+    assert "P(DE)" not in res.output
     res = runner.invoke(app, ["explain", "--perturbation", "G0005", "--gene", "NOPE"])
     assert res.exit_code == 2 and "gene 'NOPE' was never a readout" in res.output
 

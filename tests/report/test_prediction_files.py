@@ -15,8 +15,9 @@ from coreperturb.stages import GRID_COLUMNS
 def _chunk(i: int, n: int = 50) -> pd.DataFrame:
     rng = np.random.default_rng(i)
     frame = pd.DataFrame({c: rng.random(n) for c in GRID_COLUMNS})
-    for c in ("cell_line", "perturbation", "gene", "method", "flag"):
+    for c in ("cell_line", "perturbation", "gene", "method", "call", "call_dir", "flag"):
         frame[c] = [f"{c}{i}_{k}" for k in range(n)]
+    frame["on_target"] = frame["on_target"] > 0.9
     frame["n_pos_evidence"] = rng.integers(0, 9, n).astype(np.int32)
     frame["n_neg_evidence"] = rng.integers(0, 9, n).astype(np.int32)
     frame["kg_coverage"] = frame["kg_coverage"].astype(np.float32)

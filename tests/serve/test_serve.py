@@ -43,7 +43,7 @@ def test_api_rankings_equal_the_library(client: TestClient, model_dir: Path) -> 
     want = top_predictions(models, None, ["G0010"], top=4, rank_by="down", per="gene", cell_lines=["synth_a"])
     assert [x["perturbation"] for x in r.json()["rows"]] == list(want["perturbation"])
     csv = client.get("/api/perturbations/g0001", params={"top": 3, "format": "csv"})
-    assert csv.status_code == 200 and csv.text.splitlines()[0].startswith("gene,p_de,p_prior,effect")
+    assert csv.status_code == 200 and csv.text.splitlines()[0].startswith("gene,p_de,p_prior,excess,effect")
     assert len(csv.text.strip().splitlines()) == 4
     e = client.get("/api/explain", params={"perturbation": "G0001", "gene": "G0010"}).json()
     assert {"p_de", "p_prior", "effect", "evidence", "drivers", "summary"} <= set(e)
@@ -216,7 +216,7 @@ def test_pages_in_headless_chromium(model_dir: Path, tmp_path: Path) -> None:
         driver.find_element(By.CSS_SELECTOR, "table tr:nth-child(2) a.why").click()
         wait.until(ec.title_contains("→"))
         body = driver.find_element(By.TAG_NAME, "body").text
-        assert f"G0001 → {first_gene}" in body and "P(positive)" in body and "gene prior" in body
+        assert f"G0001 → {first_gene}" in body and "P(DE)" in body and "gene prior" in body
         assert "What the score rests on" in body
         driver.get(url + f"/gene/{first_gene}")  # scored in the background; the page reloads until done
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "perturbations that lower it"))

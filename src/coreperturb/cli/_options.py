@@ -134,6 +134,22 @@ RayAddressOpt = Annotated[
     str | None, typer.Option(help="Ray cluster address, e.g. HEAD:6379 (default: a local Ray).")
 ]
 RayWorkersOpt = Annotated[int, typer.Option(help="Concurrent Ray workers for --executor ray.")]
+ModalityOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="How the perturbations act: crispri (default for genetic screens), crispra, knockout, or drug (default "
+        "for --dataset lincs). Sets the on-target rule (a CRISPRi / knockout target goes down on itself, CRISPRa "
+        "up) and which candidates a CRISPR modality can reach (not the mitochondrial genome).",
+    ),
+]
+CellLineSexOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cell-line-sex",
+        help="LINE=female|male: a line's sex (known: k562, rpe1 female; hepg2, jurkat male). Chromosome-Y genes "
+        "are no candidates in a female line. Repeatable.",
+    ),
+]
 KgStoreOpt = Annotated[
     str,
     typer.Option(
@@ -149,6 +165,35 @@ ThreadsOpt = Annotated[
         min=1,
         help="Threads for OpenMP / BLAS (default: $COREPERTURB_THREADS, else the CPUs this process may use: "
         "its affinity capped by a cgroup CPU quota).",
+    ),
+]
+
+
+RankByOpt = Annotated[
+    str,
+    typer.Option(
+        help="What --top ranks by: excess (p_de - p_prior: how much more likely DE than the gene usually is; "
+        "the default), effect (the shrunk log risk ratio over the prior), p_de (likeliest DE, mostly genes "
+        "that respond to anything), up / down (lift of P(DE and up / down); needs a direction model)."
+    ),
+]
+MinExcessOpt = Annotated[
+    float,
+    typer.Option(
+        min=-1.0,
+        max=1.0,
+        help="The floor of a --top list: only rows with p_de - p_prior >= this are listed (chosen on training "
+        "perturbations: below it genes responded no more often than their priors); a list may be shorter "
+        "than --top. -1 lists every row.",
+    ),
+]
+ConfidenceOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.5,
+        max=0.999,
+        help="Confidence of the calls (call / call_dir: DE, not DE or uncertain): the true answer lies in the "
+        "call with at least this probability, per prior decile of the genes (conformal prediction).",
     ),
 ]
 
@@ -241,6 +286,8 @@ def _run_template(
     ray_address: RayAddressOpt = None,
     ray_workers: RayWorkersOpt = 2,
     threads: ThreadsOpt = None,
+    modality: ModalityOpt = None,
+    cell_line_sex: CellLineSexOpt = None,
 ) -> None:
     """The data / KG / fit / LLM options that ``benchmark`` and ``fit`` share (declared once)."""
 

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from coreperturb.cli._app import console, fail, out_console
 from coreperturb.explain import Explanation, LLMExplanation
+from coreperturb.stages import Ranking
 
 _COLUMNS = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
 
@@ -160,4 +161,17 @@ def show_llm_explanation(ex: LLMExplanation) -> None:
     cal = "calibrated on training queries" if ex.calibrated else "uncalibrated"
     out_console.print(
         f"P(yes) = {ex.p_yes:.3f} (read from {ex.score_method}); score = {ex.score:.3f} ({cal})"
+    )
+
+
+def short_list_note(short: dict[str, int], n_lists: int, ranking: Ranking) -> str:
+    """One line on the lists shorter than ``--top``: how many, the shortest ones, and why."""
+    what = "perturbations" if ranking.per == "perturbation" else "genes"
+    who = "responders" if ranking.per == "perturbation" else "perturbations"
+    shown = ", ".join(f"{k} {v}" for k, v in list(short.items())[:6])
+    more = ", ..." if len(short) > 6 else ""
+    floor = f"p_de - p_prior >= {ranking.min_excess:g}" if ranking.min_excess is not None else "no floor"
+    return (
+        f"{len(short)} of {n_lists} {what} have fewer than {ranking.top} confident {who} ({floor}): "
+        f"{shown}{more}; the rest would be guesses (--min-excess -1 lists them anyway)"
     )

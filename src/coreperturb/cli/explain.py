@@ -75,7 +75,8 @@ def explain(
 ) -> None:
     """Show the positive and negative evidence for one (perturbation, gene), with the KG links behind it.
 
-    Prints P(positive) beside the gene's prior and the effect (the lift over the prior), then each related
+    Prints P(DE) (P(up | DE) with --task dir) and its call (DE, not DE or uncertain at the model's confidence)
+    beside the gene's prior and the excess over it, then each related
     perturbation with its combined similarity, the KG relation that links it most strongly and that link in
     words (--wide adds every relation's similarity), and the model features the score rests on; a pair
     without related evidence says so.

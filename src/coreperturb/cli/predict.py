@@ -10,11 +10,12 @@ import typer
 from coreperturb.api import predict_to_file
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, console, use_threads
-from coreperturb.cli._render import bar, say
+from coreperturb.cli._render import bar, say, short_list_note
 from coreperturb.config import split_names
 from coreperturb.errors import ConfigError
 from coreperturb.model_files import load_model
-from coreperturb.stages import DEFAULT_RANK_BY, Ranking
+from coreperturb.predictors.conformal import DEFAULT_CONFIDENCE
+from coreperturb.stages import DEFAULT_RANK_BY, MIN_EXCESS, Ranking
 
 
 @command()
@@ -57,14 +58,9 @@ def predict(
             "ranked by --rank-by.",
         ),
     ] = None,
-    rank_by: Annotated[
-        str,
-        typer.Option(
-            help="What --top ranks by: effect (the shrunk log-odds lift of p_de over the gene's prior: "
-            "perturbation-specific responders), p_de (likeliest DE, mostly genes that respond to anything), "
-            "up / down (lift of P(DE and up / down); needs a direction model)."
-        ),
-    ] = DEFAULT_RANK_BY,
+    rank_by: o.RankByOpt = DEFAULT_RANK_BY,
+    min_excess: o.MinExcessOpt = MIN_EXCESS,
+    confidence: o.ConfidenceOpt = DEFAULT_CONFIDENCE,
     per: Annotated[
         str,
         typer.Option(
@@ -102,12 +98,16 @@ def predict(
     """Predict P(DE) and P(up | DE) for perturbations x genes with a saved model.
 
     Writes one row per (cell_line, perturbation, gene, method) with p_de, p_up (NaN without a direction
-    model), p_prior (the gene's training DE rate: what gene frequency alone predicts), effect (the shrunk
-    log-odds lift of p_de over p_prior: how specific the response is to this perturbation), p_de_up /
+    model), p_prior (the gene's training DE rate: what gene frequency alone predicts), excess (p_de - p_prior:
+    how much more likely DE under this perturbation than usual), effect (the shrunk log risk ratio of p_de
+    over p_prior), p_de_up /
     p_de_down (P(DE and up / down)), effect_up / effect_down, n_pos_evidence / n_neg_evidence (related
     training perturbations that made the gene DE / left it unchanged), kg_coverage (share of KG relations that
-    know the perturbation; 0 = the score is the gene's prior) and flag (unknown_perturbation,
-    no_kg_information, training_perturbation, unknown_gene). Names are matched exactly, then ignoring case
+    know the perturbation; 0 = the score is the gene's prior), on_target (the perturbation's own target: the
+    modality's rule decides it), call / call_dir (DE, not DE or uncertain; up, down or uncertain: conformal
+    calls at --confidence) and flag (unknown_perturbation, no_kg_information, training_perturbation,
+    unreachable, on_target, unknown_gene). With --top, a list holds only the rows that pass the floor
+    (--min-excess), and the command says which lists are short. Names are matched exactly, then ignoring case
     (fth1 -> FTH1) and drug names -> DrugBank ids, with a warning; unknown names are warned about and their
     rows flagged. Rows are streamed to disk chunk by chunk.
     """
@@ -117,6 +117,7 @@ def predict(
         raise ConfigError("--rank-by and --per choose what --top keeps; give --top N too")
     with console.status(f"loading {path}"):
         models = load_model(path)
+    models.confidence = confidence
     rep = predict_to_file(
         models,
         out,
@@ -125,7 +126,9 @@ def predict(
         queries=queries,
         cell_lines=split_names(cell_lines),
         methods=split_names(methods),
-        ranking=Ranking(top, rank_by, per) if top is not None else None,
+        ranking=Ranking(top, rank_by, per, None if min_excess <= -1 else min_excess)
+        if top is not None
+        else None,
         pairs_per_chunk=chunk_pairs,
         executor=executor,
         ray_address=ray_address,
@@ -142,3 +145,6 @@ def predict(
         f"wrote {rep.rows} rows to {rep.path} ({rep.pairs} pairs x {len(rep.methods)} method(s) in "
         f"{rep.seconds:.1f}s, {n / max(rep.seconds, 1e-9):,.0f} pairs/s)"
     )
+    short = rep.short_lists()
+    if short and rep.ranking is not None and rep.listed is not None:
+        say(short_list_note(short, len(rep.listed), rep.ranking))

@@ -9,7 +9,9 @@ import typer
 
 from coreperturb.cli._app import command, console
 from coreperturb.cli._render import say
+from coreperturb.model_files import load_model
 from coreperturb.report import write_report
+from coreperturb.stages import readout_priors
 
 
 @command()
@@ -22,16 +24,29 @@ def report(
         ),
     ],
     top: Annotated[int, typer.Option(min=1, help="Prediction reports: rows per list.")] = 10,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir",
+            help="Prediction reports: the model that made the predictions, so that the 'gene frequency alone "
+            "would list' column is computed over every readout gene (a --top file holds only the listed genes).",
+        ),
+    ] = None,
 ) -> None:
     """Write an HTML (self-contained) and a Markdown report.
 
     For a benchmark run: RUN_DIR/report.html and report.md with metrics and CIs (MEAN rows over cell lines),
     ROC / PR curves, reliability diagram, per-gene AUROC distributions, predicted vs true DE rate and example
     evidence. For predictions (a .parquet / .csv of `coreperturb predict`, or a folder of them):
-    NAME.report.html and NAME.report.md beside it with, per perturbation, its specific responders (by effect;
-    up and down with a direction model) beside what gene frequency alone would list, per gene the
+    NAME.report.html and NAME.report.md beside it with, per perturbation, its specific responders (by excess
+    = p_de - p_prior, only those above the floor, with their calls; up and down with a direction model) beside
+    what gene frequency alone would list (over every readout gene with --model-dir), per gene the
     perturbations that move it most, and a heatmap of the top perturbations x genes.
     """
+    priors = None
+    if model_dir is not None:
+        with console.status(f"loading {model_dir}"):
+            priors = readout_priors(load_model(model_dir))
     with console.status("building the report"):
-        html, md = write_report(path, top=top)
+        html, md = write_report(path, top=top, priors=priors)
     say(f"wrote {html} and {md}")

@@ -6,9 +6,15 @@ threshold)``; the ranking metrics of :data:`RANKING_METRICS` also take each row'
 score (:mod:`coreperturb.predictors.effect`). :func:`evaluate` computes them all, with bootstrap CIs over
 perturbations.
 
-A hit is *perturbation-specific* when the gene is DE under the perturbation although its training DE rate
-in that cell line (its prior, the gene-frequency score) is below :data:`SPECIFIC_MAX_RATE` (0.2): a gene
-that responds to most perturbations tells a user nothing about this one.
+Specificity is measured as **excess DE@k** (``excess_de_at_10`` / ``_50``): over the k top-ranked genes of
+each perturbation, (Σ label − Σ prior) / k, averaged over perturbations: how many more of the listed genes
+respond than their base rates predict. A ranking built from gene-level information alone (the prior, the
+prior below a threshold, rarity) scores about 0, so the metric cannot reward the prior.
+
+The thresholded ``specific_precision_at_K`` of earlier releases is kept for comparison only: it counts DE
+genes whose prior is below :data:`SPECIFIC_MAX_RATE` (0.2), and so rewards genes just under the threshold:
+ranking by the prior itself among genes below 0.2, which knows nothing about the perturbation, scores 0.14
+on training perturbations, far above any real ranking.
 
 This module runs over 500 lines because every registered metric, its bootstrap and its tie handling live
 beside each other, so that a metric and its confidence interval cannot drift apart.
@@ -344,8 +350,11 @@ class RankingMetric:
 
     - ``precision_at_K``: per perturbation with at least one DE gene, the share of DE genes among its K
       top-scored genes (of fewer than K rows, among all its rows);
-    - ``specific_precision_at_K``: the same for perturbation-specific hits, genes ranked by the effect score;
-      ``p_de_specific_precision_at_K`` ranks them by the score itself, for comparison;
+    - ``excess_de_at_K``: per perturbation, (Σ label − Σ prior) / K over its K genes ranked first by the
+      ranking key (the default ranking, ``excess = p_de - p_prior``); about 0 for any gene-level ranking;
+    - ``specific_precision_at_K`` (for comparison only: a threshold on the prior has a loophole, see the
+      module docstring): the same for DE genes with prior < 0.2, genes ranked by the ranking key;
+      ``p_de_specific_precision_at_K`` ranks them by the score itself;
     - ``macro_per_perturbation_auprc``: average precision of the genes within each perturbation with both
       classes;
     - ``per_gene_recall_at_10``: per gene with at least one DE perturbation, the share of its DE
@@ -355,8 +364,8 @@ class RankingMetric:
     perturbation (gene frequency's effect) gets what a random order gets.
 
     Attributes:
-        fn: ``(labels, scores, genes, perturbations, prior, effect) -> values`` (a Series indexed by unit;
-            NaN = the unit does not count).
+        fn: ``(labels, scores, genes, perturbations, prior, key) -> values`` (a Series indexed by unit;
+            NaN = the unit does not count); ``key`` is the ranking key of the default ranking.
         unit: ``perturbation`` (genes ranked within each perturbation) or ``gene`` (perturbations ranked
             within each gene).
     """
@@ -392,6 +401,39 @@ for _k in (10, 50):
     )
 
 
+def _excess_at(k: int) -> RankingFn:
+    def fn(
+        y: np.ndarray, s: np.ndarray, g: np.ndarray, p: np.ndarray, prior: np.ndarray, key: np.ndarray
+    ) -> pd.Series:
+        # each listed gene counts its label minus its base rate; a gene without a prior counts 0
+        pr = np.asarray(prior, dtype=np.float64)
+        surplus = np.where(np.isfinite(pr), (np.asarray(y) == 1) - pr, 0.0)
+        t = topk_hits(p, key, surplus, k)
+        return t["hits_at_k"] / np.minimum(k, t["n"])
+
+    return fn
+
+
+for _k in (10, 50):
+    RANKING_METRICS.register(f"excess_de_at_{_k}")(RankingMetric(_excess_at(_k), "perturbation"))
+
+
+def excess_de_at(
+    labels: np.ndarray, prior: np.ndarray, key: np.ndarray, perturbations: np.ndarray, k: int = 10
+) -> float:
+    """Excess DE@k of one ranking: over each perturbation's ``k`` highest-``key`` genes, (Σ label − Σ prior)
+    / k, averaged over perturbations (ties broken at random in expectation)."""
+    v = _excess_at(k)(
+        np.asarray(labels, dtype=np.int64),
+        np.zeros(len(labels)),
+        np.zeros(len(labels)),
+        np.asarray(perturbations).astype(str),
+        np.asarray(prior, dtype=np.float64),
+        np.asarray(key, dtype=np.float64),
+    )
+    return float(v.mean()) if len(v) else float("nan")
+
+
 def _per_perturbation_auprc(
     y: np.ndarray, s: np.ndarray, g: np.ndarray, p: np.ndarray, prior: np.ndarray, eff: np.ndarray
 ) -> pd.Series:
@@ -415,6 +457,8 @@ RANKING_METRICS.register("macro_per_perturbation_auprc")(
 RANKING_METRICS.register("per_gene_recall_at_10")(RankingMetric(_per_gene_recall_at_10, "gene"))
 
 DEFAULT_RANKING_METRICS: tuple[str, ...] = (
+    "excess_de_at_10",
+    "excess_de_at_50",
     "macro_per_perturbation_auprc",
     "precision_at_10",
     "precision_at_50",
@@ -546,6 +590,42 @@ def evaluate(
             arr = arr[~np.isnan(arr)]
             if len(arr):
                 out.loc[out["metric"] == m, ["ci_low", "ci_high"]] = np.percentile(arr, [2.5, 97.5])
+    return out
+
+
+CALL_METRICS: dict[str, str] = {
+    "coverage": "share of rows whose call holds the true label (an uncertain call holds both)",
+    "coverage_min_prior_decile": "the lowest coverage over the deciles of the gene prior",
+    "coverage_positive_rows": "coverage among the truly positive (DE / up) rows",
+    "uncertain_rate": "share of rows called uncertain",
+    "n_called": "rows with a call",
+}
+"""Metrics of conformal calls (:func:`call_metrics`), with what each measures."""
+
+
+def call_metrics(labels: np.ndarray, calls: np.ndarray, prior: np.ndarray, positive: str) -> dict[str, float]:
+    """Coverage and abstention of conformal calls (``positive``: the name of the positive call, e.g. ``DE``).
+
+    A call holds the true label when it names it or is ``uncertain``; rows without a call (``""``) are left
+    out. Coverage per prior decile uses the deciles of ``prior`` over the called rows.
+    """
+    c = np.asarray(calls).astype(str)
+    ok = c != ""
+    y = np.asarray(labels, dtype=np.int64)[ok]
+    c = c[ok]
+    pr = np.asarray(prior, dtype=np.float64)[ok]
+    if not len(c):
+        return {}
+    unc = c == "uncertain"
+    covered = unc | ((c == positive) == (y == 1))
+    out = {"coverage": float(covered.mean()), "uncertain_rate": float(unc.mean()), "n_called": float(len(c))}
+    out["coverage_positive_rows"] = float(covered[y == 1].mean()) if (y == 1).any() else float("nan")
+    fin = np.isfinite(pr)
+    if fin.sum() >= 10:
+        edges = np.unique(np.quantile(pr[fin], np.linspace(0, 1, 11)[1:-1]))
+        b = np.searchsorted(edges, pr[fin], side="right")
+        per = pd.Series(covered[fin]).groupby(b).mean()
+        out["coverage_min_prior_decile"] = float(per.min())
     return out
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from coreperturb.errors import CorePerturbError
 from coreperturb.provenance import config_hash
 from coreperturb.report.html import build_report, metrics_table
 from coreperturb.report.outputs import build_manifest, to_anndata, write_run
 
 
-def write_report(path: str | Path, top: int = 10) -> tuple[Path, Path]:
+def write_report(path: str | Path, top: int = 10, priors: pd.DataFrame | None = None) -> tuple[Path, Path]:
     """The HTML and Markdown report of a benchmark run directory, or of prediction file(s) of ``predict``
-    (``top`` rows per list). Returns the paths written.
+    (``top`` rows per list; ``priors``: the model's gene priors, :func:`coreperturb.stages.readout_priors`,
+    for the gene-frequency column). Returns the paths written.
 
     Raises:
         CorePerturbError: ``path`` does not exist or holds neither.
@@ -22,7 +25,9 @@ def write_report(path: str | Path, top: int = 10) -> tuple[Path, Path]:
     path = Path(path)
     if not path.exists():
         raise CorePerturbError(f"{path}: no such file or directory")
-    return build_report(path) if is_benchmark_run(path) else build_prediction_report(path, top=top)
+    if is_benchmark_run(path):
+        return build_report(path)
+    return build_prediction_report(path, top=top, priors=priors)
 
 
 __all__ = [

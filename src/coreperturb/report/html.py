@@ -24,10 +24,14 @@ TABLE_METRICS = (
     "brier",
     "pred_pos_rate",
     "true_pos_rate",
-    "specific_precision_at_10",
-    "p_de_specific_precision_at_10",
+    "excess_de_at_10",
+    "excess_de_at_50",
     "precision_at_10",
     "per_gene_recall_at_10",
+    "coverage",
+    "coverage_min_prior_decile",
+    "uncertain_rate",
+    "specific_precision_at_10",
 )
 
 _HTML = """<!doctype html>
@@ -82,12 +86,15 @@ METRIC_NOTE = (
     "the test perturbations that change it above those that do not, averaged over genes (a score that is "
     "constant within a gene gets exactly 0.5). Pooled AUROC ranks all pairs together, so it is high even for "
     "gene_frequency, which only knows which genes respond often and says nothing about which perturbation "
-    "changes a given gene. The ranking columns read results as a user does: specific P@10 is the share of "
-    "perturbation-specific DE genes (DE although the gene's training DE rate is below 0.2) among each "
-    "perturbation's 10 top-ranked genes, ranked by the effect score (the lift over the gene's prior) or by "
-    "p_de; gene_frequency's effect is 0 everywhere, so its 'effect' column is what a random order gets. "
-    "P@10: DE genes among the 10 genes with the highest score; per-gene R@10: the share of a gene's DE "
-    "perturbations among its 10 top-scored perturbations. MEAN rows average the cell lines."
+    "changes a given gene. The ranking columns read results as a user does: excess DE@10 is, over each "
+    "perturbation's 10 top-ranked genes (by p_de − p_prior), how many more respond than their base rates "
+    "predict, per listed gene; any ranking from gene-level information alone scores about 0, and so does "
+    "gene_frequency. P@10: DE genes among the 10 genes with the highest score; per-gene R@10: the share of a "
+    "gene's DE perturbations among its 10 top-scored perturbations. Call coverage: the share of test pairs "
+    "whose conformal call (DE / not DE / uncertain at 0.9) holds the truth, overall and in the worst decile "
+    "of the gene prior; uncertain calls are the price of that guarantee. Specific P@10 (DE genes with prior < "
+    "0.2 in the top 10) is kept for comparison only: a threshold on the prior rewards genes just under it. "
+    "MEAN rows average the cell lines."
 )
 METRIC_LABELS = {
     "macro_per_gene_auroc": "per-gene AUROC",
@@ -99,7 +106,12 @@ METRIC_LABELS = {
     "brier": "Brier",
     "pred_pos_rate": "predicted +rate",
     "true_pos_rate": "true +rate",
-    "specific_precision_at_10": "specific P@10 (effect)",
+    "excess_de_at_10": "excess DE@10",
+    "excess_de_at_50": "excess DE@50",
+    "coverage": "call coverage",
+    "coverage_min_prior_decile": "coverage, worst prior decile",
+    "uncertain_rate": "uncertain calls",
+    "specific_precision_at_10": "specific P@10 (thresholded; for comparison)",
     "p_de_specific_precision_at_10": "specific P@10 (p_de)",
     "precision_at_10": "P@10",
     "per_gene_recall_at_10": "per-gene R@10",

@@ -23,7 +23,7 @@ from coreperturb.errors import CorePerturbError
 from coreperturb.stages import GRID_COLUMNS, GridPlan
 
 SUFFIXES = (".parquet", ".csv", ".h5ad")
-LAYERS = ("p_de", "p_up", "p_prior", "effect", "p_de_up", "p_de_down", "effect_up", "effect_down")
+LAYERS = ("p_de", "p_up", "p_prior", "excess", "effect", "p_de_up", "p_de_down", "effect_up", "effect_down")
 """The float32 layers of an ``.h5ad`` prediction file (perturbations × genes)."""
 
 
@@ -39,6 +39,7 @@ def _schema() -> Any:
             ("p_de", pa.float64()),
             ("p_up", pa.float64()),
             ("p_prior", pa.float64()),
+            ("excess", pa.float64()),
             ("effect", pa.float64()),
             ("p_de_up", pa.float64()),
             ("p_de_down", pa.float64()),
@@ -47,6 +48,9 @@ def _schema() -> Any:
             ("n_pos_evidence", pa.int32()),
             ("n_neg_evidence", pa.int32()),
             ("kg_coverage", pa.float32()),
+            ("on_target", pa.bool_()),
+            ("call", pa.string()),
+            ("call_dir", pa.string()),
             ("flag", pa.string()),
         ]
     )

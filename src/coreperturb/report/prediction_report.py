@@ -1,9 +1,9 @@
 """``coreperturb report PREDICTIONS``: an HTML + Markdown report of a prediction file of ``coreperturb predict``.
 
 For the perturbations in the file it shows what a biologist reads first: per perturbation, the genes it
-changes *specifically* (ranked by effect, the lift over the gene's prior), split into up and down where a
-direction model exists, each with its evidence counts and beside the genes that gene frequency alone would
-list; per gene, the perturbations that move it most; and a heatmap of the top perturbations × genes. Names
+changes *specifically* (ranked by excess, ``p_de - p_prior``, only those above the floor), split into up and
+down where a direction model exists, each with its call and evidence counts and beside the genes that gene
+frequency alone would list (from the model's priors over every readout gene where the model is given); per gene, the perturbations that move it most; and a heatmap of the top perturbations × genes. Names
 come from users' files and are escaped everywhere.
 """
 
@@ -42,18 +42,20 @@ td:first-child, th:first-child { text-align: left; } .meta, .note { color: #555;
 <h2>Per gene: the perturbations that move it most</h2>
 <p class="note">{{ gene_note }}</p>
 <div class="side">{% for g in genes %}<div><b>{{ g.title }}</b>{{ g.html }}</div>{% endfor %}</div>
-{% if heatmap %}<h2>Effect of the top perturbations on their top genes</h2>
-<p class="note">{{ heatmap_caption }}</p><img alt="effect heatmap" src="data:image/png;base64,{{ heatmap }}">{% endif %}
+{% if heatmap %}<h2>Excess of the top perturbations on their top genes</h2>
+<p class="note">{{ heatmap_caption }}</p><img alt="excess heatmap" src="data:image/png;base64,{{ heatmap }}">{% endif %}
 </body></html>
 """
 
 NOTE = (
-    "effect = the log-ratio of P(DE), shrunk toward the gene's prior by its evidence, over the prior (the "
-    "gene's training DE rate, what gene frequency alone predicts): 0 = as usual for this gene, log 2 = 0.69 = "
-    "twice as likely. Lists ranked by p_de are mostly genes that respond to any perturbation, so each "
-    "perturbation's specific responders stand beside the genes gene frequency would list. n+ / n−: related "
-    "training perturbations that made the gene DE / left it unchanged; 0 / 0 means the score rests on the "
-    "prior and the gene's module, not on related evidence."
+    "excess = p_de − p_prior: how much more likely the gene is DE under this perturbation than under a usual "
+    "one (p_prior: the gene's training DE rate, what gene frequency alone predicts). Lists hold only genes with "
+    "excess ≥ {floor} (below it, genes responded no more often than their priors on held-out training "
+    "perturbations), so a list may be short: the rest would be guesses. call: DE / not DE / uncertain at the "
+    "model's confidence (conformal; the true answer lies in the call with that probability per prior decile). "
+    "Lists ranked by p_de are mostly genes that respond to any perturbation, so each perturbation's specific "
+    "responders stand beside the genes gene frequency would list. n+ / n−: related training perturbations that "
+    "made the gene DE / left it unchanged; 0 / 0 means the score rests on the prior and the gene's module."
 )
 
 
@@ -68,7 +70,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     if not files:
         raise CorePerturbError(f"{path}: no prediction file (.parquet or .csv) found")
     frames = []
-    need = {"cell_line", "perturbation", "gene", "method", "p_de", "p_prior", "effect"}
+    need = {"cell_line", "perturbation", "gene", "method", "p_de", "p_prior"}
     for f in files:
         try:
             df = (
@@ -90,6 +92,8 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
         raise CorePerturbError(f"{path}: no prediction file of `coreperturb predict` found")
     out = pd.concat(frames, ignore_index=True)
     out["flag"] = out["flag"].fillna("").astype(str) if "flag" in out.columns else ""
+    if "excess" not in out.columns:  # files of earlier releases
+        out["excess"] = out["p_de"] - out["p_prior"]
     return out
 
 
@@ -113,17 +117,22 @@ def _markdown(df: pd.DataFrame) -> str:
     return markdown_table(fmt)
 
 
-_KEY = {"effect": "effect", "up": "effect_up", "down": "effect_down"}
+_KEY = {"excess": "excess", "effect": "effect", "up": "effect_up", "down": "effect_down"}
 
 
 def _ranked(d: pd.DataFrame, rank_by: str, top: int, first: str) -> pd.DataFrame:
-    """The ``top`` rows by :func:`coreperturb.stages.rank_key` (rows without a key left out)."""
-    from coreperturb.stages import rank_key
+    """The ``top`` rows that pass the floor (:data:`coreperturb.stages.MIN_EXCESS`), ranked by
+    :func:`coreperturb.stages.rank_key` (rows without a key left out)."""
+    from coreperturb.stages import MIN_EXCESS, passes_floor, rank_key
 
     key = _KEY[rank_by]
     cols = [first, key, "p_de", "p_prior", "n_pos_evidence", "n_neg_evidence"]
-    if rank_by != "effect":
-        cols.insert(2, "p_up")
+    if key != "excess":
+        cols.insert(2, "excess")
+    if rank_by in ("up", "down"):
+        cols.insert(3, "p_up")
+    cols += [c for c in ("call", "call_dir") if c in d.columns and d[c].astype(str).ne("").any()]
+    d = d.loc[passes_floor(d, MIN_EXCESS)]
     k = rank_key(d, rank_by)
     sub = d.assign(_k=k).dropna(subset=["_k"]).sort_values("_k", ascending=False, kind="stable").head(top)
     return sub[cols].rename(columns={"n_pos_evidence": "n+", "n_neg_evidence": "n−"})
@@ -131,6 +140,17 @@ def _ranked(d: pd.DataFrame, rank_by: str, top: int, first: str) -> pd.DataFrame
 
 def _responders(d: pd.DataFrame, rank_by: str, top: int) -> pd.DataFrame:
     return _ranked(d, rank_by, top, "gene")
+
+
+def _short(n: int, top: int, who: str = "responders") -> str:
+    """What a list shorter than ``top`` means."""
+    if n >= top:
+        return ""
+    return (
+        f"{n} confident {who}; the rest would be guesses"
+        if n
+        else f"no confident {who}: any would be a guess"
+    )
 
 
 def _heatmap(d: pd.DataFrame, perts: list[str], top: int) -> str:
@@ -141,14 +161,14 @@ def _heatmap(d: pd.DataFrame, perts: list[str], top: int) -> str:
 
     genes: list[str] = []
     for p in perts:
-        sub = d[d["perturbation"] == p].dropna(subset=["effect"]).nlargest(max(3, top // 2), "effect")
+        sub = d[d["perturbation"] == p].dropna(subset=["excess"]).nlargest(max(3, top // 2), "excess")
         genes += [g for g in sub["gene"] if g not in genes]
     genes = genes[:30]
     if not perts or not genes:
         return ""
     wide = (
         d[d["perturbation"].isin(perts) & d["gene"].isin(genes)]
-        .pivot_table(index="perturbation", columns="gene", values="effect", aggfunc="first")
+        .pivot_table(index="perturbation", columns="gene", values="excess", aggfunc="first")
         .reindex(index=perts, columns=genes)
     )
     vmax = float(np.nanmax(np.abs(wide.to_numpy()))) if np.isfinite(wide.to_numpy()).any() else 1.0
@@ -158,7 +178,7 @@ def _heatmap(d: pd.DataFrame, perts: list[str], top: int) -> str:
     ax.set_yticks(range(len(perts)), perts, fontsize=7)
     ax.set_xlabel("readout gene")
     ax.set_ylabel("perturbation")
-    fig.colorbar(im, ax=ax, label="effect (log-ratio over the gene's prior)", shrink=0.8)
+    fig.colorbar(im, ax=ax, label="excess (p_de − the gene's prior)", shrink=0.8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -171,6 +191,7 @@ def build_prediction_report(
     top: int = 10,
     max_perturbations: int = 12,
     max_genes: int = 8,
+    priors: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
     """Write an HTML and a Markdown report of a prediction file (or a folder of them).
 
@@ -181,6 +202,10 @@ def build_prediction_report(
         max_perturbations: Perturbations shown (those with the strongest specific responders first).
         max_genes: Genes shown in the per-gene view (those most often among the shown perturbations' top
             responders).
+        priors: The model's gene priors over all readout genes (columns ``cell_line``, ``gene``, ``p_prior``;
+            :func:`coreperturb.api.readout_priors`): the "gene frequency alone would list" column. Without
+            them it is computed over the genes in the file, which a ``--top`` file has already cut, and the
+            report says so.
 
     Returns:
         The HTML and Markdown paths.
@@ -195,7 +220,16 @@ def build_prediction_report(
     out.mkdir(parents=True, exist_ok=True)
     has_dir = "effect_up" in preds.columns and preds["effect_up"].notna().any()
     known = preds[~preds["flag"].str.contains("unknown_perturbation|no_kg_information", regex=True)]
-    strength = known.groupby(["cell_line", "method", "perturbation"], sort=False)["effect"].max().dropna()
+    strength = known.groupby(["cell_line", "method", "perturbation"], sort=False)["excess"].max().dropna()
+    if priors is None:
+        priors = preds.drop_duplicates(["cell_line", "gene"])[["cell_line", "gene", "p_prior"]]
+        freq_note = (
+            f"gene frequency's list is computed over the {preds['gene'].nunique()} genes in this file; give the "
+            "model (--model-dir) to compute it over every readout gene"
+        )
+    else:
+        freq_note = ""
+    priors = priors.dropna(subset=["p_prior"]).sort_values("p_prior", ascending=False, kind="stable")
     picks = list(strength.sort_values(ascending=False, kind="stable").index[:max_perturbations])
     flagged = preds.loc[preds["flag"] != "", ["perturbation", "flag"]].drop_duplicates("perturbation")
     flag_items = preds.drop_duplicates(["cell_line", "perturbation"])["flag"].str.split(";").explode()
@@ -207,7 +241,10 @@ def build_prediction_report(
         if len(flag_counts)
         else ""
     )
-    views, md = [], [f"# coreperturb predictions — {stem}", "", NOTE, ""]
+    from coreperturb.stages import MIN_EXCESS
+
+    note = NOTE.format(floor=f"{MIN_EXCESS:g}") + (f" Note: {freq_note}." if freq_note else "")
+    views, md = [], [f"# coreperturb predictions — {stem}", "", note, ""]
     if flags_line:
         md += [flags_line, ""]
     md += ["## Per perturbation: specific responders", ""]
@@ -217,54 +254,65 @@ def build_prediction_report(
         ]
         tables = []
         if has_dir:
-            tables.append(("specific, up (by effect_up, p_up ≥ 0.5)", _responders(d, "up", top)))
-            tables.append(("specific, down (by effect_down, p_up < 0.5)", _responders(d, "down", top)))
-        else:
-            tables.append(("specific responders (by effect)", _responders(d, "effect", top)))
-        freq = d.sort_values("p_prior", ascending=False, kind="stable").head(top)
-        spec = set(_responders(d, "effect", top)["gene"])
+            for rank_by, title in (
+                ("up", "specific, up (by effect_up, p_up ≥ 0.5)"),
+                ("down", "specific, down (by effect_down, p_up < 0.5)"),
+            ):
+                listed = _responders(d, rank_by, top)
+                tables.append(
+                    (title + (f" — {_short(len(listed), top)}" if len(listed) < top else ""), listed)
+                )
+        spec_table = _responders(d, "excess", top)
+        if not has_dir:
+            short = _short(len(spec_table), top)
+            tables.append(("specific responders (by excess)" + (f" — {short}" if short else ""), spec_table))
+        freq = priors[priors["cell_line"] == line].head(top)
+        freq = freq[["gene", "p_prior"]].merge(d[["gene", "p_de"]], on="gene", how="left")
+        spec = set(spec_table["gene"])
         tables.append(
             (
                 f"gene frequency alone would list ({len(spec & set(freq['gene']))} of {top} shared)",
                 freq[["gene", "p_prior", "p_de"]],
             )
         )
-        fl = str(d["flag"].iloc[0]) if len(d) else ""
-        fl = "" if fl in ("", "unknown_gene") else f"flag: {fl}"
+        fl = ";".join(sorted(set(d["flag"].str.split(";").explode()) - {"", "unknown_gene", "on_target"}))
+        fl = f"flag: {fl}" if fl else ""
         views.append(
             {
                 "name": pert,
                 "line": line,
                 "method": method,
                 "flag": fl,
-                "tables": [{"title": t, "html": Markup(_fmt_table(df))} for t, df in tables],
+                "tables": [{"title": title, "html": Markup(_fmt_table(df))} for title, df in tables],
             }
         )
         md += [f"### {pert} ({line}, {method})", ""] + ([fl, ""] if fl else [])
-        for t, df in tables:
-            md += [f"**{t}**", "", _markdown(df), ""]
+        for title, df in tables:
+            md += [f"**{title}**", "", _markdown(df), ""]
     # per gene: genes most often among the shown perturbations' specific responders
     shown = preds[preds["perturbation"].isin([p for _, _, p in picks])]
-    tops = shown.sort_values("effect", ascending=False).groupby("perturbation").head(top)
+    tops = shown.sort_values("excess", ascending=False).groupby("perturbation").head(top)
     gene_list = list(tops["gene"].value_counts().index[:max_genes])
     n_perts = preds["perturbation"].nunique()
     gene_note = (
-        f"Among the {n_perts} perturbations in the file, ranked by effect{' (and split by direction)' if has_dir else ''}. "
+        f"Among the {n_perts} perturbations in the file, ranked by excess{' (and split by direction)' if has_dir else ''}, "
+        f"only those with excess ≥ {MIN_EXCESS:g}. "
         "For one gene's full list over every candidate, predict with --genes GENE --perturbations all --per gene."
     )
     gviews = []
     md += ["## Per gene: the perturbations that move it most", "", gene_note, ""]
     for g in gene_list:
         d = known[known["gene"] == g]
-        parts = [(" change it", "effect")] if not has_dir else [(" raise it", "up"), (" lower it", "down")]
+        parts = [(" change it", "excess")] if not has_dir else [(" raise it", "up"), (" lower it", "down")]
         for label, rank_by in parts:
             table = _ranked(d, rank_by, top, "perturbation")
-            title = f"{g}: perturbations that{label}"
+            short = _short(len(table), top, "perturbations")
+            title = f"{g}: perturbations that{label}" + (f" — {short}" if short else "")
             gviews.append({"title": title, "html": Markup(_fmt_table(table))})
             md += [f"**{title}**", "", _markdown(table), ""]
     heat = _heatmap(known, [p for _, _, p in picks], top)
     caption = (
-        "Rows: the perturbations above; columns: their top specific responders; colour: effect (red: more "
+        "Rows: the perturbations above; columns: their top specific responders; colour: excess (red: more "
         "likely DE than the gene's prior, blue: less)."
     )
     meta = (
@@ -278,7 +326,7 @@ def build_prediction_report(
         .render(
             title=stem,
             meta=meta,
-            note=NOTE,
+            note=note,
             flags=flags_line,
             perturbations=views,
             genes=gviews,
@@ -291,7 +339,7 @@ def build_prediction_report(
     html_path.write_text(html)
     if heat:
         (out / f"{stem}.report_heatmap.png").write_bytes(base64.b64decode(heat))
-        md += ["## Effect heatmap", "", caption, "", f"![effect heatmap]({stem}.report_heatmap.png)", ""]
+        md += ["## Excess heatmap", "", caption, "", f"![excess heatmap]({stem}.report_heatmap.png)", ""]
     md_path = out / f"{stem}.report.md"
     md[1:1] = ["", meta]
     md_path.write_text("\n".join(md) + "\n")

@@ -23,6 +23,7 @@ import pandas as pd
 from coreperturb.errors import CorePerturbError
 from coreperturb.serve.pages import effect_plot, render, table_html
 from coreperturb.serve.service import BadRequest, NotFound, Pending, PredictionService, Ranked, records
+from coreperturb.stages import DEFAULT_RANK_BY, RANK_BY
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,31 @@ MAX_BODY = 16_384
 TIME_LIMIT_S = 60.0
 NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 INSTALL_HINT = "coreperturb serve needs FastAPI and uvicorn: pip install 'coreperturb[serve]'"
-RANKING_COLUMNS = ["p_de", "p_prior", "effect", "p_up", "n_pos_evidence", "n_neg_evidence", "flag"]
+RANKING_COLUMNS = [
+    "p_de",
+    "p_prior",
+    "excess",
+    "effect",
+    "p_up",
+    "call",
+    "call_dir",
+    "n_pos_evidence",
+    "n_neg_evidence",
+    "on_target",
+    "flag",
+]
+RANK_BY_PATTERN = "^(" + "|".join(RANK_BY) + ")$"
+
+
+def short_note(n: int, top: int, who: str = "responders") -> str:
+    """A list title's note when fewer than ``top`` rows pass the floor."""
+    if n >= top:
+        return ""
+    return (
+        f" ({n} confident {who}; the rest would be guesses)"
+        if n
+        else f" (no confident {who}: any would be a guess)"
+    )
 
 
 def _check_name(value: str, what: str) -> str:
@@ -150,11 +175,12 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
     def perturbation(
         name: str,
         top: int = top_q,
-        rank_by: str = Query("effect", pattern="^(effect|p_de|up|down)$"),
+        rank_by: str = Query(DEFAULT_RANK_BY, pattern=RANK_BY_PATTERN),
         cell_line: str | None = line_q,
         format: str = fmt_q,
     ) -> Any:
-        """The genes one perturbation changes, most specific first (``rank_by=effect``)."""
+        """The genes one perturbation changes, most specific first (``rank_by=excess``: p_de − p_prior), only
+        those above the floor (``p_de − p_prior >= 0.03``): a list may be shorter than ``top``."""
         return answer(
             lambda: ranking_json(
                 service.perturbation(_check_name(name, "name"), top, rank_by, cell_line), "gene", format
@@ -165,7 +191,7 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
     def gene(
         name: str,
         top: int = top_q,
-        rank_by: str = Query("down", pattern="^(effect|p_de|up|down)$"),
+        rank_by: str = Query("down", pattern=RANK_BY_PATTERN),
         cell_line: str | None = line_q,
         format: str = fmt_q,
     ) -> Any:
@@ -237,31 +263,35 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
             _check_name(name, "name")
             has_dir = any(k[1] == "dir" for k in service.models.models)
             line = service.cell_line(cell_line)
-            main = service.perturbation(name, top, "effect", line)
+            main = service.perturbation(name, top, "excess", line)
             tables = []
             pair = ("perturbation", main.name)
-            cols = ["gene", "effect", "p_de", "p_prior", "n_pos_evidence", "n_neg_evidence"]
+            cols = ["gene", "excess", "p_de", "p_prior", "call", "n_pos_evidence", "n_neg_evidence"]
             if has_dir:
                 for rank_by, cls, title in (
                     ("up", "up", "specific responders, up"),
                     ("down", "down", "specific responders, down"),
                 ):
                     r = service.perturbation(name, top, rank_by, line)
-                    c = [*cols[:1], f"effect_{rank_by}", "p_up", *cols[2:]]
+                    c = [*cols[:1], f"effect_{rank_by}", "p_up", *cols[1:], "call_dir"]
                     tables.append(
-                        {"title": title, "cls": cls, "html": table_html(r.rows[c], ("gene", "/gene/"), pair)}
+                        {
+                            "title": title + short_note(len(r.rows), top),
+                            "cls": cls,
+                            "html": table_html(r.rows[c], ("gene", "/gene/"), pair),
+                        }
                     )
             else:
                 tables.append(
                     {
-                        "title": "specific responders",
+                        "title": "specific responders" + short_note(len(main.rows), top),
                         "cls": "up",
                         "html": table_html(main.rows[cols], ("gene", "/gene/"), pair),
                     }
                 )
-            freq = service.perturbation(name, top, "p_de", line).rows
+            freq = service.perturbation(name, top, "p_de", line, min_excess=None).rows
             tables.append({"title": "likeliest DE (p_de; mostly always-responding genes)", "cls": "",
-                           "html": table_html(freq[["gene", "p_de", "p_prior", "effect"]], ("gene", "/gene/"), pair)})  # fmt: skip
+                           "html": table_html(freq[["gene", "p_de", "p_prior", "excess", "call"]], ("gene", "/gene/"), pair)})  # fmt: skip
             allrows = service._cache.get(("p", main.name, line), lambda: None)
             plot = effect_plot(allrows, list(main.rows["gene"])) if allrows is not None else ""
         except CorePerturbError as exc:
@@ -289,21 +319,31 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
             _check_name(name, "name")
             line = service.cell_line(cell_line)
             has_dir = any(k[1] == "dir" for k in service.models.models)
-            pair_cols = ["perturbation", "p_de", "p_prior", "n_pos_evidence", "n_neg_evidence", "flag"]
+            pair_cols = [
+                "perturbation",
+                "excess",
+                "p_de",
+                "p_prior",
+                "call",
+                "n_pos_evidence",
+                "n_neg_evidence",
+                "flag",
+            ]
             tables = []
             modes = (
                 (("down", "down", "perturbations that lower it"), ("up", "up", "perturbations that raise it"))
                 if has_dir
-                else (("effect", "up", "perturbations that change it"),)
+                else (("excess", "up", "perturbations that change it"),)
             )
             r = None
             for rank_by, cls, title in modes:
                 r = service.gene(name, top, rank_by, line)
-                key = {"effect": "effect", "up": "effect_up", "down": "effect_down"}[rank_by]
-                c = [pair_cols[0], key, *(["p_up"] if rank_by != "effect" else []), *pair_cols[1:]]
+                key = RANK_BY[rank_by]
+                c = [pair_cols[0], key, *(["p_up"] if rank_by != "excess" else []), *pair_cols[1:]]
+                c = list(dict.fromkeys(c))
                 tables.append(
                     {
-                        "title": title,
+                        "title": title + short_note(len(r.rows), top, "perturbations"),
                         "cls": cls,
                         "html": Markup(
                             table_html(r.rows[c], ("perturbation", "/perturbation/"), ("gene", r.name))

@@ -65,8 +65,10 @@ td.l, th.l { text-align: left; } .cols { display: flex; gap: 2em; flex-wrap: wra
 _HOME = """{% extends "base" %}{% block body %}
 <h1>What would a perturbation do?</h1>
 <p>Type a gene (a CRISPRi knockdown) or a drug above. A perturbation's page lists the genes it changes
-<b>specifically</b>, ranked by <i>effect</i>: how much more likely a gene is DE under it than the gene usually
-is (its prior, what gene frequency alone predicts). A gene's page lists the perturbations that raise or lower it.</p>
+<b>specifically</b>, ranked by <i>excess</i> (p_de − prior): how much more likely a gene is DE under it than the
+gene usually is (its prior, what gene frequency alone predicts). Only genes with an excess of at least 0.03 are
+listed, so a list may be short: the rest would be guesses. Each row's <i>call</i> (DE, not DE or uncertain) holds the
+true answer with 90% probability. A gene's page lists the perturbations that raise or lower it.</p>
 <p class="note">Model: {{ health.method }} on {{ health.cell_lines|join(", ") }} ({{ health.readout_genes }} readout genes,
 {{ health.known_perturbations }} perturbations known to the model and its KG). JSON API: <a href="/docs">/docs</a>,
 schema <a href="/openapi.json">/openapi.json</a>.</p>
@@ -100,6 +102,7 @@ rate) is {{ prior }}.</p>
 _EXPLAIN = """{% extends "base" %}{% block body %}
 <h1>{{ e.perturbation }} → {{ e.gene }} <span class="note">({{ e.cell_line }}, {{ e.method }})</span></h1>
 <p>{{ e.summary }}</p>
+{% if e.on_target %}<div class="warn">{{ e.on_target }}</div>{% endif %}
 {% if e.training_perturbation %}<div class="warn">{{ e.perturbation }} was screened in {{ e.cell_line }}: this is what the
 model predicts without its own rows, not a measurement.</div>{% endif %}
 {% if not e.kg_information %}<div class="warn">No KG information for {{ e.perturbation }}: the score is the gene's prior and nothing else.</div>
@@ -190,24 +193,27 @@ def table_html(
 
 
 def effect_plot(rows: pd.DataFrame, highlight: list[str]) -> str:
-    """Inline SVG: effect against the gene's prior for every readout gene, the listed genes labelled."""
+    """Inline SVG: excess (p_de − prior) against the gene's prior for every readout gene, the listed genes
+    labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    d = rows.dropna(subset=["effect", "p_prior"])
+    if "excess" not in rows.columns:
+        rows = rows.assign(excess=rows["p_de"] - rows["p_prior"])
+    d = rows.dropna(subset=["excess", "p_prior"])
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    ax.scatter(d["p_prior"], d["effect"], s=6, c="#999", alpha=0.6, linewidths=0)
+    ax.scatter(d["p_prior"], d["excess"], s=6, c="#999", alpha=0.6, linewidths=0)
     hi = d[d["gene"].isin(highlight)]
-    ax.scatter(hi["p_prior"], hi["effect"], s=14, c="#b2182b")
+    ax.scatter(hi["p_prior"], hi["excess"], s=14, c="#b2182b")
     for _, r in hi.head(12).iterrows():
         ax.annotate(
-            str(r["gene"]), (r["p_prior"], r["effect"]), fontsize=7, xytext=(3, 2), textcoords="offset points"
+            str(r["gene"]), (r["p_prior"], r["excess"]), fontsize=7, xytext=(3, 2), textcoords="offset points"
         )
     ax.axhline(0, color="#444", lw=0.6)
     ax.set_xlabel("gene prior (training DE rate)")
-    ax.set_ylabel("effect (log-ratio over prior)")
+    ax.set_ylabel("excess (p_de − prior)")
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)

@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from coreperturb.errors import CorePerturbError
-from coreperturb.explain import explain_pair
+from coreperturb.explain import explain_pair, with_call
 from coreperturb.predictors.core_voting import CoreVoting
 from coreperturb.stages import (
     DEFAULT_RANK_BY,
     GRID_COLUMNS,
+    MIN_EXCESS,
     RANK_BY,
     FittedModels,
     candidate_perturbations,
@@ -200,9 +201,15 @@ class PredictionService:
         return rows if len(rows) else None
 
     def perturbation(
-        self, name: str, top: int = 20, rank_by: str = DEFAULT_RANK_BY, cell_line: str | None = None
+        self,
+        name: str,
+        top: int = 20,
+        rank_by: str = DEFAULT_RANK_BY,
+        cell_line: str | None = None,
+        min_excess: float | None = MIN_EXCESS,
     ) -> Ranked:
-        """The ``top`` genes of one perturbation, ranked by ``rank_by``."""
+        """The ``top`` genes of one perturbation, ranked by ``rank_by``, among those above the floor
+        (``min_excess``; ``None``: every gene)."""
         self._check(rank_by)
         line = self.cell_line(cell_line)
         canon, renamed = self.resolve_perturbation(name)
@@ -216,12 +223,20 @@ class PredictionService:
             return rows
 
         rows = self._cache.get(("p", canon, line), score)
-        ranked = rank_predictions(rows, top, rank_by, "perturbation")
+        ranked = rank_predictions(rows, top, rank_by, "perturbation", min_excess)
         flag = str(rows["flag"].iloc[0]).replace("unknown_gene", "").strip(";") if len(rows) else ""
-        return Ranked(name, canon, renamed, flag, ranked[list(RESULT_COLUMNS)])
+        return Ranked(name, canon, renamed, flag, ranked.reindex(columns=list(RESULT_COLUMNS)))
 
-    def gene(self, name: str, top: int = 20, rank_by: str = "down", cell_line: str | None = None) -> Ranked:
-        """The ``top`` candidate perturbations that move one gene most, ranked by ``rank_by``.
+    def gene(
+        self,
+        name: str,
+        top: int = 20,
+        rank_by: str = "down",
+        cell_line: str | None = None,
+        min_excess: float | None = MIN_EXCESS,
+    ) -> Ranked:
+        """The ``top`` candidate perturbations that move one gene most, ranked by ``rank_by``, among those
+        above the floor (``min_excess``; ``None``: every perturbation).
 
         Without a prediction file this scores every candidate perturbation on the gene (on K562, 20,000
         perturbations: minutes on 2 cores). That runs in a background thread, chunk by chunk (answers about
@@ -241,8 +256,8 @@ class PredictionService:
             if rows is None:
                 done, total = self._start_gene_job(canon, line)
                 raise Pending(done, total)
-        ranked = rank_predictions(rows, top, rank_by, "gene")
-        return Ranked(name, canon, renamed, "", ranked[list(RESULT_COLUMNS)])
+        ranked = rank_predictions(rows, top, rank_by, "gene", min_excess)
+        return Ranked(name, canon, renamed, "", ranked.reindex(columns=list(RESULT_COLUMNS)))
 
     @contextlib.contextmanager
     def _foreground(self) -> Iterator[None]:
@@ -310,7 +325,9 @@ class PredictionService:
         if model is None or not model.shows_evidence:
             raise BadRequest(f"explanations need a CORE-Voting model; {self.method} is not one")
         with self._foreground():
-            ex = explain_pair(cast(CoreVoting, model), self.models.kg, p, g, line, "de", top=top)
+            ex = with_call(
+                explain_pair(cast(CoreVoting, model), self.models.kg, p, g, line, "de", top=top), self.models
+            )
         trained = p in self.models.cached(
             f"trained/{line}", lambda: set(self.models.training_perturbations(line, "de").astype(str))
         )
@@ -322,7 +339,10 @@ class PredictionService:
             "method": ex.method,
             "p_de": ex.p,
             "p_prior": ex.p_prior,
+            "excess": ex.p - ex.p_prior,
             "effect": ex.effect,
+            "call": ex.call,
+            "on_target": ex.rule,
             "n_pos_evidence": ex.n_pos,
             "n_neg_evidence": ex.n_neg,
             "kg_information": ex.kg_info,

@@ -19,7 +19,7 @@ Where things live (this module re-exports them):
 """
 
 from coreperturb.config import FitConfig
-from coreperturb.stages.fitted import TRAIN_COLUMNS, FittedModels, context_rows
+from coreperturb.stages.fitted import CALIBRATION_COLUMNS, TRAIN_COLUMNS, FittedModels, context_rows
 from coreperturb.stages.fitting import (
     MIN_TRAIN_PERTURBATIONS,
     TooLittleDataWarning,
@@ -35,6 +35,7 @@ from coreperturb.stages.grids import (
     grid_plan,
     kg_coverage,
     predict_grid,
+    readout_priors,
     score_chunk,
     score_pairs,
     top_predictions,
@@ -49,6 +50,7 @@ from coreperturb.stages.names import (
     resolve_genes,
     resolve_names,
     resolve_perturbations,
+    unreachable_perturbations,
     warn_names,
 )
 from coreperturb.stages.predicting import (
@@ -56,24 +58,29 @@ from coreperturb.stages.predicting import (
     evidence_counts,
     failed_methods,
     llm_stats,
+    on_target_rule,
     predict,
     score_columns,
 )
 from coreperturb.stages.ranking import (
     DEFAULT_RANK_BY,
+    MIN_EXCESS,
     RANK_BY,
     RANK_PER,
     Ranking,
     check_ranking,
     merge_top,
+    passes_floor,
     rank_key,
     rank_predictions,
 )
 
 __all__ = [
+    "CALIBRATION_COLUMNS",
     "DEFAULT_RANK_BY",
     "GENE_SYMBOL",
     "GRID_COLUMNS",
+    "MIN_EXCESS",
     "MIN_TRAIN_PERTURBATIONS",
     "RANK_BY",
     "RANK_PER",
@@ -101,10 +108,13 @@ __all__ = [
     "llm_stats",
     "make_model",
     "merge_top",
+    "on_target_rule",
+    "passes_floor",
     "predict",
     "predict_grid",
     "rank_key",
     "rank_predictions",
+    "readout_priors",
     "resolve_genes",
     "resolve_names",
     "resolve_perturbations",
@@ -112,6 +122,7 @@ __all__ = [
     "score_columns",
     "score_pairs",
     "top_predictions",
+    "unreachable_perturbations",
     "uses_llm",
     "warn_names",
 ]

@@ -6,15 +6,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from coreperturb.config import FitConfig
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.base import Predictor
+from coreperturb.predictors.conformal import DEFAULT_CONFIDENCE, MondrianConformal
 
 TRAIN_COLUMNS: tuple[str, ...] = ("cell_line", "task", "perturbation", "gene", "label")
 """Columns of the training rows a fitted model keeps (its evidence pool)."""
+CALIBRATION_COLUMNS: tuple[str, ...] = ("cell_line", "task", "method", "gene", "label", "score", "p_prior")
+"""Columns of the conformal calibration rows (:func:`coreperturb.stages.fitting.calibration_rows`)."""
 
 
 def context_rows(rows: pd.DataFrame, cell_line: str, task: str) -> pd.DataFrame:
@@ -39,6 +43,9 @@ class FittedModels:
         kg_recipe: How the KG was built (directory, sources, user files), recorded in model files.
         timings: Seconds per fitted model.
         warnings: Data warnings of the fit (:func:`data_warnings`), recorded in model files.
+        calibration: Conformal calibration rows (:data:`CALIBRATION_COLUMNS`) of every method that asks no
+            LLM; ``None`` for models of earlier releases (no calls).
+        confidence: Confidence of the calls (:mod:`coreperturb.predictors.conformal`), default 0.9.
     """
 
     kg: KnowledgeGraph
@@ -48,6 +55,8 @@ class FittedModels:
     kg_recipe: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    calibration: pd.DataFrame | None = None
+    confidence: float = DEFAULT_CONFIDENCE
 
     @property
     def cell_lines(self) -> list[str]:
@@ -109,6 +118,37 @@ class FittedModels:
             have = ", ".join("/".join(k) for k in self.models)
             raise CorePerturbError(f"no fitted model for {'/'.join(key)}; the model holds {have}")
         return self.models[key]
+
+    def conformal(self, cell_line: str, task: str, method: str) -> MondrianConformal | None:
+        """The calls' calibration of one unit (``None``: an LLM method, or a model without calibration)."""
+        cal = self.calibration
+        if cal is None or cal.empty:
+            return None
+
+        def make() -> MondrianConformal | None:
+            assert cal is not None
+            rows = cal.loc[
+                (cal["cell_line"] == cell_line) & (cal["task"] == task) & (cal["method"] == method)
+            ]
+            if rows.empty:
+                return None
+            return MondrianConformal.fit(
+                rows["score"].to_numpy(),
+                rows["label"].to_numpy(),
+                rows["p_prior"].to_numpy(),
+                rows["gene"].to_numpy(),
+            )
+
+        return self.cached(f"conformal/{cell_line}/{task}/{method}", make)
+
+    def calls(
+        self, cell_line: str, task: str, method: str, scores: np.ndarray, prior: np.ndarray, genes: np.ndarray
+    ) -> np.ndarray:
+        """The conformal call of each row at :attr:`confidence` (``""`` where the unit has no calibration)."""
+        conf = self.conformal(cell_line, task, method)
+        if conf is None:
+            return np.full(len(scores), "", dtype=object)
+        return conf.calls(scores, prior, genes, task, self.confidence)
 
     def training_rows(self, cell_line: str, task: str) -> pd.DataFrame:
         """Training rows of one unit."""

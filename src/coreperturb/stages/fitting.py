@@ -21,7 +21,9 @@ from coreperturb.llm.backends import Backend, make_backend
 from coreperturb.llm.distributed import RayExecutor
 from coreperturb.llm.runner import Progress
 from coreperturb.predictors.base import PREDICTORS, Predictor, make_predictor
-from coreperturb.stages.fitted import TRAIN_COLUMNS, FittedModels, context_rows
+from coreperturb.predictors.conformal import calibration_split
+from coreperturb.predictors.effect import gene_prior
+from coreperturb.stages.fitted import CALIBRATION_COLUMNS, TRAIN_COLUMNS, FittedModels, context_rows
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,7 @@ def fit(
     for msg in notes:
         warnings.warn(msg, TooLittleDataWarning, stacklevel=2)
     models: dict[tuple[str, str, str], Predictor] = {}
+    calibration: list[pd.DataFrame] = []
     timings: dict[str, float] = {}
     backend: Backend | None = None
     for (line, task), rows in train.groupby(["cell_line", "task"], sort=True):
@@ -175,7 +178,49 @@ def fit(
             if uses_llm(method) and backend is None:
                 backend = make_backend(config.llm_settings())
             model = make_model(method, kg, config, backend, llm_progress, workdir)
-            model.fit(rows, context=context_rows(train, str(line), str(task)) if model.uses_context else None)
+            context = context_rows(train, str(line), str(task)) if model.uses_context else None
+            model.fit(rows, context=context)
             models[(str(line), str(task), method)] = model
+            if not model.uses_llm:
+                say(f"{line}/{task}: calibrating {method}'s calls on held-out training perturbations")
+                calibration.append(
+                    calibration_rows(make_model(method, kg, config), rows, context, config.seed).assign(
+                        cell_line=str(line), task=str(task), method=method
+                    )
+                )
             timings[f"{line}/{task}/{method}"] = time.perf_counter() - t
-    return FittedModels(kg, models, train, config, kg_recipe, timings, tuple(notes))
+    cal = pd.concat(calibration, ignore_index=True) if calibration else None
+    return FittedModels(kg, models, train, config, kg_recipe, timings, tuple(notes), calibration=cal)
+
+
+def calibration_rows(
+    model: Predictor, rows: pd.DataFrame, context: pd.DataFrame | None, seed: int
+) -> pd.DataFrame:
+    """The conformal calibration rows of one unit: ``model`` (unfitted) is fitted on the training
+    perturbations outside the calibration slice (:func:`calibration_split`) and scores the slice; each row
+    keeps its gene, label, score and the gene's prior from the rows the model saw."""
+    hold = calibration_split(rows["perturbation"], seed)
+    seen, cal = rows.loc[~hold].reset_index(drop=True), rows.loc[hold].reset_index(drop=True)
+    if cal.empty or seen["label"].nunique() < 2:
+        return pd.DataFrame(columns=list(CALIBRATION_COLUMNS[3:]))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the full fit has said what there is to say about the data
+            model.fit(seen, context=context)
+        scored = model.score(cal)
+    except (ValueError, CorePerturbError) as exc:
+        warnings.warn(
+            f"{model.name}: no calls (conformal calibration on {len(seen)} rows of the other training "
+            f"perturbations failed: {exc}); its predictions carry no call",
+            TooLittleDataWarning,
+            stacklevel=2,
+        )
+        return pd.DataFrame(columns=list(CALIBRATION_COLUMNS[3:]))
+    return pd.DataFrame(
+        {
+            "gene": cal["gene"].astype(str).to_numpy(),
+            "label": cal["label"].to_numpy(dtype=np.int8),
+            "score": scored["score"].to_numpy(dtype=np.float64),
+            "p_prior": gene_prior(seen, cal["gene"].to_numpy()),
+        }
+    )

@@ -14,6 +14,7 @@ import pandas as pd
 
 from coreperturb._threads import effective_threads, retune
 from coreperturb._util import positions
+from coreperturb.data.genes import on_target_mask
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.base import Predictor
 from coreperturb.predictors.effect import effect_score, gene_prior
@@ -25,9 +26,17 @@ from coreperturb.stages.names import (
     known_perturbations,
     resolve_genes,
     resolve_perturbations,
+    unreachable_perturbations,
 )
-from coreperturb.stages.predicting import evidence_counts, score_columns
-from coreperturb.stages.ranking import DEFAULT_RANK_BY, Ranking, check_ranking, merge_top, rank_predictions
+from coreperturb.stages.predicting import evidence_counts, on_target_rule, score_columns
+from coreperturb.stages.ranking import (
+    DEFAULT_RANK_BY,
+    MIN_EXCESS,
+    Ranking,
+    check_ranking,
+    merge_top,
+    rank_predictions,
+)
 
 GRID_COLUMNS: tuple[str, ...] = (
     "cell_line",
@@ -37,6 +46,7 @@ GRID_COLUMNS: tuple[str, ...] = (
     "p_de",
     "p_up",
     "p_prior",
+    "excess",
     "effect",
     "p_de_up",
     "p_de_down",
@@ -45,6 +55,9 @@ GRID_COLUMNS: tuple[str, ...] = (
     "n_pos_evidence",
     "n_neg_evidence",
     "kg_coverage",
+    "on_target",
+    "call",
+    "call_dir",
     "flag",
 )
 """Columns written by ``coreperturb predict`` (one row per cell line, perturbation, gene and method)."""
@@ -95,6 +108,15 @@ def grid_plan(
             perts = list(perturbations)
         else:
             perts, dropped = candidate_pool(models, line)
+            out = unreachable_perturbations(models, line)
+            if out:
+                shown = ", ".join(f"{p} ({why})" for p, why in list(out.items())[:4])
+                warnings.warn(
+                    f"{line}: {len(out)} genes are out of reach of {models.config.modality} and are not "
+                    f"candidates: {shown}{', ...' if len(out) > 4 else ''}",
+                    UnknownNameWarning,
+                    stacklevel=2,
+                )
             if dropped:
                 warnings.warn(
                     f"{line}: {len(dropped)} KG names are no human gene symbol and are not candidates: "
@@ -116,12 +138,15 @@ def _perturbation_flags(
         f"trained/{cell_line}", lambda: set(models.training_perturbations(cell_line, "de").astype(str))
     )
     cov = kg_coverage(models.kg, list(perts))
+    out_of_reach = unreachable_perturbations(models, cell_line, [p for p in perts if p not in trained])
     flags = np.array(
         [
             "unknown_perturbation"
             if p not in known
             else "training_perturbation"
             if p in trained
+            else "unreachable"
+            if p in out_of_reach
             else "no_kg_information"
             if c == 0
             else ""
@@ -171,6 +196,20 @@ def _gene_priors(models: FittedModels, cell_line: str, genes: np.ndarray) -> tup
     return prior, np.where(np.isfinite(prior), up_rate, np.nan)
 
 
+def readout_priors(models: FittedModels) -> pd.DataFrame:
+    """Every readout gene's prior (the gene-frequency score) per cell line: ``cell_line``, ``gene``,
+    ``p_prior``; what gene frequency alone would list, highest first within a line."""
+    parts = []
+    for line in models.cell_lines:
+        genes = np.asarray(models.readout_genes(line, "de"), dtype=object)
+        prior, _ = _gene_priors(models, line, genes)
+        parts.append(pd.DataFrame({"cell_line": line, "gene": genes, "p_prior": prior}))
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["cell_line", "p_prior"], ascending=[True, False], kind="stable").reset_index(
+        drop=True
+    )
+
+
 def _method_frames(
     models: FittedModels,
     cell_line: str,
@@ -186,6 +225,16 @@ def _method_frames(
     n = len(base["gene"])
     prior, up_rate = _gene_priors(models, cell_line, base["gene"])
     unknown_gene = ~np.isfinite(prior)
+    rule = on_target_rule(models, cell_line)
+    on_target = (
+        on_target_mask(base["perturbation"], base["gene"]) & ~unknown_gene
+        if rule is not None
+        else np.zeros(n, dtype=bool)
+    )
+    if on_target.any():
+        flag = _join_flags(
+            np.asarray(flag, dtype=object), np.where(on_target, "on_target", "").astype(object)
+        )
     for method in methods:
         de_model = models.model(cell_line, "de", method)
         dir_model = models.models.get((cell_line, "dir", method))
@@ -210,10 +259,22 @@ def _method_frames(
                 dir_scores = score(dir_model, "dir")
             p_up = np.asarray(dir_scores["score"], dtype=np.float64)
         p_de = np.asarray(de["score"], dtype=np.float64).copy()
-        p_de[unknown_gene] = np.nan
         p_up = p_up.copy()
+        if rule is not None and on_target.any():
+            p_de[on_target], p_up[on_target] = rule
+        p_de[unknown_gene] = np.nan
         p_up[unknown_gene] = np.nan
         n_ev = np.asarray(de["n_pos_evidence"], dtype=np.float64) + np.asarray(de["n_neg_evidence"])
+        call = models.calls(cell_line, "de", method, p_de, prior, base["gene"])
+        call_dir = (
+            models.calls(cell_line, "dir", method, p_up, up_rate, base["gene"])
+            if dir_model is not None
+            else np.full(n, "", dtype=object)
+        )
+        if rule is not None and on_target.any():  # the modality's rule decides, not the evidence
+            call[on_target] = "DE"
+            if dir_model is not None:
+                call_dir[on_target] = "up" if rule[1] >= 0.5 else "down"
         yield pd.DataFrame(
             {
                 **base,
@@ -221,6 +282,7 @@ def _method_frames(
                 "p_de": p_de,
                 "p_up": p_up,
                 "p_prior": prior,
+                "excess": p_de - prior,
                 "effect": effect_score(p_de, prior, n_ev),
                 "p_de_up": p_de * p_up,
                 "p_de_down": p_de * (1 - p_up),
@@ -229,6 +291,9 @@ def _method_frames(
                 "n_pos_evidence": np.asarray(de["n_pos_evidence"], dtype=np.int32),
                 "n_neg_evidence": np.asarray(de["n_neg_evidence"], dtype=np.int32),
                 "kg_coverage": np.asarray(cov_rows, dtype=np.float32),
+                "on_target": on_target,
+                "call": call,
+                "call_dir": call_dir,
                 "flag": flag,
             }
         )
@@ -318,6 +383,7 @@ def top_predictions(
     cell_lines: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
     pairs_per_chunk: int = 250_000,
+    min_excess: float | None = MIN_EXCESS,
 ) -> pd.DataFrame:
     """The ranked answer to "which genes does p change" (``per="perturbation"``) or "which perturbations
     change g" (``per="gene"``), as one frame.
@@ -328,14 +394,16 @@ def top_predictions(
             every candidate perturbation of each cell line.
         genes: Readout genes (resolved with :func:`resolve_genes`); ``None`` = the line's readout genes.
         top: Rows kept per perturbation (or per gene).
-        rank_by: ``effect`` | ``p_de`` | ``up`` | ``down`` (see :data:`RANK_BY`).
+        rank_by: ``excess`` | ``effect`` | ``p_de`` | ``up`` | ``down`` (see :data:`RANK_BY`).
         per: ``perturbation`` or ``gene``.
         cell_lines: Cell lines (default: all in the model).
         methods: Methods (default: the model's CORE method).
         pairs_per_chunk: Pairs scored at once.
+        min_excess: The floor of the lists (:class:`Ranking`; ``None``: every row).
 
     Returns:
-        The kept rows with the columns of :data:`GRID_COLUMNS`, best first within each group.
+        The kept rows with the columns of :data:`GRID_COLUMNS`, best first within each group; a group
+        may hold fewer than ``top`` rows (or none) where few pass the floor.
 
     Raises:
         CorePerturbError: No requested perturbation (or gene) is known.
@@ -347,10 +415,12 @@ def top_predictions(
     if genes is not None:
         gs = resolve_genes(models, list(genes)).require_some("gene").names
     plan = grid_plan(models, perts, gs, cell_lines)
-    frames = list(predict_grid(models, plan, methods, pairs_per_chunk, Ranking(top, rank_by, per)))
+    frames = list(
+        predict_grid(models, plan, methods, pairs_per_chunk, Ranking(top, rank_by, per, min_excess))
+    )
     if not frames:
         return pd.DataFrame(columns=list(GRID_COLUMNS))
-    return rank_predictions(pd.concat(frames, ignore_index=True), top, rank_by, per)
+    return rank_predictions(pd.concat(frames, ignore_index=True), top, rank_by, per, min_excess)
 
 
 def grid_chunks(plan: GridPlan, pairs_per_chunk: int) -> Iterator[tuple[int, int, int]]:
@@ -400,7 +470,7 @@ def score_chunk(
     )
     for out in frames:
         if ranking is not None:
-            out = rank_predictions(out, ranking.top, ranking.rank_by, ranking.per)
+            out = rank_predictions(out, ranking.top, ranking.rank_by, ranking.per, ranking.min_excess)
         yield out
 
 

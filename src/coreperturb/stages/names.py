@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from coreperturb.data.genes import line_sex, unreachable
 from coreperturb.errors import CorePerturbError
 from coreperturb.stages.fitted import FittedModels
 
@@ -141,7 +142,7 @@ no candidates for a human knockdown."""
 
 def candidate_pool(models: FittedModels, cell_line: str) -> tuple[list[str], list[str]]:
     """``(candidates, dropped)``: :func:`candidate_perturbations` and the KG names it leaves out as no human
-    gene symbol."""
+    gene symbol (genes the modality cannot reach, :func:`unreachable_perturbations`, are left out too)."""
     kg = models.kg
     trained = set(models.training_perturbations(cell_line, models.tasks[0]).astype(str))
     drugs = set(kg.compounds)  # drugs with targets and compounds with a chemical structure
@@ -154,13 +155,30 @@ def candidate_pool(models: FittedModels, cell_line: str) -> tuple[list[str], lis
     cand = [p for p, ok in zip(cand, info, strict=True) if ok]
     if drug_model:
         return cand, []
+    out = unreachable_perturbations(models, cell_line, cand)
+    cand = [p for p in cand if p not in out]
     return [p for p in cand if GENE_SYMBOL.match(p)], [p for p in cand if not GENE_SYMBOL.match(p)]
+
+
+def unreachable_perturbations(
+    models: FittedModels, cell_line: str, perturbations: Sequence[str] | None = None
+) -> dict[str, str]:
+    """Gene perturbations the model's modality cannot reach in ``cell_line``, each with why (mitochondrially
+    encoded genes for CRISPR; chromosome-Y genes in a female line): :func:`coreperturb.data.genes.unreachable`.
+    ``None``: the KG's gene candidates that are no training perturbation."""
+    if perturbations is None:
+        trained = set(models.training_perturbations(cell_line, models.tasks[0]).astype(str))
+        drugs = set(models.kg.compounds)
+        perturbations = [str(g) for g in models.kg.genes if str(g) not in drugs and str(g) not in trained]
+    cfg = models.config
+    return unreachable(list(perturbations), str(cfg.modality), line_sex(cell_line, cfg.cell_line_sex))
 
 
 def candidate_perturbations(models: FittedModels, cell_line: str) -> list[str]:
     """``--perturbations all``: every KG entity of the model's kind with KG information that is not a
     training perturbation of ``cell_line``: human gene symbols (:data:`GENE_SYMBOL`) of the KG's gene-level
-    sources for genetic screens, drugs when most training perturbations are drugs."""
+    sources for genetic screens (less those the modality cannot reach: :func:`unreachable_perturbations`),
+    drugs when most training perturbations are drugs."""
     return candidate_pool(models, cell_line)[0]
 
 

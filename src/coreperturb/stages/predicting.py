@@ -10,15 +10,18 @@ import numpy as np
 import pandas as pd
 
 from coreperturb._threads import retune
+from coreperturb.data.genes import modality, on_target_mask
 from coreperturb.errors import CorePerturbError
-from coreperturb.evaluate.metrics import evaluate
+from coreperturb.evaluate.metrics import call_metrics, evaluate
 from coreperturb.evidence.contrastive import retrieve_evidence
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.llm.runner import RunStats
 from coreperturb.predictors.base import Predictor
+from coreperturb.predictors.conformal import CALL_LABELS
 from coreperturb.predictors.effect import effect_score, gene_prior
 from coreperturb.stages.fitted import FittedModels
+from coreperturb.stages.ranking import DEFAULT_RANK_BY, RANK_BY
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,37 @@ def evidence_counts(kg: KnowledgeGraph, train: pd.DataFrame, queries: pd.DataFra
     """Positive / negative evidence counts per query (default CORE retrieval over the training rows)."""
     ev, _ = retrieve_evidence(kg, queries, ObservationPool.from_frame(train))
     return ev.summary()[["n_pos_evidence", "n_neg_evidence"]]
+
+
+def on_target_rule(models: FittedModels, cell_line: str) -> tuple[float, float] | None:
+    """``(p_de, p_up)`` of a gene perturbation's own target under the model's modality, or ``None`` (drugs).
+
+    The data decide where they exist: with at least :data:`MIN_ON_TARGET_ROWS` self pairs (perturbation ==
+    gene) among the training rows of the DE (direction) task, their Beta(1, 1)-smoothed rate. Otherwise the
+    rule: DE with certainty, ``down`` for CRISPRi and knockout, ``up`` for CRISPRa. (PerturbQA has no self
+    pairs: its benchmark leaves them out.)
+    """
+
+    def make() -> tuple[float, float] | None:
+        m = modality(str(models.config.modality))
+        if m.on_target is None:
+            return None
+        p_de, p_up = 1.0, 1.0 if m.on_target == "up" else 0.0
+        for task in ("de", "dir"):
+            if task not in models.tasks:
+                continue
+            rows = models.training_rows(cell_line, task)
+            own = rows.loc[rows["perturbation"] == rows["gene"], "label"]
+            if len(own) >= MIN_ON_TARGET_ROWS:
+                rate = (float(own.sum()) + 1.0) / (len(own) + 2.0)
+                p_de, p_up = (rate, p_up) if task == "de" else (p_de, rate)
+        return p_de, p_up
+
+    return models.cached(f"on_target/{cell_line}", make)
+
+
+MIN_ON_TARGET_ROWS = 5
+"""Self pairs in the training rows needed for the data, not the modality's rule, to set on-target scores."""
 
 
 def predict(
@@ -114,18 +148,31 @@ def predict(
             counts = evidence_counts(models.kg, train_rows, unit)
         prior = gene_prior(train_rows, unit["gene"].to_numpy())
         n_ev = counts["n_pos_evidence"].to_numpy() + counts["n_neg_evidence"].to_numpy()
+        rule = on_target_rule(models, line)
+        on_target = (
+            on_target_mask(unit["perturbation"].to_numpy(), unit["gene"].to_numpy()) & np.isfinite(prior)
+            if rule is not None
+            else np.zeros(len(unit), dtype=bool)
+        )
         for method, res in scored:
-            score = np.asarray(res["score"], dtype=np.float64)
+            score = np.asarray(res["score"], dtype=np.float64).copy()
+            if rule is not None:
+                score[on_target] = rule[0] if task == "de" else rule[1]
             part = unit.assign(
                 method=method,
                 score=score,
                 p_prior=prior,
+                excess=score - prior,
                 effect=effect_score(score, prior, n_ev),
                 n_pos_evidence=counts["n_pos_evidence"].to_numpy(),
                 n_neg_evidence=counts["n_neg_evidence"].to_numpy(),
                 from_cache=res["from_cache"],
                 error=res["error"],
+                on_target=on_target,
+                call=models.calls(line, task, method, score, prior, unit["gene"].to_numpy()),
             )
+            if rule is not None and on_target.any():  # the modality's rule decides, not the evidence
+                part.loc[on_target, "call"] = "DE" if task == "de" else "up" if rule[1] >= 0.5 else "down"
             if "p_yes" in res:
                 part["p_yes"] = res["p_yes"]
                 part["score_method"] = res["score_method"]
@@ -180,7 +227,8 @@ def evaluate_predictions(
         ok = np.isfinite(score)
         g = grp.loc[ok]
         # ranking metrics read "DE" hits: the direction task (up among DE pairs) has none
-        has_effect = task == "de" and "p_prior" in g.columns and "effect" in g.columns
+        rank_col = RANK_BY[DEFAULT_RANK_BY]
+        has_effect = task == "de" and "p_prior" in g.columns and rank_col in g.columns
         m = evaluate(
             g["label"].to_numpy(),
             score[ok],
@@ -190,7 +238,7 @@ def evaluate_predictions(
             n_bootstrap=n_bootstrap,
             seed=seed,
             prior=g["p_prior"].to_numpy(dtype=np.float64) if has_effect else None,
-            effect=g["effect"].to_numpy(dtype=np.float64) if has_effect else None,
+            effect=g[rank_col].to_numpy(dtype=np.float64) if has_effect else None,
         )
         perts = sorted(pd.unique(grp["perturbation"].astype(str)))
         extra = {
@@ -203,6 +251,12 @@ def evaluate_predictions(
             "n_scored": float(ok.sum()),
             "n_errors": float((~ok).sum()),
         }
+        if "call" in g.columns and "p_prior" in g.columns:
+            extra.update(
+                call_metrics(
+                    g["label"].to_numpy(), g["call"].to_numpy(), g["p_prior"].to_numpy(), CALL_LABELS[task][0]
+                )
+            )
         m = pd.concat([m, pd.DataFrame({"metric": list(extra), "value": list(extra.values())})])
         m.insert(0, "method", method)
         m.insert(0, "task", task)
