@@ -260,3 +260,44 @@ def test_fit_config_of_earlier_releases_is_read() -> None:
     )
     assert llm.calibration_queries == 10 and llm.reasoning_tokens == 32
     assert str(llm.response_cache) == "/tmp/answers.sqlite"
+
+
+def _resealed(saved: Path, edit: object) -> Path:
+    """model.json edited on purpose, with its digest recomputed (as someone editing deliberately would)."""
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    if callable(edit):
+        edit(meta)
+    meta["content_sha256"] = content_digest(meta)
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    return saved
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ('{"format": "coreperturb-model", "seed": ' + "9" * 100_000 + "}", "not valid JSON"),
+        ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+    ],
+)
+def test_json_that_python_cannot_read_is_one_error(saved: Path, raw: str, why: str) -> None:
+    (saved / MODEL_JSON).write_text(raw)
+    with pytest.raises(ModelFileError, match=why):
+        load_model(saved)
+    assert "internal error" not in _cli_error(saved)
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda m: m["fit_config"].__setitem__("methods", 123), "fit_config.methods"),
+        (lambda m: m.__setitem__("format_version", "2"), "model format 2"),
+        (lambda m: m.__setitem__("format_version", True), "model format True"),
+        (lambda m: m["units"][0].__setitem__("params", [1, 2]), "units.0.params"),
+        (lambda m: m.__setitem__("files", {"train.parquet": 5}), "files.train.parquet"),
+    ],
+)
+def test_valid_json_that_we_did_not_write_is_refused_before_use(saved: Path, edit: object, why: str) -> None:
+    _resealed(saved, edit)
+    with pytest.raises(ModelFileError, match=why):
+        load_model(saved)
+    assert "internal error" not in _cli_error(saved)

@@ -18,11 +18,12 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
+from coreperturb._files import exclusive
 from coreperturb.config import EXECUTORS, BenchmarkConfig
 from coreperturb.data.io import COLUMN_ALIASES, read_any, read_query_table
 from coreperturb.errors import ConfigError, CorePerturbError
 from coreperturb.llm.runner import Progress
-from coreperturb.model_files import KG_STORES, load_model, save_model
+from coreperturb.model_files import KG_STORES, check_model_target, load_model, save_model
 from coreperturb.pipeline import load_inputs
 from coreperturb.profiling import Profile, profiling, stage
 from coreperturb.report.prediction_files import SUFFIXES, PredictionWriter, check_output_path
@@ -129,6 +130,31 @@ def fit_to_directory(
     say = progress or (lambda msg: None)
     out = Path(out)
     t0 = time.perf_counter()
+    check_model_target(out, overwrite)  # before any work: an existing model or an unwritable folder
+    with exclusive(out, "fit"):
+        return _fit_and_save(
+            config,
+            out,
+            kg_store=kg_store,
+            overwrite=overwrite,
+            say=say,
+            llm_progress=llm_progress,
+            on_note=on_note,
+            t0=t0,
+        )
+
+
+def _fit_and_save(
+    config: BenchmarkConfig,
+    out: Path,
+    *,
+    kg_store: str,
+    overwrite: bool,
+    say: Callable[[str], None],
+    llm_progress: Progress | None,
+    on_note: Callable[[SplitNote], None] | None,
+    t0: float,
+) -> FitReport:
     say("loading data and building the knowledge graph")
     with tempfile.TemporaryDirectory() as tmp:
         inputs = load_inputs(config, Path(tmp), for_fit=True)

@@ -20,6 +20,9 @@ A model directory holds:
   named in ``model.json`` and must hash to the same content.
 
 Every failure to load names the file and says what is wrong in one line (:class:`ModelFileError`).
+
+This module runs over 500 lines because the format's schema (:class:`ModelJson`) and its checks live beside
+the writer and the reader, so that what is written and what is accepted cannot drift apart.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coreperturb._version import __version__
 from coreperturb.config import FitConfig, LLMConfig
@@ -108,15 +112,7 @@ def save_model(
     if kg_store == "reference" and not models.kg_recipe:
         raise ModelFileError("kg_store='reference' needs to know how the KG was built; use kg_store='embed'")
     out = Path(directory)
-    if out.exists():
-        if not (out / MODEL_JSON).exists() and (not out.is_dir() or any(out.iterdir())):
-            raise ModelFileError(
-                f"{out}: exists and is not a coreperturb model directory; choose another directory"
-            )
-        if not overwrite:
-            raise ModelFileError(
-                f"{out}: a model directory exists already; replace it on purpose (overwrite=True)"
-            )
+    check_model_target(out, overwrite)
     sio = _skops()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -189,6 +185,31 @@ def save_model(
     return out
 
 
+def check_model_target(directory: str | Path, overwrite: bool = False) -> None:
+    """Stop before any work when ``directory`` cannot become a model directory: it exists and is no model
+    directory, it is a model directory and ``overwrite`` is off, or its folder cannot be written.
+
+    Raises:
+        ModelFileError: Naming the directory and what to do.
+    """
+    out = Path(directory)
+    if out.exists():
+        if not (out / MODEL_JSON).exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ModelFileError(
+                f"{out}: exists and is not a coreperturb model directory; choose another directory"
+            )
+        if not overwrite:
+            raise ModelFileError(
+                f"{out}: a model directory exists already; replace it on purpose (--overwrite, or "
+                "overwrite=True in Python)"
+            )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ModelFileError(f"{out}: cannot be written (no write permission in {parent})")
+
+
 def content_digest(meta: dict[str, Any]) -> str:
     """sha256 of ``model.json``'s canonical content (sorted keys, compact separators) without its digest."""
     body = {k: v for k, v in meta.items() if k != DIGEST_KEY}
@@ -220,6 +241,52 @@ def reseal_model(directory: str | Path, note: str = "") -> str:
     return str(meta[DIGEST_KEY])
 
 
+MAX_MODEL_JSON_BYTES = 64 * 1024**2
+"""A bound on ``model.json`` (real ones are kilobytes)."""
+
+
+class _Unit(BaseModel):
+    """One fitted (cell line, task, method) of ``model.json``."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    cell_line: str
+    task: str
+    method: str
+    params: dict[str, Any]
+    attrs: dict[str, Any]
+    estimators: list[str]
+    uses_context: bool = False
+    n_train_rows: int | None = None
+
+
+class _KG(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    hash: str
+    store: str
+    recipe: dict[str, Any] | None = None
+
+
+class _FitConfigJson(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    methods: list[str] | tuple[str, ...]
+    seed: int = 0
+    dataset: str = "perturbqa"
+
+
+class ModelJson(BaseModel):
+    """The schema ``model.json`` is checked against before anything in it is used (types are strict: a
+    ``"2"`` is no format version, ``true`` no integer)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    format: str
+    format_version: int
+    files: dict[str, str]
+    units: list[_Unit]
+    kg: _KG
+    fit_config: _FitConfigJson
+    data_warnings: list[str] = []
+
+
 def read_model_json(directory: str | Path, verify: bool = True) -> dict[str, Any]:
     """The validated ``model.json`` of a model directory (format and version checked).
 
@@ -234,16 +301,20 @@ def read_model_json(directory: str | Path, verify: bool = True) -> dict[str, Any
         raise ModelFileError(
             f"{d}: not a coreperturb model directory (no {MODEL_JSON}); create one with `coreperturb fit`"
         )
+    if path.stat().st_size > MAX_MODEL_JSON_BYTES:
+        raise ModelFileError(f"{path}: {path.stat().st_size} bytes; a model.json is far smaller (modified?)")
     try:
         meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: not valid JSON (truncated or modified?): {exc}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: bad JSON, or an integer of more digits than Python converts; RecursionError: nesting
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ModelFileError(f"{path}: not valid JSON (truncated or modified?): {why}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(
             f"{path}: not a coreperturb model file (format {meta.get('format') if isinstance(meta, dict) else None!r})"
         )
     version = meta.get("format_version")
-    if version not in READABLE_VERSIONS:
+    if type(version) is not int or version not in READABLE_VERSIONS:  # not "2", not true
         raise ModelFileError(
             f"{path}: model format {version} (written by coreperturb {meta.get('coreperturb_version')}); this "
             f"coreperturb {__version__} reads format {FORMAT_VERSION}: "
@@ -256,6 +327,12 @@ def read_model_json(directory: str | Path, verify: bool = True) -> dict[str, Any
     for key in ("files", "units", "kg", "fit_config"):
         if key not in meta:
             raise ModelFileError(f"{path}: missing key {key!r} (truncated or modified?)")
+    try:
+        ModelJson.model_validate(meta)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise ModelFileError(f"{path}: {where}: {err['msg']} (modified?)") from None
     if verify:
         if version == 1:
             warnings.warn(
@@ -446,6 +523,7 @@ __all__ = [
     "FORMAT_VERSION",
     "TRUSTED_TYPES",
     "ModelFileError",
+    "check_model_target",
     "content_digest",
     "load_model",
     "read_model_json",

@@ -78,8 +78,9 @@ def test_benchmark_report_escapes_names(tmp_path: Path) -> None:
     html = (run / "report.html").read_text()
     assert EVIL not in html and "&lt;script&gt;" in html
     assert (
-        "MEAN" in html and "specific P@10 (effect)" in html
-    )  # headline means, ranking beside gene_frequency
+        "MEAN" in html and "excess DE@10" in html and "call coverage" in html
+    )  # headline means, specificity and calls beside gene_frequency
+    assert EVIL not in (run / "report.md").read_text()
 
 
 def test_report_refuses_a_file_that_is_not_predictions(tmp_path: Path) -> None:

@@ -22,10 +22,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="coreperturb: predict gene responses to unseen perturbations from contrastive KG evidence (CORE).",
 )
-console = Console(stderr=True, soft_wrap=True)
-out_console = Console()
+# emoji codes off: a name such as FOO:x:1 prints as typed, not as an emoji
+console = Console(stderr=True, soft_wrap=True, emoji=False)
+out_console = Console(emoji=False)
 if not out_console.is_terminal:
-    out_console = Console(width=200)
+    out_console = Console(width=200, emoji=False)
 
 USER_ERRORS: tuple[type[BaseException], ...] = (CorePerturbError, OSError)
 """What a command reports as one ``error:`` line: the project's own errors, and the file system's (a full

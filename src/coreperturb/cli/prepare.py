@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from coreperturb._escape import csv_safe
 from coreperturb.cli._app import command, console
 from coreperturb.cli._render import say
 from coreperturb.data.io import write_query_table
@@ -58,7 +59,7 @@ def prepare(
             source=str(h5ad),
         )
     write_query_table(table, out)
-    de.to_csv(out.with_suffix(".de.csv"), index=False)
+    csv_safe(de).to_csv(out.with_suffix(".de.csv"), index=False)
     for line, rep in reports.items():
         for msg in rep.lines():
             say(f"{line}: {msg}")

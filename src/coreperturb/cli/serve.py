@@ -37,16 +37,30 @@ def serve(
             "$COREPERTURB_SERVE_TOKEN). Pages take it once as /?token=TOKEN.",
         ),
     ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="A Host header to answer besides the bound address and localhost (the name users type, e.g. "
+            "explorer.lab.org). Repeatable; others are refused (DNS rebinding).",
+        ),
+    ] = None,
+    max_gene_jobs: Annotated[
+        int,
+        typer.Option(min=1, help="Gene rankings computed at once; more answer 429 until one ends."),
+    ] = 2,
     threads: o.ThreadsOpt = None,
 ) -> None:
-    """Serve a web explorer and JSON API over a fitted model (pip install 'coreperturb[serve]').
+    """Serve a web explorer and JSON API over a fitted model (pip install 'coreperturb\\[serve]').
 
     Pages: / (search with autocomplete), /perturbation/NAME (its specific responders up and down, beside
     the likeliest-DE list, and a plot of effect against prior), /gene/NAME (the perturbations that lower or
     raise it), /explain?perturbation=P&gene=G (the evidence). JSON: /api/perturbations/NAME?top=N&rank_by=
-    effect|p_de|up|down, /api/genes/NAME?top=N&rank_by=down|up|effect|p_de, /api/explain?perturbation=P&gene=G,
-    /api/search?q=..., /api/health, ?format=csv on the rankings; the schema is at /openapi.json. Stops cleanly
-    on Ctrl-C / SIGTERM.
+    excess|effect|p_de|up|down, /api/genes/NAME?top=N&rank_by=down|up|excess|effect|p_de, /api/explain?perturbation=P&gene=G,
+    /api/search?q=..., /api/health, ?format=csv on the rankings; the schema is at /openapi.json. Every response
+    carries security headers (a Content-Security-Policy, no framing, no sniffing); only the bound address,
+    localhost and --allow-host names are answered; at most --max-gene-jobs gene rankings run at once, and one
+    nobody asks about for 2 minutes is cancelled. Stops cleanly on Ctrl-C / SIGTERM.
     """
     from coreperturb.serve import open_service
     from coreperturb.serve.app import check_host
@@ -58,7 +72,7 @@ def serve(
     path = o.model_dir(model_dir, model)
     check_host(host, token)
     with console.status(f"loading {path}"):
-        service = open_service(path, predictions)
+        service = open_service(path, predictions, max_gene_jobs=max_gene_jobs)
 
     def ready(url: str) -> None:
         out_console.print(escape(f"serving {path} at {url}  (Ctrl-C or SIGTERM stops it)"))
@@ -68,7 +82,7 @@ def serve(
     # make that one a no-op, so that a clean shutdown exits 0
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    run_server(service, host, port, token, on_ready=ready)
+    run_server(service, host, port, token, on_ready=ready, allow_hosts=tuple(allow_host or ()))
     console.print("serve stopped")
     # answers still queued in the request threads are abandoned (serve writes no files): do not wait for them
     sys.stdout.flush()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from coreperturb._escape import csv_safe
 from coreperturb.data.schema import COLUMNS, QueryTable, validate_frame
 from coreperturb.errors import DataValidationError
 
@@ -14,16 +15,54 @@ PERTURBQA_LINES: tuple[str, ...] = ("k562", "rpe1", "hepg2", "jurkat")
 COLUMN_ALIASES = {"pert": "perturbation", "perturbagen": "perturbation"}
 
 
+MAX_TABLE_BYTES = 8 * 1024**3
+"""The largest table file read (8 GiB on disk): a bound, so that a wrong path (a device, a disk image) stops
+at once instead of filling memory."""
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def table_format(path: Path) -> str:
+    """``parquet``, ``tsv`` or ``csv``, by the suffix under any compression suffix (``x.tsv.gz`` is TSV)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    while suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes.pop()
+    last = suffixes[-1] if suffixes else ""
+    return "parquet" if last in {".parquet", ".pq"} else "tsv" if last in {".tsv", ".tab", ".txt"} else "csv"
+
+
 def read_any(path: Path) -> pd.DataFrame:
+    """A table file as a frame: Parquet, or CSV / TSV (compressed or not; by suffix).
+
+    A text cell that coreperturb wrote with a leading ``'`` to keep a spreadsheet from running it as a
+    formula (:func:`coreperturb._escape.csv_safe`) is read back without it.
+
+    Raises:
+        DataValidationError: Missing, not a regular file, larger than :data:`MAX_TABLE_BYTES`, or unreadable.
+    """
     if not path.exists():
         raise DataValidationError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataValidationError(f"{path}: not a regular file (a table file is needed)")
+    size = path.stat().st_size
+    if size > MAX_TABLE_BYTES:
+        raise DataValidationError(
+            f"{path}: {size / 1024**3:.1f} GiB; tables larger than {MAX_TABLE_BYTES // 1024**3} GiB are not read"
+        )
     try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
+        kind = table_format(path)
+        if kind == "parquet":
             return pd.read_parquet(path)
-        sep = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
-        return pd.read_csv(path, sep=sep, dtype={"label": "string"}, keep_default_na=False, na_values=[""])
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        sep = "\t" if kind == "tsv" else ","
+        frame = pd.read_csv(path, sep=sep, dtype={"label": "string"}, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
         raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            text = frame[col].astype(str)
+            quoted = text.str.match(r"^'[=+\-@\t\r]")
+            if quoted.any():
+                frame.loc[quoted, col] = text[quoted].str[1:]
+    return frame
 
 
 def read_perturbqa_file(path: str | Path, cell_line: str, task: str) -> pd.DataFrame:
@@ -136,4 +175,4 @@ def write_query_table(table: QueryTable, path: str | Path) -> None:
     if path.suffix.lower() in {".parquet", ".pq"}:
         frame.to_parquet(path, index=False)
     else:
-        frame.to_csv(path, index=False)
+        csv_safe(frame).to_csv(path, index=False)

@@ -92,6 +92,18 @@ def validate_frame(
             f"{_where(source, i + row_offset)}: duplicate pair perturbation={r.perturbation!r} "
             f"gene={r.gene!r} (cell_line={r.cell_line!r}, task={r.task!r})"
         )
+    folded = out[key].assign(perturbation=out["perturbation"].str.upper(), gene=out["gene"].str.upper())
+    dup = folded.duplicated(keep=False)
+    if dup.any():  # the same pair written in two cases: two rows for one pair, whatever their labels
+        rows = np.flatnonzero(dup.to_numpy())
+        first = folded.iloc[rows[0]]
+        same = rows[(folded.iloc[rows] == first).all(axis=1).to_numpy()]
+        a, b = out.iloc[same[0]], out.iloc[same[1]]
+        raise DataValidationError(
+            f"{_where(source, int(same[1]) + row_offset)}: pair perturbation={b.perturbation!r} gene={b.gene!r} "
+            f"repeats row {int(same[0]) + row_offset} (perturbation={a.perturbation!r} gene={a.gene!r}) in "
+            "another letter case; write each name one way"
+        )
     for (line, task), grp in out.groupby(["cell_line", "task"], sort=True):
         counts = grp["split"].value_counts()
         for split in SPLITS if require_test else ("train",):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from coreperturb._files import exclusive
 from coreperturb.errors import CorePerturbError
 from coreperturb.provenance import config_hash
 from coreperturb.report.html import build_report, metrics_table
@@ -25,9 +26,10 @@ def write_report(path: str | Path, top: int = 10, priors: pd.DataFrame | None = 
     path = Path(path)
     if not path.exists():
         raise CorePerturbError(f"{path}: no such file or directory")
-    if is_benchmark_run(path):
-        return build_report(path)
-    return build_prediction_report(path, top=top, priors=priors)
+    with exclusive(path if is_benchmark_run(path) else path.with_name(path.name + ".report"), "report"):
+        if is_benchmark_run(path):
+            return build_report(path)
+        return build_prediction_report(path, top=top, priors=priors)
 
 
 __all__ = [

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from coreperturb._escape import md_cell, md_text
+from coreperturb._files import atomic_write_bytes, atomic_write_text
 from coreperturb.errors import CorePerturbError
 from coreperturb.evaluate.metrics import per_group_auroc, reliability_bins
 
@@ -163,15 +166,12 @@ def ci_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (index levels become the first columns); ``|`` in cells escaped."""
+    """A GitHub-flavoured Markdown table (index levels become the first columns); every text cell is inert
+    (:func:`coreperturb._escape.md_cell`: no HTML, links, images or table breaks)."""
     flat = df.reset_index() if df.index.name or any(df.index.names) else df
-    cols = [str(c) for c in flat.columns]
-
-    def cell(v: object) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
+    cols = [md_text(c) for c in flat.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in flat.itertuples(index=False)]
+    lines += ["| " + " | ".join(md_cell(v) for v in row) + " |" for row in flat.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -382,13 +382,13 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         )
     )
     html_path = run_dir / "report.html"
-    html_path.write_text(html)
+    atomic_write_text(html_path, html)
     files = run_dir / "report_files"
     files.mkdir(exist_ok=True)
     md = [
-        f"# coreperturb report — {run_dir.name}",
+        f"# coreperturb report — {md_text(run_dir.name)}",
         "",
-        meta,
+        md_text(meta),
         "",
         "## Metrics (test split)",
         "",
@@ -405,15 +405,16 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         ]
     for k, fig in enumerate(figs):
         name = f"fig{k + 1}.png"
-        (files / name).write_bytes(base64.b64decode(fig["b64"]))
+        atomic_write_bytes(files / name, base64.b64decode(fig["b64"]))
         md += [f"## {fig['title']}", "", fig["caption"], "", f"![{fig['title']}](report_files/{name})", ""]
     md += ["## Example queries", ""]
     for ex in examples[:6]:
         thr = f" (threshold {ex['threshold']:.3f})" if ex.get("threshold") is not None else ""
         md += [
-            f"### {ex['perturbation']} → {ex['gene']} ({ex['cell_line']}, {ex['task']}): {_role_text(ex)}",
+            f"### {md_text(ex['perturbation'])} → {md_text(ex['gene'])} ({md_text(ex['cell_line'])}, "
+            f"{ex['task']}): {_role_text(ex)}",
             "",
-            f"label {ex['label']}, {ex['method']} score {ex['score']:.3f}{thr}",
+            f"label {ex['label']}, {md_text(ex['method'])} score {ex['score']:.3f}{thr}",
             "",
         ]
         ev = pd.DataFrame(ex.get("evidence", []))
@@ -422,19 +423,24 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         for c in ex.get("context", []):
             rate = c.get("perturbation_rate")
             seen = f"positive rate {rate:.3f}" if isinstance(rate, float) else "not observed"
-            md.append(f"- in {c['cell_line']}: {ex['perturbation']} {seen}; pair {c['pair']}")
+            md.append(
+                f"- in {md_text(c['cell_line'])}: {md_text(ex['perturbation'])} {seen}; pair {md_text(c['pair'])}"
+            )
         for e in ex.get("context_evidence", []):
             md.append(
-                f"- responded alike: {e['related_perturbation']} (similarity {e['similarity']:.3f}), "
-                f"{e['outcome']} on {ex['gene']}"
+                f"- responded alike: {md_text(e['related_perturbation'])} (similarity {e['similarity']:.3f}), "
+                f"{e['outcome']} on {md_text(ex['gene'])}"
             )
         for v in ex.get("llm", []) or []:
             p = "—" if v.get("p_yes") is None else f"{v['p_yes']:.3f}"
-            md += ["", f"**{v['method']}**: P(yes) {p}; rationale: {v.get('rationale') or '(none)'}", ""]
-            md += ["```text", str(v.get("prompt", "")), "```"]
+            why = md_text(v.get("rationale") or "(none)")
+            md += ["", f"**{md_text(v['method'])}**: P(yes) {p}; rationale: {why}", ""]
+            prompt = str(v.get("prompt", ""))
+            fence = "`" * max(3, 1 + max((len(r) for r in re.findall("`+", prompt)), default=0))
+            md += [fence + "text", prompt, fence]
         md.append("")
     md_path = run_dir / "report.md"
-    md_path.write_text("\n".join(md) + "\n")
+    atomic_write_text(md_path, "\n".join(md) + "\n")
     return html_path, md_path
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coreperturb._escape import csv_safe
+from coreperturb._files import atomic_write
 from coreperturb._util import positions
 from coreperturb.data.signatures import LINCS_FILES
 from coreperturb.errors import MissingDependencyError
@@ -125,16 +127,14 @@ def to_anndata(predictions: pd.DataFrame) -> Any:
 
 
 def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
+    atomic_write(path, write)
 
 
 def write_run(result: Any, config: Any, out: Path, anndata: bool = False) -> list[Path]:
     """Write every output of a benchmark run into ``out`` (each file atomically). Returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    _atomic(out / "metrics.csv", lambda t: result.metrics.to_csv(t, index=False))
+    _atomic(out / "metrics.csv", lambda t: csv_safe(result.metrics).to_csv(t, index=False))
     written.append(out / "metrics.csv")
     _atomic(out / "predictions.parquet", lambda t: result.predictions.to_parquet(t, index=False))
     written.append(out / "predictions.parquet")

@@ -7,8 +7,10 @@ end: an interrupted run never leaves a truncated file that looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -18,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coreperturb._escape import csv_safe
+from coreperturb._files import exclusive
 from coreperturb._util import positions
 from coreperturb.errors import CorePerturbError
 from coreperturb.stages import GRID_COLUMNS, GridPlan
@@ -107,7 +111,9 @@ class PredictionWriter:
                 )
         check_output_path(self.path)
         self.plan = plan
-        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        # unique: two runs never share a temporary file (and the output's lock keeps a second run out)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+        self._lock = contextlib.ExitStack()
         self.rows = 0
         self._writer: Any = None
         self._h5: Any = None
@@ -121,6 +127,7 @@ class PredictionWriter:
         self._csv_started = False
 
     def __enter__(self) -> PredictionWriter:
+        self._lock.enter_context(exclusive(self.path, "predict"))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.tmp.unlink(missing_ok=True)
@@ -140,6 +147,7 @@ class PredictionWriter:
                 self.tmp.unlink()
         except OSError as exc:
             self.tmp.unlink(missing_ok=True)
+            self._lock.close()
             raise CorePerturbError(f"{self.path}: cannot be written: {exc.strerror or exc}") from None
         if self.background:
             self._queue = queue.Queue(maxsize=1)
@@ -236,7 +244,7 @@ class PredictionWriter:
 
             self._writer.write_table(pa.Table.from_pandas(frame, schema=_schema(), preserve_index=False))
         elif self.kind == ".csv":
-            frame.to_csv(self.tmp, mode="a", header=not self._csv_started, index=False)
+            csv_safe(frame).to_csv(self.tmp, mode="a", header=not self._csv_started, index=False)
             self._csv_started = True
         else:
             self._write_h5ad(frame)
@@ -290,12 +298,15 @@ class PredictionWriter:
                 else:
                     self._h5.close()
         finally:
-            if exc_type is None:
-                if self.kind == ".csv" and not self.tmp.exists():
-                    pd.DataFrame(columns=list(GRID_COLUMNS)).to_csv(self.tmp, index=False)
-                self.tmp.replace(self.path)
-            else:
-                self.tmp.unlink(missing_ok=True)
+            try:
+                if exc_type is None:
+                    if self.kind == ".csv" and not self.tmp.exists():
+                        pd.DataFrame(columns=list(GRID_COLUMNS)).to_csv(self.tmp, index=False)
+                    self.tmp.replace(self.path)
+                else:
+                    self.tmp.unlink(missing_ok=True)
+            finally:
+                self._lock.close()
         if failure is not None:
             raise failure
 

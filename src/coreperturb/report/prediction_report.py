@@ -12,10 +12,13 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
+from coreperturb._escape import md_text
+from coreperturb._files import atomic_write_bytes, atomic_write_text
 from coreperturb.errors import CorePerturbError
 
 _HTML = """<!doctype html>
@@ -244,9 +247,9 @@ def build_prediction_report(
     from coreperturb.stages import MIN_EXCESS
 
     note = NOTE.format(floor=f"{MIN_EXCESS:g}") + (f" Note: {freq_note}." if freq_note else "")
-    views, md = [], [f"# coreperturb predictions — {stem}", "", note, ""]
+    views, md = [], [f"# coreperturb predictions — {md_text(stem)}", "", note, ""]
     if flags_line:
-        md += [flags_line, ""]
+        md += [md_text(flags_line), ""]
     md += ["## Per perturbation: specific responders", ""]
     for line, method, pert in picks:
         d = preds[
@@ -286,9 +289,11 @@ def build_prediction_report(
                 "tables": [{"title": title, "html": Markup(_fmt_table(df))} for title, df in tables],
             }
         )
-        md += [f"### {pert} ({line}, {method})", ""] + ([fl, ""] if fl else [])
+        md += [f"### {md_text(pert)} ({md_text(line)}, {md_text(method)})", ""] + (
+            [md_text(fl), ""] if fl else []
+        )
         for title, df in tables:
-            md += [f"**{title}**", "", _markdown(df), ""]
+            md += [f"**{md_text(title)}**", "", _markdown(df), ""]
     # per gene: genes most often among the shown perturbations' specific responders
     shown = preds[preds["perturbation"].isin([p for _, _, p in picks])]
     tops = shown.sort_values("excess", ascending=False).groupby("perturbation").head(top)
@@ -309,7 +314,7 @@ def build_prediction_report(
             short = _short(len(table), top, "perturbations")
             title = f"{g}: perturbations that{label}" + (f" — {short}" if short else "")
             gviews.append({"title": title, "html": Markup(_fmt_table(table))})
-            md += [f"**{title}**", "", _markdown(table), ""]
+            md += [f"**{md_text(title)}**", "", _markdown(table), ""]
     heat = _heatmap(known, [p for _, _, p in picks], top)
     caption = (
         "Rows: the perturbations above; columns: their top specific responders; colour: excess (red: more "
@@ -336,13 +341,14 @@ def build_prediction_report(
         )
     )
     html_path = out / f"{stem}.report.html"
-    html_path.write_text(html)
+    atomic_write_text(html_path, html)
     if heat:
-        (out / f"{stem}.report_heatmap.png").write_bytes(base64.b64decode(heat))
-        md += ["## Excess heatmap", "", caption, "", f"![excess heatmap]({stem}.report_heatmap.png)", ""]
+        atomic_write_bytes(out / f"{stem}.report_heatmap.png", base64.b64decode(heat))
+        img = quote(f"{stem}.report_heatmap.png")
+        md += ["## Excess heatmap", "", caption, "", f"![excess heatmap]({img})", ""]
     md_path = out / f"{stem}.report.md"
-    md[1:1] = ["", meta]
-    md_path.write_text("\n".join(md) + "\n")
+    md[1:1] = ["", md_text(meta)]
+    atomic_write_text(md_path, "\n".join(md) + "\n")
     return html_path, md_path
 
 

@@ -15,14 +15,16 @@ import asyncio
 import hmac
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pandas as pd
 
+from coreperturb._escape import csv_safe
 from coreperturb.errors import CorePerturbError
 from coreperturb.serve.pages import effect_plot, render, table_html
-from coreperturb.serve.service import BadRequest, NotFound, Pending, PredictionService, Ranked, records
+from coreperturb.serve.security import LOCAL_HOSTS, allowed_hosts, check_host, security_headers
+from coreperturb.serve.service import BadRequest, Busy, NotFound, Pending, PredictionService, Ranked, records
 from coreperturb.stages import DEFAULT_RANK_BY, RANK_BY
 
 log = logging.getLogger(__name__)
@@ -66,12 +68,17 @@ def _check_name(value: str, what: str) -> str:
     return value.strip()
 
 
-def create_app(service: PredictionService, token: str | None = None) -> Any:
+def create_app(
+    service: PredictionService,
+    token: str | None = None,
+    hosts: Sequence[str] | None = None,
+) -> Any:
     """The ASGI app over one :class:`PredictionService`.
 
     Args:
         service: The loaded model and its answers.
         token: If set, every request needs it (bearer header, or the cookie that ``/?token=`` sets).
+        hosts: ``Host`` headers answered (:func:`allowed_hosts`; default: this machine's loopback names).
     """
     try:
         from fastapi import FastAPI, Query, Request
@@ -91,6 +98,17 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
         title="coreperturb",
         summary="Predicted gene responses to unseen perturbations (CORE), ranked by how specific they are.",
         version=__import__("coreperturb").__version__,
+        # the interactive docs load scripts from CDNs: off (the schema stays at /openapi.json)
+        docs_url=None,
+        redoc_url=None,
+    )
+    headers = security_headers()
+    # middleware added later runs earlier: host check innermost of the three, security headers outermost (on
+    # every response, refusals included)
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    app.add_middleware(
+        TrustedHostMiddleware, allowed_hosts=list(hosts) if hosts is not None else allowed_hosts("")
     )
 
     def error(status: int, message: str, suggestions: list[str] | None = None) -> JSONResponse:
@@ -123,6 +141,18 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
             log.exception("request failed: %s", request.url.path)
             return error(500, "internal error (see the server log)")
 
+    @app.middleware("http")
+    async def secure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        head = request.method == "HEAD"
+        if head:  # HEAD is GET without the body
+            request.scope["method"] = "GET"
+        response = await call_next(request)
+        if head:
+            response = Response(status_code=response.status_code, headers=dict(response.headers))
+        for k, v in headers.items():
+            response.headers.setdefault(k, v)
+        return response
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
@@ -142,6 +172,12 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
                 status_code=202,
                 headers={"Retry-After": "5"},
             )
+        except Busy as exc:
+            return JSONResponse(
+                {"error": str(exc), "suggestions": [], "retry_after_s": 30},
+                status_code=429,
+                headers={"Retry-After": "30"},
+            )
         except NotFound as exc:
             return error(404, str(exc), exc.suggestions)
         except BadRequest as exc:
@@ -153,7 +189,7 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
         cols = [first, *RANKING_COLUMNS]
         rows = r.rows[cols]
         if fmt == "csv":
-            return PlainTextResponse(rows.to_csv(index=False), media_type="text/csv")
+            return PlainTextResponse(csv_safe(rows).to_csv(index=False), media_type="text/csv")
         return {
             "query": r.query,
             "name": r.name,
@@ -228,7 +264,7 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
         return HTMLResponse(render(name, info=info, **ctx), status_code=status)
 
     def page_error(exc: CorePerturbError, prefix: str, q: str) -> HTMLResponse:
-        status = 404 if isinstance(exc, NotFound) else 400
+        status = 404 if isinstance(exc, NotFound) else 429 if isinstance(exc, Busy) else 400
         sugg = exc.suggestions if isinstance(exc, NotFound) else []
         return page("error", status, title="Not found" if status == 404 else "Cannot answer", message=str(exc),
                     suggestions=sugg, prefix=prefix, q=q)  # fmt: skip
@@ -386,22 +422,9 @@ def create_app(service: PredictionService, token: str | None = None) -> Any:
     return app
 
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-def check_host(host: str, token: str | None) -> None:
-    """A host other than this machine's loopback needs a token.
-
-    Raises:
-        CorePerturbError: ``host`` is not local and there is no token.
-    """
-    if host not in LOCAL_HOSTS and not token:
-        raise CorePerturbError(f"binding {host} exposes the server beyond this machine: give a token")
-
-
 def serve(
     service: PredictionService, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-    on_ready: Callable[[str], None] | None = None,
+    on_ready: Callable[[str], None] | None = None, allow_hosts: Sequence[str] = (),
 ) -> None:  # fmt: skip
     """Run the app with uvicorn until SIGINT / SIGTERM (uvicorn shuts down gracefully on both).
 
@@ -413,7 +436,7 @@ def serve(
         import uvicorn
     except ImportError:
         raise CorePerturbError(INSTALL_HINT) from None
-    app = create_app(service, token)
+    app = create_app(service, token, allowed_hosts(host, allow_hosts))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     if on_ready is not None:
@@ -424,11 +447,11 @@ def serve(
             for s in server.servers:
                 for sock in s.sockets:
                     h, p = sock.getsockname()[:2]
-                    on_ready(f"http://{h}:{p}")
+                    on_ready(f"http://[{h}]:{p}" if ":" in str(h) else f"http://{h}:{p}")
                     return
 
         server.startup = startup  # type: ignore[method-assign]
     server.run()
 
 
-__all__ = ["LOCAL_HOSTS", "MAX_TOP", "check_host", "create_app", "serve"]
+__all__ = ["LOCAL_HOSTS", "MAX_TOP", "allowed_hosts", "check_host", "create_app", "security_headers", "serve"]

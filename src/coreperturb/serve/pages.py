@@ -62,6 +62,9 @@ td.l, th.l { text-align: left; } .cols { display: flex; gap: 2em; flex-wrap: wra
 </script></body></html>
 """
 
+BASE_TEMPLATE = _BASE
+"""The page frame; its one inline script is allowed by hash in the Content-Security-Policy."""
+
 _HOME = """{% extends "base" %}{% block body %}
 <h1>What would a perturbation do?</h1>
 <p>Type a gene (a CRISPRi knockdown) or a drug above. A perturbation's page lists the genes it changes
@@ -70,8 +73,7 @@ gene usually is (its prior, what gene frequency alone predicts). Only genes with
 listed, so a list may be short: the rest would be guesses. Each row's <i>call</i> (DE, not DE or uncertain) holds the
 true answer with 90% probability. A gene's page lists the perturbations that raise or lower it.</p>
 <p class="note">Model: {{ health.method }} on {{ health.cell_lines|join(", ") }} ({{ health.readout_genes }} readout genes,
-{{ health.known_perturbations }} perturbations known to the model and its KG). JSON API: <a href="/docs">/docs</a>,
-schema <a href="/openapi.json">/openapi.json</a>.</p>
+{{ health.known_perturbations }} perturbations known to the model and its KG). JSON API: schema at <a href="/openapi.json">/openapi.json</a>.</p>
 {% if examples %}<p>Try: {% for e in examples %}<a href="/perturbation/{{ e|urlencode }}">{{ e }}</a>{% if not loop.last %}, {% endif %}{% endfor %}</p>{% endif %}
 {% endblock %}"""
 
@@ -221,4 +223,4 @@ def effect_plot(rows: pd.DataFrame, highlight: list[str]) -> str:
     return svg[svg.find("<svg") :]  # drop the XML prolog; matplotlib escapes the text it writes
 
 
-__all__ = ["effect_plot", "render", "table_html"]
+__all__ = ["BASE_TEMPLATE", "effect_plot", "render", "table_html"]

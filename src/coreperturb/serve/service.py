@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,6 +63,10 @@ class Pending(CorePerturbError):
         self.total = total
 
 
+class Busy(CorePerturbError):
+    """Too many background computations at once (HTTP 429)."""
+
+
 class BadRequest(CorePerturbError):
     """A request the service cannot answer as asked (e.g. a direction ranking without a direction model)."""
 
@@ -106,6 +111,9 @@ class PredictionService:
         cache_size: Perturbation rankings kept (gene rankings, minutes each to compute, are kept apart:
             the last ``gene_cache_size``, never pushed out by perturbation answers).
         gene_cache_size: Gene rankings kept.
+        max_gene_jobs: Gene rankings computed at once; a request for another gene is refused
+            (:class:`Busy`, HTTP 429) until one ends.
+        idle_job_s: A gene ranking that nobody has asked about for this long is cancelled.
     """
 
     def __init__(
@@ -114,7 +122,13 @@ class PredictionService:
         predictions: pd.DataFrame | None = None,
         cache_size: int = 64,
         gene_cache_size: int = 16,
+        max_gene_jobs: int = 2,
+        idle_job_s: float = 120.0,
     ):
+        if max_gene_jobs < 1:
+            raise BadRequest("max_gene_jobs must be >= 1")
+        self.max_gene_jobs = max_gene_jobs
+        self.idle_job_s = idle_job_s
         self.models = models
         self.predictions = predictions
         self.method = models.default_method
@@ -143,7 +157,7 @@ class PredictionService:
         if line is None:
             return self.cell_lines[0]
         if line not in self.cell_lines:
-            raise NotFound(f"cell line {line!r} is not in the model", self.cell_lines)
+            raise BadRequest(f"cell line {line!r} is not in the model; it holds {', '.join(self.cell_lines)}")
         return line
 
     def resolve_perturbation(self, name: str) -> tuple[str, str | None]:
@@ -289,14 +303,27 @@ class PredictionService:
         with self._jobs_lock:
             job = self._jobs.get(key)
             if job is not None:
+                job["asked"] = time.monotonic()
                 return int(job["done"]), int(job["total"])
+            if len(self._jobs) >= self.max_gene_jobs:
+                raise Busy(
+                    f"{len(self._jobs)} gene rankings are being computed (the most at once); ask again when one "
+                    "has finished"
+                )
             cands = self.candidates(line)
-            job = {"done": 0, "total": len(cands), "parts": []}
+            job = {"done": 0, "total": len(cands), "parts": [], "asked": time.monotonic()}
             self._jobs[key] = job
 
         def work() -> None:
             try:
                 for lo in range(0, len(cands), chunk):
+                    if time.monotonic() - job["asked"] > self.idle_job_s:
+                        log.info(
+                            "gene ranking of %s cancelled: nobody asked for it for %.0f s",
+                            gene,
+                            self.idle_job_s,
+                        )
+                        return
                     with self._background():
                         plan = grid_plan(self.models, cands[lo : lo + chunk], [gene], [line])
                         job["parts"].extend(
