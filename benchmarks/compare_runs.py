@@ -21,16 +21,31 @@ import pandas as pd
 
 
 def compare_runs(old: Path, new: Path) -> None:
+    """Predictions: the score and every column both runs wrote (a release may add columns; they are listed);
+    metrics: the rows both runs hold, value by value (added metrics are listed)."""
     a, b = pd.read_parquet(old / "predictions.parquet"), pd.read_parquet(new / "predictions.parquet")
-    same_keys = a.drop(columns="score").equals(b.drop(columns="score"))
+    common = [c for c in a.columns if c in b.columns and c != "score"]
+    added = [c for c in b.columns if c not in a.columns]
+    same_keys = a[common].equals(b[common])
     diff = (
         float(np.nanmax(np.abs(a["score"].to_numpy() - b["score"].to_numpy()))) if len(a) == len(b) else None
     )
     print(
-        f"predictions.parquet: {len(a)} vs {len(b)} rows; other columns equal: {same_keys}; max |score diff|: {diff}"
+        f"predictions.parquet: {len(a)} vs {len(b)} rows; the {len(common)} other common columns equal: "
+        f"{same_keys}; max |score diff|: {diff}" + (f"; added columns: {', '.join(added)}" if added else "")
     )
     ma, mb = pd.read_csv(old / "metrics.csv"), pd.read_csv(new / "metrics.csv")
-    print(f"metrics.csv: {len(ma)} vs {len(mb)} rows; equal: {ma.equals(mb)}")
+    key = ["cell_line", "task", "method", "metric"]
+    both = ma.merge(mb, on=key, how="inner", suffixes=("_old", "_new"))
+    same = np.allclose(both["value_old"], both["value_new"], rtol=0, atol=0, equal_nan=True)
+    new_metrics = sorted(set(mb["metric"]) - set(ma["metric"]))
+    print(
+        f"metrics.csv: {len(ma)} vs {len(mb)} rows; {len(both)} in both, values equal: {same}"
+        + (f"; added metrics: {', '.join(new_metrics)}" if new_metrics else "")
+    )
+    if not same:
+        differ = both[~np.isclose(both["value_old"], both["value_new"], rtol=0, atol=0, equal_nan=True)]
+        print(differ.to_string(index=False))
 
 
 def _skops_content(path: Path) -> list[str]:

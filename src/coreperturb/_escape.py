@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()#|!~"})
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`[]#|"})
 
 
 def csv_cell(value: object) -> object:

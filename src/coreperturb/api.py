@@ -35,6 +35,7 @@ from coreperturb.stages import (
     check_ranking,
     fit,
     grid_plan,
+    pair_chunks,
     predict_grid,
     resolve_genes,
     resolve_perturbations,
@@ -56,8 +57,8 @@ def data_tasks(config: BenchmarkConfig) -> tuple[str, ...]:
     data = config.data
     if data.queries is not None:
         return tuple(read_query_table(data.queries, cell_line=data.cell_line, for_fit=True).tasks)
-    if data.data_dir is None:
-        return ("de", "dir")
+    if data.data_dir is None or config.fit.dataset == "lincs":
+        return ("de", "dir")  # the synthetic default and LINCS signatures (up / down) hold both
     from coreperturb.data.io import present_cell_lines
 
     lines = data.cell_lines or tuple(present_cell_lines(data.data_dir, ("de",)))
@@ -472,8 +473,7 @@ def _predict_pairs(
         done = 0
         for line in lines:
             sub = pairs if "cell_line" not in pairs.columns else pairs[pairs["cell_line"] == line]
-            for lo in range(0, len(sub), chunk):
-                part = sub.iloc[lo : lo + chunk]
+            for part in pair_chunks(sub, chunk):
                 for frame in score_pairs(models, line, part, methods):
                     writer.write(frame)
                 done += len(part)

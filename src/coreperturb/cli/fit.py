@@ -75,6 +75,8 @@ def fit(
         f"fitted {units} on {len(models.train)} training rows ({models.kg.genes.size} KG genes, "
         f"{len(models.kg.relations)} relations) in {rep.seconds:.1f}s; wrote {out_dir} ({size:.1f} MB)"
     )
+    drug = models.config.modality == "drug"
+    what, means = ("DRUG1,DRUG2", " (DrugBank ids or drug names)") if drug else ("GENE1,GENE2", "")
     say(
-        f"next: coreperturb predict --model-dir {out_dir} --perturbations GENE1,GENE2 --out predictions.parquet"
+        f"next: coreperturb predict --model-dir {out_dir} --perturbations {what} --out predictions.parquet{means}"
     )

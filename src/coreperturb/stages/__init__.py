@@ -30,10 +30,12 @@ from coreperturb.stages.fitting import (
 )
 from coreperturb.stages.grids import (
     GRID_COLUMNS,
+    MAX_PERTURBATIONS_PER_CHUNK,
     GridPlan,
     grid_chunks,
     grid_plan,
     kg_coverage,
+    pair_chunks,
     predict_grid,
     readout_priors,
     score_chunk,
@@ -80,6 +82,7 @@ __all__ = [
     "DEFAULT_RANK_BY",
     "GENE_SYMBOL",
     "GRID_COLUMNS",
+    "MAX_PERTURBATIONS_PER_CHUNK",
     "MIN_EXCESS",
     "MIN_TRAIN_PERTURBATIONS",
     "RANK_BY",
@@ -109,6 +112,7 @@ __all__ = [
     "make_model",
     "merge_top",
     "on_target_rule",
+    "pair_chunks",
     "passes_floor",
     "predict",
     "predict_grid",

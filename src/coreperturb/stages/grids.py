@@ -423,13 +423,32 @@ def top_predictions(
     return rank_predictions(pd.concat(frames, ignore_index=True), top, rank_by, per, min_excess)
 
 
+MAX_PERTURBATIONS_PER_CHUNK = 2_000
+"""Perturbations scored at once, whatever the pairs: each brings its own retrieval and similarity rows, so a
+chunk of few genes (one gene × every candidate) is bounded by perturbations, not by pairs."""
+
+
 def grid_chunks(plan: GridPlan, pairs_per_chunk: int) -> Iterator[tuple[int, int, int]]:
     """``(unit, lo, hi)``: whole perturbations ``lo:hi`` of ``plan.units[unit]``, about ``pairs_per_chunk``
-    pairs each."""
+    pairs and at most :data:`MAX_PERTURBATIONS_PER_CHUNK` perturbations each."""
     for u, (_, perts, genes) in enumerate(plan.units):
-        step = max(1, pairs_per_chunk // max(len(genes), 1))
+        step = max(1, min(pairs_per_chunk // max(len(genes), 1), MAX_PERTURBATIONS_PER_CHUNK))
         for lo in range(0, len(perts), step):
             yield u, lo, min(lo + step, len(perts))
+
+
+def pair_chunks(pairs: pd.DataFrame, pairs_per_chunk: int) -> Iterator[pd.DataFrame]:
+    """Listed pairs grouped by perturbation (input order within one), in chunks of at most
+    ``pairs_per_chunk`` pairs and :data:`MAX_PERTURBATIONS_PER_CHUNK` perturbations: each perturbation's
+    retrieval is done once, and memory stays bounded however the pairs are spread."""
+    pairs = pairs.sort_values("perturbation", kind="stable")
+    codes = pd.factorize(pairs["perturbation"])[0]
+    lo = 0
+    while lo < len(pairs):
+        last = int(np.searchsorted(codes, codes[lo] + MAX_PERTURBATIONS_PER_CHUNK))
+        hi = max(lo + 1, min(lo + pairs_per_chunk, len(pairs), last))
+        yield pairs.iloc[lo:hi]
+        lo = hi
 
 
 def score_chunk(
