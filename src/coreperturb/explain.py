@@ -113,7 +113,7 @@ class Explanation:
         )
         call = f"; call: {self.call}" if self.call else ""
         if self.rule:
-            return f"{what} = {self.p:.3f}{call}; on target: {self.rule}"
+            return f"{what} = {self.p:.3f}{call}; on target: the modality's rule decides this pair"
         return (
             f"{what} = {self.p:.3f}{call}; gene prior = {self.p_prior:.3f}; excess = {self.p - self.p_prior:+.3f}; "
             f"evidence: {self.n_pos} related perturbations made the gene {pos}, {self.n_neg} left it {neg}"

@@ -420,14 +420,7 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
             f"{d}: saved with scikit-learn {saved_sklearn}, loaded with {now_sklearn}; predictions may differ",
             stacklevel=2,
         )
-    try:
-        train = pd.read_parquet(d / TRAIN_FILE)
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{d / TRAIN_FILE}: cannot be read: {exc}") from None
-    missing = [c for c in TRAIN_COLUMNS if c not in train.columns]
-    if missing:
-        raise ModelFileError(f"{d / TRAIN_FILE}: missing column(s) {missing}")
-    train = train.astype({"cell_line": str, "task": str, "perturbation": str, "gene": str})
+    train = _read_rows(d / TRAIN_FILE, TRAIN_COLUMNS, ("cell_line", "task", "perturbation", "gene"))
     kg = _load_kg(d, meta)
     sio = _skops()
     est_path = d / ESTIMATORS_FILE
@@ -471,14 +464,9 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
             raise ModelFileError(f"{d / MODEL_JSON}: {key} cannot be rebuilt: {exc}") from None
     calibration = None
     if CALIBRATION_FILE in meta["files"]:
-        try:
-            calibration = pd.read_parquet(d / CALIBRATION_FILE)
-        except (OSError, ValueError) as exc:
-            raise ModelFileError(f"{d / CALIBRATION_FILE}: cannot be read: {exc}") from None
-        missing = [c for c in CALIBRATION_COLUMNS if c not in calibration.columns]
-        if missing:
-            raise ModelFileError(f"{d / CALIBRATION_FILE}: missing column(s) {missing}")
-        calibration = calibration.astype({"cell_line": str, "task": str, "method": str, "gene": str})
+        calibration = _read_rows(
+            d / CALIBRATION_FILE, CALIBRATION_COLUMNS, ("cell_line", "task", "method", "gene")
+        )
     return FittedModels(
         kg,
         models_,
@@ -489,6 +477,18 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
         warnings=tuple(meta.get("data_warnings", ())),
         calibration=calibration,
     )
+
+
+def _read_rows(path: Path, columns: Sequence[str], names: Sequence[str]) -> pd.DataFrame:
+    """A Parquet table of the model directory with its required columns, name columns as strings."""
+    try:
+        rows = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: cannot be read: {exc}") from None
+    missing = [c for c in columns if c not in rows.columns]
+    if missing:
+        raise ModelFileError(f"{path}: missing column(s) {missing}")
+    return rows.astype(dict.fromkeys(names, str))
 
 
 def _load_kg(d: Path, meta: dict[str, Any]) -> KnowledgeGraph:

@@ -124,6 +124,8 @@ def show_explanation(ex: Explanation, wide: bool) -> None:
         f"KG information for the perturbation: {'yes' if ex.kg_info else 'no'})"
     )
     out_console.print(escape(ex.summary()))
+    if ex.rule:
+        out_console.print(f"[yellow]{escape(ex.rule)}[/]")
     if not ex.has_evidence:
         out_console.print(f"[yellow]{escape(ex.rests_on())}[/]")
     table = ex.evidence if wide else ex.compact_evidence()

@@ -145,17 +145,6 @@ def _responders(d: pd.DataFrame, rank_by: str, top: int) -> pd.DataFrame:
     return _ranked(d, rank_by, top, "gene")
 
 
-def _short(n: int, top: int, who: str = "responders") -> str:
-    """What a list shorter than ``top`` means."""
-    if n >= top:
-        return ""
-    return (
-        f"{n} confident {who}; the rest would be guesses"
-        if n
-        else f"no confident {who}: any would be a guess"
-    )
-
-
 def _heatmap(d: pd.DataFrame, perts: list[str], top: int) -> str:
     import matplotlib
 
@@ -244,7 +233,7 @@ def build_prediction_report(
         if len(flag_counts)
         else ""
     )
-    from coreperturb.stages import MIN_EXCESS
+    from coreperturb.stages import MIN_EXCESS, short_list
 
     note = NOTE.format(floor=f"{MIN_EXCESS:g}") + (f" Note: {freq_note}." if freq_note else "")
     views, md = [], [f"# coreperturb predictions — {md_text(stem)}", "", note, ""]
@@ -263,11 +252,11 @@ def build_prediction_report(
             ):
                 listed = _responders(d, rank_by, top)
                 tables.append(
-                    (title + (f" — {_short(len(listed), top)}" if len(listed) < top else ""), listed)
+                    (title + (f" — {short_list(len(listed), top)}" if len(listed) < top else ""), listed)
                 )
         spec_table = _responders(d, "excess", top)
         if not has_dir:
-            short = _short(len(spec_table), top)
+            short = short_list(len(spec_table), top)
             tables.append(("specific responders (by excess)" + (f" — {short}" if short else ""), spec_table))
         freq = priors[priors["cell_line"] == line].head(top)
         freq = freq[["gene", "p_prior"]].merge(d[["gene", "p_de"]], on="gene", how="left")
@@ -311,7 +300,7 @@ def build_prediction_report(
         parts = [(" change it", "excess")] if not has_dir else [(" raise it", "up"), (" lower it", "down")]
         for label, rank_by in parts:
             table = _ranked(d, rank_by, top, "perturbation")
-            short = _short(len(table), top, "perturbations")
+            short = short_list(len(table), top, "perturbations")
             title = f"{g}: perturbations that{label}" + (f" — {short}" if short else "")
             gviews.append({"title": title, "html": Markup(_fmt_table(table))})
             md += [f"**{md_text(title)}**", "", _markdown(table), ""]

@@ -25,7 +25,7 @@ from coreperturb.errors import CorePerturbError
 from coreperturb.serve.pages import effect_plot, render, table_html
 from coreperturb.serve.security import LOCAL_HOSTS, allowed_hosts, check_host, security_headers
 from coreperturb.serve.service import BadRequest, Busy, NotFound, Pending, PredictionService, Ranked, records
-from coreperturb.stages import DEFAULT_RANK_BY, RANK_BY
+from coreperturb.stages import DEFAULT_RANK_BY, RANK_BY, short_list
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,8 @@ RANK_BY_PATTERN = "^(" + "|".join(RANK_BY) + ")$"
 
 def short_note(n: int, top: int, who: str = "responders") -> str:
     """A list title's note when fewer than ``top`` rows pass the floor."""
-    if n >= top:
-        return ""
-    return (
-        f" ({n} confident {who}; the rest would be guesses)"
-        if n
-        else f" (no confident {who}: any would be a guess)"
-    )
+    text = short_list(n, top, who)
+    return f" ({text})" if text else ""
 
 
 def _check_name(value: str, what: str) -> str:
@@ -309,7 +304,7 @@ def create_app(
                     ("down", "down", "specific responders, down"),
                 ):
                     r = service.perturbation(name, top, rank_by, line)
-                    c = [*cols[:1], f"effect_{rank_by}", "p_up", *cols[1:], "call_dir"]
+                    c = [*cols[:1], f"effect_{rank_by}", "p_up", *cols[1:5], "call_dir", *cols[5:]]
                     tables.append(
                         {
                             "title": title + short_note(len(r.rows), top),

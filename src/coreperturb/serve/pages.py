@@ -84,7 +84,7 @@ _PERTURBATION = """{% extends "base" %}{% block body %}
 <div class="cols">
 {% for t in tables %}<div><h3 class="{{ t.cls }}">{{ t.title }}</h3>{{ t.html }}</div>{% endfor %}
 </div>
-<h3>Effect against prior</h3>
+<h3>Excess against prior</h3>
 <p class="note">Each dot is a readout gene; up: more likely DE under {{ r.name }} than the gene's prior says.
 Genes at the right respond to almost anything: a high p_de there is no news about {{ r.name }}.</p>
 {{ plot }}

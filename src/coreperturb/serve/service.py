@@ -387,8 +387,21 @@ class PredictionService:
         return self._candidates[line]
 
     def examples(self, n: int = 5) -> list[str]:
-        """A few candidate perturbations to try."""
-        return self.candidates(self.cell_lines[0])[:n]
+        """A few candidate perturbations to try: those the KG knows most about (the most features over its
+        relations), not the first in the alphabet."""
+
+        def make() -> list[str]:
+            cands = self.candidates(self.cell_lines[0])
+            if not cands:
+                return []
+            kg = self.models.kg
+            known = np.zeros(len(cands), dtype=np.int64)
+            for r in kg.relation_names:
+                known += np.asarray(kg.embed(cands, r).getnnz(axis=1), dtype=np.int64)
+            best = sorted(range(len(cands)), key=lambda i: (-int(known[i]), cands[i]))
+            return [cands[i] for i in best[:n]]
+
+        return list(self.models.cached("serve/examples", make))
 
     def health(self) -> dict[str, Any]:
         """What the service holds."""

@@ -75,6 +75,7 @@ from coreperturb.stages.ranking import (
     passes_floor,
     rank_key,
     rank_predictions,
+    short_list,
 )
 
 __all__ = [
@@ -125,6 +126,7 @@ __all__ = [
     "score_chunk",
     "score_columns",
     "score_pairs",
+    "short_list",
     "top_predictions",
     "unreachable_perturbations",
     "uses_llm",

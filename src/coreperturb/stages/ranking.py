@@ -108,6 +108,16 @@ def rank_predictions(
     return out.groupby(group, sort=False).head(r.top).reset_index(drop=True)
 
 
+def short_list(n: int, top: int, who: str = "responders") -> str:
+    """What a list of ``n`` rows means when fewer than ``top`` passed the floor (``""`` when it is full):
+    the one wording of the CLI, the reports and the explorer."""
+    if n >= top:
+        return ""
+    if not n:
+        return f"no confident {who}: any would be a guess"
+    return f"{n} confident {who if n > 1 else who.removesuffix('s')}; the rest would be guesses"
+
+
 def passes_floor(predictions: pd.DataFrame, min_excess: float = MIN_EXCESS) -> np.ndarray:
     """Rows presented as responders: ``p_de - p_prior >= min_excess``, or on-target rows (decided by the
     modality's rule, not by the evidence)."""
