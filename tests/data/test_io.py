@@ -100,3 +100,34 @@ def test_synthetic_is_deterministic(tmp_path: Path) -> None:
     for name in ("synth_a-de.csv", "drugs-de.csv"):
         assert (a.data_dir / name).read_text() == (b.data_dir / name).read_text()
     assert (a.kg_dir / "go_annotations.tsv").read_text() == (b.kg_dir / "go_annotations.tsv").read_text()
+
+
+def test_tables_are_read_by_their_inner_suffix_and_within_bounds(tmp_path: Path) -> None:
+    from coreperturb.data.io import read_any
+
+    frame = pd.DataFrame({"perturbation": ["A", "B"], "gene": ["X", "Y"], "label": ["1", "0"]})
+    frame.to_csv(tmp_path / "q.tsv.gz", sep="\t", index=False)  # compressed TSV: read as TSV
+    assert list(read_any(tmp_path / "q.tsv.gz").columns) == ["perturbation", "gene", "label"]
+    with pytest.raises(DataValidationError, match="not a regular file"):
+        read_any(Path("/dev/zero"))  # a device never fills memory
+    with pytest.raises(DataValidationError, match="not a regular file"):
+        read_any(tmp_path)
+
+
+def test_a_pair_repeated_in_another_case_is_rejected(tmp_path: Path) -> None:
+    from coreperturb.data.schema import validate_frame
+
+    df = pd.DataFrame(
+        {
+            "cell_line": "x",
+            "task": "de",
+            "perturbation": ["P1", "P1", "P2", "P2"],
+            "gene": ["g0128", "G0128", "A", "B"],
+            "label": [1, 0, 0, 1],
+            "split": ["train", "train", "test", "test"],
+        }
+    )
+    with pytest.raises(
+        DataValidationError, match=r"q\.csv, row 3: .*'G0128' repeats row 2 .*'g0128'.*letter case"
+    ):
+        validate_frame(df, "q.csv")

@@ -90,3 +90,13 @@ def test_terminal_prints_names_as_typed(name: str) -> None:
 
         say(f"warning: perturbation {name!r} is unknown")
     assert name in cap.get()
+
+
+def test_parquet_and_json_keep_names_exactly(tmp_path: Path) -> None:
+    import json
+
+    frame = _frame(HOSTILE)
+    with PredictionWriter(tmp_path / "p.parquet") as w:
+        w.write(frame)
+    assert list(pd.read_parquet(tmp_path / "p.parquet")["perturbation"]) == HOSTILE  # data, never run
+    assert json.loads(json.dumps({"names": HOSTILE}))["names"] == HOSTILE

@@ -54,7 +54,7 @@ def serve(
     """Serve a web explorer and JSON API over a fitted model (pip install 'coreperturb\\[serve]').
 
     Pages: / (search with autocomplete), /perturbation/NAME (its specific responders up and down, beside
-    the likeliest-DE list, and a plot of effect against prior), /gene/NAME (the perturbations that lower or
+    the likeliest-DE list, and a plot of excess against prior), /gene/NAME (the perturbations that lower or
     raise it), /explain?perturbation=P&gene=G (the evidence). JSON: /api/perturbations/NAME?top=N&rank_by=
     excess|effect|p_de|up|down, /api/genes/NAME?top=N&rank_by=down|up|excess|effect|p_de, /api/explain?perturbation=P&gene=G,
     /api/search?q=..., /api/health, ?format=csv on the rankings; the schema is at /openapi.json. Every response
