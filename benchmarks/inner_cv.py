@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from coreperturb.evaluate.metrics import macro_per_gene_auroc, ranking_metric
+from coreperturb.evaluation.metrics import macro_per_gene_auroc, ranking_metric
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.pipeline import BenchmarkConfig, resolve_inputs
 from coreperturb.predictors.base import perturbation_folds

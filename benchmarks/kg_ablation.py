@@ -29,7 +29,7 @@ import pandas as pd
 
 from coreperturb.data.io import load_perturbqa
 from coreperturb.data.signatures import load_lincs
-from coreperturb.evaluate.metrics import macro_per_gene_auroc
+from coreperturb.evaluation.metrics import macro_per_gene_auroc
 from coreperturb.graph.sources import available_sources, build_kg
 from coreperturb.predictors.base import perturbation_folds
 from coreperturb.predictors.core_voting import CoreVoting

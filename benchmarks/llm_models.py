@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coreperturb.evaluate.metrics import macro_per_gene_auroc
+from coreperturb.evaluation.metrics import macro_per_gene_auroc
 from coreperturb.pipeline import BenchmarkConfig, load_inputs, run_benchmark
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coreperturb.evaluate.metrics import call_metrics, excess_de_at
+from coreperturb.evaluation.metrics import call_metrics, excess_de_at
 from coreperturb.predictors.conformal import CALL_LABELS
 from coreperturb.stages import MIN_EXCESS
 

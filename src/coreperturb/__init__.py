@@ -19,7 +19,7 @@ _EXPORTS: dict[str, str] = {
     "load_perturbqa": "coreperturb.data",
     "read_query_table": "coreperturb.data",
     "write_synthetic": "coreperturb.data",
-    "evaluate": "coreperturb.evaluate",
+    "evaluate": "coreperturb.evaluation",
     "ContrastiveEvidence": "coreperturb.evidence",
     "build_evidence": "coreperturb.evidence",
     "relational_similarity": "coreperturb.evidence",
@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
     "predict": "coreperturb.stages",
     "predict_grid": "coreperturb.stages",
     "top_predictions": "coreperturb.stages",
-    "explain": "coreperturb.explain",
+    "explain": "coreperturb.explanations",
     "fit_to_directory": "coreperturb.api",
     "predict_to_file": "coreperturb.api",
 }
@@ -66,9 +66,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from coreperturb.api import fit_to_directory, predict_to_file
     from coreperturb.config import BenchmarkConfig, FitConfig
     from coreperturb.data import QueryTable, load_perturbqa, read_query_table, write_synthetic
-    from coreperturb.evaluate import evaluate
+    from coreperturb.evaluation import evaluate
     from coreperturb.evidence import ContrastiveEvidence, build_evidence, relational_similarity
-    from coreperturb.explain import explain
+    from coreperturb.explanations import explain
     from coreperturb.graph import KnowledgeGraph, build_kg
     from coreperturb.model_files import load_model, save_model
     from coreperturb.pipeline import run_benchmark

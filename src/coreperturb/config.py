@@ -34,15 +34,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from coreperturb import _defaults as d
+from coreperturb._defaults import DEFAULT_METHODS, TASKS
 from coreperturb.data.genes import DEFAULT_MODALITY, modality, parse_sexes
 from coreperturb.errors import ConfigError, CorePerturbError
 from coreperturb.llm.backends import LLMSettings
 from coreperturb.predictors.base import PREDICTORS
 
-DEFAULT_METHODS: tuple[str, ...] = ("gene_frequency", "knn_retrieval", "core_voting")
 """What ``coreperturb benchmark`` compares by default."""
 DATASETS: tuple[str, ...] = ("perturbqa", "lincs")
-TASKS: tuple[str, ...] = ("de", "dir")
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 DEPRECATED_KEYS: dict[str, str] = {"task": "tasks", "model": "llm_model", "cache": "response_cache"}
@@ -107,8 +107,8 @@ class DataConfig:
     cell_lines: tuple[str, ...] | None = None
     cell_line: str | None = None
     tasks: tuple[str, ...] = ("de",)
-    negatives_per_perturbation: int = 200
-    test_fraction: float = 0.3
+    negatives_per_perturbation: int = d.NEGATIVES_PER_PERTURBATION
+    test_fraction: float = d.SIGNATURE_TEST_FRACTION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", _path(self.data_dir))
@@ -187,14 +187,14 @@ class LLMConfig:
         llm_extra: Backend-specific keyword arguments (Python API only), e.g. ``{"n_threads": 2}``.
     """
 
-    llm: str = "embedded"
+    llm: str = d.LLM_BACKEND
     llm_model: str | None = None
     base_url: str | None = None
-    concurrency: int = 8
+    concurrency: int = d.CONCURRENCY
     requests_per_second: float | None = None
-    timeout: float = 60.0
-    max_retries: int = 4
-    calibration_queries: int = 200
+    timeout: float = d.TIMEOUT
+    max_retries: int = d.MAX_RETRIES
+    calibration_queries: int = d.CALIBRATION_QUERIES
     response_cache: Path | None = None
     reasoning_tokens: int = 0
     retry_failed: bool = False

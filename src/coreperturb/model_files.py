@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import tempfile
 import warnings
@@ -424,17 +425,18 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
     kg = _load_kg(d, meta)
     sio = _skops()
     est_path = d / ESTIMATORS_FILE
+    from skops.io.exceptions import UntrustedTypesFoundException
+
     try:
-        untrusted = [t for t in sio.get_untrusted_types(file=est_path) if t not in TRUSTED_TYPES]
-        bad = [t for t in untrusted if t not in set(trusted)]
-        if bad:
-            raise ModelFileError(
-                f"{est_path}: holds types that are not trusted: {bad}; if you saved this model yourself "
-                "(e.g. with a custom combiner), pass them to load_model(..., trusted=[...])"
-            )
+        # one pass: skops refuses any type outside the trusted list (no separate audit pass: 0.3 s less)
         estimators = sio.load(est_path, trusted=[*TRUSTED_TYPES, *trusted])
-    except ModelFileError:
-        raise
+    except UntrustedTypesFoundException as exc:
+        found = re.search(r"found in the file: (\[.*?\])", str(exc))
+        bad = found.group(1) if found else str(exc)
+        raise ModelFileError(
+            f"{est_path}: holds types that are not trusted: {bad}; if you saved this model yourself "
+            "(e.g. with a custom combiner), pass them to load_model(..., trusted=[...])"
+        ) from None
     except Exception as exc:  # skops raises many kinds on a damaged file
         raise ModelFileError(f"{est_path}: cannot be loaded: {exc}") from None
     config = _fit_config(meta["fit_config"])

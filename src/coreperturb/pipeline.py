@@ -5,6 +5,7 @@ The stages themselves live in :mod:`coreperturb.stages`; this module only loads 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from coreperturb.errors import CorePerturbError
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.graph.sources import available_sources, build_kg_from_recipe
 from coreperturb.llm.runner import Progress, RunStats
-from coreperturb.predictors.llm import LLMPredictor, stratified_by_gene
+from coreperturb.predictors.llm import LLMPredictor
 from coreperturb.stages import (
     FittedModels,
     evaluate_predictions,
@@ -32,6 +33,11 @@ from coreperturb.stages import (
     fit,
     llm_stats,
     predict,
+)
+from coreperturb.stages.queries import (
+    held_out_queries,
+    llm_plan,
+    sample_warnings,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,8 @@ class BenchmarkResult:
         examples: A few test queries with their contrastive evidence (for the report).
         failures: One line per (cell line, task, method) that failed on every query (no score at all).
         fitted: The fitted models (save them with :func:`coreperturb.model_files.save_model`).
+        warnings: Why some metrics mean little (:func:`sample_warnings`: a sample too small for per-gene
+            AUROC); shown under the summary and in the report.
     """
 
     metrics: pd.DataFrame
@@ -84,6 +92,7 @@ class BenchmarkResult:
     examples: list[dict[str, object]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     fitted: FittedModels | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -161,44 +170,6 @@ def resolve_inputs(config: BenchmarkConfig, workdir: Path) -> tuple[QueryTable, 
     return inputs.table, inputs.kg
 
 
-def held_out_queries(table: QueryTable, max_queries: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """The test rows of every (cell line, task), optionally sampled gene by gene (``max_queries`` each)."""
-    parts = []
-    for _, _, sub in table.groups():
-        test = sub.split("test")
-        if max_queries is not None:
-            test = stratified_by_gene(test, max_queries, seed)
-        parts.append(test.reset_index(drop=True))
-    return pd.concat(parts, ignore_index=True).astype({"cell_line": str, "task": str, "split": str})
-
-
-MIN_GENES_FOR_PER_GENE_AUROC = 30
-
-
-def sample_warnings(table: QueryTable, test: pd.DataFrame, max_queries: int | None) -> list[str]:
-    """Honest small samples: one line per (cell line, task) whose per-gene AUROC would rest on fewer than
-    :data:`MIN_GENES_FOR_PER_GENE_AUROC` genes, saying how ``--max-queries`` sampled and how its positive
-    rate compares with the whole test split."""
-    out = []
-    for (line, task), grp in test.groupby(["cell_line", "task"], sort=True):
-        both = int((grp.groupby("gene", observed=True)["label"].nunique() == 2).sum())
-        if both >= MIN_GENES_FOR_PER_GENE_AUROC:
-            continue
-        msg = (
-            f"{line}/{task}: per-gene AUROC rests on only {both} gene(s) with both classes among "
-            f"{len(grp)} test queries (fewer than {MIN_GENES_FOR_PER_GENE_AUROC}); its CI will be wide"
-        )
-        if max_queries is not None:
-            full = table.subset(str(line), str(task)).split("test")
-            msg += (
-                f". max_queries={max_queries} samples gene by gene (up to 20 queries per gene, each gene with "
-                f"at least one positive and one negative), so positives are {grp['label'].mean():.0%} of the "
-                f"sample against {full['label'].mean():.0%} of the test split; raise max_queries for more genes"
-            )
-        out.append(msg)
-    return out
-
-
 def run_benchmark(
     config: BenchmarkConfig,
     workdir: Path | None = None,
@@ -227,9 +198,21 @@ def run_benchmark(
     recipe = inputs.kg_recipe if isinstance(inputs, Inputs) else None
     timings: dict[str, float] = {"load_and_kg": time.perf_counter() - t0}
     max_queries, n_bootstrap, seed = config.evaluate.max_queries, config.evaluate.bootstrap, config.fit.seed
+    llm = config.fit.llm_config
+    if max_queries is not None and llm.calibration_queries > max_queries:
+        # --max-queries bounds the whole LLM bill: the calibration queries too
+        config = dataclasses.replace(
+            config,
+            fit=dataclasses.replace(
+                config.fit, llm_config=dataclasses.replace(llm, calibration_queries=max_queries)
+            ),
+        )
     test = held_out_queries(table, max_queries, seed)
-    for msg in sample_warnings(table, test, max_queries):
-        log.warning("%s", msg)
+    for step in llm_plan(config, table, test):
+        say(step)
+    notes = sample_warnings(table, test, max_queries)  # said beside the metrics (BenchmarkResult.warnings)
+    for msg in notes:
+        log.info("%s", msg)
     for (line, task), grp in test.groupby(["cell_line", "task"], sort=True):
         perts = sorted(pd.unique(grp["perturbation"]))
         no_kg = int((~kg.has_info(perts)).sum())
@@ -298,6 +281,7 @@ def run_benchmark(
         llm_details=details,
         examples=examples,
         failures=failed_methods(preds),
+        warnings=notes,
         fitted=fitted,
     )
 

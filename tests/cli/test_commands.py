@@ -104,7 +104,7 @@ def test_old_flag_spellings_still_work_with_a_warning(model_dir: Path, tmp_path:
 
 
 def test_an_unexpected_error_is_called_a_bug_and_debug_shows_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    import coreperturb.cli.synthetic as synth
+    import coreperturb.data.synthetic as synth  # the command imports it when it runs
 
     def boom(*args: object, **kwargs: object) -> None:
         raise TypeError("a bug")
@@ -116,3 +116,13 @@ def test_an_unexpected_error_is_called_a_bug_and_debug_shows_it(monkeypatch: pyt
     )
     res = runner.invoke(app, ["--debug", "synthetic", "--out", "x"])
     assert isinstance(res.exception, TypeError)
+
+
+def test_help_at_80_columns_keeps_every_option_name_whole() -> None:
+    for cmd in ("fit", "benchmark", "predict", "serve", "explain"):
+        res = CliRunner().invoke(app, [cmd, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+        assert res.exit_code == 0, res.output
+        assert "…" not in res.output, f"{cmd} --help cuts a name at 80 columns"
+        assert max(map(len, res.output.splitlines())) <= 80
+    res = CliRunner().invoke(app, ["fit", "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert "--negatives-per-perturbation" in res.output and "coreperturb[ray]" in res.output

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from coreperturb.data import QueryTable
-from coreperturb.evaluate.metrics import METRICS
+from coreperturb.evaluation.metrics import METRICS
 from coreperturb.evidence.context import ContextEvidence, check_context
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.graph import KnowledgeGraph

@@ -17,7 +17,7 @@ import pytest
 
 from coreperturb.data import QueryTable
 from coreperturb.data.synthetic import SyntheticPaths
-from coreperturb.evaluate.metrics import grouped_auroc
+from coreperturb.evaluation.metrics import grouped_auroc
 from coreperturb.evidence import ObservationPool, build_evidence, relational_similarity
 from coreperturb.graph import KnowledgeGraph
 from coreperturb.llm import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -157,6 +158,30 @@ def test_small_sample_warns_and_explains_the_sampling(
         env={**os.environ, "COLUMNS": "400"},
     )
     assert res.exit_code == 0, res.output
-    text = caplog.text
-    assert "per-gene AUROC rests on only" in text and "samples gene by gene" in text
+    text = " ".join(res.output.split())  # said under the summary table
+    assert "note: synth_a/de: per-gene AUROC rests on only" in text and "samples gene by gene" in text
     assert "of the test split" in text
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())  # and kept for the report
+    assert any("per-gene AUROC rests on only" in w for w in manifest["warnings"])
+
+
+def test_max_queries_bounds_calibration_and_the_plan_says_so(
+    synth_paths: SyntheticPaths, tmp_path: Path
+) -> None:
+    import re
+
+    args = _bench(synth_paths, "", tmp_path / "c")
+    args[args.index("--calibration-queries") + 1] = "200"
+    args[args.index("--max-queries") + 1] = "10"
+    with FakeOpenAIServer() as srv:
+        args[args.index("--base-url") + 1] = srv.base_url
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        asked = sum(srv.state.requests.values())
+    planned = re.search(
+        r"LLM plan: .*?: ([\d,]+) calls \(([\d,]+) calibration", res.output.replace("\n", " ")
+    )
+    assert planned is not None, res.output
+    total, calibration = (int(g.replace(",", "")) for g in planned.groups())
+    # 2 methods x (at most 10 calibration + at most 10 test) per line and task: not 200 calibration calls
+    assert 0 < asked <= total and calibration <= 2 * 10 * 2

@@ -13,6 +13,20 @@ from coreperturb.predictors.core_voting import _make_combiner, combiner_proba
 pytest.importorskip("numba")
 
 
+@pytest.fixture(autouse=True)
+def _compiled_for_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests compare the compiled kernels with scikit-learn: use them for small inputs too."""
+    monkeypatch.setattr(compiled, "SMALL_ROWS", 0)
+
+
+def test_few_rows_are_scored_by_scikit_learn_without_numba_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = _data(3000, 5)
+    model = _make_combiner("boosting", 0, len(x)).fit(x, y)
+    monkeypatch.setattr(compiled, "SMALL_ROWS", 2_048)
+    monkeypatch.setattr(compiled, "compiled_forest", lambda m: pytest.fail("compiled path for 5 rows"))
+    assert np.array_equal(combiner_proba(model, x[:5]), model.predict_proba(x[:5])[:, 1])
+
+
 def _data(n: int, seed: int, nan: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 6))

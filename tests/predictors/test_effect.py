@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score
 from typer.testing import CliRunner
 
 from coreperturb.cli import app
-from coreperturb.evaluate.metrics import (
+from coreperturb.evaluation.metrics import (
     RANKING_METRICS,
     SPECIFIC_MAX_RATE,
     _bootstrap_ranking,

@@ -5,7 +5,7 @@ import pytest
 
 from coreperturb.data import QueryTable
 from coreperturb.errors import UnknownNameError
-from coreperturb.evaluate.metrics import METRICS
+from coreperturb.evaluation.metrics import METRICS
 from coreperturb.graph import KnowledgeGraph
 from coreperturb.predictors import PREDICTORS, CoreVoting, make_predictor
 

@@ -12,7 +12,7 @@ from coreperturb.serve.service import Pending, PredictionService
 
 
 def test_a_gene_ranking_in_the_background_yields_to_answers(model_dir: Path) -> None:
-    svc = PredictionService(load_model(model_dir), cache_size=2)
+    svc = PredictionService(load_model(model_dir), cache_size=2, answer_within_s=0, gene_chunk=20)
     gene = svc.models.readout_genes(svc.cell_lines[0])[3]
     with contextlib.suppress(Pending):
         svc.gene(gene)  # starts the background ranking
@@ -38,3 +38,11 @@ def test_a_gene_ranking_in_the_background_yields_to_answers(model_dir: Path) -> 
     )  # still cached: no second background job
     assert not [t for t in threading.enumerate() if t.name.startswith("gene-")]
     assert slowest < 30
+
+
+def test_a_gene_page_answers_without_coming_back(model_dir: Path) -> None:
+    svc = PredictionService(load_model(model_dir))  # waits up to answer_within_s for the ranking
+    gene = svc.models.readout_genes(svc.cell_lines[0])[5]
+    ranked = svc.gene(gene, top=5, min_excess=None)  # no Pending: answered in the same request
+    assert len(ranked.rows) == 5 and (ranked.rows["gene"] == gene).all()
+    assert not svc._jobs

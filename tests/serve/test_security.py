@@ -19,7 +19,9 @@ from coreperturb.serve.service import Busy, Pending, PredictionService
 
 @pytest.fixture(scope="module")
 def service(model_dir: Path) -> PredictionService:
-    return PredictionService(load_model(model_dir), max_gene_jobs=1, idle_job_s=0.5)
+    return PredictionService(
+        load_model(model_dir), max_gene_jobs=1, idle_job_s=0.5, answer_within_s=0, gene_chunk=20
+    )
 
 
 @pytest.fixture(scope="module")

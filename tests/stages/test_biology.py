@@ -13,7 +13,7 @@ import pytest
 
 from coreperturb.config import FitConfig
 from coreperturb.data import QueryTable
-from coreperturb.evaluate.metrics import call_metrics, excess_de_at, ranking_metric
+from coreperturb.evaluation.metrics import call_metrics, excess_de_at, ranking_metric
 from coreperturb.graph import KnowledgeGraph
 from coreperturb.model_files import load_model, save_model
 from coreperturb.stages import (

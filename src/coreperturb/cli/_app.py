@@ -6,27 +6,49 @@ import functools
 import logging
 import warnings
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from coreperturb._threads import adapt_threads
 from coreperturb._version import __version__
 from coreperturb.errors import CorePerturbError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # plain help: full option names at any width (a rich table cuts them at 80 columns), and fast (no
+    # markdown or syntax-highlighting imports before the first line prints)
+    rich_markup_mode=None,
     help="coreperturb: predict gene responses to unseen perturbations from contrastive KG evidence (CORE).",
 )
-# emoji codes off: a name such as FOO:x:1 prints as typed, not as an emoji
-console = Console(stderr=True, soft_wrap=True, emoji=False)
-out_console = Console(emoji=False)
-if not out_console.is_terminal:
-    out_console = Console(width=200, emoji=False)
+
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use: ``coreperturb --help`` does not pay for importing rich."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            # emoji codes off: a name such as FOO:x:1 prints as typed, not as an emoji
+            made = Console(stderr=self._stderr, soft_wrap=self._stderr, emoji=False)
+            if not self._stderr and not made.is_terminal:
+                made = Console(width=200, emoji=False)
+            self._console = made
+        return getattr(self._console, name)
+
+
+console = cast("Console", _LazyConsole(stderr=True))
+out_console = cast("Console", _LazyConsole(stderr=False))
 
 USER_ERRORS: tuple[type[BaseException], ...] = (CorePerturbError, OSError)
 """What a command reports as one ``error:`` line: the project's own errors, and the file system's (a full
@@ -38,6 +60,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def fail(message: str, code: int = 2) -> None:
     """Print ``error: message`` and exit with ``code``."""
+    from rich.markup import escape
+
     console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code=code)
 
@@ -79,6 +103,8 @@ def use_threads(threads: int | None) -> int:
 
 def show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
     """Warnings as one plain line on stderr (no file / line / source echo)."""
+    from rich.markup import escape
+
     console.print(f"[yellow]warning:[/] {escape(str(message))}")
 
 

@@ -6,12 +6,15 @@ import inspect
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from coreperturb.config import DEPRECATED_KEYS, LEAVES, BenchmarkConfig, load_config_file
+from coreperturb import _defaults as d
 from coreperturb.errors import ConfigError
+
+if TYPE_CHECKING:  # the library is imported when a command runs, not to build the help
+    from coreperturb.config import BenchmarkConfig
 
 ConfigOpt = Annotated[
     Path | None,
@@ -127,7 +130,7 @@ RetryOpt = Annotated[
 ExecutorOpt = Annotated[
     str,
     typer.Option(
-        help="local, or ray: run the LLM calls over a Ray Data dataset (pip install 'coreperturb\\[ray]')."
+        help="local, or ray: run the LLM calls over a Ray Data dataset (pip install 'coreperturb[ray]')."
     ),
 ]
 RayAddressOpt = Annotated[
@@ -230,6 +233,8 @@ def model_dir(new: Path | None, old: Path | None) -> Path:
 def run_options(ctx: typer.Context, config_file: Path | None, command: str) -> dict[str, Any]:
     """The command's options merged with a config file (flags given on the command line win), old
     spellings renamed (with a warning)."""
+    from coreperturb.config import DEPRECATED_KEYS, load_config_file
+
     params = {k: v for k, v in ctx.params.items() if k not in ("model", "cache", "task")}
     for old, new in DEPRECATED_KEYS.items():
         if ctx.params.get(old) is not None:
@@ -250,6 +255,8 @@ def run_options(ctx: typer.Context, config_file: Path | None, command: str) -> d
 
 def benchmark_config(options: dict[str, Any]) -> BenchmarkConfig:
     """The configuration tree of the options named as its leaves (field name = flag name)."""
+    from coreperturb.config import LEAVES, BenchmarkConfig
+
     return BenchmarkConfig.from_options(**{k: v for k, v in options.items() if k in LEAVES})
 
 
@@ -267,17 +274,17 @@ def _run_template(
     task: OldTaskOpt = None,
     seed: SeedOpt = 0,
     dataset: DatasetOpt = "perturbqa",
-    negatives_per_perturbation: NegOpt = 200,
-    test_fraction: TestFracOpt = 0.3,
-    llm: LlmOpt = "embedded",
+    negatives_per_perturbation: NegOpt = d.NEGATIVES_PER_PERTURBATION,
+    test_fraction: TestFracOpt = d.SIGNATURE_TEST_FRACTION,
+    llm: LlmOpt = d.LLM_BACKEND,
     llm_model: LlmModelOpt = None,
     model: OldLlmModelOpt = None,
     base_url: BaseUrlOpt = None,
-    concurrency: ConcurrencyOpt = 8,
+    concurrency: ConcurrencyOpt = d.CONCURRENCY,
     requests_per_second: RpsOpt = None,
-    timeout: TimeoutOpt = 60.0,
-    max_retries: RetriesOpt = 4,
-    calibration_queries: CalibOpt = 200,
+    timeout: TimeoutOpt = d.TIMEOUT,
+    max_retries: RetriesOpt = d.MAX_RETRIES,
+    calibration_queries: CalibOpt = d.CALIBRATION_QUERIES,
     response_cache: ResponseCacheOpt = None,
     cache: OldCacheOpt = None,
     reasoning_tokens: ReasoningOpt = 0,

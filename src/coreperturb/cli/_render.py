@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from coreperturb.cli._app import console, fail, out_console
-from coreperturb.explain import Explanation, LLMExplanation
+from coreperturb.explanations import Explanation, LLMExplanation
 from coreperturb.stages import Ranking
 
 _COLUMNS = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())

@@ -7,13 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from coreperturb._defaults import DEFAULT_METHODS
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, fail, use_threads
-from coreperturb.cli._render import note, print_metrics, say, steps
-from coreperturb.config import DEFAULT_METHODS
-from coreperturb.model_files import save_model
-from coreperturb.pipeline import missing_metrics, run_benchmark, summary_table
-from coreperturb.report import write_run
 
 MethodsOpt = Annotated[
     str,
@@ -75,6 +71,11 @@ def benchmark(
     score and are left out of the metrics (n_scored / n_errors); a method that failed on every query makes the
     command exit with status 1. Set the API key in $COREPERTURB_API_KEY (or $OPENAI_API_KEY).
     """
+    from coreperturb.cli._render import note, print_metrics, say, steps
+    from coreperturb.model_files import save_model
+    from coreperturb.pipeline import missing_metrics, run_benchmark, summary_table
+    from coreperturb.report import write_run
+
     opts = o.run_options(ctx, options["config_file"], "benchmark")
     use_threads(opts["threads"])
     config = o.benchmark_config(opts)
@@ -86,7 +87,7 @@ def benchmark(
     if opts["save_model_dir"] is not None and result.fitted is not None:
         written.append(save_model(result.fitted, opts["save_model_dir"], overwrite=True))
     print_metrics(summary_table(result.metrics), "test-split metrics")
-    for line in missing_metrics(result.metrics):
+    for line in [*missing_metrics(result.metrics), *result.warnings]:
         note(line)
     for method, st in result.llm_stats.items():
         say(f"{method}: {st.summary()}")

@@ -9,13 +9,7 @@ import typer
 
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, console
-from coreperturb.cli._render import show_explanation, show_llm_explanation
-from coreperturb.config import BenchmarkConfig
 from coreperturb.errors import ConfigError
-from coreperturb.explain import explain as explain_pair
-from coreperturb.explain import explain_llm
-from coreperturb.model_files import load_model
-from coreperturb.predictors.llm import LLM_METHODS
 
 
 @command()
@@ -91,6 +85,13 @@ def explain(
     evidence. A perturbation that neither the training rows nor the KG know, or a gene that was never a
     readout in training, stops with an error instead of printing a prior dressed up as a prediction.
     """
+    from coreperturb.cli._render import show_explanation, show_llm_explanation
+    from coreperturb.config import BenchmarkConfig
+    from coreperturb.explanations import explain as explain_pair
+    from coreperturb.explanations import explain_llm
+    from coreperturb.model_files import load_model
+    from coreperturb.predictors.llm import LLM_METHODS
+
     if method not in ("core_voting", *LLM_METHODS):
         raise ConfigError(f"--method must be core_voting, core_reasoning or llm_isolated, not {method!r}")
     path = o.deprecated("--model-dir", "--model", model_dir, model)

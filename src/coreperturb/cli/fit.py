@@ -7,10 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from coreperturb.api import data_tasks, fit_to_directory
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, use_threads
-from coreperturb.cli._render import note, say, steps
 
 
 @command()
@@ -53,6 +51,9 @@ def fit(
     OUT/train.parquet (the evidence pool), OUT/estimators.skops (combiners and calibrators) and the KG
     (OUT/kg.npz + kg.json, or only its hash with --kg-store reference). Nothing is pickled.
     """
+    from coreperturb.api import data_tasks, fit_to_directory
+    from coreperturb.cli._render import note, say, steps
+
     opts = o.run_options(ctx, options["config_file"], "fit")
     use_threads(opts["threads"])
     config = o.benchmark_config(opts)

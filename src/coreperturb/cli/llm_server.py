@@ -6,12 +6,9 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from coreperturb._threads import resolve_threads
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, console, out_console
-from coreperturb.llm.server import serve_until_signal
 
 
 @command("llm-server")
@@ -37,6 +34,10 @@ def llm_server(
     SIGTERM. Point LLM runs at it with --llm openai --base-url URL --llm-model NAME (both printed). The model
     runs in a child process; this process owns the signals and stops it.
     """
+    from rich.markup import escape
+
+    from coreperturb._threads import resolve_threads
+    from coreperturb.llm.server import serve_until_signal
 
     def ready(info: Any) -> None:
         out_console.print(

@@ -7,15 +7,10 @@ from typing import Annotated
 
 import typer
 
-from coreperturb.api import predict_to_file
+from coreperturb._defaults import DEFAULT_CONFIDENCE, DEFAULT_RANK_BY, MIN_EXCESS, PAIRS_PER_CHUNK
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, console, use_threads
-from coreperturb.cli._render import bar, say, short_list_note
-from coreperturb.config import split_names
 from coreperturb.errors import ConfigError
-from coreperturb.model_files import load_model
-from coreperturb.predictors.conformal import DEFAULT_CONFIDENCE
-from coreperturb.stages import DEFAULT_RANK_BY, MIN_EXCESS, Ranking
 
 
 @command()
@@ -70,7 +65,7 @@ def predict(
     ] = "perturbation",
     chunk_pairs: Annotated[
         int, typer.Option(help="Pairs scored at once (bounds memory).", min=1000)
-    ] = 250_000,
+    ] = PAIRS_PER_CHUNK,
     response_cache: o.ResponseCacheOpt = None,
     cache: o.OldCacheOpt = None,
     reasoning_tokens: Annotated[
@@ -84,7 +79,7 @@ def predict(
     executor: Annotated[
         str,
         typer.Option(
-            help="local, or ray: score the chunks on Ray Data workers (pip install 'coreperturb\\[ray]'); the "
+            help="local, or ray: score the chunks on Ray Data workers (pip install 'coreperturb[ray]'); the "
             "output is the same."
         ),
     ] = "local",
@@ -100,8 +95,7 @@ def predict(
     Writes one row per (cell_line, perturbation, gene, method) with p_de, p_up (NaN without a direction
     model), p_prior (the gene's training DE rate: what gene frequency alone predicts), excess (p_de - p_prior:
     how much more likely DE under this perturbation than usual), effect (the shrunk log risk ratio of p_de
-    over p_prior), p_de_up /
-    p_de_down (P(DE and up / down)), effect_up / effect_down, n_pos_evidence / n_neg_evidence (related
+    over p_prior), p_de_up / p_de_down (P(DE and up / down)), effect_up / effect_down, n_pos_evidence / n_neg_evidence (related
     training perturbations that made the gene DE / left it unchanged), kg_coverage (share of KG relations that
     know the perturbation; 0 = the score is the gene's prior), on_target (the perturbation's own target: the
     modality's rule decides it), call / call_dir (DE, not DE or uncertain; up, down or uncertain: conformal
@@ -111,6 +105,12 @@ def predict(
     (fth1 -> FTH1) and drug names -> DrugBank ids, with a warning; unknown names are warned about and their
     rows flagged. Rows are streamed to disk chunk by chunk.
     """
+    from coreperturb.api import predict_to_file
+    from coreperturb.cli._render import bar, say, short_list_note
+    from coreperturb.config import split_names
+    from coreperturb.model_files import load_model
+    from coreperturb.stages import Ranking
+
     use_threads(threads)
     path = o.model_dir(model_dir, model)
     if top is None and (rank_by != DEFAULT_RANK_BY or per != "perturbation"):

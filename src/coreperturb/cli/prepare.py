@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from coreperturb._escape import csv_safe
 from coreperturb.cli._app import command, console
-from coreperturb.cli._render import say
-from coreperturb.data.io import write_query_table
-from coreperturb.data.prepare import DEParams, labels_from_anndata, read_h5ad
 
 
 @command()
@@ -41,6 +37,11 @@ def prepare(
 ) -> None:
     """Compute DE / direction labels per perturbation vs control cells (Wilcoxon + BH) and write the tidy
     query table with an unseen-perturbation split; also writes OUT's stem + '.de.csv' with every DE call."""
+    from coreperturb._escape import csv_safe
+    from coreperturb.cli._render import say
+    from coreperturb.data.io import write_query_table
+    from coreperturb.data.prepare import DEParams, labels_from_anndata, read_h5ad
+
     with console.status(f"reading {h5ad}"):
         adata = read_h5ad(h5ad)
     with console.status("testing every perturbation against control cells"):

@@ -8,10 +8,6 @@ from typing import Annotated
 import typer
 
 from coreperturb.cli._app import command, console
-from coreperturb.cli._render import say
-from coreperturb.model_files import load_model
-from coreperturb.report import write_report
-from coreperturb.stages import readout_priors
 
 
 @command()
@@ -43,6 +39,11 @@ def report(
     what gene frequency alone would list (over every readout gene with --model-dir), per gene the
     perturbations that move it most, and a heatmap of the top perturbations x genes.
     """
+    from coreperturb.cli._render import say
+    from coreperturb.model_files import load_model
+    from coreperturb.report import write_report
+    from coreperturb.stages import readout_priors
+
     priors = None
     if model_dir is not None:
         with console.status(f"loading {model_dir}"):

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from coreperturb.cli._app import command
-from coreperturb.cli._render import say
-from coreperturb.model_files import reseal_model
 
 
 @command("reseal-model")
@@ -25,5 +23,8 @@ def reseal_model_cmd(
     accidental edit never changes predictions silently. After a deliberate edit, this writes the new digest
     and adds an entry (time, --note) to model.json's "resealed" list. The other files must be unchanged.
     """
+    from coreperturb.cli._render import say
+    from coreperturb.model_files import reseal_model
+
     digest = reseal_model(model_dir, note)
     say(f"resealed {model_dir / 'model.json'} (content sha256 {digest[:12]}…)")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, console, out_console, use_threads
@@ -51,7 +50,7 @@ def serve(
     ] = 2,
     threads: o.ThreadsOpt = None,
 ) -> None:
-    """Serve a web explorer and JSON API over a fitted model (pip install 'coreperturb\\[serve]').
+    """Serve a web explorer and JSON API over a fitted model (pip install 'coreperturb[serve]').
 
     Pages: / (search with autocomplete), /perturbation/NAME (its specific responders up and down, beside
     the likeliest-DE list, and a plot of excess against prior), /gene/NAME (the perturbations that lower or
@@ -62,6 +61,8 @@ def serve(
     localhost and --allow-host names are answered; at most --max-gene-jobs gene rankings run at once, and one
     nobody asks about for 2 minutes is cancelled. Stops cleanly on Ctrl-C / SIGTERM.
     """
+    from rich.markup import escape
+
     from coreperturb.serve import open_service
     from coreperturb.serve.app import check_host
     from coreperturb.serve.app import serve as run_server

@@ -9,8 +9,6 @@ import typer
 
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command
-from coreperturb.cli._render import say
-from coreperturb.data.synthetic import write_synthetic
 
 
 @command()
@@ -25,6 +23,9 @@ def synthetic(
     OUT/data/{synth_a,synth_b,drugs}-{de,dir}.csv (pert,gene,label,split), OUT/kg/ (GO, network, Reactome,
     CORUM, drug targets, structures) and OUT/lincs/ (drug signatures): the same layout as the real data.
     """
+    from coreperturb.cli._render import say
+    from coreperturb.data.synthetic import write_synthetic
+
     paths = write_synthetic(out, seed=seed)
     lines = ", ".join(paths.cell_lines)
     say(f"wrote {paths.data_dir} (cell lines {lines}), {paths.kg_dir} and {paths.lincs_dir}")

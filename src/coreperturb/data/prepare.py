@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from coreperturb import _defaults as d
 from coreperturb.data.schema import QueryTable
 from coreperturb.data.signatures import SignatureReport, signatures_to_queries
 from coreperturb.errors import CorePerturbError, DataValidationError, MissingDependencyError
@@ -102,8 +103,8 @@ def labels_from_anndata(
     layer: str | None = None,
     data: str = "auto",
     params: DEParams | None = None,
-    negatives_per_perturbation: int = 200,
-    test_fraction: float = 0.25,
+    negatives_per_perturbation: int = d.NEGATIVES_PER_PERTURBATION,
+    test_fraction: float = d.PREPARE_TEST_FRACTION,
     seed: int = 0,
     source: str = "<anndata>",
 ) -> tuple[QueryTable, dict[str, SignatureReport], pd.DataFrame]:

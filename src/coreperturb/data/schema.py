@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from coreperturb._defaults import TASKS
 from coreperturb.errors import DataValidationError
 
 COLUMNS: tuple[str, ...] = ("cell_line", "perturbation", "gene", "task", "label", "split")
-TASKS: tuple[str, ...] = ("de", "dir")
 SPLITS: tuple[str, ...] = ("train", "test")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coreperturb import _defaults as d
 from coreperturb.data.schema import QueryTable
 from coreperturb.errors import DataValidationError
 
@@ -92,8 +93,8 @@ def signatures_to_queries(
     universe: pd.DataFrame,
     *,
     cell_line: str = "lincs",
-    negatives_per_perturbation: int = 200,
-    test_fraction: float = 0.3,
+    negatives_per_perturbation: int = d.NEGATIVES_PER_PERTURBATION,
+    test_fraction: float = d.SIGNATURE_TEST_FRACTION,
     seed: int = 0,
     tasks: tuple[str, ...] = ("de", "dir"),
     strict: bool = False,
@@ -229,8 +230,8 @@ def signatures_to_queries(
 def load_lincs(
     lincs_dir: str | Path,
     *,
-    negatives_per_perturbation: int = 200,
-    test_fraction: float = 0.3,
+    negatives_per_perturbation: int = d.NEGATIVES_PER_PERTURBATION,
+    test_fraction: float = d.SIGNATURE_TEST_FRACTION,
     seed: int = 0,
     tasks: tuple[str, ...] = ("de", "dir"),
     strict: bool = False,

@@ -17,7 +17,13 @@ from sklearn.preprocessing import normalize
 
 from coreperturb._util import logit, positions
 from coreperturb.evidence.contrastive import gather_rows
-from coreperturb.evidence.features import FeatureParams, co_response, shrunk_vote
+from coreperturb.evidence.features import (
+    FeatureParams,
+    co_response,
+    gene_columns,
+    local_positions,
+    shrunk_vote,
+)
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import keep_top_k
 
@@ -133,7 +139,10 @@ class ContextEvidence:
             if ok.any():
                 pair_n[ok] += np.asarray(cpool.M[pk[ok], gk[ok]], dtype=np.float64).ravel()
                 pair_pos[ok] += np.asarray(cpool.Y[pk[ok], gk[ok]], dtype=np.float64).ravel()
-        vote, mass = shrunk_vote(sim, pool, qi, gi, pool.rate_of(qgenes), self.prior_strength)
+        work = gene_columns(gi, len(pool.genes))  # few genes: their columns only (the same numbers)
+        vote, mass = shrunk_vote(
+            sim, pool, qi, local_positions(gi, work), pool.rate_of(qgenes), self.prior_strength, work=work
+        )
         return pd.DataFrame(
             {
                 "ctx_n": n_ctx[qi],

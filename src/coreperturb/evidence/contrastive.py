@@ -58,12 +58,20 @@ _KIND_WEIGHT = {"annotation": 1.0, "gene_set": 1.0, "network": 0.5, "structure":
 
 
 def readable_paths(
-    kg: KnowledgeGraph, p: str, related: list[str], paths: int = 2, pool: int = 8
+    kg: KnowledgeGraph,
+    p: str,
+    related: list[str],
+    paths: int = 2,
+    pool: int = 8,
+    lead: list[str | None] | None = None,
 ) -> list[str]:
     """The KG links behind each related perturbation, as a biologist would want them: features that are
     specific (high weight in the cosine) AND shared by several of the listed related perturbations (a
     pathway that recurs across the evidence explains more than a one-off neighbour), named terms before
-    network partners. Returns ``paths`` links per related perturbation, in words (:func:`describe_link`)."""
+    network partners. Returns ``paths`` links per related perturbation, in words (:func:`describe_link`).
+
+    ``lead`` (one relation per related perturbation, e.g. its strongest) puts that relation's best link
+    first, so that the first link always shows the relation the table names."""
     cands: list[list[tuple[str, str, str, float]]] = []
     counts: Counter[tuple[str, str]] = Counter()
     for q in related:
@@ -74,7 +82,7 @@ def readable_paths(
         counts.update({(r, fid) for r, fid, _, _ in found})  # each related perturbation counts a feature once
         cands.append(found)
     out = []
-    for found in cands:
+    for k, found in enumerate(cands):
         ranked = sorted(
             found,
             key=lambda t: (
@@ -85,6 +93,9 @@ def readable_paths(
                 )
             ),
         )
+        first = lead[k] if lead is not None else None
+        led = [t for t in ranked if t[0] == first][:1]
+        ranked = led + [t for t in ranked if t not in led]
         parts = [describe_link(r, kg.relations[r].kind, fid, label) for r, fid, label, _ in ranked[:paths]]
         out.append("; ".join(parts))
     return out
@@ -171,14 +182,28 @@ class ContrastiveEvidence:
             .reset_index(drop=True)
         )
         p = str(self.queries["perturbation"].iat[i])
+        lead: list[str | None] | None = None
         if sims is not None:
             qi = int(positions(sims.queries, [p])[0])
             pj = positions(sims.pool, df["related_perturbation"])
             for r, s in sims.by_relation.items():
                 df[f"sim_{r}"] = s[qi, pj]
+            lead = list(strongest_relations(df))
         if kg is not None:
-            df["paths"] = readable_paths(kg, p, list(df["related_perturbation"]), paths)
+            df["paths"] = readable_paths(kg, p, list(df["related_perturbation"]), paths, lead=lead)
         return df
+
+
+def strongest_relations(view: pd.DataFrame) -> pd.Series:
+    """Per row of an evidence view with ``sim_<relation>`` columns: the relation of the highest similarity
+    (``None`` where every similarity is 0)."""
+    sim_cols = [c for c in view.columns if c.startswith("sim_")]
+    if not len(view) or not sim_cols:
+        return pd.Series([None] * len(view), index=view.index, dtype=object)
+    values = view[sim_cols].to_numpy(dtype=np.float64)
+    best = values.argmax(axis=1)
+    names = np.array([c[4:] for c in sim_cols], dtype=object)[best]
+    return pd.Series(np.where(values.max(axis=1) > 0, names, None), index=view.index, dtype=object)
 
 
 def build_evidence(

@@ -6,6 +6,7 @@ All features are sparse/dense matrix algebra over ``queries × pool`` similariti
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,8 +75,50 @@ class _Cells:
 
 def _sim_times(s: np.ndarray, m: sp.csr_matrix, mt: sp.csr_matrix | None = None) -> np.ndarray:
     """Dense ``s @ m`` for dense ``s`` (queries × pool) and sparse ``m`` (pool × genes); ``mt`` = a cached
-    ``csr_matrix(m.T)``."""
-    return np.asarray(((sp.csr_matrix(m.T) if mt is None else mt) @ s.T).T)
+    ``csr_matrix(m.T)``.
+
+    When ``mt`` holds few genes (a :meth:`PreparedPool.columns` view), only the pool perturbations that
+    observed them are read from ``s``, converted once: the same sums in the same order."""
+    mt = sp.csr_matrix(m.T) if mt is None else mt
+    if mt.shape[0] * 4 < mt.shape[1]:
+        used = np.unique(mt.indices)
+        sub = sp.csr_matrix(
+            (mt.data, np.searchsorted(used, mt.indices), mt.indptr), shape=(mt.shape[0], len(used))
+        )
+        dense = np.ascontiguousarray(np.asarray(s)[:, used].T, dtype=np.result_type(s.dtype, mt.dtype))
+        return np.asarray((sub @ dense).T)
+    return np.asarray((mt @ s.T).T)
+
+
+def _masses(s: np.ndarray, yt: sp.csr_matrix, mt: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """``(s @ Y, s @ M)`` from the cached transposes; for few genes in one product (one read of ``s``)."""
+    if yt.shape[0] * 4 < yt.shape[1]:
+        both = _sim_times(s, yt, sp.csr_matrix(sp.vstack([yt, mt], format="csr")))
+        return both[:, : yt.shape[0]], both[:, yt.shape[0] :]
+    return _sim_times(s, yt, yt), _sim_times(s, mt, mt)
+
+
+def gene_columns(gi: np.ndarray, n_genes: int, neighbours: sp.csr_matrix | None = None) -> np.ndarray | None:
+    """The gene columns a batch of queries needs, when they are few: the genes it reads (``gi >= 0``) and,
+    with ``neighbours`` (a genes × genes matrix such as the module smoothing), the genes their rows
+    reach; ``None`` when that is a large share of the ``n_genes`` (then every column is computed).
+
+    Every ``queries × genes`` feature matrix is column-wise (a column depends on that gene's, or its
+    neighbours', columns of the pool only), so computing the needed columns alone gives the same numbers,
+    bit for bit, at a fraction of the cost: one gene × every candidate perturbation costs about what one
+    column costs, not the whole grid's matrices."""
+    read = np.unique(gi[gi >= 0])
+    if len(read) * 4 >= n_genes or not len(read):  # many genes, or none the pool observed (all read -1)
+        return None
+    work = read if neighbours is None else np.union1d(read, sp.csr_matrix(neighbours)[read].indices)
+    return work if len(work) * 2 < n_genes else None
+
+
+def local_positions(gi: np.ndarray, work: np.ndarray | None) -> np.ndarray:
+    """``gi`` as positions in ``work`` (sorted, holding every ``gi >= 0``); -1 stays -1."""
+    if work is None:
+        return gi
+    return np.where(gi >= 0, np.searchsorted(work, np.maximum(gi, 0)), -1)
 
 
 def co_response(pool: ObservationPool, k: int, self_weight: float) -> sp.csr_matrix:
@@ -98,6 +141,7 @@ def shrunk_vote(
     a: float,
     prepared: PreparedPool | None = None,
     cells: _Cells | None = None,
+    work: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Similarity-weighted vote of the pool's outcomes on each query's gene, shrunk toward its base rate.
 
@@ -108,12 +152,17 @@ def shrunk_vote(
         b: Base rate of each query's gene; a: its pseudo-count.
         prepared: Cached transposes of the pool (:class:`PreparedPool`).
         cells: The reader of ``(qi, gi)`` cells, when the caller has one.
+        work: Compute only these gene columns (:func:`gene_columns`); ``gi`` then holds positions in
+            ``work`` (:func:`local_positions`).
 
     Returns:
         ``(logit((pos + a·b) / (tot + a)) − logit(b), log1p(tot))``: the vote and the log evidence mass.
     """
-    yt, mt = (prepared.YT, prepared.MT) if prepared is not None else (None, None)
-    return _vote(_sim_times(s, pool.Y, yt), _sim_times(s, pool.M, mt), qi, gi, b, a, cells)
+    yt = prepared.YT if prepared is not None else sp.csr_matrix(pool.Y.T)
+    mt = prepared.MT if prepared is not None else sp.csr_matrix(pool.M.T)
+    if work is not None:
+        yt, mt = sp.csr_matrix(yt[work]), sp.csr_matrix(mt[work])
+    return _vote(*_masses(s, yt, mt), qi, gi, b, a, cells)
 
 
 def _vote(
@@ -182,6 +231,20 @@ class PreparedPool:
             pool_embeddings={r: kg.embed(perts, r) for r in rels},
         )
 
+    def columns(self, work: np.ndarray) -> PreparedPool:
+        """The gene-indexed parts restricted to the genes ``work`` (positions in ``pool.genes``, sorted):
+        what :func:`features_at` reads when its queries need those genes only. The module smoothing keeps
+        the rows and columns of ``work``, so it is exact for genes whose neighbours are all in ``work``
+        (:func:`gene_columns` makes sure of it for the genes read)."""
+        return dataclasses.replace(
+            self,
+            YT=sp.csr_matrix(self.YT[work]),
+            MT=sp.csr_matrix(self.MT[work]),
+            smooth=sp.csr_matrix(self.smooth[work][:, work]),
+            gene_embeddings={r: sp.csr_matrix(e[work]) for r, e in self.gene_embeddings.items()},
+            z=sp.csr_matrix(self.z[work]),
+        )
+
 
 def _top_k_sparse(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep the ``k`` largest stored values of each CSR row (vectorised)."""
@@ -212,7 +275,11 @@ def signed_links(kg: KnowledgeGraph, perturbations: list[str], genes: pd.Index) 
 
 
 def evidence_matrices(
-    s: np.ndarray, pool: ObservationPool, max_cells: int = 8_000_000, numba_kernels: bool = True
+    s: np.ndarray,
+    pool: ObservationPool,
+    max_cells: int = 8_000_000,
+    numba_kernels: bool | None = None,
+    work: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Contrastive evidence summarised per (query perturbation, gene), for every gene of the pool at once.
 
@@ -222,14 +289,18 @@ def evidence_matrices(
     none). Computed as segment reductions over the pool's observations grouped by gene (``numpy.ufunc.
     reduceat``), in blocks of query rows so that a block's ``rows × observations`` matrix stays below
     ``max_cells``; equal to :meth:`ContrastiveEvidence.summary` of :func:`build_evidence`. With numba (a
-    dependency; ``numba_kernels=False`` forces NumPy) one compiled pass over the observations does the
-    same, ~10× faster.
+    dependency) one compiled pass over the observations does the same, ~10× faster on large inputs;
+    ``numba_kernels`` ``None`` (default) uses it from a million query × observation cells up (below, loading
+    numba costs more than it saves), ``True`` / ``False`` force it on / off.
 
     Returns:
-        ``n_pos``, ``n_neg`` (int32) and ``max_pos``, ``max_neg`` (float32), each ``queries × genes``.
+        ``n_pos``, ``n_neg`` (int32) and ``max_pos``, ``max_neg`` (float32), each ``queries × genes`` (the
+        genes ``work`` only, in its order, when given).
     """
-    n_q, n_g = s.shape[0], len(pool.genes)
     both = sp.csr_matrix(sp.csr_matrix(pool.M.T) + sp.csr_matrix(pool.Y.T))  # 1 = observed, 2 = positive
+    if work is not None:
+        both = sp.csr_matrix(both[work])
+    n_q, n_g = s.shape[0], both.shape[0]
     both.sum_duplicates()
     both.sort_indices()
     idx, pos = both.indices, both.data > 1.5
@@ -244,6 +315,8 @@ def evidence_matrices(
     }
     if not len(idx) or not n_q:
         return out
+    if numba_kernels is None:  # small inputs: NumPy (the same numbers; numba loads in ~0.5 s)
+        numba_kernels = n_q * len(idx) >= 1_000_000
     if numba_kernels:
         try:
             from coreperturb.evidence._kernels import evidence_cells
@@ -326,7 +399,10 @@ def features_at(
     params = params or FeatureParams()
     if prepared is None or prepared.pool is not pool:
         prepared = PreparedPool.build(pool, kg, params, list(sims.by_relation))
-    at = _Cells(qi, gi, len(pool.genes))
+    # few genes (one gene x every candidate): the matrices below are computed for the columns they need
+    work = gene_columns(gi, len(pool.genes), prepared.smooth)
+    view = prepared if work is None else prepared.columns(work)
+    at = _Cells(qi, local_positions(gi, work), len(pool.genes) if work is None else len(work))
     rate = pool.gene_rate()
     b = np.where(gi >= 0, rate[np.maximum(gi, 0)], pool.global_rate)
     feats: dict[str, np.ndarray] = {
@@ -339,21 +415,20 @@ def features_at(
     sets["combined"] = sims.combined
     # the combined similarity's masses also feed the module smoothing below: computed once
     comb = sims.combined
-    comb_y = _sim_times(comb, pool.Y, prepared.YT)
-    comb_m = _sim_times(comb, pool.M, prepared.MT)
+    comb_y, comb_m = _masses(comb, view.YT, view.MT)
     for r, s in sets.items():
         if r == "combined":
-            feats[f"vote_{r}"], feats[f"mass_{r}"] = _vote(comb_y, comb_m, qi, gi, b, a, at)
+            feats[f"vote_{r}"], feats[f"mass_{r}"] = _vote(comb_y, comb_m, qi, at.gi, b, a, at)
         else:
-            feats[f"vote_{r}"], feats[f"mass_{r}"] = shrunk_vote(s, pool, qi, gi, b, a, prepared, at)
+            feats[f"vote_{r}"], feats[f"mass_{r}"] = shrunk_vote(s, pool, qi, at.gi, b, a, view, at)
         denom = s.sum(axis=1)
         strength = np.where(denom > 0, (s @ prate) / np.maximum(denom, 1e-12), pool.global_rate)
         feats[f"strength_{r}"] = _logit(strength)[qi]  # per query perturbation, then spread
-    ev = evidence_matrices(sims.combined, pool)
+    ev = evidence_matrices(sims.combined, pool, work=work)
     feats["max_pos"] = at(ev["max_pos"])
     feats["max_neg"] = at(ev["max_neg"])
     # gene-module smoothing: evidence on genes that co-respond with g
-    smooth = prepared.smooth
+    smooth = view.smooth
     sy = comb_y @ smooth.T
     sm = comb_m @ smooth.T
     gy, gm = prepared.gy, prepared.gm
@@ -366,12 +441,12 @@ def features_at(
     for r in ("network", "go_bp"):
         if r in kg.relations:
             ep = kg.embed(qperts, r)
-            eg = prepared.gene_embeddings[r]
+            eg = view.gene_embeddings[r]
             feats[f"pg_{r}"] = at(np.asarray((ep @ eg.T).toarray()))
     if "dorothea_targets" in kg.relations:
         # signed TF -> target links: +1 where p activates g, -1 where p represses g (knocking down an
         # activator lowers its targets); only in KGs built with the opt-in `dorothea` source
-        feats["pg_signed"] = at(signed_links(kg, qperts, pool.genes))
+        feats["pg_signed"] = at(signed_links(kg, qperts, pool.genes if work is None else pool.genes[work]))
     # the perturbed gene as a readout in training
     pidx = positions(pool.genes, qperts)
     has = pidx >= 0
@@ -379,9 +454,8 @@ def features_at(
     feats["p_readout"] = np.where(
         has, _logit(rate[np.maximum(pidx, 0)]) - _logit(np.array([pool.global_rate]))[0], 0.0
     )[qi]
-    z = prepared.z
-    zp = gather_rows(z, pidx)
-    feats["co_response"] = at(np.asarray((zp @ z.T).toarray()))
+    zp = gather_rows(prepared.z, pidx)
+    feats["co_response"] = at(np.asarray((zp @ view.z.T).toarray()))
     if counts:
         feats["n_pos_evidence"] = at(ev["n_pos"]).astype(np.int64)
         feats["n_neg_evidence"] = at(ev["n_neg"]).astype(np.int64)
@@ -395,7 +469,9 @@ __all__ = [
     "evidence_features",
     "evidence_matrices",
     "features_at",
+    "gene_columns",
     "keep_top_k",
+    "local_positions",
     "shrunk_vote",
     "signed_links",
 ]

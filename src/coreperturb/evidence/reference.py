@@ -30,8 +30,8 @@ def evidence_features_reference(
 ) -> pd.DataFrame:
     """The straightforward per-pair implementation of :func:`coreperturb.evidence.evidence_features`.
 
-    Kept as the oracle the vectorised implementation is tested against, and as the baseline of the
-    speed ratios reported by ``benchmarks/predict_speed.py``; no predictor uses it.
+    Kept as the oracle the vectorised implementation is tested against (tests/evidence/test_gene_columns.py);
+    no predictor uses it.
 
     With ``counts=True`` two more columns, ``n_pos_evidence`` and ``n_neg_evidence`` (how many related
     perturbations made g positive / left it negative), come last; they are for display, not for models.

@@ -14,11 +14,24 @@ from coreperturb.graph.kg import KnowledgeGraph
 
 def keep_top_k(s: np.ndarray, k: int) -> np.ndarray:
     """Zero all but the ``k`` largest entries of each row (ties at the threshold are kept). Returns a copy."""
-    s = np.array(s, dtype=np.float32, copy=True)
+    return _top_k_inplace(np.array(s, dtype=np.float32, copy=True), k)
+
+
+def _top_k_inplace(s: np.ndarray, k: int) -> np.ndarray:
+    """:func:`keep_top_k` on a float32 array of the caller's own, changed in place (no copy)."""
     if k <= 0 or s.shape[1] <= k:
         return s
-    thr = -np.partition(-s, k - 1, axis=1)[:, k - 1 : k]
-    s[s < thr] = 0.0
+    # a row of non-negative values with at most k positive ones has nothing below its threshold but zeros:
+    # only the other rows are partitioned (the same result, much less work on sparse relations)
+    rows = np.flatnonzero((s > 0).sum(axis=1) > k) if s.size and s.min() >= 0 else np.arange(len(s))
+    if len(rows) == len(s):
+        thr = -np.partition(-s, k - 1, axis=1)[:, k - 1 : k]
+        s[s < thr] = 0.0
+    elif len(rows):
+        part = s[rows]
+        thr = -np.partition(-part, k - 1, axis=1)[:, k - 1 : k]
+        part[part < thr] = 0.0
+        s[rows] = part
     return s
 
 
@@ -80,9 +93,10 @@ def relational_similarity(
         combined += s
     if rels:
         combined /= len(rels)
+    # the raw matrices are this function's own (float32): sparsified in place, after the mean has read them
     return SimilarityBundle(
         queries=q,
         pool=p,
-        by_relation={r: keep_top_k(s, top_k) for r, s in raw.items()},
-        combined=keep_top_k(combined, top_k),
+        by_relation={r: _top_k_inplace(np.asarray(s, dtype=np.float32), top_k) for r, s in raw.items()},
+        combined=_top_k_inplace(combined, top_k),
     )

@@ -212,9 +212,10 @@ class KnowledgeGraph:
     def embedding_similarity(self, a: sp.csr_matrix, b: sp.csr_matrix, relation: str) -> np.ndarray:
         """Dense ``rows(a) × rows(b)`` similarity of two :meth:`embed` results (float32): the cosine, or for a
         ``structure`` relation the Tanimoto coefficient of the fingerprints."""
-        inter = np.asarray((a @ b.T).toarray(), dtype=np.float64)
+        prod = a @ b.T
         if self.relations[relation].kind != "structure":
-            return inter.astype(np.float32)
+            return np.asarray(prod.astype(np.float32).toarray())  # the same float32 values, one dense copy
+        inter = np.asarray(prod.toarray(), dtype=np.float64)
         na = np.asarray(a.getnnz(axis=1), dtype=np.float64)
         nb = np.asarray(b.getnnz(axis=1), dtype=np.float64)
         union = na[:, None] + nb[None, :] - inter

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coreperturb import _defaults as d
 from coreperturb.errors import CorePerturbError
 from coreperturb.registry import Registry
 
@@ -198,10 +199,10 @@ class OpenAIBackend(Backend):
         base_url: str,
         model: str,
         api_key: str | None = None,
-        concurrency: int = 8,
+        concurrency: int = d.CONCURRENCY,
         requests_per_second: float | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 4,
+        timeout: float = d.TIMEOUT,
+        max_retries: int = d.MAX_RETRIES,
     ) -> None:
         import os
 
@@ -489,14 +490,14 @@ class LLMSettings:
         extra: Backend-specific keyword arguments.
     """
 
-    backend: str = "embedded"
+    backend: str = d.LLM_BACKEND
     model: str | None = None
     base_url: str | None = None
     api_key: str | None = None
-    concurrency: int = 8
+    concurrency: int = d.CONCURRENCY
     requests_per_second: float | None = None
-    timeout: float = 60.0
-    max_retries: int = 4
+    timeout: float = d.TIMEOUT
+    max_retries: int = d.MAX_RETRIES
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

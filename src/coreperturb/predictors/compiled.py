@@ -253,6 +253,10 @@ _FORESTS: weakref.WeakKeyDictionary[Any, CompiledForest | None] = weakref.WeakKe
 _FORESTS_LOCK = threading.Lock()
 
 
+SMALL_ROWS = 2_048
+"""Below this many rows :func:`combiner_proba` does not use the compiled kernels (bit-identical either way)."""
+
+
 def compiled_forest(model: Any) -> CompiledForest | None:
     """The :class:`CompiledForest` of a fitted model (built once per model object; ``None`` when the
     compiled path is off, unavailable or does not cover the model)."""
@@ -286,7 +290,9 @@ def combiner_proba(
     allotment), which avoids a thread barrier per tree. Any other estimator, or a scikit-learn whose
     internals differ, uses ``predict_proba``.
     """
-    forest = compiled_forest(model)
+    # a few rows (one pair, an explanation) are scored by scikit-learn: the same numbers, without paying
+    # ~0.5 s to import numba and load the compiled kernels
+    forest = compiled_forest(model) if len(x) >= SMALL_ROWS else None
     if forest is not None and x.ndim == 2 and x.shape[1] == forest.n_features and not np.isnan(x).any():
         raw = forest.raw(np.asarray(x, dtype=np.float64), effective_threads(), grid=grid)
         return np.asarray(model._loss.predict_proba(raw.reshape(-1, 1))[:, 1], dtype=np.float64)

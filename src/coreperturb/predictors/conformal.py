@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-DEFAULT_CONFIDENCE = 0.9
-"""The default confidence of the calls (``--confidence``)."""
+from coreperturb._defaults import DEFAULT_CONFIDENCE
+
 N_PRIOR_BINS = 10
 MIN_GENE_ROWS = 100
 """A gene needs this many calibration rows to be a category of its own."""

@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from coreperturb._util import logit, positions
 from coreperturb.errors import DataValidationError
-from coreperturb.evaluate.metrics import best_f1_threshold, grouped_auroc
+from coreperturb.evaluation.metrics import best_f1_threshold, grouped_auroc
 from coreperturb.evidence.context import ContextEvidence, check_context
 from coreperturb.evidence.contrastive import ContrastiveEvidence, retrieve_evidence
 from coreperturb.evidence.features import FeatureParams, PreparedPool, features_at

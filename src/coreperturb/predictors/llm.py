@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from coreperturb import _defaults as d
 from coreperturb._util import logit
-from coreperturb.evaluate.metrics import best_f1_threshold
+from coreperturb.evaluation.metrics import best_f1_threshold
 from coreperturb.evidence.contrastive import retrieve_evidence
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.graph.kg import KnowledgeGraph
@@ -87,7 +88,7 @@ class LLMPredictor(Predictor):
         kg: KnowledgeGraph,
         llm: LLMSettings | Backend | None = None,
         result_store: str | Path | None = None,
-        calibration_queries: int = 200,
+        calibration_queries: int = d.CALIBRATION_QUERIES,
         top_k: int = 100,
         n_evidence: int = 6,
         retry_failed: bool = False,

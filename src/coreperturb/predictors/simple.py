@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from coreperturb._util import positions
-from coreperturb.evaluate.metrics import best_f1_threshold
+from coreperturb.evaluation.metrics import best_f1_threshold
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import relational_similarity
 from coreperturb.graph.kg import KnowledgeGraph

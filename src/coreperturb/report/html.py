@@ -15,7 +15,7 @@ import pandas as pd
 from coreperturb._escape import md_cell, md_text
 from coreperturb._files import atomic_write_bytes, atomic_write_text
 from coreperturb.errors import CorePerturbError
-from coreperturb.evaluate.metrics import per_group_auroc, reliability_bins
+from coreperturb.evaluation.metrics import per_group_auroc, reliability_bins
 
 TABLE_METRICS = (
     "macro_per_gene_auroc",
@@ -46,6 +46,7 @@ table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; } th { background: #f3f3f3; }
 td.l, th.l, .ev td, .ev th { text-align: left; } img { max-width: 100%; } .pos { color: #b2182b; } .neg { color: #2166ac; }
 .metrics td, .metrics th { white-space: nowrap; } .meta, .note { color: #555; font-size: .9em; }
+.warn { color: #8a4b00; background: #fff4e0; border-left: 3px solid #d08000; padding: .3em .6em; }
 .llm { table-layout: fixed; width: 100%; } .llm td { text-align: left; vertical-align: top; }
 .llm pre { white-space: pre-wrap; font-size: .85em; margin: 0; max-height: 24em; overflow: auto; }
 .role { font-weight: normal; color: #555; }
@@ -54,6 +55,7 @@ td.l, th.l, .ev td, .ev th { text-align: left; } img { max-width: 100%; } .pos {
 <p class="meta">{{ meta }}</p>
 <h2>Metrics (test split)</h2>
 <p class="note">{{ metric_note }}</p>
+{% for w in warnings %}<p class="warn">warning: {{ w }}</p>{% endfor %}
 {{ metrics_table }}
 {% if ci_table %}<h3>95% bootstrap confidence intervals (resampling test perturbations)</h3>
 {{ ci_table }}{% endif %}
@@ -375,6 +377,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
             title=run_dir.name,
             meta=meta,
             metric_note=METRIC_NOTE,
+            warnings=manifest.get("warnings", []),
             metrics_table=Markup(table.to_html(classes="metrics", escape=True)),
             ci_table=Markup(cis.to_html(classes="metrics", escape=True)) if not cis.empty else "",
             figures=figs,
@@ -394,6 +397,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "",
         METRIC_NOTE,
         "",
+        *[f"> **warning:** {md_text(str(w))}\n" for w in manifest.get("warnings", [])],
     ]
     md += [markdown_table(table), ""]
     if not cis.empty:

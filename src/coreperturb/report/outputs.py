@@ -85,6 +85,7 @@ def build_manifest(result: Any, config: Any, workdir: Path) -> dict[str, Any]:
         "models": models,
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "llm_stats": {k: dataclasses.asdict(v) for k, v in result.llm_stats.items()},
+        "warnings": list(getattr(result, "warnings", [])),
     }
 
 

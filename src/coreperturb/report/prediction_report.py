@@ -40,6 +40,7 @@ td:first-child, th:first-child { text-align: left; } .meta, .note { color: #555;
 {% for p in perturbations %}
 <h3>{{ p.name }} <span class="meta">({{ p.line }}, {{ p.method }})</span></h3>
 {% if p.flag %}<p class="flag">{{ p.flag }}</p>{% endif %}
+{% if p.also %}<p class="note">{{ p.also }}</p>{% endif %}
 <div class="side">{% for t in p.tables %}<div><b>{{ t.title }}</b>{{ t.html }}</div>{% endfor %}</div>
 {% endfor %}
 <h2>Per gene: the perturbations that move it most</h2>
@@ -152,9 +153,10 @@ def _heatmap(d: pd.DataFrame, perts: list[str], top: int) -> str:
     import matplotlib.pyplot as plt
 
     genes: list[str] = []
+    per = max(2, min(top // 2, 30 // max(len(perts), 1)))  # every row gets its own columns, 30 at most
     for p in perts:
-        sub = d[d["perturbation"] == p].dropna(subset=["excess"]).nlargest(max(3, top // 2), "excess")
-        genes += [g for g in sub["gene"] if g not in genes]
+        own = d[(d["perturbation"] == p) & (d["gene"] != p)].dropna(subset=["excess"])  # not its target
+        genes += [g for g in own.nlargest(per, "excess")["gene"] if g not in genes][:per]
     genes = genes[:30]
     if not perts or not genes:
         return ""
@@ -163,9 +165,12 @@ def _heatmap(d: pd.DataFrame, perts: list[str], top: int) -> str:
         .pivot_table(index="perturbation", columns="gene", values="excess", aggfunc="first")
         .reindex(index=perts, columns=genes)
     )
-    vmax = float(np.nanmax(np.abs(wide.to_numpy()))) if np.isfinite(wide.to_numpy()).any() else 1.0
+    values = wide.to_numpy(dtype=float)
+    vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(genes) + 2), max(2.5, 0.32 * len(perts) + 1.2)))
-    im = ax.imshow(wide.to_numpy(dtype=float), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+    cmap = plt.get_cmap("RdBu_r").copy()
+    cmap.set_bad("#d9d9d9")  # grey: the pair is not in the file (a --top file keeps each row's best genes)
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize=7)
     ax.set_yticks(range(len(perts)), perts, fontsize=7)
     ax.set_xlabel("readout gene")
@@ -175,6 +180,46 @@ def _heatmap(d: pd.DataFrame, perts: list[str], top: int) -> str:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
+
+
+def diverse_picks(
+    known: pd.DataFrame, strength: pd.Series, n: int, top: int, overlap: float = 0.5, scan: int = 500
+) -> tuple[list[tuple[str, str, str]], dict[tuple[str, str, str], list[str]]]:
+    """The ``n`` perturbations to show: strongest specific responders first, but one per group of
+    perturbations that move the same genes (a protein complex's subunits share their top responders; twelve
+    proteasome subunits tell a reader no more than one). A perturbation whose top ``top`` genes by excess
+    overlap a shown one's by at least ``overlap`` (Jaccard) is named beside it instead.
+
+    Returns:
+        ``(picks, alike)``: the shown ``(cell_line, method, perturbation)`` keys, and for each the
+        perturbations named beside it.
+    """
+    order = list(strength.sort_values(ascending=False, kind="stable").index[:scan])
+    cand = known.set_index(["cell_line", "method", "perturbation"]).loc[order].reset_index()
+    tops = (
+        cand.dropna(subset=["excess"])
+        .sort_values("excess", ascending=False, kind="stable")
+        .groupby(["cell_line", "method", "perturbation"], sort=False)["gene"]
+        .apply(lambda g: frozenset(g.head(top)))
+    )
+    picks: list[tuple[str, str, str]] = []
+    alike: dict[tuple[str, str, str], list[str]] = {}
+    for key in order:
+        genes = tops.get(key, frozenset())
+        twin = next(
+            (
+                p
+                for p in picks
+                if p[:2] == key[:2] and genes and len(genes & tops[p]) / len(genes | tops[p]) >= overlap
+            ),
+            None,
+        )
+        if twin is not None:
+            alike[twin].append(key[2])
+        elif len(picks) < n:
+            picks.append(key)
+            alike[key] = []
+    return picks, alike
 
 
 def build_prediction_report(
@@ -212,7 +257,12 @@ def build_prediction_report(
     out.mkdir(parents=True, exist_ok=True)
     has_dir = "effect_up" in preds.columns and preds["effect_up"].notna().any()
     known = preds[~preds["flag"].str.contains("unknown_perturbation|no_kg_information", regex=True)]
-    strength = known.groupby(["cell_line", "method", "perturbation"], sort=False)["excess"].max().dropna()
+    # which perturbations to show: by their strongest specific responder other than their own target (the
+    # modality's rule puts every target at the top: it would pick the targets with the lowest priors)
+    off_target = known[~known["on_target"].astype(bool)] if "on_target" in known.columns else known
+    strength = (
+        off_target.groupby(["cell_line", "method", "perturbation"], sort=False)["excess"].max().dropna()
+    )
     if priors is None:
         priors = preds.drop_duplicates(["cell_line", "gene"])[["cell_line", "gene", "p_prior"]]
         freq_note = (
@@ -222,7 +272,7 @@ def build_prediction_report(
     else:
         freq_note = ""
     priors = priors.dropna(subset=["p_prior"]).sort_values("p_prior", ascending=False, kind="stable")
-    picks = list(strength.sort_values(ascending=False, kind="stable").index[:max_perturbations])
+    picks, alike = diverse_picks(off_target, strength, max_perturbations, top)
     flagged = preds.loc[preds["flag"] != "", ["perturbation", "flag"]].drop_duplicates("perturbation")
     flag_items = preds.drop_duplicates(["cell_line", "perturbation"])["flag"].str.split(";").explode()
     flag_counts = flag_items[flag_items != ""].value_counts()
@@ -269,17 +319,27 @@ def build_prediction_report(
         )
         fl = ";".join(sorted(set(d["flag"].str.split(";").explode()) - {"", "unknown_gene", "on_target"}))
         fl = f"flag: {fl}" if fl else ""
+        twins = alike.get((line, method, pert), [])
+        also = (
+            f"{len(twins)} more perturbation(s) move mostly the same genes: {', '.join(twins[:8])}"
+            + (", ..." if len(twins) > 8 else "")
+            if twins
+            else ""
+        )
         views.append(
             {
                 "name": pert,
                 "line": line,
                 "method": method,
                 "flag": fl,
+                "also": also,
                 "tables": [{"title": title, "html": Markup(_fmt_table(df))} for title, df in tables],
             }
         )
-        md += [f"### {md_text(pert)} ({md_text(line)}, {md_text(method)})", ""] + (
-            [md_text(fl), ""] if fl else []
+        md += (
+            [f"### {md_text(pert)} ({md_text(line)}, {md_text(method)})", ""]
+            + ([md_text(fl), ""] if fl else [])
+            + ([md_text(also), ""] if also else [])
         )
         for title, df in tables:
             md += [f"**{md_text(title)}**", "", _markdown(df), ""]
@@ -306,8 +366,9 @@ def build_prediction_report(
             md += [f"**{md_text(title)}**", "", _markdown(table), ""]
     heat = _heatmap(known, [p for _, _, p in picks], top)
     caption = (
-        "Rows: the perturbations above; columns: their top specific responders; colour: excess (red: more "
-        "likely DE than the gene's prior, blue: less)."
+        "Rows: the perturbations above; columns: their top specific responders (their own target left out); "
+        "colour: excess (red: more likely DE than the gene's prior, blue: less; grey: the pair is not in the "
+        "file, as a --top file keeps each perturbation's best genes only)."
     )
     meta = (
         f"{len(preds)} rows; {n_perts} perturbations × {preds['gene'].nunique()} genes; cell lines "

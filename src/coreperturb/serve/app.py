@@ -407,11 +407,12 @@ def create_app(
         except CorePerturbError as exc:
             return page_error(exc, "/perturbation/", perturbation)
         ev = pd.DataFrame(e["evidence"])
+        related = ("related_perturbation", "/perturbation/")  # each related perturbation's own page
         cols = ["related_perturbation", "similarity", "strongest_relation", "link"]
         pos = ev[ev["evidence"] == "positive"][cols] if len(ev) else pd.DataFrame(columns=cols)
         neg = ev[ev["evidence"] == "negative"][cols] if len(ev) else pd.DataFrame(columns=cols)
         return page("explain", title=f"{e['perturbation']} → {e['gene']}", e=e,
-                    pos=Markup(table_html(pos)), neg=Markup(table_html(neg)),
+                    pos=Markup(table_html(pos, link=related)), neg=Markup(table_html(neg, link=related)),
                     drivers=Markup(table_html(pd.DataFrame(e["drivers"]))), q=e["perturbation"])  # fmt: skip
 
     return app

@@ -18,6 +18,7 @@ _BASE = """<!doctype html>
 <title>{{ title }} — coreperturb explorer</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 0; color: #222; }
+.plot svg { width: 100%; max-width: 1000px; height: auto; }
 header { background: #1f3a5f; color: #fff; padding: .6em 1.2em; display: flex; gap: 1.5em; align-items: center; }
 header a { color: #fff; text-decoration: none; font-weight: 600; } main { max-width: 1180px; margin: 1em auto; padding: 0 1em; }
 form.search { position: relative; } form.search input { font-size: 1em; padding: .35em .5em; width: 22em; }
@@ -87,7 +88,7 @@ _PERTURBATION = """{% extends "base" %}{% block body %}
 <h3>Excess against prior</h3>
 <p class="note">Each dot is a readout gene; up: more likely DE under {{ r.name }} than the gene's prior says.
 Genes at the right respond to almost anything: a high p_de there is no news about {{ r.name }}.</p>
-{{ plot }}
+<div class="plot">{{ plot }}</div>
 <p class="note">Download: <a href="/api/perturbations/{{ r.name|urlencode }}?top={{ top }}&format=csv&cell_line={{ line|urlencode }}">CSV</a> ·
 <a href="/api/perturbations/{{ r.name|urlencode }}?top={{ top }}&cell_line={{ line|urlencode }}">JSON</a></p>
 {% endblock %}"""
@@ -104,6 +105,8 @@ rate) is {{ prior }}.</p>
 _EXPLAIN = """{% extends "base" %}{% block body %}
 <h1>{{ e.perturbation }} → {{ e.gene }} <span class="note">({{ e.cell_line }}, {{ e.method }})</span></h1>
 <p>{{ e.summary }}</p>
+{% if e.p_up is not none %}<p>Direction, if DE: P(up) = {{ "%.3f"|format(e.p_up) }}{% if e.call_dir %}; call: <b>{{ e.call_dir }}</b>{% endif %}
+(the direction model, trained on the pairs that were DE).</p>{% endif %}
 {% if e.on_target %}<div class="warn">{{ e.on_target }}</div>{% endif %}
 {% if e.training_perturbation %}<div class="warn">{{ e.perturbation }} was screened in {{ e.cell_line }}: this is what the
 model predicts without its own rows, not a measurement.</div>{% endif %}
@@ -168,7 +171,8 @@ def table_html(
     if df.empty:
         return "<p class='note'>none</p>"
     cols = list(df.columns)
-    left = ("gene", "perturbation", "flag")
+    # text columns (names, calls, links) read left-aligned, numbers right-aligned: header as its cells
+    left = {c for c in cols if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])}
     head = "".join(f"<th class='{'l' if c in left else ''}'>{escape(c)}</th>" for c in cols)
     if pair is not None:
         head += "<th></th>"
@@ -194,6 +198,31 @@ def table_html(
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _labels(fig: Any, ax: Any, hi: pd.DataFrame) -> None:
+    """Name the highlighted points without overlap: labels stacked at least one line apart (in screen
+    space), each joined to its point by a thin leader."""
+    if hi.empty:
+        return
+    fig.canvas.draw()  # fixes the axes limits, so data <-> pixel transforms hold
+    pts = ax.transData.transform(np.column_stack([hi["p_prior"], hi["excess"]]).astype(float))
+    inv = ax.transData.inverted()
+    gap = 10 * fig.dpi / 72  # one 7-pt line and a little air, in pixels
+    x_right = ax.transAxes.transform((0.82, 0))[0]
+    placed = np.empty(len(pts))
+    last = np.inf
+    for i in np.argsort(-pts[:, 1], kind="stable"):  # top down: each label at most as high as the one above
+        placed[i] = last = min(pts[i, 1], last - gap)
+    for (x, y), ly, gene in zip(pts, placed, hi["gene"], strict=True):
+        lx = x + 14 if x < x_right else x - 14  # near the right edge, the label goes to the left
+        tx, ty = inv.transform((lx, ly))
+        px, py = inv.transform((x, y))
+        ax.annotate(
+            str(gene), (px, py), xytext=(tx, ty), textcoords="data", fontsize=7,
+            ha="left" if lx > x else "right", va="center",
+            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777"},
+        )  # fmt: skip
+
+
 def effect_plot(rows: pd.DataFrame, highlight: list[str]) -> str:
     """Inline SVG: excess (p_de − prior) against the gene's prior for every readout gene, the listed genes
     labelled."""
@@ -205,14 +234,11 @@ def effect_plot(rows: pd.DataFrame, highlight: list[str]) -> str:
     if "excess" not in rows.columns:
         rows = rows.assign(excess=rows["p_de"] - rows["p_prior"])
     d = rows.dropna(subset=["excess", "p_prior"])
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    ax.scatter(d["p_prior"], d["excess"], s=6, c="#999", alpha=0.6, linewidths=0)
-    hi = d[d["gene"].isin(highlight)]
-    ax.scatter(hi["p_prior"], hi["excess"], s=14, c="#b2182b")
-    for _, r in hi.head(12).iterrows():
-        ax.annotate(
-            str(r["gene"]), (r["p_prior"], r["excess"]), fontsize=7, xytext=(3, 2), textcoords="offset points"
-        )
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    ax.scatter(d["p_prior"], d["excess"], s=7, c="#999", alpha=0.5, linewidths=0)
+    hi = d[d["gene"].isin(highlight)].head(20)
+    ax.scatter(hi["p_prior"], hi["excess"], s=18, c="#b2182b", zorder=3)
+    _labels(fig, ax, hi)
     ax.axhline(0, color="#444", lw=0.6)
     ax.set_xlabel("gene prior (training DE rate)")
     ax.set_ylabel("excess (p_de − prior)")

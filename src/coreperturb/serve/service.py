@@ -22,11 +22,12 @@ import numpy as np
 import pandas as pd
 
 from coreperturb.errors import CorePerturbError
-from coreperturb.explain import explain_pair, with_call
+from coreperturb.explanations import explain_pair, with_call
 from coreperturb.predictors.core_voting import CoreVoting
 from coreperturb.stages import (
     DEFAULT_RANK_BY,
     GRID_COLUMNS,
+    MAX_PERTURBATIONS_PER_CHUNK,
     MIN_EXCESS,
     RANK_BY,
     FittedModels,
@@ -114,6 +115,11 @@ class PredictionService:
         max_gene_jobs: Gene rankings computed at once; a request for another gene is refused
             (:class:`Busy`, HTTP 429) until one ends.
         idle_job_s: A gene ranking that nobody has asked about for this long is cancelled.
+        answer_within_s: How long a request for a gene ranking waits for it before it is told to come back
+            (:class:`Pending`): one gene over the K562 candidates takes about 15 s on 2 cores, so the page
+            usually answers at once.
+        gene_chunk: Candidate perturbations scored per turn of a gene ranking (answers someone waits for
+            go between turns).
     """
 
     def __init__(
@@ -124,11 +130,15 @@ class PredictionService:
         gene_cache_size: int = 16,
         max_gene_jobs: int = 2,
         idle_job_s: float = 120.0,
+        answer_within_s: float = 30.0,
+        gene_chunk: int = MAX_PERTURBATIONS_PER_CHUNK,
     ):
         if max_gene_jobs < 1:
             raise BadRequest("max_gene_jobs must be >= 1")
         self.max_gene_jobs = max_gene_jobs
         self.idle_job_s = idle_job_s
+        self.answer_within_s = answer_within_s
+        self.gene_chunk = gene_chunk
         self.models = models
         self.predictions = predictions
         self.method = models.default_method
@@ -253,9 +263,9 @@ class PredictionService:
         above the floor (``min_excess``; ``None``: every perturbation).
 
         Without a prediction file this scores every candidate perturbation on the gene (on K562, 20,000
-        perturbations: minutes on 2 cores). That runs in a background thread, chunk by chunk (answers about
-        perturbations are served between chunks); until it is done this raises :class:`Pending` with the
-        progress, and afterwards the ranking is cached.
+        perturbations: about 15 s on 2 cores). That runs in a background thread, chunk by chunk (answers about
+        perturbations are served between chunks), and this waits up to ``answer_within_s`` for it; a ranking
+        still not done raises :class:`Pending` with the progress. The ranking is then cached.
 
         Raises:
             Pending: The ranking is being computed.
@@ -268,8 +278,12 @@ class PredictionService:
             with self._gene_cache.lock:
                 rows = self._gene_cache.data.get(("g", canon, line))
             if rows is None:
-                done, total = self._start_gene_job(canon, line)
-                raise Pending(done, total)
+                job = self._start_gene_job(canon, line)
+                job["finished"].wait(self.answer_within_s)
+                with self._gene_cache.lock:
+                    rows = self._gene_cache.data.get(("g", canon, line))
+                if rows is None:
+                    raise Pending(int(job["done"]), int(job["total"]))
         ranked = rank_predictions(rows, top, rank_by, "gene", min_excess)
         return Ranked(name, canon, renamed, "", ranked.reindex(columns=list(RESULT_COLUMNS)))
 
@@ -297,21 +311,30 @@ class PredictionService:
                     yield
                     return
 
-    def _start_gene_job(self, gene: str, line: str, chunk: int = 100) -> tuple[int, int]:
-        """Start (once) scoring every candidate on ``gene``; returns ``(done, total)``."""
+    def _start_gene_job(self, gene: str, line: str) -> dict[str, Any]:
+        """Start (once) scoring every candidate on ``gene``; returns the job (``done``, ``total``, and
+        ``finished``: an event set when it ends). A chunk is one scoring pass (about 1 s on 2 cores):
+        answers someone waits for go between chunks."""
         key = (gene, line)
+        chunk = self.gene_chunk
         with self._jobs_lock:
             job = self._jobs.get(key)
             if job is not None:
                 job["asked"] = time.monotonic()
-                return int(job["done"]), int(job["total"])
+                return job
             if len(self._jobs) >= self.max_gene_jobs:
                 raise Busy(
                     f"{len(self._jobs)} gene rankings are being computed (the most at once); ask again when one "
                     "has finished"
                 )
             cands = self.candidates(line)
-            job = {"done": 0, "total": len(cands), "parts": [], "asked": time.monotonic()}
+            job = {
+                "done": 0,
+                "total": len(cands),
+                "parts": [],
+                "asked": time.monotonic(),
+                "finished": threading.Event(),
+            }
             self._jobs[key] = job
 
         def work() -> None:
@@ -337,9 +360,10 @@ class PredictionService:
             finally:
                 with self._jobs_lock:
                     self._jobs.pop(key, None)
+                job["finished"].set()
 
         threading.Thread(target=work, name=f"gene-{gene}", daemon=True).start()
-        return 0, len(cands)
+        return job
 
     def explain(
         self, perturbation: str, gene: str, cell_line: str | None = None, top: int = 8
@@ -359,6 +383,7 @@ class PredictionService:
             f"trained/{line}", lambda: set(self.models.training_perturbations(line, "de").astype(str))
         )
         evidence = ex.compact_evidence()
+        direction = self._direction(line, p, g)
         return {
             "perturbation": p,
             "gene": g,
@@ -369,6 +394,7 @@ class PredictionService:
             "excess": ex.p - ex.p_prior,
             "effect": ex.effect,
             "call": ex.call,
+            **direction,
             "on_target": ex.rule,
             "n_pos_evidence": ex.n_pos,
             "n_neg_evidence": ex.n_neg,
@@ -379,6 +405,19 @@ class PredictionService:
             "evidence": records(evidence),
             "drivers": records(ex.drivers),
         }
+
+    def _direction(self, line: str, perturbation: str, gene: str) -> dict[str, Any]:
+        """``p_up`` (P(up | DE)) and ``call_dir`` of one pair, as ``predict`` gives them (empty without a
+        direction model)."""
+        if (line, "dir", self.method) not in self.models.models:
+            return {"p_up": None, "call_dir": ""}
+        from coreperturb.stages import score_pairs
+
+        pair = pd.DataFrame({"perturbation": [perturbation], "gene": [gene]})
+        with self._foreground():
+            row = next(iter(score_pairs(self.models, line, pair, [self.method])))
+        p_up = float(row["p_up"].to_numpy(dtype=np.float64)[0])
+        return {"p_up": p_up if np.isfinite(p_up) else None, "call_dir": str(row["call_dir"].iat[0])}
 
     def candidates(self, line: str) -> list[str]:
         """Candidate perturbations of a cell line (computed once)."""

@@ -12,7 +12,7 @@ import pandas as pd
 from coreperturb._threads import retune
 from coreperturb.data.genes import modality, on_target_mask
 from coreperturb.errors import CorePerturbError
-from coreperturb.evaluate.metrics import call_metrics, evaluate
+from coreperturb.evaluation.metrics import call_metrics, evaluate
 from coreperturb.evidence.contrastive import retrieve_evidence
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.graph.kg import KnowledgeGraph

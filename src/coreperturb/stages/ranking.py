@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from coreperturb._defaults import DEFAULT_RANK_BY, MIN_EXCESS, RANK_BY_NAMES
 from coreperturb.errors import CorePerturbError
 from coreperturb.stages.fitted import FittedModels
 
@@ -23,16 +24,10 @@ p_prior``: how much more likely the gene is DE under this perturbation than unde
 maximises the expected excess DE of a list when ``p_de`` is calibrated; ``effect`` is the shrunk log risk
 ratio over the prior (the earlier default). ``up`` / ``down`` rank by the lift of P(DE and up) / P(DE and
 down) over the gene's prior for that event, among the rows predicted to go that way (:func:`rank_key`)."""
+if tuple(RANK_BY) != RANK_BY_NAMES:  # pragma: no cover - a guard for whoever adds a ranking
+    raise AssertionError("coreperturb._defaults.RANK_BY_NAMES must list the keys of RANK_BY")
 RANK_PER: tuple[str, ...] = ("perturbation", "gene")
-DEFAULT_RANK_BY = "excess"
-"""Chosen on training perturbations (``python benchmarks/inner_cv.py --compare ranking``: 4 lines × 4 folds,
-excess DE@10 0.092 against 0.086 for ``effect``, 0.027 for ``p_de``, −0.013 to −0.007 for prior-only rules)."""
-MIN_EXCESS = 0.03
-"""The floor of a list: a gene (or perturbation) is presented as a responder only where ``p_de - p_prior``
-is at least this. Chosen on training perturbations (``benchmarks/inner_cv.py --compare ranking``): below
-0.03, genes did not respond more often than their priors on held-out training perturbations (realised
-surplus −0.015 to +0.017, not significant on every line); from 0.03 up, every band did on every line
-(z >= 2.5)."""
+# the defaults live in coreperturb._defaults (read by the command line without loading the library)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Evaluation: registered metrics and bootstrap confidence intervals."""
 
-from coreperturb.evaluate.metrics import (
+from coreperturb.evaluation.metrics import (
     DEFAULT_METRICS,
     METRICS,
     best_f1_threshold,

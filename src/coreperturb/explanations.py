@@ -27,6 +27,7 @@ import pandas as pd
 from coreperturb._util import positions
 from coreperturb.config import BenchmarkConfig, DataConfig, FitConfig
 from coreperturb.errors import CorePerturbError
+from coreperturb.evidence.contrastive import strongest_relations
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.base import Predictor, make_predictor
 from coreperturb.predictors.core_voting import CoreVoting
@@ -162,12 +163,7 @@ def explain_pair(
     q = pd.DataFrame({"perturbation": [perturbation], "gene": [gene]})
     ev, sims = model.evidence(q)
     table = ev.for_query(0, kg=kg, sims=sims, top=top)
-    sim_cols = [c for c in table.columns if c.startswith("sim_")]
-    if len(table) and sim_cols:
-        best = table[sim_cols].to_numpy(dtype=np.float64).argmax(axis=1)
-        table.insert(3, "strongest_relation", [sim_cols[j][4:] for j in best])
-    else:
-        table.insert(3, "strongest_relation", pd.Series(dtype=object))
+    table.insert(3, "strongest_relation", strongest_relations(table))  # the relation the first link shows
     table = table.rename(columns={"paths": "link"})
     p, counts = model.predict_with_evidence(q)
     n_pos = int(counts["n_pos_evidence"].to_numpy()[0])

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from coreperturb.evaluate import METRICS, best_f1_threshold, evaluate, reliability_bins
+from coreperturb.evaluation import METRICS, best_f1_threshold, evaluate, reliability_bins
 
 
 def _fixture(seed: int = 0):
@@ -70,7 +70,7 @@ def test_best_f1_threshold_and_bootstrap() -> None:
 def test_weighted_bootstrap_equals_recomputing_each_resample() -> None:
     """Every bootstrap resample as a row of perturbation weights gives exactly the metric of the resample
     with its rows repeated (ties, genes with one class and empty classes included)."""
-    from coreperturb.evaluate.metrics import METRICS, WEIGHTED_METRICS, bootstrap_draws
+    from coreperturb.evaluation.metrics import METRICS, WEIGHTED_METRICS, bootstrap_draws
 
     rng = np.random.default_rng(3)
     n = 600

@@ -1,0 +1,50 @@
+"""The one home of every default that more than one module (or the command line) uses.
+
+Plain constants with no imports, so the command line reads them without loading the library (``coreperturb
+--help`` stays fast) and a change here reaches the CLI, the configuration tree and the functions alike. The
+modules that own a setting re-export its default under the same name (``coreperturb.stages.MIN_EXCESS`` is
+this ``MIN_EXCESS``).
+"""
+
+from __future__ import annotations
+
+# ranking (coreperturb.stages.ranking documents how each was chosen)
+RANK_BY_NAMES: tuple[str, ...] = ("excess", "effect", "p_de", "up", "down")
+"""The ``rank_by`` values, in the order the help lists them."""
+DEFAULT_RANK_BY = "excess"
+"""Chosen on training perturbations (``python benchmarks/inner_cv.py --compare ranking``: 4 lines × 4 folds,
+excess DE@10 0.092 against 0.086 for ``effect``, 0.027 for ``p_de``, −0.013 to −0.007 for prior-only rules)."""
+MIN_EXCESS = 0.03
+"""The floor of a list: a gene (or perturbation) is presented as a responder only where ``p_de - p_prior``
+is at least this. Chosen on training perturbations (``benchmarks/inner_cv.py --compare ranking``): below
+0.03, genes did not respond more often than their priors on held-out training perturbations (realised
+surplus −0.015 to +0.017, not significant on every line); from 0.03 up, every band did on every line
+(z >= 2.5)."""
+DEFAULT_CONFIDENCE = 0.9
+"""The default confidence of the conformal calls (``--confidence``)."""
+PAIRS_PER_CHUNK = 250_000
+"""Pairs scored at once by ``predict`` (``--chunk-pairs``): bounds memory together with
+``coreperturb.stages.MAX_PERTURBATIONS_PER_CHUNK``."""
+
+# data and fitting
+TASKS: tuple[str, ...] = ("de", "dir")
+"""``de``: is the gene differentially expressed; ``dir``: given DE, does it go up."""
+DEFAULT_METHODS: tuple[str, ...] = ("gene_frequency", "knn_retrieval", "core_voting")
+"""The methods ``fit`` and ``benchmark`` run when none are named."""
+NEGATIVES_PER_PERTURBATION = 200
+"""Signature tables (LINCS): non-significant genes sampled per perturbation as negatives."""
+SIGNATURE_TEST_FRACTION = 0.3
+"""Signature tables (LINCS): share of perturbations held out as unseen test perturbations."""
+PREPARE_TEST_FRACTION = 0.25
+"""``coreperturb prepare`` (an AnnData screen): share of perturbations held out as unseen."""
+
+# LLM calls
+LLM_BACKEND = "embedded"
+CONCURRENCY = 8
+"""LLM requests in flight."""
+TIMEOUT = 60.0
+"""Seconds per LLM request before it is retried."""
+MAX_RETRIES = 4
+"""Retries per LLM request (timeouts, 429, 5xx)."""
+CALIBRATION_QUERIES = 200
+"""Held-out training queries an LLM method scores to fit its calibration."""
