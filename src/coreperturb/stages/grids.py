@@ -14,7 +14,6 @@ import pandas as pd
 
 from coreperturb._threads import effective_threads, retune
 from coreperturb._util import positions
-from coreperturb.data.genes import on_target_mask
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.base import Predictor
 from coreperturb.predictors.effect import effect_score, gene_prior
@@ -28,7 +27,7 @@ from coreperturb.stages.names import (
     resolve_perturbations,
     unreachable_perturbations,
 )
-from coreperturb.stages.predicting import evidence_counts, on_target_rule, score_columns
+from coreperturb.stages.predicting import OnTarget, evidence_counts, score_columns
 from coreperturb.stages.ranking import (
     DEFAULT_RANK_BY,
     MIN_EXCESS,
@@ -107,8 +106,7 @@ def grid_plan(
         if perturbations is not None:
             perts = list(perturbations)
         else:
-            perts, dropped = candidate_pool(models, line)
-            out = unreachable_perturbations(models, line)
+            perts, dropped, out = candidate_pool(models, line)
             if out:
                 shown = ", ".join(f"{p} ({why})" for p, why in list(out.items())[:4])
                 warnings.warn(
@@ -225,15 +223,10 @@ def _method_frames(
     n = len(base["gene"])
     prior, up_rate = _gene_priors(models, cell_line, base["gene"])
     unknown_gene = ~np.isfinite(prior)
-    rule = on_target_rule(models, cell_line)
-    on_target = (
-        on_target_mask(base["perturbation"], base["gene"]) & ~unknown_gene
-        if rule is not None
-        else np.zeros(n, dtype=bool)
-    )
-    if on_target.any():
+    target = OnTarget.of(models, cell_line, base["perturbation"], base["gene"], ~unknown_gene)
+    if target.any:
         flag = _join_flags(
-            np.asarray(flag, dtype=object), np.where(on_target, "on_target", "").astype(object)
+            np.asarray(flag, dtype=object), np.where(target.mask, "on_target", "").astype(object)
         )
     for method in methods:
         de_model = models.model(cell_line, "de", method)
@@ -260,8 +253,8 @@ def _method_frames(
             p_up = np.asarray(dir_scores["score"], dtype=np.float64)
         p_de = np.asarray(de["score"], dtype=np.float64).copy()
         p_up = p_up.copy()
-        if rule is not None and on_target.any():
-            p_de[on_target], p_up[on_target] = rule
+        target.apply("de", p_de)
+        target.apply("dir", p_up)  # the rule knows the direction, with or without a direction model
         p_de[unknown_gene] = np.nan
         p_up[unknown_gene] = np.nan
         n_ev = np.asarray(de["n_pos_evidence"], dtype=np.float64) + np.asarray(de["n_neg_evidence"])
@@ -271,10 +264,9 @@ def _method_frames(
             if dir_model is not None
             else np.full(n, "", dtype=object)
         )
-        if rule is not None and on_target.any():  # the modality's rule decides, not the evidence
-            call[on_target] = "DE"
-            if dir_model is not None:
-                call_dir[on_target] = "up" if rule[1] >= 0.5 else "down"
+        target.apply("de", p_de, call)  # the modality's rule decides, not the evidence
+        if dir_model is not None:
+            target.apply("dir", p_up, call_dir)
         yield pd.DataFrame(
             {
                 **base,
@@ -291,7 +283,7 @@ def _method_frames(
                 "n_pos_evidence": np.asarray(de["n_pos_evidence"], dtype=np.int32),
                 "n_neg_evidence": np.asarray(de["n_neg_evidence"], dtype=np.int32),
                 "kg_coverage": np.asarray(cov_rows, dtype=np.float32),
-                "on_target": on_target,
+                "on_target": target.mask,
                 "call": call,
                 "call_dir": call_dir,
                 "flag": flag,

@@ -140,9 +140,10 @@ pathogen genes (``Rv1280c``, ``SARS-coronavirus``), RNAs (``18S-rRNA``) and plac
 no candidates for a human knockdown."""
 
 
-def candidate_pool(models: FittedModels, cell_line: str) -> tuple[list[str], list[str]]:
-    """``(candidates, dropped)``: :func:`candidate_perturbations` and the KG names it leaves out as no human
-    gene symbol (genes the modality cannot reach, :func:`unreachable_perturbations`, are left out too)."""
+def candidate_pool(models: FittedModels, cell_line: str) -> tuple[list[str], list[str], dict[str, str]]:
+    """``(candidates, dropped, unreachable)``: :func:`candidate_perturbations`, the KG names it leaves out as
+    no human gene symbol, and the genes it leaves out because the modality cannot reach them
+    (:func:`unreachable_perturbations`, each with why)."""
     kg = models.kg
     trained = set(models.training_perturbations(cell_line, models.tasks[0]).astype(str))
     drugs = set(kg.compounds)  # drugs with targets and compounds with a chemical structure
@@ -150,14 +151,14 @@ def candidate_pool(models: FittedModels, cell_line: str) -> tuple[list[str], lis
     pool = sorted(drugs) if drug_model else [str(g) for g in kg.genes if str(g) not in drugs]
     cand = [p for p in pool if p not in trained]
     if not cand:
-        return [], []
+        return [], [], {}
     info = kg.has_info(cand)
     cand = [p for p, ok in zip(cand, info, strict=True) if ok]
     if drug_model:
-        return cand, []
+        return cand, [], {}
     out = unreachable_perturbations(models, cell_line, cand)
     cand = [p for p in cand if p not in out]
-    return [p for p in cand if GENE_SYMBOL.match(p)], [p for p in cand if not GENE_SYMBOL.match(p)]
+    return [p for p in cand if GENE_SYMBOL.match(p)], [p for p in cand if not GENE_SYMBOL.match(p)], out
 
 
 def unreachable_perturbations(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,57 @@ MIN_ON_TARGET_ROWS = 5
 """Self pairs in the training rows needed for the data, not the modality's rule, to set on-target scores."""
 
 
+@dataclass(frozen=True)
+class OnTarget:
+    """The pairs the modality's rule decides (a perturbation's own target, a gene the model knows) and what
+    it says of them: one home for the scores and calls that replace the evidence's there.
+
+    Attributes:
+        mask: Per pair, whether the rule decides it.
+        rule: ``(p_de, p_up)`` of :func:`on_target_rule`; ``None`` (drugs) decides nothing.
+    """
+
+    mask: np.ndarray
+    rule: tuple[float, float] | None
+
+    @classmethod
+    def of(
+        cls,
+        models: FittedModels,
+        cell_line: str,
+        perturbations: np.ndarray,
+        genes: np.ndarray,
+        known: np.ndarray,
+    ) -> OnTarget:
+        """The on-target pairs among ``perturbations`` × ``genes`` (element-wise) of one cell line."""
+        rule = on_target_rule(models, cell_line)
+        if rule is None:
+            return cls(np.zeros(len(genes), dtype=bool), None)
+        return cls(on_target_mask(perturbations, genes) & known, rule)
+
+    @property
+    def any(self) -> bool:
+        """Whether the rule decides any pair."""
+        return self.rule is not None and bool(self.mask.any())
+
+    def score(self, task: str) -> float:
+        """The rule's P(DE) (``de``) or P(up | DE) (``dir``)."""
+        assert self.rule is not None
+        return self.rule[0] if task == "de" else self.rule[1]
+
+    def call(self, task: str) -> str:
+        """The rule's call: ``DE`` (``de``), ``up`` or ``down`` (``dir``)."""
+        assert self.rule is not None
+        return "DE" if task == "de" else "up" if self.rule[1] >= 0.5 else "down"
+
+    def apply(self, task: str, scores: np.ndarray, calls: np.ndarray | None = None) -> None:
+        """Overwrite the on-target pairs' scores (and calls) in place with the rule's."""
+        if self.any:
+            scores[self.mask] = self.score(task)
+            if calls is not None:
+                calls[self.mask] = self.call(task)
+
+
 def predict(
     models: FittedModels,
     queries: pd.DataFrame,
@@ -148,16 +200,14 @@ def predict(
             counts = evidence_counts(models.kg, train_rows, unit)
         prior = gene_prior(train_rows, unit["gene"].to_numpy())
         n_ev = counts["n_pos_evidence"].to_numpy() + counts["n_neg_evidence"].to_numpy()
-        rule = on_target_rule(models, line)
-        on_target = (
-            on_target_mask(unit["perturbation"].to_numpy(), unit["gene"].to_numpy()) & np.isfinite(prior)
-            if rule is not None
-            else np.zeros(len(unit), dtype=bool)
+        target = OnTarget.of(
+            models, line, unit["perturbation"].to_numpy(), unit["gene"].to_numpy(), np.isfinite(prior)
         )
         for method, res in scored:
             score = np.asarray(res["score"], dtype=np.float64).copy()
-            if rule is not None:
-                score[on_target] = rule[0] if task == "de" else rule[1]
+            target.apply(task, score)
+            call = models.calls(line, task, method, score, prior, unit["gene"].to_numpy())
+            target.apply(task, score, call)  # the modality's rule decides, not the evidence
             part = unit.assign(
                 method=method,
                 score=score,
@@ -168,11 +218,9 @@ def predict(
                 n_neg_evidence=counts["n_neg_evidence"].to_numpy(),
                 from_cache=res["from_cache"],
                 error=res["error"],
-                on_target=on_target,
-                call=models.calls(line, task, method, score, prior, unit["gene"].to_numpy()),
+                on_target=target.mask,
+                call=call,
             )
-            if rule is not None and on_target.any():  # the modality's rule decides, not the evidence
-                part.loc[on_target, "call"] = "DE" if task == "de" else "up" if rule[1] >= 0.5 else "down"
             if "p_yes" in res:
                 part["p_yes"] = res["p_yes"]
                 part["score_method"] = res["score_method"]
