@@ -1,5 +1,6 @@
 """Are two runs the same? Benchmark output folders (predictions, metrics) and model directories (every file;
-``estimators.skops`` by content, since skops names its members after object ids; ``model.json`` key by key).
+``estimators.skops`` of earlier formats by content, since skops names its members after object ids;
+``model.json`` key by key).
 
     python benchmarks/compare_runs.py --runs OLD_RUN NEW_RUN --models OLD_MODEL NEW_MODEL
 

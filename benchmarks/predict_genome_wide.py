@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/predict_genome_wide.py [--shared ../shared/data] [--cell-line k562] [--model DIR]
                                              [--limit N] [--chunk-pairs 250000] [--out FILE] [--keep]
-                                             [--baseline GIT_REF] [--compare 0]
+                                             [--baseline GIT_REF [--baseline-model DIR]] [--compare 0]
 
 Fits a CORE-Voting model on the cell line's training split (DE and direction) with `coreperturb fit`
 unless --model is given, then runs `coreperturb predict --perturbations all --genes all --profile` as a child
@@ -13,7 +13,8 @@ seconds per million pairs, pairs per second, peak RSS and the size of the output
 
 --baseline GIT_REF runs the same command with the code of GIT_REF (a ``git worktree`` of this repository
 on PYTHONPATH) first, in the same run, and prints the speed ratio and whether the two output files hold the
-same rows and bit-identical scores.
+same rows and bit-identical scores; --baseline-model is the same fit saved in the model format the
+baseline reads (default: --model).
 
 --compare N (default 0: skip) scores the first N candidate perturbations in this process twice, chunk by
 chunk: with the current implementation and with the earlier per-pair one (reference evidence features from
@@ -97,6 +98,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the output file")
     ap.add_argument("--baseline", default=None, help="git ref of the implementation to compare with")
+    ap.add_argument("--baseline-model", type=Path, default=None, help="the model the baseline reads")
     ap.add_argument(
         "--compare", type=int, default=0, help="perturbations for the per-pair reference (0: skip)"
     )
@@ -129,10 +131,10 @@ def main() -> None:
     out = args.out or tmp / "predictions.parquet"
 
     def predict(
-        path: Path, env: dict[str, str] | None = None, profile: bool = True
+        path: Path, env: dict[str, str] | None = None, profile: bool = True, model_dir: Path | None = None
     ) -> tuple[float, float, int]:
         cmd = [
-            *exe, "predict", "--model-dir", str(model), "--cell-lines", args.cell_line, "--perturbations", perts,
+            *exe, "predict", "--model-dir", str(model_dir or model), "--cell-lines", args.cell_line, "--perturbations", perts,
             "--genes", "all", "--chunk-pairs", str(args.chunk_pairs), "--out", str(path),
             *(["--profile"] if profile else []),
         ]  # fmt: skip
@@ -155,7 +157,8 @@ def main() -> None:
         print(f"baseline: the code of {args.baseline}", flush=True)
         old_out = tmp / "baseline.parquet"
         try:
-            b_wall, b_cpu, _ = predict(old_out, baseline_env(args.baseline, tmp), profile=False)
+            env = baseline_env(args.baseline, tmp)
+            b_wall, b_cpu, _ = predict(old_out, env, profile=False, model_dir=args.baseline_model)
         finally:
             repo = Path(__file__).resolve().parents[1]
             subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tmp / "baseline")])

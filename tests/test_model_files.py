@@ -82,15 +82,23 @@ def test_model_file_round_trip_gives_identical_scores(
     assert {u["method"] for u in meta["units"]} == set(METHODS)
     assert set(meta["files"]) == {
         "train.parquet",
-        "estimators.skops",
+        "estimators.npz",  # every built-in estimator as plain arrays: no skops file
         "kg.npz",
         "kg.json",
         "calibration.parquet",
     }
     assert meta["fit_config"]["modality"] == "crispri"
-    after = predict(load_model(tmp_path / "m"), test)
+    loaded = load_model(tmp_path / "m")
+    kinds = {type(e).__name__ for m in loaded.models.values() for e in m.fitted_state().estimators.values()}
+    assert kinds <= {"ForestArrays", "LinearArrays"} and "ForestArrays" in kinds
+    after = predict(loaded, test)
     assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())
     assert before["call"].equals(after["call"])
+    # a loaded model saves again to the same arrays
+    save_model(loaded, tmp_path / "again")
+    assert (tmp_path / "again" / "estimators.npz").read_bytes() == (
+        tmp_path / "m" / "estimators.npz"
+    ).read_bytes()
     # the KG can also be referenced (content hash + how to rebuild it) instead of embedded
     save_model(models, tmp_path / "ref", kg_store="reference")
     assert not (tmp_path / "ref" / "kg.npz").exists()
@@ -148,8 +156,62 @@ def test_truncated_files_are_named(saved: Path) -> None:
 
 
 def test_missing_file_is_named(saved: Path) -> None:
-    (saved / "estimators.skops").unlink()
-    assert "estimators.skops: file missing from the model directory" in _cli_error(saved)
+    (saved / "estimators.npz").unlink()
+    assert "estimators.npz: file missing from the model directory" in _cli_error(saved)
+
+
+def _reseal_files(d: Path, meta: dict[str, object]) -> None:
+    from coreperturb.report.outputs import sha256_file
+
+    files = meta["files"]
+    assert isinstance(files, dict)
+    for name in list(files):
+        files[name] = sha256_file(d / name)
+    meta["content_sha256"] = content_digest(meta)
+    (d / MODEL_JSON).write_text(json.dumps(meta))
+
+
+def test_estimator_arrays_that_do_not_form_trees_are_refused(saved: Path) -> None:
+    with np.load(saved / "estimators.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    key = next(k for k in arrays if k.endswith(".left"))
+    arrays[key] = arrays[key] + 10**6  # children outside the arrays
+    with open(saved / "estimators.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    _reseal_files(saved, json.loads((saved / MODEL_JSON).read_text()))
+    with pytest.raises(
+        ModelFileError, match=r"estimators\.npz: .* cannot be rebuilt: a tree node points outside"
+    ):
+        load_model(saved)
+
+
+def test_format_2_models_with_skops_estimators_still_load(
+    fitted: tuple[FittedModels, pd.DataFrame], saved: Path
+) -> None:
+    """A model of the previous format (every estimator in estimators.skops) predicts the same numbers."""
+    import skops.io as sio
+
+    models, test = fitted
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    est = {}
+    for u in meta["units"]:
+        key = (u["cell_line"], u["task"], u["method"])
+        for name, e in models.models[key].fitted_state().estimators.items():
+            est["/".join((*key, name))] = e  # the scikit-learn objects of the fit
+        u.pop("estimator_kinds")
+    sio.dump(est, saved / "estimators.skops")
+    (saved / "estimators.npz").unlink()
+    del meta["files"]["estimators.npz"]
+    meta["files"]["estimators.skops"] = ""
+    meta["format_version"] = 2
+    _reseal_files(saved, meta)
+    old = load_model(saved)
+    kinds = {type(e).__name__ for m in old.models.values() for e in m.fitted_state().estimators.values()}
+    assert "HistGradientBoostingClassifier" in kinds
+    rows = test.loc[test["task"] == "de"]
+    a = predict(old, rows, methods=["core_voting"])
+    b = predict(models, rows, methods=["core_voting"])
+    assert np.array_equal(a["score"].to_numpy(), b["score"].to_numpy())
 
 
 def test_other_format_version(saved: Path) -> None:

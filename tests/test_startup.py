@@ -35,3 +35,37 @@ def test_evaluate_and_explain_are_functions_whatever_was_imported_first() -> Non
         assert isinstance(f, types.FunctionType), f
     assert evaluate.__module__ == "coreperturb.evaluation.metrics"
     assert explain.__module__ == "coreperturb.explanations"
+
+
+def test_predicting_from_a_saved_model_loads_neither_scikit_learn_nor_the_llm_layer(
+    model_dir: object,
+) -> None:
+    """A saved model's estimators are plain arrays: a prediction pays no scikit-learn / skops import (about
+    1.9 s), and a model of non-LLM methods does not load the LLM layer."""
+    loaded = _modules_after(
+        "from coreperturb.api import predict_to_file\n"
+        "import tempfile, pathlib\n"
+        "out = pathlib.Path(tempfile.mkdtemp()) / 'p.csv'\n"
+        f"predict_to_file({str(model_dir)!r}, out, perturbations=['G0001'], genes=['G0002'])\n"
+        "assert out.is_file()"
+    )
+    heavy = {"sklearn", "skops", "coreperturb.llm", "coreperturb.predictors.llm"}
+    assert not heavy & loaded, f"a one-pair prediction imports {sorted(heavy & loaded)}"
+
+
+def test_lazily_registered_predictors_load_on_first_use() -> None:
+    loaded = _modules_after(
+        "from coreperturb.predictors import PREDICTORS\n"
+        "assert 'core_reasoning' in PREDICTORS and 'core_reasoning' in PREDICTORS.names()\n"
+        "assert PREDICTORS.get('core_voting').__name__ == 'CoreVoting'"
+    )
+    assert "coreperturb.predictors.core_voting" in loaded and "coreperturb.predictors.llm" not in loaded
+    from coreperturb.errors import UnknownNameError
+    from coreperturb.predictors import PREDICTORS
+
+    try:
+        PREDICTORS.get("nope")
+    except UnknownNameError as exc:
+        assert "core_reasoning" in str(exc) and "core_voting" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("an unknown predictor was accepted")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,6 @@ from coreperturb._files import exclusive
 from coreperturb.config import EXECUTORS, BenchmarkConfig
 from coreperturb.data.io import COLUMN_ALIASES, read_any, read_query_table
 from coreperturb.errors import ConfigError, CorePerturbError
-from coreperturb.llm.runner import Progress
 from coreperturb.model_files import KG_STORES, check_model_target, load_model, save_model
 from coreperturb.pipeline import load_inputs
 from coreperturb.profiling import Profile, profiling, stage
@@ -42,6 +41,9 @@ from coreperturb.stages import (
     score_pairs,
     warn_names,
 )
+
+if TYPE_CHECKING:
+    from coreperturb.llm.runner import Progress
 
 Tick = Callable[[int, int], None]
 """Progress callback: ``(done, total)``."""

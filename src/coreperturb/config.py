@@ -30,32 +30,25 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from coreperturb import _defaults as d
 from coreperturb._defaults import DEFAULT_METHODS, TASKS
+from coreperturb._util import split_names
 from coreperturb.data.genes import DEFAULT_MODALITY, modality, parse_sexes
 from coreperturb.errors import ConfigError, CorePerturbError
-from coreperturb.llm.backends import LLMSettings
 from coreperturb.predictors.base import PREDICTORS
 
-"""What ``coreperturb benchmark`` compares by default."""
+if TYPE_CHECKING:
+    from coreperturb.llm.backends import LLMSettings
+
 DATASETS: tuple[str, ...] = ("perturbqa", "lincs")
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 DEPRECATED_KEYS: dict[str, str] = {"task": "tasks", "model": "llm_model", "cache": "response_cache"}
 """Old option / file-key spellings, read for one release with a warning."""
-
-
-def split_names(value: Any) -> tuple[str, ...] | None:
-    """``"a,b"`` or ``["a", "b"]`` → ``("a", "b")``; ``None`` / empty stays ``None``."""
-    if value is None:
-        return None
-    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
-    out = tuple(v.strip() for v in items if str(v).strip())
-    return out or None
 
 
 def named_paths(values: Any, key: str) -> tuple[tuple[str, Path], ...]:
@@ -218,6 +211,8 @@ class LLMConfig:
 
     def settings(self) -> LLMSettings:
         """The LLM layer's :class:`~coreperturb.llm.backends.LLMSettings` (checks the backend's needs)."""
+        from coreperturb.llm.backends import LLMSettings  # the LLM layer loads only for LLM methods
+
         return LLMSettings(
             backend=self.llm,
             model=self.llm_model,
@@ -271,7 +266,7 @@ class FitConfig:
         parse_sexes(self.cell_line_sex)  # a clear error for a bad entry
 
     def llm_settings(self) -> LLMSettings:
-        """How LLM methods reach their model."""
+        """How LLM methods reach their model (:meth:`LLMConfig.settings`)."""
         return self.llm_config.settings()
 
 

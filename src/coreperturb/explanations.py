@@ -239,7 +239,7 @@ def resolve_pair(models: FittedModels, perturbation: str, gene: str) -> tuple[st
     g = resolve_genes(models, [gene])
     for res, what in ((p, "perturbation"), (g, "gene")):
         if res.unknown:
-            raise CorePerturbError(res.messages(what)[-1].split("; its rows are flagged")[0])
+            raise CorePerturbError(res.unknown_message(res.unknown[0], what))
         warn_names(res, what)
     return p.names[0], g.names[0]
 

@@ -13,8 +13,12 @@ A model directory holds:
 * ``calibration.parquet`` — the conformal calibration rows of the calls (gene, label, score and prior of
   held-out training perturbations, per cell line, task and method); absent in models of earlier releases,
   whose predictions then carry no calls;
-* ``estimators.skops`` — the fitted scikit-learn combiners and calibrators, written with ``skops.io`` and
-  loaded with an explicit list of trusted types;
+* ``estimators.npz`` — the fitted combiners and calibrators as plain arrays (gradient-boosted trees,
+  logistic regressions; :mod:`coreperturb.predictors.portable`), read with ``allow_pickle=False`` and
+  scored without scikit-learn, bit for bit as ``predict_proba``;
+* ``estimators.skops`` — only for estimators those arrays cannot hold (a custom combiner), written with
+  ``skops.io`` and loaded with an explicit list of trusted types (every estimator of a format 1 or 2
+  model);
 * ``kg.npz`` / ``kg.json`` — the knowledge graph (CSR arrays, ``allow_pickle=False``; names in JSON),
   unless the model was saved with ``kg_store="reference"``, in which case the KG is rebuilt from the files
   named in ``model.json`` and must hash to the same content.
@@ -38,10 +42,12 @@ import re
 import shutil
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -52,20 +58,25 @@ from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.graph.sources import build_kg_from_recipe
 from coreperturb.graph.store import KG_ARRAYS, KG_META, kg_hash, load_kg, save_kg
 from coreperturb.predictors.base import PREDICTORS, FittedState
+from coreperturb.predictors.portable import from_portable, to_portable
 from coreperturb.provenance import jsonable, package_versions, sha256_file
 from coreperturb.stages import CALIBRATION_COLUMNS, TRAIN_COLUMNS, FittedModels
 
 log = logging.getLogger(__name__)
 
 FORMAT = "coreperturb-model"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-"""Format 2 adds ``content_sha256``; format 1 models (without it) still load, with a warning."""
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+"""Format 3 keeps the estimators as arrays (``estimators.npz``); format 2 added ``content_sha256``; models
+of formats 1 and 2 still load (format 1 with a warning)."""
 DIGEST_KEY = "content_sha256"
 MODEL_JSON = "model.json"
 TRAIN_FILE = "train.parquet"
 CALIBRATION_FILE = "calibration.parquet"
 ESTIMATORS_FILE = "estimators.skops"
+ARRAYS_FILE = "estimators.npz"
+SKOPS_KIND = "skops"
+"""The ``estimator_kinds`` entry of an estimator kept in ``estimators.skops``."""
 KG_STORES = ("embed", "reference")
 TRUSTED_TYPES: tuple[str, ...] = (
     # the trees of HistGradientBoostingClassifier (CORE-Voting's default combiner); everything else the
@@ -114,20 +125,28 @@ def save_model(
         raise ModelFileError("kg_store='reference' needs to know how the KG was built; use kg_store='embed'")
     out = Path(directory)
     check_model_target(out, overwrite)
-    sio = _skops()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         units: list[dict[str, Any]] = []
         estimators: dict[str, Any] = {}
-        for (line, task, method), model in models.models.items():
+        arrays: dict[str, np.ndarray] = {}
+        for i, ((line, task, method), model) in enumerate(models.models.items()):
             try:
                 state = model.fitted_state()
             except (NotImplementedError, ValueError) as exc:
                 raise ModelFileError(f"cannot save {line}/{task}/{method}: {exc}") from None
             key = f"{line}/{task}/{method}"
+            kinds: dict[str, str] = {}
             for name, est in state.estimators.items():
-                estimators[f"{key}/{name}"] = est
+                portable = to_portable(est)
+                if portable is None:
+                    estimators[f"{key}/{name}"] = est
+                    kinds[name] = SKOPS_KIND
+                    continue
+                kinds[name] = portable[0]
+                # array names from the unit's position and the estimator's attribute, never from user names
+                arrays.update({f"u{i}.{name}.{k}": v for k, v in portable[1].arrays().items()})
             units.append(
                 {
                     "cell_line": line,
@@ -137,14 +156,18 @@ def save_model(
                     "params": jsonable(state.params),
                     "attrs": jsonable(state.attrs),
                     "estimators": sorted(state.estimators),
+                    "estimator_kinds": kinds,
                     "uses_context": bool(getattr(model, "context_", None) is not None),
                     "n_train_rows": len(models.training_rows(line, task)),
                 }
             )
         train = models.train.loc[:, list(TRAIN_COLUMNS)]
         train.to_parquet(tmp / TRAIN_FILE, index=False)
-        sio.dump(estimators, tmp / ESTIMATORS_FILE)
-        written = [tmp / TRAIN_FILE, tmp / ESTIMATORS_FILE]
+        _write_npz(tmp / ARRAYS_FILE, arrays)
+        written = [tmp / TRAIN_FILE, tmp / ARRAYS_FILE]
+        if estimators:  # only estimators the arrays cannot hold (custom combiners) need skops
+            _skops().dump(estimators, tmp / ESTIMATORS_FILE)
+            written.append(tmp / ESTIMATORS_FILE)
         if models.calibration is not None:
             models.calibration.loc[:, list(CALIBRATION_COLUMNS)].to_parquet(
                 tmp / CALIBRATION_FILE, index=False
@@ -184,6 +207,15 @@ def save_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``numpy.savez`` with fixed member times and order: the same arrays give the same bytes (and sha256)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asarray(arrays[name]), allow_pickle=False)
 
 
 def check_model_target(directory: str | Path, overwrite: bool = False) -> None:
@@ -256,6 +288,7 @@ class _Unit(BaseModel):
     params: dict[str, Any]
     attrs: dict[str, Any]
     estimators: list[str]
+    estimator_kinds: dict[str, str] | None = None
     uses_context: bool = False
     n_train_rows: int | None = None
 
@@ -411,34 +444,13 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
             raise ModelFileError(f"{path}: file missing from the model directory")
         if sha256_file(path) != digest:
             raise ModelFileError(f"{path}: sha256 does not match {MODEL_JSON} (truncated or modified)")
-    for name in (TRAIN_FILE, ESTIMATORS_FILE):
+    needed = (TRAIN_FILE, ARRAYS_FILE) if meta["format_version"] >= 3 else (TRAIN_FILE, ESTIMATORS_FILE)
+    for name in needed:
         if name not in meta["files"]:
             raise ModelFileError(f"{d / MODEL_JSON}: lists no {name} (truncated or modified?)")
-    saved_sklearn = meta.get("packages", {}).get("scikit-learn")
-    now_sklearn = package_versions(["scikit-learn"]).get("scikit-learn")
-    if saved_sklearn and now_sklearn and saved_sklearn != now_sklearn:
-        warnings.warn(
-            f"{d}: saved with scikit-learn {saved_sklearn}, loaded with {now_sklearn}; predictions may differ",
-            stacklevel=2,
-        )
     train = _read_rows(d / TRAIN_FILE, TRAIN_COLUMNS, ("cell_line", "task", "perturbation", "gene"))
     kg = _load_kg(d, meta)
-    sio = _skops()
-    est_path = d / ESTIMATORS_FILE
-    from skops.io.exceptions import UntrustedTypesFoundException
-
-    try:
-        # one pass: skops refuses any type outside the trusted list (no separate audit pass: 0.3 s less)
-        estimators = sio.load(est_path, trusted=[*TRUSTED_TYPES, *trusted])
-    except UntrustedTypesFoundException as exc:
-        found = re.search(r"found in the file: (\[.*?\])", str(exc))
-        bad = found.group(1) if found else str(exc)
-        raise ModelFileError(
-            f"{est_path}: holds types that are not trusted: {bad}; if you saved this model yourself "
-            "(e.g. with a custom combiner), pass them to load_model(..., trusted=[...])"
-        ) from None
-    except Exception as exc:  # skops raises many kinds on a damaged file
-        raise ModelFileError(f"{est_path}: cannot be loaded: {exc}") from None
+    estimators = _load_estimators(d, meta, trusted)
     config = _fit_config(meta["fit_config"])
     models_: dict[tuple[str, str, str], Any] = {}
     for u in meta["units"]:
@@ -451,7 +463,8 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
             estimators={n: estimators[f"{key}/{n}"] for n in u["estimators"] if f"{key}/{n}" in estimators},
         )
         if len(state.estimators) != len(u["estimators"]):
-            raise ModelFileError(f"{est_path}: estimators of {key} missing")
+            where = d / (ARRAYS_FILE if meta["format_version"] >= 3 else ESTIMATORS_FILE)
+            raise ModelFileError(f"{where}: estimators of {key} missing")
         rows = train.loc[(train["cell_line"] == line) & (train["task"] == task)].reset_index(drop=True)
         if len(rows) != u.get("n_train_rows", len(rows)):
             raise ModelFileError(
@@ -479,6 +492,59 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
         warnings=tuple(meta.get("data_warnings", ())),
         calibration=calibration,
     )
+
+
+def _load_estimators(d: Path, meta: dict[str, Any], trusted: Sequence[str]) -> dict[str, Any]:
+    """Every unit's fitted estimators, keyed ``line/task/method/name``: arrays from ``estimators.npz``
+    (format 3) and anything else from ``estimators.skops`` (skops and scikit-learn load only then)."""
+    out: dict[str, Any] = {}
+    if meta["format_version"] >= 3:
+        path = d / ARRAYS_FILE
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                stored = {k: npz[k] for k in npz.files}
+        except Exception as exc:  # OSError, ValueError, EOFError, zipfile.BadZipFile on a damaged file
+            raise ModelFileError(f"{path}: cannot be read: {exc}") from None
+        for i, u in enumerate(meta["units"]):
+            key = f"{u['cell_line']}/{u['task']}/{u['method']}"
+            for name, kind in (u.get("estimator_kinds") or {}).items():
+                if kind == SKOPS_KIND:
+                    continue
+                prefix = f"u{i}.{name}."
+                parts = {k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)}
+                try:
+                    out[f"{key}/{name}"] = from_portable(kind, parts)
+                except (KeyError, ValueError, IndexError) as exc:
+                    raise ModelFileError(f"{path}: {key}/{name} cannot be rebuilt: {exc}") from None
+        if ESTIMATORS_FILE not in meta["files"]:
+            return out
+    saved_sklearn = meta.get("packages", {}).get("scikit-learn")
+    now_sklearn = package_versions(["scikit-learn"]).get("scikit-learn")
+    if saved_sklearn and now_sklearn and saved_sklearn != now_sklearn:
+        warnings.warn(
+            f"{d}: saved with scikit-learn {saved_sklearn}, loaded with {now_sklearn}; predictions may differ",
+            stacklevel=3,
+        )
+    return out | _load_skops(d / ESTIMATORS_FILE, trusted)
+
+
+def _load_skops(est_path: Path, trusted: Sequence[str]) -> dict[str, Any]:
+    sio = _skops()
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    try:
+        # one pass: skops refuses any type outside the trusted list (no separate audit pass: 0.3 s less)
+        loaded = sio.load(est_path, trusted=[*TRUSTED_TYPES, *trusted])
+    except UntrustedTypesFoundException as exc:
+        found = re.search(r"found in the file: (\[.*?\])", str(exc))
+        bad = found.group(1) if found else str(exc)
+        raise ModelFileError(
+            f"{est_path}: holds types that are not trusted: {bad}; if you saved this model yourself "
+            "(e.g. with a custom combiner), pass them to load_model(..., trusted=[...])"
+        ) from None
+    except Exception as exc:  # skops raises many kinds on a damaged file
+        raise ModelFileError(f"{est_path}: cannot be loaded: {exc}") from None
+    return dict(loaded)
 
 
 def _read_rows(path: Path, columns: Sequence[str], names: Sequence[str]) -> pd.DataFrame:

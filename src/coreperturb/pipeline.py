@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,6 @@ from coreperturb.data.synthetic import write_synthetic
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.graph.sources import available_sources, build_kg_from_recipe
-from coreperturb.llm.runner import Progress, RunStats
-from coreperturb.predictors.llm import LLMPredictor
 from coreperturb.stages import (
     FittedModels,
     evaluate_predictions,
@@ -39,6 +37,10 @@ from coreperturb.stages.queries import (
     llm_plan,
     sample_warnings,
 )
+
+if TYPE_CHECKING:  # the LLM layer loads only for LLM methods
+    from coreperturb.llm.runner import Progress, RunStats
+    from coreperturb.predictors.llm import LLMPredictor
 
 log = logging.getLogger(__name__)
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -375,7 +377,7 @@ def _llm_views(fitted: FittedModels, preds: pd.DataFrame, ex: dict[str, object])
         q = pd.DataFrame(
             {"cell_line": [line], "task": [task], "perturbation": [ex["perturbation"]], "gene": [ex["gene"]]}
         )
-        msgs = cast(LLMPredictor, model).messages(q)[0]
+        msgs = cast("LLMPredictor", model).messages(q)[0]
         out.append(
             {
                 "method": method,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 from coreperturb.errors import UnknownNameError
@@ -20,6 +21,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._lazy: dict[str, str] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``."""
@@ -28,25 +30,33 @@ class Registry(Generic[T]):
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = obj
+            self._lazy.pop(name, None)
             return obj
 
         return deco
 
+    def lazy(self, modules: Mapping[str, str]) -> None:
+        """Announce names whose module registers them when it is imported: the first :meth:`get` of such a
+        name imports its module (so that using one predictor does not import the others' dependencies)."""
+        self._lazy.update({n: m for n, m in modules.items() if n not in self._items})
+
     def get(self, name: str) -> T:
         """Return the object registered as ``name`` or raise a clear error."""
+        if name not in self._items and name in self._lazy:
+            importlib.import_module(self._lazy[name])
         try:
             return self._items[name]
         except KeyError:
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; available: {', '.join(sorted(self._items))}"
+                f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}"
             ) from None
 
     def names(self) -> list[str]:
-        """Registered names, sorted."""
-        return sorted(self._items)
+        """Registered names, sorted (announced ones included)."""
+        return sorted({*self._items, *self._lazy})
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._lazy
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

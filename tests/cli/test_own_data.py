@@ -342,7 +342,7 @@ def _model_edits() -> dict[str, Callable[[Path], None]]:
 
     return {
         "no train.parquet": lambda d: (d / "train.parquet").unlink(),
-        "truncated estimators": trunc("estimators.skops"),
+        "truncated estimators": trunc("estimators.npz"),
         "truncated kg.npz": trunc("kg.npz"),
         "edited threshold": meta(lambda m: m["units"][0]["attrs"].__setitem__("threshold_", 0.99)),  # type: ignore[index]
         "invalid JSON": lambda d: (d / "model.json").write_text("{not json"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.markup import escape
@@ -20,8 +21,10 @@ from rich.progress import (
 from rich.table import Table
 
 from coreperturb.cli._app import console, fail, out_console
-from coreperturb.explanations import Explanation, LLMExplanation
-from coreperturb.stages import Ranking
+
+if TYPE_CHECKING:
+    from coreperturb.explanations import Explanation, LLMExplanation
+    from coreperturb.stages import Ranking
 
 _COLUMNS = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
 

@@ -90,7 +90,7 @@ def explain(
     from coreperturb.explanations import explain as explain_pair
     from coreperturb.explanations import explain_llm
     from coreperturb.model_files import load_model
-    from coreperturb.predictors.llm import LLM_METHODS
+    from coreperturb.predictors.base import LLM_METHODS
 
     if method not in ("core_voting", *LLM_METHODS):
         raise ConfigError(f"--method must be core_voting, core_reasoning or llm_isolated, not {method!r}")

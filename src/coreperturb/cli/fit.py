@@ -48,7 +48,7 @@ def fit(
 
     Uses the rows with split == train of every cell line and task (all rows of a --queries file without a
     split column). Saves OUT/model.json (versions, config, seed, KG hash, one entry per model),
-    OUT/train.parquet (the evidence pool), OUT/estimators.skops (combiners and calibrators) and the KG
+    OUT/train.parquet (the evidence pool), OUT/estimators.npz (combiners and calibrators as arrays) and the KG
     (OUT/kg.npz + kg.json, or only its hash with --kg-store reference). Nothing is pickled.
     """
     from coreperturb.api import data_tasks, fit_to_directory

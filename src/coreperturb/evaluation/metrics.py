@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from coreperturb.registry import Registry
 
@@ -57,6 +56,8 @@ def grouped_auroc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) ->
 
 def per_group_auroc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> pd.Series:
     """AUROC of every group with both classes (index: group)."""
+    from sklearn.metrics import roc_auc_score  # scikit-learn loads only when a metric is computed
+
     out = {}
     for g, idx in pd.Series(np.arange(len(groups))).groupby(groups).indices.items():
         y = labels[idx]
@@ -68,12 +69,16 @@ def per_group_auroc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) 
 @METRICS.register("auroc")
 def auroc(y: np.ndarray, s: np.ndarray, genes: np.ndarray, perts: np.ndarray, thr: float) -> float:
     """Pooled AUROC over all test pairs."""
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
 
 
 @METRICS.register("auprc")
 def auprc(y: np.ndarray, s: np.ndarray, genes: np.ndarray, perts: np.ndarray, thr: float) -> float:
     """Pooled average precision."""
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(y, s)) if y.sum() > 0 else float("nan")
 
 
@@ -437,6 +442,8 @@ def excess_de_at(
 def _per_perturbation_auprc(
     y: np.ndarray, s: np.ndarray, g: np.ndarray, p: np.ndarray, prior: np.ndarray, eff: np.ndarray
 ) -> pd.Series:
+    from sklearn.metrics import average_precision_score
+
     out = {}
     for key, idx in pd.Series(np.arange(len(p))).groupby(p, sort=False).indices.items():
         yy = y[idx]

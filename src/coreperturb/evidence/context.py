@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
-from coreperturb._util import logit, positions
+from coreperturb._util import l2_normalize_rows, logit, positions
 from coreperturb.evidence.contrastive import gather_rows
 from coreperturb.evidence.features import (
     FeatureParams,
@@ -89,7 +88,7 @@ class ContextEvidence:
             resid = sp.csr_matrix(pool.Y - pool.M.multiply(pool.gene_rate()[None, :]))
             smooth = co_response(pool, module_k, module_self)
             pools[str(name)] = pool
-            profiles[str(name)] = normalize(sp.csr_matrix(resid @ smooth.T), axis=1)
+            profiles[str(name)] = l2_normalize_rows(sp.csr_matrix(resid @ smooth.T))
         return cls(pools, profiles, top_k, prior_strength)
 
     def _per_context(self, qp: list[str], pool: ObservationPool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

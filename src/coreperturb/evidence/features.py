@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
+from coreperturb._util import l2_normalize_rows, positions
 from coreperturb._util import logit as _logit
-from coreperturb._util import positions
 from coreperturb.evidence.contrastive import gather_rows
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.evidence.similarity import SimilarityBundle, keep_top_k
@@ -230,7 +229,7 @@ class PreparedPool:
             gy=np.asarray(gy),
             gm=np.asarray(gm),
             gene_embeddings=gene_emb,
-            z=normalize(centred, axis=1),
+            z=l2_normalize_rows(centred),
             pool_embeddings={r: kg.embed(perts, r) for r in rels},
         )
 

@@ -12,6 +12,15 @@ import scipy.sparse as sp
 from coreperturb._util import positions
 
 
+def _sorted_codes(values: pd.Series) -> tuple[pd.Index, np.ndarray]:
+    """The sorted distinct values and each value's position among them (one hashing pass)."""
+    codes, uniques = pd.factorize(values)
+    order = np.argsort(np.asarray(uniques, dtype=object), kind="stable")
+    rank = np.empty(len(order), dtype=np.intp)
+    rank[order] = np.arange(len(order))
+    return pd.Index(np.asarray(uniques, dtype=object)[order]), rank[codes]
+
+
 @dataclass(frozen=True)
 class ObservationPool:
     """Training outcomes: which (perturbation, gene) pairs were observed and which were positive.
@@ -31,11 +40,11 @@ class ObservationPool:
     @classmethod
     def from_frame(cls, train: pd.DataFrame, genes: pd.Index | None = None) -> ObservationPool:
         """Build from rows with columns perturbation, gene, label."""
-        perts = pd.Index(sorted(pd.unique(train["perturbation"].astype(str))))
+        perts, pi = _sorted_codes(train["perturbation"].astype(str))
         if genes is None:
-            genes = pd.Index(sorted(pd.unique(train["gene"].astype(str))))
-        pi = positions(perts, train["perturbation"].astype(str))
-        gi = positions(genes, train["gene"].astype(str))
+            genes, gi = _sorted_codes(train["gene"].astype(str))
+        else:
+            gi = positions(genes, train["gene"].astype(str))
         keep = gi >= 0
         shape = (len(perts), len(genes))
         y = train["label"].to_numpy(dtype=np.float64)[keep]

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
-from coreperturb._util import gather_rows, positions
+from coreperturb._util import gather_rows, l2_normalize_rows, positions
 
 
 def idf_weights(binary: sp.csr_matrix, n: int | None = None) -> np.ndarray:
@@ -78,8 +77,15 @@ class Relation:
 
 EMBED_CACHE_SIZE = 256
 """Embeddings kept by :meth:`KnowledgeGraph.embed` (one per relation and query list)."""
-EMBED_CACHE_ROWS = 64
-"""Only query lists of up to this many perturbations are kept (a pool's embedding is held by its model)."""
+EMBED_CACHE_ROWS = 2_048
+"""Only query lists of up to this many perturbations are kept (a chunk's: its DE and direction models, and
+an explanation's several retrievals, embed it once)."""
+EMBED_CACHE_BYTES = 128 * 1024**2
+"""...and no more than this many bytes of them (the least recently used go first)."""
+
+
+def _nbytes(m: sp.csr_matrix) -> int:
+    return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
 
 
 @dataclass(frozen=True)
@@ -118,23 +124,26 @@ class KnowledgeGraph:
         A perturbation listed in :attr:`targets` (a drug) targets those genes; otherwise one named like a
         gene targets that gene; with neither, its row is empty (it has no KG information).
         """
-        rows: list[int] = []
-        cols: list[int] = []
-        vals: list[float] = []
-        gidx = positions(self.genes, list(perturbations))
-        for i, (p, g) in enumerate(zip(perturbations, gidx, strict=True)):
-            if g >= 0 and p not in self.targets:
-                rows.append(i)
-                cols.append(int(g))
-                vals.append(1.0)
-                continue
-            tg = positions(self.genes, list(self.targets.get(p, ())))
+        perts = list(perturbations)
+        gidx = positions(self.genes, perts)
+        direct = gidx >= 0
+        if self.targets:
+            direct &= ~np.fromiter((p in self.targets for p in perts), dtype=bool, count=len(perts))
+        rows: list[np.ndarray] = [np.flatnonzero(direct)]
+        cols: list[np.ndarray] = [gidx[direct]]
+        vals: list[np.ndarray] = [np.ones(int(direct.sum()))]
+        for i in np.flatnonzero(~direct):  # drugs (and names that are no gene): their targets, in order
+            tg = positions(self.genes, list(self.targets.get(perts[i], ())))
             tg = tg[tg >= 0]
-            for t in tg:
-                rows.append(i)
-                cols.append(int(t))
-                vals.append(1.0 / len(tg))
-        return sp.csr_matrix((vals, (rows, cols)), shape=(len(perturbations), len(self.genes)))
+            rows.append(np.full(len(tg), i))
+            cols.append(tg)
+            vals.append(np.full(len(tg), 1.0 / max(len(tg), 1)))
+        r = np.concatenate(rows)
+        order = np.argsort(r, kind="stable")  # row by row, each row's targets in their order
+        return sp.csr_matrix(
+            (np.concatenate(vals)[order], (r[order], np.concatenate(cols)[order])),
+            shape=(len(perts), len(self.genes)),
+        )
 
     @property
     def compounds(self) -> list[str]:
@@ -171,9 +180,9 @@ class KnowledgeGraph:
         for a ``structure`` relation the perturbation's own binary fingerprint (empty without one).
 
         Embeddings of up to :data:`EMBED_CACHE_ROWS` perturbations are kept for the last
-        :data:`EMBED_CACHE_SIZE` requests (thread-safe), so that the models of one KG (DE and direction, a
-        chunk's and an explanation's several retrievals) compute a query's embedding once. The result is
-        shared: read it, never change it in place.
+        :data:`EMBED_CACHE_SIZE` requests, within :data:`EMBED_CACHE_BYTES` (thread-safe), so that the models
+        of one KG (DE and direction, a chunk's and an explanation's several retrievals) compute a query's
+        embedding once. The result is shared: read it, never change it in place.
         """
         perts = tuple(map(str, perturbations))
         if len(perts) > EMBED_CACHE_ROWS:
@@ -186,10 +195,16 @@ class KnowledgeGraph:
                 cache.move_to_end(key)
                 return hit
         out = self._embed(perts, relation)
+        size = _nbytes(out)
+        if size > EMBED_CACHE_BYTES:
+            return out
         with lock:
-            cache[key] = out
-            while len(cache) > EMBED_CACHE_SIZE:
-                cache.popitem(last=False)
+            if key not in cache:
+                cache[key] = out
+                held = self.__dict__.get("_embeddings_bytes", 0) + size
+                while len(cache) > EMBED_CACHE_SIZE or held > EMBED_CACHE_BYTES:
+                    held -= _nbytes(cache.popitem(last=False)[1])
+                self.__dict__["_embeddings_bytes"] = held
         return out
 
     def _embed_cache(self) -> tuple[OrderedDict[tuple[str, tuple[str, ...]], sp.csr_matrix], threading.Lock]:
@@ -200,21 +215,26 @@ class KnowledgeGraph:
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled without the embedding cache (e.g. for Ray workers)."""
-        return {k: v for k, v in self.__dict__.items() if k != "_embeddings"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_embeddings", "_embeddings_bytes")}
 
     def _embed(self, perturbations: Sequence[str], relation: str) -> sp.csr_matrix:
         rel = self.relations[relation]
         if rel.row_ids is not None:
             return gather_rows(sp.csr_matrix(rel.matrix), positions(rel.row_ids, list(perturbations)))
         x = self.target_matrix(perturbations) @ rel.matrix
-        return normalize(sp.csr_matrix(x), norm="l2", axis=1, copy=False)
+        return l2_normalize_rows(sp.csr_matrix(x), copy=False)
 
     def embedding_similarity(self, a: sp.csr_matrix, b: sp.csr_matrix, relation: str) -> np.ndarray:
         """Dense ``rows(a) × rows(b)`` similarity of two :meth:`embed` results (float32): the cosine, or for a
         ``structure`` relation the Tanimoto coefficient of the fingerprints."""
         prod = a @ b.T
         if self.relations[relation].kind != "structure":
-            return np.asarray(prod.astype(np.float32).toarray())  # the same float32 values, one dense copy
+            # the same float32 values, one dense copy; built from the product's arrays, because astype() would
+            # sort every row's indices first (a sparse product has no duplicates to sum)
+            single = sp.csr_matrix(
+                (prod.data.astype(np.float32), prod.indices, prod.indptr), shape=prod.shape, copy=False
+            )
+            return np.asarray(single.toarray())
         inter = np.asarray(prod.toarray(), dtype=np.float64)
         na = np.asarray(a.getnnz(axis=1), dtype=np.float64)
         nb = np.asarray(b.getnnz(axis=1), dtype=np.float64)

@@ -148,6 +148,18 @@ evidence; ``from_cache`` / ``error`` / ``p_yes`` / ``score_method`` / ``rational
 
 PredictorFactory = Callable[..., Predictor]
 PREDICTORS: Registry[PredictorFactory] = Registry("predictor")
+LLM_METHODS: tuple[str, ...] = ("llm_isolated", "core_reasoning")
+"""The registered methods that ask an LLM (their module loads the LLM layer)."""
+PREDICTORS.lazy(
+    {
+        "core_voting": "coreperturb.predictors.core_voting",
+        "core_voting_transfer": "coreperturb.predictors.core_voting",
+        "gene_frequency": "coreperturb.predictors.simple",
+        "knn_retrieval": "coreperturb.predictors.simple",
+        "llm_isolated": "coreperturb.predictors.llm",
+        "core_reasoning": "coreperturb.predictors.llm",
+    }
+)
 
 
 def make_predictor(name: str, kg: KnowledgeGraph, **params: object) -> Predictor:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import weakref
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from coreperturb._threads import effective_threads
+from coreperturb.predictors.portable import ForestArrays, LinearArrays, expit
 
 log = logging.getLogger(__name__)
 
@@ -99,20 +101,11 @@ class CompiledForest:
 
     @classmethod
     def from_model(cls, model: Any) -> CompiledForest | None:
-        """Lay out a fitted binary HistGradientBoostingClassifier; ``None`` for a model it does not cover
-        (categorical splits, several trees per iteration, more than :data:`MAX_LEAVES` leaves a tree)."""
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        if not isinstance(model, HistGradientBoostingClassifier):
-            return None
-        predictors = getattr(model, "_predictors", None)
-        baseline = np.asarray(getattr(model, "_baseline_prediction", np.nan), dtype=np.float64).ravel()
-        if (
-            not predictors
-            or getattr(model, "n_trees_per_iteration_", 0) != 1
-            or getattr(model, "is_categorical_", None) is not None
-            or baseline.size != 1
-        ):
+        """Lay out a fitted binary HistGradientBoostingClassifier (or its :class:`ForestArrays`); ``None``
+        for a model it does not cover (categorical splits, several trees per iteration, more than
+        :data:`MAX_LEAVES` leaves a tree)."""
+        forest = model if isinstance(model, ForestArrays) else ForestArrays.from_sklearn(model)
+        if forest is None:
             return None
         feature: list[int] = []
         threshold: list[float] = []
@@ -120,40 +113,40 @@ class CompiledForest:
         mask: list[int] = []
         leaf_value: list[float] = []
         leaf_start: list[int] = []
-        for t, (predictor,) in enumerate(predictors):
-            nodes = predictor.nodes
-            if bool(np.any(nodes["is_categorical"])) or int(nodes["is_leaf"].sum()) > MAX_LEAVES:
-                return None
+        is_leaf, left, right = forest.is_leaf, forest.left, forest.right
+        for t, root in enumerate(forest.roots):
             # leaves left to right, and for every split the range of leaves under its left child
             first: dict[int, int] = {}
             last: dict[int, int] = {}
             leaves: list[int] = []
-            stack: list[tuple[int, bool]] = [(0, False)]
+            inner: list[int] = []
+            stack: list[tuple[int, bool]] = [(int(root), False)]
             while stack:
                 n, done = stack.pop()
-                if nodes["is_leaf"][n]:
+                if is_leaf[n]:
                     first[n] = last[n] = len(leaves)
                     leaves.append(n)
                 elif done:
-                    first[n] = first[int(nodes["left"][n])]
-                    last[n] = last[int(nodes["right"][n])]
+                    first[n] = first[int(left[n])]
+                    last[n] = last[int(right[n])]
                 else:
-                    stack += [(n, True), (int(nodes["right"][n]), False), (int(nodes["left"][n]), False)]
+                    inner.append(n)
+                    stack += [(n, True), (int(right[n]), False), (int(left[n]), False)]
+            if len(leaves) > MAX_LEAVES:
+                return None
             leaf_start.append(len(leaf_value))
-            leaf_value += [float(nodes["value"][n]) for n in leaves]
-            for n in range(len(nodes)):
-                if nodes["is_leaf"][n]:
-                    continue
-                left = int(nodes["left"][n])
-                cleared = sum(1 << j for j in range(first[left], last[left] + 1))
-                feature.append(int(nodes["feature_idx"][n]))
-                threshold.append(float(nodes["num_threshold"][n]))
+            leaf_value += [float(forest.value[n]) for n in leaves]
+            for n in sorted(inner):  # node order, as the splits were listed before
+                lo, hi = first[int(left[n])], last[int(left[n])]
+                cleared = sum(1 << j for j in range(lo, hi + 1))
+                feature.append(int(forest.feature[n]))
+                threshold.append(float(forest.threshold[n]))
                 tree.append(t)
                 mask.append(~cleared & 0xFFFFFFFFFFFFFFFF)
         feature_a = np.asarray(feature, dtype=np.int64)
         threshold_a = np.asarray(threshold, dtype=np.float64)
         order = np.lexsort((threshold_a, feature_a))
-        n_features = int(model.n_features_in_)
+        n_features = forest.n_features_in_
         return cls(
             start=np.searchsorted(feature_a[order], np.arange(n_features + 1)).astype(np.int64),
             threshold=threshold_a[order],
@@ -161,7 +154,7 @@ class CompiledForest:
             mask=np.asarray(mask, dtype=np.uint64)[order],
             leaf_value=np.asarray(leaf_value, dtype=np.float64),
             leaf_start=np.asarray(leaf_start, dtype=np.int64),
-            baseline=float(baseline[0]),
+            baseline=forest.baseline,
             n_features=n_features,
         )
 
@@ -255,6 +248,8 @@ _FORESTS_LOCK = threading.Lock()
 
 SMALL_ROWS = 2_048
 """Below this many rows :func:`combiner_proba` does not use the compiled kernels (bit-identical either way)."""
+SMALL_ROWS_NUMBA_LOADED = 256
+"""The same for the arrays of a saved model once numba is loaded (their NumPy walk is slower than sklearn's)."""
 
 
 def compiled_forest(model: Any) -> CompiledForest | None:
@@ -290,12 +285,18 @@ def combiner_proba(
     allotment), which avoids a thread barrier per tree. Any other estimator, or a scikit-learn whose
     internals differ, uses ``predict_proba``.
     """
-    # a few rows (one pair, an explanation) are scored by scikit-learn: the same numbers, without paying
-    # ~0.5 s to import numba and load the compiled kernels
-    forest = compiled_forest(model) if len(x) >= SMALL_ROWS else None
+    # a few rows (one pair, an explanation) are scored without the compiled kernels: the same numbers,
+    # without paying ~0.5 s to import numba and load them (unless something loaded numba already)
+    portable = isinstance(model, ForestArrays)
+    small = SMALL_ROWS if not (portable and "numba" in sys.modules) else SMALL_ROWS_NUMBA_LOADED
+    forest = compiled_forest(model) if len(x) >= small else None
     if forest is not None and x.ndim == 2 and x.shape[1] == forest.n_features and not np.isnan(x).any():
         raw = forest.raw(np.asarray(x, dtype=np.float64), effective_threads(), grid=grid)
+        if portable:
+            return expit(raw)
         return np.asarray(model._loss.predict_proba(raw.reshape(-1, 1))[:, 1], dtype=np.float64)
+    if portable or isinstance(model, LinearArrays):
+        return np.asarray(model.predict_proba(x)[:, 1], dtype=np.float64)
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     if isinstance(model, HistGradientBoostingClassifier) and getattr(model, "n_trees_per_iteration_", 0) == 1:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import ClassifierMixin, clone
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from coreperturb._util import logit, positions
 from coreperturb.errors import DataValidationError
@@ -29,7 +25,11 @@ from coreperturb.predictors.base import PREDICTORS, FittedState, Predictor, cros
 from coreperturb.predictors.compiled import combiner_proba
 from coreperturb.profiling import stage
 
+if TYPE_CHECKING:
+    from sklearn.base import ClassifierMixin
+
 log = logging.getLogger(__name__)
+_PREPARE_LOCK = threading.RLock()
 
 COMBINERS = ("logistic", "boosting")
 
@@ -43,6 +43,13 @@ def _logit_col(p: np.ndarray) -> np.ndarray:
 
 
 def _make_combiner(name: str | ClassifierMixin, seed: int, n_rows: int | None = None) -> ClassifierMixin:
+    # scikit-learn is imported where a model is fitted: predicting from a saved model never needs it
+    from sklearn.base import clone
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if not isinstance(name, str):
         return clone(name)
     if name == "logistic":
@@ -170,8 +177,11 @@ class CoreVoting(Predictor):
         """The query-independent parts of the features for the fitted evidence pool (built once)."""
         cached = getattr(self, "_prepared_", None)
         if cached is None or cached.pool is not self.pool_:
-            cached = PreparedPool.build(self.pool_, self.kg, self.feature_params, self.relations)
-            self._prepared_ = cached
+            with _PREPARE_LOCK:  # chunks scored side by side build it once
+                cached = getattr(self, "_prepared_", None)
+                if cached is None or cached.pool is not self.pool_:
+                    cached = PreparedPool.build(self.pool_, self.kg, self.feature_params, self.relations)
+                    self._prepared_ = cached
         return cached
 
     def _features(self, queries: pd.DataFrame, pool_rows: pd.DataFrame) -> pd.DataFrame:
@@ -273,6 +283,8 @@ class CoreVoting(Predictor):
                     self.feature_names_ = list(feats.columns)
         assert best is not None
         _, self.top_k_, self.combiner_, x, held = best
+        from sklearn.linear_model import LogisticRegression
+
         self.calibrator_ = LogisticRegression(C=1e6, max_iter=1000).fit(_logit_col(held), y[hold])
         calibrated = self.calibrator_.predict_proba(_logit_col(held))[:, 1]
         self.threshold_ = best_f1_threshold(y[hold], calibrated)
@@ -381,6 +393,8 @@ class CoreVoting(Predictor):
         estimators: dict[str, Any] = {"model_": self.model_, "calibrator_": self.calibrator_}
         if not isinstance(self.combiner, str):
             params["combiner"] = "custom"
+            from sklearn.base import clone
+
             estimators["combiner"] = clone(self.combiner)
         combiner = self.combiner_ if isinstance(self.combiner_, str) else type(self.combiner_).__name__
         attrs = {

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
 from coreperturb import _defaults as d
 from coreperturb._util import logit
+from coreperturb.data.sampling import stratified_by_gene
 from coreperturb.evaluation.metrics import best_f1_threshold
 from coreperturb.evidence.contrastive import retrieve_evidence
 from coreperturb.evidence.pool import ObservationPool
@@ -22,37 +22,12 @@ from coreperturb.llm.cache import LLMCache, default_response_cache
 from coreperturb.llm.distributed import RayExecutor
 from coreperturb.llm.prompts import PromptBuilder, template_for
 from coreperturb.llm.runner import LLMRunner, Progress, RunStats
-from coreperturb.predictors.base import PREDICTORS, FittedState, Predictor, perturbation_folds
+from coreperturb.predictors.base import LLM_METHODS, PREDICTORS, FittedState, Predictor, perturbation_folds
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 log = logging.getLogger(__name__)
-
-
-def stratified_by_gene(frame: pd.DataFrame, n: int, seed: int = 0, per_gene: int = 20) -> pd.DataFrame:
-    """About ``n`` rows sampled gene by gene so per-gene AUROC is computable.
-
-    Genes with both classes are taken in random order; from each, ``per_gene`` rows are drawn at random
-    but with at least one positive and one negative. Returns rows in the input order.
-    """
-    if n >= len(frame):
-        return frame
-    rng = np.random.default_rng(seed)
-    both = frame.groupby("gene", observed=True)["label"].agg(lambda s: s.nunique() == 2)
-    genes = rng.permutation(np.asarray(both.index[both.to_numpy()], dtype=object))
-    picked: list[int] = []
-    by_gene = {g: idx for g, idx in frame.groupby("gene", observed=True).indices.items()}
-    lab = frame["label"].to_numpy()
-    for g in genes:
-        if len(picked) >= n:
-            break
-        idx = by_gene[g]
-        k = min(per_gene, len(idx), n - len(picked))
-        if k < 2:
-            break
-        pos, neg = idx[lab[idx] == 1], idx[lab[idx] == 0]
-        first = [rng.choice(pos), rng.choice(neg)]
-        rest = rng.permutation(np.setdiff1d(idx, first))[: k - 2]
-        picked.extend(int(i) for i in [*first, *rest])
-    return frame.iloc[sorted(picked)]
 
 
 class LLMPredictor(Predictor):
@@ -211,6 +186,8 @@ class LLMPredictor(Predictor):
         y = cal["label"].to_numpy()[ok]
         if ok.sum() >= 10 and len(np.unique(y)) == 2:
             x = self._logit(raw["p_yes"].to_numpy(dtype=np.float64)[ok])
+            from sklearn.linear_model import LogisticRegression
+
             self.calibrator_ = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)
             self.threshold_ = best_f1_threshold(y, self.calibrator_.predict_proba(x)[:, 1])
         return self
@@ -304,7 +281,5 @@ class CoreReasoning(LLMPredictor):
     name = "core_reasoning"
     family = "core"
 
-
-LLM_METHODS: tuple[str, ...] = ("llm_isolated", "core_reasoning")
 
 __all__ = ["LLM_METHODS", "CoreReasoning", "LLMIsolated", "LLMPredictor", "stratified_by_gene"]

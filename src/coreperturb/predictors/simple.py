@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
 from coreperturb._util import positions
 from coreperturb.evaluation.metrics import best_f1_threshold
@@ -111,6 +110,8 @@ class KnnRetrieval(Predictor):
         """Cross-fit the two features on training perturbations and fit the logistic combiner."""
         feats, _ = cross_fit(train, self.n_folds, self.seed, self._features)
         y = train["label"].to_numpy()
+        from sklearn.linear_model import LogisticRegression
+
         self.model_ = LogisticRegression(max_iter=1000).fit(feats.to_numpy(), y)
         self.threshold_ = best_f1_threshold(y, self.model_.predict_proba(feats.to_numpy())[:, 1])
         self.train_ = train

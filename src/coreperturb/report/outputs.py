@@ -17,8 +17,7 @@ from coreperturb._files import atomic_write
 from coreperturb._util import positions
 from coreperturb.data.signatures import LINCS_FILES
 from coreperturb.errors import MissingDependencyError
-from coreperturb.llm.prompts import template_for
-from coreperturb.predictors.llm import LLM_METHODS
+from coreperturb.predictors.base import LLM_METHODS
 from coreperturb.provenance import config_hash, jsonable, package_versions, sha256_file
 
 
@@ -55,6 +54,8 @@ def input_files(config: Any, workdir: Path) -> list[Path]:
 
 def build_manifest(result: Any, config: Any, workdir: Path) -> dict[str, Any]:
     """Everything needed to reproduce or audit a run."""
+    from coreperturb.llm.prompts import template_for  # the LLM layer loads only for a benchmark's manifest
+
     llm_methods = [m for m in config.fit.methods if m in LLM_METHODS]
     templates = {
         f"{fam}_{task}": template_for(fam, task).hash

@@ -19,6 +19,7 @@ Where things live (this module re-exports them):
 """
 
 from coreperturb.config import FitConfig
+from coreperturb.stages.chunking import MAX_PERTURBATIONS_PER_CHUNK, pair_chunks
 from coreperturb.stages.fitted import CALIBRATION_COLUMNS, TRAIN_COLUMNS, FittedModels, context_rows
 from coreperturb.stages.fitting import (
     MIN_TRAIN_PERTURBATIONS,
@@ -30,12 +31,10 @@ from coreperturb.stages.fitting import (
 )
 from coreperturb.stages.grids import (
     GRID_COLUMNS,
-    MAX_PERTURBATIONS_PER_CHUNK,
     GridPlan,
     grid_chunks,
     grid_plan,
     kg_coverage,
-    pair_chunks,
     predict_grid,
     readout_priors,
     score_chunk,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from coreperturb.errors import CorePerturbError
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.base import Predictor
 from coreperturb.predictors.conformal import DEFAULT_CONFIDENCE, MondrianConformal
+
+_CACHE_LOCK = threading.RLock()
 
 TRAIN_COLUMNS: tuple[str, ...] = ("cell_line", "task", "perturbation", "gene", "label")
 """Columns of the training rows a fitted model keeps (its evidence pool)."""
@@ -90,7 +93,9 @@ class FittedModels:
         """A value derived from the (unchanging) models and training rows, computed once per key."""
         store: dict[str, Any] = self.__dict__.setdefault("_cache", {})
         if key not in store:
-            store[key] = make()
+            with _CACHE_LOCK:  # threads scoring chunks side by side compute a value once
+                if key not in store:
+                    store[key] = make()
         return store[key]
 
     def require_cell_lines(self, cell_lines: Sequence[str] | None = None) -> list[str]:
@@ -151,9 +156,13 @@ class FittedModels:
         return conf.calls(scores, prior, genes, task, self.confidence)
 
     def training_rows(self, cell_line: str, task: str) -> pd.DataFrame:
-        """Training rows of one unit."""
+        """Training rows of one unit (their positions are found once)."""
         t = self.train
-        return t.loc[(t["cell_line"] == cell_line) & (t["task"] == task)].reset_index(drop=True)
+        at = self.cached(
+            f"rows/{cell_line}/{task}",
+            lambda: np.flatnonzero(((t["cell_line"] == cell_line) & (t["task"] == task)).to_numpy()),
+        )
+        return t.iloc[at].reset_index(drop=True)
 
     def context_rows(self, cell_line: str, task: str) -> pd.DataFrame:
         """Training rows of ``task`` in every other cell line (the context of transfer methods)."""

@@ -7,7 +7,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,13 +17,14 @@ from coreperturb.config import FitConfig
 from coreperturb.data.schema import QueryTable
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph.kg import KnowledgeGraph
-from coreperturb.llm.backends import Backend, make_backend
-from coreperturb.llm.distributed import RayExecutor
-from coreperturb.llm.runner import Progress
 from coreperturb.predictors.base import PREDICTORS, Predictor, make_predictor
 from coreperturb.predictors.conformal import calibration_split
 from coreperturb.predictors.effect import gene_prior
 from coreperturb.stages.fitted import CALIBRATION_COLUMNS, TRAIN_COLUMNS, FittedModels, context_rows
+
+if TYPE_CHECKING:  # the LLM layer loads only where an LLM method is fitted
+    from coreperturb.llm.backends import Backend
+    from coreperturb.llm.runner import Progress
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,7 @@ def make_model(
             retry_failed=llm.retry_failed,
             progress=llm_progress,
             seed=config.seed,
-            executor=RayExecutor(config.llm_settings(), llm.ray_workers, address=llm.ray_address)
-            if llm.executor == "ray"
-            else None,
+            executor=_ray_executor(config) if llm.executor == "ray" else None,
         )
     if method == "gene_frequency":
         return make_predictor(method, kg)
@@ -176,6 +175,8 @@ def fit(
                 say(f"{line}/{task}: fitting {method}")
             t = time.perf_counter()
             if uses_llm(method) and backend is None:
+                from coreperturb.llm.backends import make_backend
+
                 backend = make_backend(config.llm_settings())
             model = make_model(method, kg, config, backend, llm_progress, workdir)
             context = context_rows(train, str(line), str(task)) if model.uses_context else None
@@ -224,3 +225,10 @@ def calibration_rows(
             "p_prior": gene_prior(seen, cal["gene"].to_numpy()),
         }
     )
+
+
+def _ray_executor(config: FitConfig) -> Any:
+    from coreperturb.llm.distributed import RayExecutor
+
+    llm = config.llm_config
+    return RayExecutor(config.llm_settings(), llm.ray_workers, address=llm.ray_address)

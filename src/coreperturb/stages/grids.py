@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -12,12 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coreperturb._threads import effective_threads, retune
+from coreperturb._threads import SingleThreadedBlas, effective_threads, retune
 from coreperturb._util import positions
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.base import Predictor
 from coreperturb.predictors.effect import effect_score, gene_prior
 from coreperturb.profiling import stage
+from coreperturb.stages.chunking import MAX_PERTURBATIONS_PER_CHUNK, in_order
 from coreperturb.stages.fitted import FittedModels
 from coreperturb.stages.names import (
     UnknownNameWarning,
@@ -216,13 +218,18 @@ def _method_frames(
     flag: np.ndarray,
     cov_rows: np.ndarray,
     score: Callable[[Predictor, str], dict[str, Any]],
+    *,
+    unknown_perturbation: np.ndarray | None = None,
+    side_by_side: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """One frame of :data:`GRID_COLUMNS` per method for the pairs in ``base`` (cell_line, perturbation,
-    gene); ``score(model, task)`` scores them with one fitted model. Rows of genes that were never a
-    readout in training get NaN scores: the model knows nothing of them, not even a prior."""
+    gene); ``score(model, task)`` scores them with one fitted model. Rows of genes never a readout in
+    training, and of perturbations neither the model nor the KG knows (``unknown_perturbation``, a row
+    mask), get NaN scores and no call: nothing is known of them, not even a prior for a typo's effect."""
     n = len(base["gene"])
     prior, up_rate = _gene_priors(models, cell_line, base["gene"])
     unknown_gene = ~np.isfinite(prior)
+    no_score = unknown_gene if unknown_perturbation is None else unknown_gene | unknown_perturbation
     target = OnTarget.of(models, cell_line, base["perturbation"], base["gene"], ~unknown_gene)
     if target.any:
         flag = _join_flags(
@@ -232,7 +239,7 @@ def _method_frames(
         de_model = models.model(cell_line, "de", method)
         dir_model = models.models.get((cell_line, "dir", method))
         dir_scores = None
-        if dir_model is not None and not dir_model.uses_llm and effective_threads() > 1:
+        if side_by_side and dir_model is not None and not dir_model.uses_llm and effective_threads() > 1:
             # the DE and direction models share no work beyond the query embeddings (cached in the KG);
             # scoring them side by side fills the second core while one of them is single-threaded
             with ThreadPoolExecutor(1) as pool:
@@ -255,8 +262,8 @@ def _method_frames(
         p_up = p_up.copy()
         target.apply("de", p_de)
         target.apply("dir", p_up)  # the rule knows the direction, with or without a direction model
-        p_de[unknown_gene] = np.nan
-        p_up[unknown_gene] = np.nan
+        p_de[no_score] = np.nan
+        p_up[no_score] = np.nan
         n_ev = np.asarray(de["n_pos_evidence"], dtype=np.float64) + np.asarray(de["n_neg_evidence"])
         call = models.calls(cell_line, "de", method, p_de, prior, base["gene"])
         call_dir = (
@@ -314,6 +321,7 @@ def score_pairs(
         flag,
         cov_p[pi],
         lambda m, task: score_columns(m.score(q.assign(task=task))),
+        unknown_perturbation=(pflag_p == "unknown_perturbation")[pi],
     )
 
 
@@ -349,18 +357,30 @@ def predict_grid(
     methods = list(methods) if methods is not None else [models.default_method]
     check_ranking(models, ranking, methods)
 
+    jobs = list(grid_chunks(plan, pairs_per_chunk))
+    # two chunks at once (each scoring its DE then direction model) keep two cores busy; LLM methods pace themselves
+    llm = any(m.uses_llm for (_, _, method), m in models.models.items() if method in methods)
+    ahead = 2 if len(jobs) > 1 and effective_threads() > 1 and not llm else 1
+
+    def work(job: tuple[int, int, int]) -> tuple[int, list[pd.DataFrame]]:
+        unit, lo, hi = job
+        line, perts, genes = plan.units[unit]
+        with stage("tables"):  # what the inner stages (retrieval, features, trees) leave
+            scored = score_chunk(models, line, perts[lo:hi], genes, methods, ranking, side_by_side=ahead == 1)
+            return hi - lo, list(scored)
+
     def chunks() -> Iterator[pd.DataFrame]:
         total = plan.n_perturbations
         done = 0
-        for unit, lo, hi in grid_chunks(plan, pairs_per_chunk):
-            line, perts, genes = plan.units[unit]
-            with stage("tables"):  # what the inner stages (retrieval, features, trees) leave
-                frames = list(score_chunk(models, line, perts[lo:hi], genes, methods, ranking))
-            yield from frames
-            retune()  # between chunks: the thread count follows what else runs on the machine
-            done += hi - lo
-            if progress is not None:
-                progress(done, total)
+        with SingleThreadedBlas() if ahead > 1 else contextlib.nullcontext() as blas:
+            for n, frames in in_order(jobs, work, ahead):
+                yield from frames
+                # between chunks: the thread count follows what else runs on the machine
+                if retune() is not None and blas is not None:
+                    blas.again()
+                done += n
+                if progress is not None:
+                    progress(done, total)
 
     yield from merge_top(chunks(), ranking)
 
@@ -415,11 +435,6 @@ def top_predictions(
     return rank_predictions(pd.concat(frames, ignore_index=True), top, rank_by, per, min_excess)
 
 
-MAX_PERTURBATIONS_PER_CHUNK = 2_000
-"""Perturbations scored at once, whatever the pairs: each brings its own retrieval and similarity rows, so a
-chunk of few genes (one gene × every candidate) is bounded by perturbations, not by pairs."""
-
-
 def grid_chunks(plan: GridPlan, pairs_per_chunk: int) -> Iterator[tuple[int, int, int]]:
     """``(unit, lo, hi)``: whole perturbations ``lo:hi`` of ``plan.units[unit]``, about ``pairs_per_chunk``
     pairs and at most :data:`MAX_PERTURBATIONS_PER_CHUNK` perturbations each."""
@@ -429,20 +444,6 @@ def grid_chunks(plan: GridPlan, pairs_per_chunk: int) -> Iterator[tuple[int, int
             yield u, lo, min(lo + step, len(perts))
 
 
-def pair_chunks(pairs: pd.DataFrame, pairs_per_chunk: int) -> Iterator[pd.DataFrame]:
-    """Listed pairs grouped by perturbation (input order within one), in chunks of at most
-    ``pairs_per_chunk`` pairs and :data:`MAX_PERTURBATIONS_PER_CHUNK` perturbations: each perturbation's
-    retrieval is done once, and memory stays bounded however the pairs are spread."""
-    pairs = pairs.sort_values("perturbation", kind="stable")
-    codes = pd.factorize(pairs["perturbation"])[0]
-    lo = 0
-    while lo < len(pairs):
-        last = int(np.searchsorted(codes, codes[lo] + MAX_PERTURBATIONS_PER_CHUNK))
-        hi = max(lo + 1, min(lo + pairs_per_chunk, len(pairs), last))
-        yield pairs.iloc[lo:hi]
-        lo = hi
-
-
 def score_chunk(
     models: FittedModels,
     cell_line: str,
@@ -450,10 +451,13 @@ def score_chunk(
     genes: Sequence[str],
     methods: Sequence[str],
     top: int | Ranking | None = None,
+    *,
+    side_by_side: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """Every ``perturbations × genes`` pair of one cell line, one frame per method (see :func:`score_pairs`);
     with ``top``, the best rows of the chunk by :func:`rank_predictions` (per gene, a superset of what the
-    whole grid keeps: :func:`merge_top` makes the final cut)."""
+    whole grid keeps: :func:`merge_top` makes the final cut). ``side_by_side``: score the DE and direction
+    models in two threads (off where chunks are already scored side by side)."""
     ranking = Ranking(top) if isinstance(top, int) else top
     perts = list(dict.fromkeys(map(str, perturbations)))
     genes = list(map(str, genes))
@@ -478,6 +482,8 @@ def score_chunk(
         flag,
         np.repeat(cov, n_g),
         lambda m, task: _grid_scores(m, perts, genes, task),
+        unknown_perturbation=np.repeat(pflag == "unknown_perturbation", n_g),
+        side_by_side=side_by_side,
     )
     for out in frames:
         if ranking is not None:

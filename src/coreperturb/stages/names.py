@@ -34,19 +34,20 @@ class NameResolution:
     unknown: list[str]
     suggestions: dict[str, list[str]]
 
+    def unknown_message(self, name: str, what: str) -> str:
+        """Why ``name`` (a ``perturbation`` or ``gene``) cannot be answered, with close known names."""
+        hint = self.suggestions.get(name)
+        more = f" (did you mean {', '.join(map(repr, hint))}?)" if hint else ""
+        if what == "gene":
+            return f"gene {name!r} was never a readout in the model's training rows{more}"
+        return f"{what} {name!r} is unknown to the model and the KG{more}"
+
     def messages(self, what: str) -> list[str]:
         """One warning line per renamed or unknown name."""
         out = [f"{what} {a!r} read as {b!r}" for a, b in self.renamed.items()]
-        for u in self.unknown:
-            hint = self.suggestions.get(u)
-            more = f" (did you mean {', '.join(map(repr, hint))}?)" if hint else ""
-            if what == "gene":
-                out.append(
-                    f"gene {u!r} was never a readout in the model's training rows{more}; its rows are flagged "
-                    "and get no score"
-                )
-            else:
-                out.append(f"{what} {u!r} is unknown to the model and the KG{more}; its rows are flagged")
+        out += [
+            f"{self.unknown_message(u, what)}; its rows are flagged and get no score" for u in self.unknown
+        ]
         return out
 
     def require_some(self, what: str) -> NameResolution:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,12 +17,14 @@ from coreperturb.evaluation.metrics import call_metrics, evaluate
 from coreperturb.evidence.contrastive import retrieve_evidence
 from coreperturb.evidence.pool import ObservationPool
 from coreperturb.graph.kg import KnowledgeGraph
-from coreperturb.llm.runner import RunStats
 from coreperturb.predictors.base import Predictor
 from coreperturb.predictors.conformal import CALL_LABELS
 from coreperturb.predictors.effect import effect_score, gene_prior
 from coreperturb.stages.fitted import FittedModels
 from coreperturb.stages.ranking import DEFAULT_RANK_BY, RANK_BY
+
+if TYPE_CHECKING:
+    from coreperturb.llm.runner import RunStats
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +317,8 @@ def evaluate_predictions(
 
 def llm_stats(models: FittedModels) -> dict[str, RunStats]:
     """Call / cache / token counters of the LLM methods, summed over cell lines and tasks."""
+    from coreperturb.llm.runner import RunStats
+
     out: dict[str, RunStats] = {}
     for (_, _, method), model in models.models.items():
         stats = model.run_stats()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from coreperturb.config import BenchmarkConfig
+from coreperturb.data.sampling import stratified_by_gene
 from coreperturb.data.schema import QueryTable
-from coreperturb.predictors.llm import stratified_by_gene
 
 
 def held_out_queries(table: QueryTable, max_queries: int | None = None, seed: int = 0) -> pd.DataFrame:
