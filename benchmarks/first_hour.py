@@ -22,8 +22,10 @@ seconds move with the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import filecmp
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -54,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     p, g = args.pair.split(",")
     pair = (p, g)
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as cleanup:
         tmp = Path(tmp_name)
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         codes: dict[str, dict[str, str] | None] = {"current": None}
@@ -62,6 +64,12 @@ def main() -> None:
         if args.baseline:
             base_name = f"baseline {args.baseline}"
             codes = {base_name: baseline_env(args.baseline, tmp), "current": None}
+            repo = Path(__file__).resolve().parents[1]
+            # the worktree is removed again, so that no entry of it stays in the repository
+            cleanup.callback(
+                subprocess.run,
+                ["git", "-C", str(repo), "worktree", "remove", "--force", str(tmp / "baseline")],
+            )
             models[base_name] = args.baseline_model or args.model
         best: dict[tuple[str, str], tuple[float, float, float]] = {}
         for _ in range(args.repeat):
