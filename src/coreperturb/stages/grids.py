@@ -372,12 +372,14 @@ def predict_grid(
     def chunks() -> Iterator[pd.DataFrame]:
         total = plan.n_perturbations
         done = 0
+        threads = effective_threads()
         with SingleThreadedBlas() if ahead > 1 else contextlib.nullcontext() as blas:
             for n, frames in in_order(jobs, work, ahead):
                 yield from frames
-                # between chunks: the thread count follows what else runs on the machine
-                if retune() is not None and blas is not None:
+                now = retune()  # the thread count follows the machine; a new count set every pool again
+                if blas is not None and now not in (None, threads):
                     blas.again()
+                threads = now or threads
                 done += n
                 if progress is not None:
                     progress(done, total)
