@@ -195,7 +195,9 @@ def reference_scores(models: object, line: str, perts: list[str], genes: list[st
     for task in ("de", "dir"):
         m = models.models[(line, task, "core_voting")]  # type: ignore[attr-defined]
         pool = ObservationPool.from_frame(m.train_, m.genes_)
-        sims = relational_similarity(m.kg, perts, list(pool.perturbations), m.relations, m._k())
+        sims = relational_similarity(
+            m.kg, perts, list(pool.perturbations), relations=m.relations, top_k=m._k()
+        )
         feats = evidence_features_reference(q, pool, sims, m.kg, m.feature_params, counts=True)
         x = feats.drop(columns=["n_pos_evidence", "n_neg_evidence"]).to_numpy()
         raw = m.model_.predict_proba(x)[:, 1]

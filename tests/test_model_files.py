@@ -226,6 +226,28 @@ def test_other_format_version(saved: Path) -> None:
     )
 
 
+def test_unchanged_kg_files_skip_the_content_hash(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The KG files the content hash was computed with are recorded; while they match, no rehash."""
+    import coreperturb.model_files as mf
+
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    assert meta["kg"]["hashed_files"] == {n: meta["files"][n] for n in ("kg.npz", "kg.json")}
+    before = load_model(saved)
+
+    def no_rehash(kg: object) -> str:
+        raise AssertionError("the KG's content hash was recomputed for unchanged files")
+
+    monkeypatch.setattr(mf, "kg_hash", no_rehash)
+    after = load_model(saved)
+    assert list(after.kg.genes) == list(before.kg.genes)
+    # a model saved before the record (no hashed_files) still has its KG checked
+    del meta["kg"]["hashed_files"]
+    meta["content_sha256"] = content_digest(meta)
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    with pytest.raises(AssertionError, match="recomputed"):
+        load_model(saved)
+
+
 def test_tampered_kg_with_updated_checksums_is_refused(saved: Path) -> None:
     """Even with model.json's checksums updated, a KG with other content is caught by its content hash."""
     from coreperturb.graph.store import load_kg, save_kg

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-import numpy as np
 import pandas as pd
 
+from coreperturb._defaults import PAIRS_PER_CHUNK
+from coreperturb._deprecation import keyword_options
 from coreperturb._files import exclusive
 from coreperturb.config import EXECUTORS, BenchmarkConfig
-from coreperturb.data.io import COLUMN_ALIASES, read_any, read_query_table
+from coreperturb.data.io import read_query_table
 from coreperturb.errors import ConfigError, CorePerturbError
 from coreperturb.model_files import KG_STORES, check_model_target, load_model, save_model
 from coreperturb.pipeline import load_inputs
@@ -36,11 +37,9 @@ from coreperturb.stages import (
     grid_plan,
     pair_chunks,
     predict_grid,
-    resolve_genes,
-    resolve_perturbations,
     score_pairs,
-    warn_names,
 )
+from coreperturb.stages.names import read_pairs, resolve_genes, resolve_perturbations
 
 if TYPE_CHECKING:
     from coreperturb.llm.runner import Progress
@@ -108,9 +107,11 @@ class FitReport:
     seconds: float
 
 
+@keyword_options
 def fit_to_directory(
     config: BenchmarkConfig,
     out: str | Path,
+    *,
     kg_store: str = "embed",
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -177,8 +178,8 @@ def _fit_and_save(
             inputs.table,
             inputs.kg,
             config.fit,
-            say,
-            llm_progress,
+            progress=say,
+            llm_progress=llm_progress,
             workdir=out.parent,
             kg_recipe=inputs.kg_recipe,
         )
@@ -187,8 +188,10 @@ def _fit_and_save(
     return FitReport(models, out, note, time.perf_counter() - t0)
 
 
+@keyword_options
 def configure_llm(
     models: FittedModels,
+    *,
     result_store: Path | None = None,
     response_cache: Path | None = None,
     reasoning_tokens: int | None = None,
@@ -281,16 +284,18 @@ def _known(models: FittedModels, names: list[str] | None, what: str) -> list[str
     return list(dict.fromkeys(res.names))
 
 
+@keyword_options
 def predict_to_file(
     model: FittedModels | str | Path,
     out: str | Path,
+    *,
     perturbations: Sequence[str] | str | None = None,
     genes: Sequence[str] | str | None = "all",
     queries: str | Path | None = None,
     cell_lines: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
     ranking: Ranking | None = None,
-    pairs_per_chunk: int = 250_000,
+    pairs_per_chunk: int = PAIRS_PER_CHUNK,
     executor: str = "local",
     ray_address: str | None = None,
     ray_workers: int = 2,
@@ -332,7 +337,12 @@ def predict_to_file(
     check_output_path(out)  # before any work: a directory or an unwritable folder stops here
     models = model if isinstance(model, FittedModels) else load_model(model)
     meths, lines = _methods_and_lines(models, methods, cell_lines)
-    configure_llm(models, out.with_name(out.stem + ".llm_cache.sqlite"), response_cache, reasoning_tokens)
+    configure_llm(
+        models,
+        result_store=out.with_name(out.stem + ".llm_cache.sqlite"),
+        response_cache=response_cache,
+        reasoning_tokens=reasoning_tokens,
+    )
     if ranking is not None and ranking.per == "gene" and out.suffix.lower() == ".h5ad":
         raise CorePerturbError(
             f"{out}: a per-gene ranking keeps rows from every perturbation; write .parquet or .csv"
@@ -382,7 +392,14 @@ def predict_to_file(
                         workers=ray_workers,
                     )
                 else:
-                    frames = predict_grid(models, plan, meths, pairs_per_chunk, ranking, progress=tick)
+                    frames = predict_grid(
+                        models,
+                        plan,
+                        methods=meths,
+                        pairs_per_chunk=pairs_per_chunk,
+                        top=ranking,
+                        progress=tick,
+                    )
                 listed = _empty_lists(plan, meths, ranking)
                 for frame in frames:
                     if listed is not None:
@@ -425,38 +442,6 @@ def _count_listed(
         line, m, name = (str(v) for v in cast(tuple[object, ...], idx))
         key = _list_name(line, m, name, several)
         listed[key] = listed.get(key, 0) + int(n)
-
-
-def read_pairs(models: FittedModels, path: Path) -> pd.DataFrame:
-    """A table of (perturbation, gene[, cell_line]) pairs with the names resolved (unknown names warned
-    about and kept, so that their rows are flagged).
-
-    Raises:
-        CorePerturbError: A missing column, an empty value (naming the row) or an unknown cell line.
-    """
-    raw = read_any(path).rename(columns=COLUMN_ALIASES)
-    for col in ("perturbation", "gene"):
-        if col not in raw.columns:
-            raise CorePerturbError(f"{path}: missing column {col!r}; found {list(map(str, raw.columns))}")
-        bad = raw[col].isna() | (raw[col].astype(str).str.strip() == "")
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise CorePerturbError(f"{path}, row {i + 2}, column {col!r}: empty value")
-    pairs = pd.DataFrame()
-    for col, resolve in (("perturbation", resolve_perturbations), ("gene", resolve_genes)):
-        given = raw[col].astype(str).str.strip()
-        uniq = list(pd.unique(given))
-        res = resolve(models, uniq)
-        warn_names(res, col)
-        pairs[col] = given.map(dict(zip(uniq, res.names, strict=True)))
-    if "cell_line" in raw.columns:
-        pairs["cell_line"] = raw["cell_line"].astype(str)
-        unknown = sorted(set(pairs["cell_line"]) - set(models.cell_lines))
-        if unknown:
-            raise CorePerturbError(
-                f"{path}: cell line(s) {unknown} not in the model; it holds {models.cell_lines}"
-            )
-    return pairs
 
 
 def _predict_pairs(

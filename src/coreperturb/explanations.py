@@ -24,6 +24,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from coreperturb._deprecation import keyword_options
 from coreperturb._util import positions
 from coreperturb.config import BenchmarkConfig, DataConfig, FitConfig
 from coreperturb.errors import CorePerturbError
@@ -300,10 +301,12 @@ def _fit_here(
     return table, kg, line, perturbation, gene, train[train["perturbation"] != perturbation]
 
 
+@keyword_options
 def explain(
     perturbation: str,
     gene: str,
     models: FittedModels | None = None,
+    *,
     config: BenchmarkConfig | None = None,
     cell_line: str | None = None,
     task: str = "de",

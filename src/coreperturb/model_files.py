@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from coreperturb._deprecation import keyword_options
 from coreperturb._version import __version__
 from coreperturb.config import FitConfig, LLMConfig
 from coreperturb.errors import CorePerturbError
@@ -97,9 +98,11 @@ def _skops() -> Any:
     return sio
 
 
+@keyword_options
 def save_model(
     models: FittedModels,
     directory: str | Path,
+    *,
     kg_store: str = "embed",
     overwrite: bool = False,
 ) -> Path:
@@ -175,6 +178,18 @@ def save_model(
             written.append(tmp / CALIBRATION_FILE)
         if kg_store == "embed":
             written += save_kg(models.kg, tmp)
+        files = {p.name: sha256_file(p) for p in written}
+        kg_info: dict[str, Any] = {
+            "hash": kg_hash(models.kg),
+            "store": kg_store,
+            "recipe": models.kg_recipe,
+            "n_genes": len(models.kg.genes),
+            "relations": list(models.kg.relation_names),
+        }
+        if kg_store == "embed":
+            # the KG files the content hash was computed with: while they are unchanged, loading need not
+            # recompute it (see _load_kg)
+            kg_info["hashed_files"] = {name: files[name] for name in (KG_ARRAYS, KG_META)}
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -184,16 +199,10 @@ def save_model(
             "packages": package_versions(),
             "fit_config": jsonable(models.config),
             "seed": models.config.seed,
-            "kg": {
-                "hash": kg_hash(models.kg),
-                "store": kg_store,
-                "recipe": models.kg_recipe,
-                "n_genes": len(models.kg.genes),
-                "relations": list(models.kg.relation_names),
-            },
+            "kg": kg_info,
             "units": units,
             "data_warnings": list(models.warnings),
-            "files": {p.name: sha256_file(p) for p in written},
+            "files": files,
         }
         meta[DIGEST_KEY] = content_digest(meta)
         (tmp / MODEL_JSON).write_text(json.dumps(meta, indent=1))
@@ -556,7 +565,10 @@ def _read_rows(path: Path, columns: Sequence[str], names: Sequence[str]) -> pd.D
     missing = [c for c in columns if c not in rows.columns]
     if missing:
         raise ModelFileError(f"{path}: missing column(s) {missing}")
-    return rows.astype(dict.fromkeys(names, str))
+    # only the columns that are not all strings already: astype() would split the frame into one block per
+    # column, which pandas then merges again on first use (about 30 ms for a K562 model)
+    convert = [c for c in names if pd.api.types.infer_dtype(rows[c], skipna=False) != "string"]
+    return rows.astype(dict.fromkeys(convert, str)) if convert else rows
 
 
 def _load_kg(d: Path, meta: dict[str, Any]) -> KnowledgeGraph:
@@ -570,6 +582,11 @@ def _load_kg(d: Path, meta: dict[str, Any]) -> KnowledgeGraph:
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             raise ModelFileError(f"{d / KG_META}: the stored KG cannot be read: {exc}") from None
         where = f"{d / KG_ARRAYS}"
+        hashed = info.get("hashed_files")
+        if isinstance(hashed, dict) and hashed == {n: meta["files"][n] for n in (KG_ARRAYS, KG_META)}:
+            # load_model has checked these files against the sha256 in model.json, and they are the very
+            # bytes the content hash was computed with at save time: recomputing it would find it again
+            return kg
     else:
         recipe = info.get("recipe") or {}
         try:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from coreperturb._deprecation import keyword_options
 from coreperturb.config import DEFAULT_METHODS, BenchmarkConfig
 from coreperturb.data.io import load_perturbqa, present_cell_lines, read_query_table
 from coreperturb.data.schema import QueryTable
@@ -172,8 +173,10 @@ def resolve_inputs(config: BenchmarkConfig, workdir: Path) -> tuple[QueryTable, 
     return inputs.table, inputs.kg
 
 
+@keyword_options
 def run_benchmark(
     config: BenchmarkConfig,
+    *,
     workdir: Path | None = None,
     progress: Callable[[str], None] | None = None,
     inputs: tuple[QueryTable, KnowledgeGraph] | Inputs | None = None,
@@ -228,7 +231,9 @@ def run_benchmark(
                 len(perts),
             )
     t = time.perf_counter()
-    fitted = fit(table, kg, config.fit, say, llm_progress, workdir, kg_recipe=recipe)
+    fitted = fit(
+        table, kg, config.fit, progress=say, llm_progress=llm_progress, workdir=workdir, kg_recipe=recipe
+    )
     timings["fit"] = time.perf_counter() - t
     timings.update({f"fit/{k}": v for k, v in fitted.timings.items()})
     t = time.perf_counter()
@@ -240,7 +245,7 @@ def run_benchmark(
         if n_bootstrap
         else "evaluating"
     )
-    metrics = evaluate_predictions(preds, fitted.thresholds, n_bootstrap, seed, kg=kg)
+    metrics = evaluate_predictions(preds, fitted.thresholds, n_bootstrap=n_bootstrap, seed=seed, kg=kg)
     timings["evaluate"] = time.perf_counter() - t
     llm_rows = preds["p_yes"].notna() | preds["score_method"].notna() if "p_yes" in preds else None
     details = None

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from coreperturb.data.genes import gene_annotation, line_sex, modality, parse_sexes, unreachable
+from coreperturb.data.genes import (
+    gene_annotation,
+    line_sex,
+    modality,
+    mt_and_y_genes,
+    parse_sexes,
+    unreachable,
+)
 from coreperturb.errors import ConfigError
 
 
@@ -15,6 +22,13 @@ def test_annotation_knows_chromosomes_and_both_spellings_of_mitochondrial_genes(
     assert ann.loc["MT-TF", "chromosome"] == "MT"  # tRNA without an MT alias: TRNF -> MT-TF
     assert ann.loc["CSF2RA", "chromosome"] == "X;Y"  # pseudo-autosomal: on X too
     assert (ann["chromosome"] == "MT").sum() == 74  # 37 genes, NCBI and HGNC names
+
+
+def test_the_quick_mt_and_y_lookup_is_the_annotations() -> None:
+    """unreachable() searches the file's text for MT / Y genes: the same genes as the parsed table."""
+    chrom = gene_annotation()["chromosome"]
+    assert mt_and_y_genes() == {g: c for g, c in chrom.items() if c in ("MT", "Y")}
+    assert "CSF2RA" not in mt_and_y_genes()  # X;Y: on X too
 
 
 def test_unreachable_by_modality_and_sex() -> None:

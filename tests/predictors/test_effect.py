@@ -192,7 +192,7 @@ def test_evaluate_reports_ranking_metrics_with_cis() -> None:
 def test_grid_has_effect_columns(model_dir: Path) -> None:
     models = load_model(model_dir)
     plan = grid_plan(models, ["G0001", "G0004"], None, ["synth_a"])
-    frames = list(predict_grid(models, plan, ["core_voting", "gene_frequency"]))
+    frames = list(predict_grid(models, plan, methods=["core_voting", "gene_frequency"]))
     cv = next(f for f in frames if f["method"].iloc[0] == "core_voting")
     gf = next(f for f in frames if f["method"].iloc[0] == "gene_frequency")
     assert list(cv.columns) == list(GRID_COLUMNS)
@@ -302,7 +302,7 @@ def test_cli_per_gene_rank_by_down_round_trip(model_dir: Path, tmp_path: Path) -
     got = pd.read_csv(out, keep_default_na=False)
     models = load_model(model_dir)
     want = top_predictions(
-        models, None, ["G0010", "G0020"], top=4, rank_by="down", per="gene", cell_lines=["synth_a"]
+        models, genes=["G0010", "G0020"], top=4, rank_by="down", per="gene", cell_lines=["synth_a"]
     )
     assert list(got["gene"]) == list(want["gene"]) and list(got["perturbation"]) == list(want["perturbation"])
     assert got.groupby("gene").size().to_dict() == {"G0010": 4, "G0020": 4}

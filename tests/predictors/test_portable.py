@@ -12,7 +12,15 @@ from sklearn.preprocessing import StandardScaler, normalize
 
 from coreperturb._util import l2_normalize_rows
 from coreperturb.predictors import compiled
-from coreperturb.predictors.portable import ForestArrays, LinearArrays, from_portable, to_portable
+from coreperturb.predictors.portable import (
+    SMALL_EXPIT,
+    ForestArrays,
+    LinearArrays,
+    _expit_small,
+    expit,
+    from_portable,
+    to_portable,
+)
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +113,27 @@ def test_l2_normalize_rows_is_scikit_learns(dtype: type) -> None:
     assert got.dtype == want.dtype
     assert np.array_equal(got.toarray(), want.toarray())
     assert np.array_equal(l2_normalize_rows(x, copy=False).toarray(), want.toarray())
+
+
+def test_small_inputs_map_bit_for_bit_as_scipy_expit() -> None:
+    """Few values skip importing scipy.special (math.exp): the same bits, edges included."""
+    from scipy.special import expit as scipy_expit
+
+    rng = np.random.default_rng(3)
+    edges = [0.0, -0.0, 1e-300, -1e-300, 36.7, -36.7, 709.78, -709.78, 709.79, -709.79, 745.2, -745.2]
+    x = np.concatenate(
+        [rng.normal(0, 3, 100_000), rng.uniform(-800, 800, 20_000), edges, [np.inf, -np.inf, np.nan]]
+    )
+    got, want = _expit_small(x), scipy_expit(x)
+    assert np.array_equal(got, want, equal_nan=True)
+    few = x[:SMALL_EXPIT].reshape(8, -1)
+    assert np.array_equal(expit(few), scipy_expit(few)) and expit(few).shape == few.shape
+    assert expit(x[: SMALL_EXPIT + 1]).dtype == np.float64
+
+
+def test_a_few_rows_score_as_predict_proba(data: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = data
+    model = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(x, y)
+    _, portable = to_portable(model)  # type: ignore[misc]
+    for n in (1, 3, SMALL_EXPIT // 2):
+        assert np.array_equal(portable.predict_proba(x[:n]), model.predict_proba(x[:n]))

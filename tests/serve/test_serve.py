@@ -44,7 +44,7 @@ def test_api_rankings_equal_the_library(client: TestClient, model_dir: Path) -> 
     assert [x["gene"] for x in r.json()["rows"]] == list(want["gene"])
     r = _until_ready(client, "/api/genes/G0010", {"top": 4, "rank_by": "down"})
     assert r.status_code == 200  # type: ignore[attr-defined]
-    want = top_predictions(models, None, ["G0010"], top=4, rank_by="down", per="gene", cell_lines=["synth_a"])
+    want = top_predictions(models, genes=["G0010"], top=4, rank_by="down", per="gene", cell_lines=["synth_a"])
     assert [x["perturbation"] for x in r.json()["rows"]] == list(want["perturbation"])
     csv = client.get("/api/perturbations/g0001", params={"top": 3, "format": "csv"})
     assert csv.status_code == 200 and csv.text.splitlines()[0].startswith("gene,p_de,p_prior,excess,effect")

@@ -41,7 +41,7 @@ def models(synth_table: QueryTable, synth_kg: KnowledgeGraph) -> FittedModels:
 
 def _grid(models: FittedModels, perts: list[str], genes: list[str] | None = None) -> pd.DataFrame:
     plan = grid_plan(models, perts, genes)
-    return pd.concat(list(predict_grid(models, plan, ["core_voting"])), ignore_index=True)
+    return pd.concat(list(predict_grid(models, plan, methods=["core_voting"])), ignore_index=True)
 
 
 def _self_pert(models: FittedModels) -> str:

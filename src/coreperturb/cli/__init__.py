@@ -3,6 +3,7 @@ render). Errors become one line in :func:`coreperturb.cli._app.command`."""
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 
@@ -29,7 +30,14 @@ def _terminate(signum: int, _frame: object) -> None:
 def run() -> None:  # pragma: no cover - console-script shim
     """The ``coreperturb`` entry point."""
     signal.signal(signal.SIGTERM, _terminate)
-    app()
+    gc.freeze()  # the CLI's own modules: never garbage (see _app.imports_done)
+    try:
+        app()
+    finally:
+        # The process ends here. Freezing its objects spares the interpreter a last cyclic collection over all of
+        # them at exit (about 0.1 s after a loaded model); memory goes back to the system as at any exit, and
+        # atexit handlers, context managers and reference-counted clean-up still run.
+        gc.freeze()
     sys.exit(0)
 
 

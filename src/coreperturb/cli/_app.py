@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import logging
 import warnings
 from collections.abc import Callable
@@ -93,6 +95,19 @@ def command(name: str | None = None) -> Callable[[F], F]:
         return func
 
     return wrap
+
+
+def status(message: str) -> contextlib.AbstractContextManager[object]:
+    """A spinner with ``message`` while a step runs, on a terminal (elsewhere it would print nothing, so
+    rich's live display is not even loaded)."""
+    return console.status(message) if console.is_terminal else contextlib.nullcontext()
+
+
+def imports_done() -> None:
+    """Called by a command once its imports are done: the objects made so far (mostly modules) leave the
+    cyclic garbage collector's generations, so that its collections while the command runs walk only what
+    the command made (about 70 ms less for a one-pair ``predict``). They were never garbage to collect."""
+    gc.freeze()
 
 
 def use_threads(threads: int | None) -> int:

@@ -10,28 +10,41 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
 from coreperturb.cli._app import console, fail, out_console
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
     from coreperturb.explanations import Explanation, LLMExplanation
     from coreperturb.stages import Ranking
 
-_COLUMNS = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+
+def _table(title: str) -> Table:
+    from rich.table import Table  # imported when a table is printed, not at every start
+
+    return Table(title=title)
+
+
+def _progress(text: str) -> Progress:
+    """A transient bar: text, bar, done/total, elapsed, remaining (rich.progress loads on a terminal only)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    return Progress(TextColumn(text), *columns, console=console, transient=True)
 
 
 def print_metrics(df: pd.DataFrame, title: str) -> None:
     """A wide metrics frame (index = keys) with 4-decimal values, ``—`` for missing ones."""
-    table = Table(title=title)
+    table = _table(title)
     for n in df.index.names:
         table.add_column(str(n or ""))
     for c in df.columns:
@@ -44,7 +57,7 @@ def print_metrics(df: pd.DataFrame, title: str) -> None:
 
 def print_frame(df: pd.DataFrame, title: str) -> None:
     """Any frame: floats with 3 decimals, text escaped and folded."""
-    table = Table(title=title)
+    table = _table(title)
     for c in df.columns:
         table.add_column(str(c), overflow="fold")
     for _, row in df.iterrows():
@@ -85,7 +98,7 @@ def steps() -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]
 
         yield say_plain, plain
         return
-    with Progress(TextColumn("{task.description}"), *_COLUMNS, console=console, transient=True) as bar:
+    with _progress("{task.description}") as bar:
         task = bar.add_task("starting", total=None)
         step = {"msg": "starting"}
 
@@ -105,7 +118,7 @@ def bar(total: int, unit: str) -> Iterator[Callable[[int, int], None]]:
     if not console.is_terminal:
         yield _EveryTenth(lambda done, tot, pct: f"  {done}/{tot} {unit} ({pct}%)")
         return
-    with Progress(TextColumn(f"predicting {unit}"), *_COLUMNS, console=console, transient=True) as progress:
+    with _progress(f"predicting {unit}") as progress:
         task = progress.add_task(unit, total=total)
         yield lambda done, tot: progress.update(task, completed=done, total=tot)
 

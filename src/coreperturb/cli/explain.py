@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from coreperturb.cli import _options as o
-from coreperturb.cli._app import command, console
+from coreperturb.cli._app import command, imports_done, status
 from coreperturb.errors import ConfigError
 
 
@@ -92,12 +92,13 @@ def explain(
     from coreperturb.model_files import load_model
     from coreperturb.predictors.base import LLM_METHODS
 
+    imports_done()
     if method not in ("core_voting", *LLM_METHODS):
         raise ConfigError(f"--method must be core_voting, core_reasoning or llm_isolated, not {method!r}")
     path = o.deprecated("--model-dir", "--model", model_dir, model)
     models = None
     if path is not None:
-        with console.status(f"loading {path}"):
+        with status(f"loading {path}"):
             models = load_model(path)
     config = None
     if models is None:
@@ -105,16 +106,16 @@ def explain(
             data_dir=data_dir, kg_dir=kg_dir, seed=seed, llm=llm, llm_model=llm_model, base_url=base_url
         )
     if method in LLM_METHODS:
-        with console.status(f"asking the LLM ({method})"):
+        with status(f"asking the LLM ({method})"):
             ex = explain_llm(
                 method, perturbation, gene, models, config, cell_line, task, reasoning_tokens,
                 o.deprecated("--response-cache", "--cache", response_cache, cache),
             )  # fmt: skip
         show_llm_explanation(ex)
         return
-    with console.status("explaining" if models is not None else "fitting CORE-Voting and explaining"):
+    with status("explaining" if models is not None else "fitting CORE-Voting and explaining"):
         expl = explain_pair(
-            perturbation, gene, models, config, cell_line, task,
-            o.deprecated("--evidence-rows", "--top", None, top) or evidence_rows, transfer,
+            perturbation, gene, models, config=config, cell_line=cell_line, task=task,
+            top=o.deprecated("--evidence-rows", "--top", None, top) or evidence_rows, transfer=transfer,
         )  # fmt: skip
     show_explanation(expl, wide)

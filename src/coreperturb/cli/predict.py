@@ -9,7 +9,7 @@ import typer
 
 from coreperturb._defaults import DEFAULT_CONFIDENCE, DEFAULT_RANK_BY, MIN_EXCESS, PAIRS_PER_CHUNK
 from coreperturb.cli import _options as o
-from coreperturb.cli._app import command, console, use_threads
+from coreperturb.cli._app import command, imports_done, status, use_threads
 from coreperturb.errors import ConfigError
 
 
@@ -111,11 +111,12 @@ def predict(
     from coreperturb.model_files import load_model
     from coreperturb.stages import Ranking
 
+    imports_done()
     use_threads(threads)
     path = o.model_dir(model_dir, model)
     if top is None and (rank_by != DEFAULT_RANK_BY or per != "perturbation"):
         raise ConfigError("--rank-by and --per choose what --top keeps; give --top N too")
-    with console.status(f"loading {path}"):
+    with status(f"loading {path}"):
         models = load_model(path)
     models.confidence = confidence
     rep = predict_to_file(
@@ -138,12 +139,11 @@ def predict(
         progress=bar,
         profile=profile,
     )
-    n = rep.pairs * len(rep.methods)
     if rep.profile is not None:
         say(rep.profile.render(rep.pairs))
     say(
         f"wrote {rep.rows} rows to {rep.path} ({rep.pairs} pairs x {len(rep.methods)} method(s) in "
-        f"{rep.seconds:.1f}s, {n / max(rep.seconds, 1e-9):,.0f} pairs/s)"
+        f"{rep.seconds:.1f}s, {rep.pairs * len(rep.methods) / max(rep.seconds, 1e-9):,.0f} pairs/s)"
     )
     short = rep.short_lists()
     if short and rep.ranking is not None and rep.listed is not None:

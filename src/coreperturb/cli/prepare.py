@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from coreperturb.cli._app import command, console
+from coreperturb.cli._app import command, status
 
 
 @command()
@@ -42,9 +42,9 @@ def prepare(
     from coreperturb.data.io import write_query_table
     from coreperturb.data.prepare import DEParams, labels_from_anndata, read_h5ad
 
-    with console.status(f"reading {h5ad}"):
+    with status(f"reading {h5ad}"):
         adata = read_h5ad(h5ad)
-    with console.status("testing every perturbation against control cells"):
+    with status("testing every perturbation against control cells"):
         table, reports, de = labels_from_anndata(
             adata,
             perturbation_key,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from coreperturb.cli._app import command, console
+from coreperturb.cli._app import command, status
 
 
 @command()
@@ -46,8 +46,8 @@ def report(
 
     priors = None
     if model_dir is not None:
-        with console.status(f"loading {model_dir}"):
+        with status(f"loading {model_dir}"):
             priors = readout_priors(load_model(model_dir))
-    with console.status("building the report"):
+    with status("building the report"):
         html, md = write_report(path, top=top, priors=priors)
     say(f"wrote {html} and {md}")

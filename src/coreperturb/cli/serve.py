@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from coreperturb.cli import _options as o
-from coreperturb.cli._app import command, console, out_console, use_threads
+from coreperturb.cli._app import command, console, out_console, status, use_threads
 
 
 @command()
@@ -72,7 +72,7 @@ def serve(
     use_threads(threads or 1)
     path = o.model_dir(model_dir, model)
     check_host(host, token)
-    with console.status(f"loading {path}"):
+    with status(f"loading {path}"):
         service = open_service(path, predictions, max_gene_jobs=max_gene_jobs)
 
     def ready(url: str) -> None:

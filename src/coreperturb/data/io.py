@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from coreperturb._deprecation import keyword_options
 from coreperturb._escape import csv_safe
 from coreperturb.data.schema import COLUMNS, QueryTable, validate_frame
 from coreperturb.errors import DataValidationError
@@ -137,8 +138,10 @@ def load_perturbqa(
     return QueryTable(frame, str(data_dir))
 
 
+@keyword_options
 def read_query_table(
     path: str | Path,
+    *,
     cell_line: str | None = None,
     task: str | None = None,
     for_fit: bool = False,

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coreperturb._deprecation import keyword_options
+
 
 @dataclass(frozen=True)
 class SyntheticPaths:
@@ -65,8 +67,10 @@ def write_structures(path: Path, drugs: list[str], drug_module: np.ndarray, seed
     pd.DataFrame(rows, columns=cols).to_csv(path, sep="\t", index=False)
 
 
+@keyword_options
 def write_synthetic(
     out_dir: str | Path,
+    *,
     seed: int = 0,
     cell_lines: tuple[str, ...] = ("synth_a", "synth_b"),
     n_genes: int = 400,

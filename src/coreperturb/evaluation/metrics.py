@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from coreperturb._deprecation import keyword_options
 from coreperturb.registry import Registry
 
 MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float], float]
@@ -533,11 +534,13 @@ def _bootstrap_ranking(
         return np.asarray((c @ v[ok]) / c.sum(axis=1))
 
 
+@keyword_options
 def evaluate(
     labels: np.ndarray,
     scores: np.ndarray,
     genes: np.ndarray,
     perturbations: np.ndarray,
+    *,
     threshold: float = 0.5,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
     n_bootstrap: int = 0,

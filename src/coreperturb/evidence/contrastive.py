@@ -257,6 +257,10 @@ def retrieve_evidence(
     """
     q = queries.reset_index(drop=True)
     sims = relational_similarity(
-        kg, sorted(pd.unique(q["perturbation"].astype(str))), list(pool.perturbations), relations, top_k
+        kg,
+        sorted(pd.unique(q["perturbation"].astype(str))),
+        list(pool.perturbations),
+        relations=relations,
+        top_k=top_k,
     )
     return build_evidence(q, pool, sims), sims

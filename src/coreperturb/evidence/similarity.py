@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from coreperturb._deprecation import keyword_options
 from coreperturb.graph.kg import KnowledgeGraph
 
 
@@ -52,10 +53,12 @@ class SimilarityBundle:
     combined: np.ndarray
 
 
+@keyword_options
 def relational_similarity(
     kg: KnowledgeGraph,
     queries: Sequence[str],
     pool: Sequence[str],
+    *,
     relations: Sequence[str] | None = None,
     top_k: int = 100,
     exclude_self: bool = True,

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from coreperturb._deprecation import keyword_options
 from coreperturb._util import positions
 from coreperturb.errors import KnowledgeGraphError
 from coreperturb.graph.chem import (
@@ -455,9 +456,11 @@ def available_sources(kg_dir: str | Path, entities: Iterable[str] = ()) -> list[
     return out
 
 
+@keyword_options
 def build_kg(
     kg_dir: str | Path | None,
     sources: Sequence[str] | None = None,
+    *,
     extra: Iterable[Callable[[Path], SourceOutput]] = (),
     extra_genes: Iterable[str] = (),
     hub_cap: float = 0.25,

@@ -164,8 +164,8 @@ class CoreVoting(Predictor):
             self.kg,
             perturbations,
             list(pool.perturbations),
-            self.relations,
-            self._k(),
+            relations=self.relations,
+            top_k=self._k(),
             pool_embeddings=prepared.pool_embeddings if prepared is not None else None,
         )
 
@@ -173,11 +173,17 @@ class CoreVoting(Predictor):
         pool = ObservationPool.from_frame(pool_rows, self.genes_)
         return PreparedPool.build(pool, self.kg, self.feature_params, self.relations)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. for Ray workers) without the lock of :meth:`prepared_pool`."""
+        return {k: v for k, v in self.__dict__.items() if k != "_prepare_lock_"}
+
     def prepared_pool(self) -> PreparedPool:
         """The query-independent parts of the features for the fitted evidence pool (built once)."""
         cached = getattr(self, "_prepared_", None)
         if cached is None or cached.pool is not self.pool_:
-            with _PREPARE_LOCK:  # chunks scored side by side build it once
+            with _PREPARE_LOCK:  # one lock per predictor: the DE and direction models build theirs together
+                lock = self.__dict__.setdefault("_prepare_lock_", threading.Lock())
+            with lock:  # chunks scored side by side build it once
                 cached = getattr(self, "_prepared_", None)
                 if cached is None or cached.pool is not self.pool_:
                     cached = PreparedPool.build(self.pool_, self.kg, self.feature_params, self.relations)
@@ -427,8 +433,9 @@ class CoreVoting(Predictor):
         obj.model_ = state.estimators["model_"]
         obj.calibrator_ = state.estimators["calibrator_"]
         obj.train_ = train.reset_index(drop=True)
-        obj.genes_ = pd.Index(sorted(pd.unique(obj.train_["gene"].astype(str))))
-        obj.pool_ = ObservationPool.from_frame(obj.train_, obj.genes_)
+        # the pool's own sorted genes are fit()'s genes_ (sorted distinct readouts), found in one hashing pass
+        obj.pool_ = ObservationPool.from_frame(obj.train_)
+        obj.genes_ = obj.pool_.genes
         obj.context_ = None
         if cls.uses_context or context is not None:
             if context is None or context.empty:

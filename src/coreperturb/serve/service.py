@@ -243,7 +243,9 @@ class PredictionService:
             if rows is None:
                 with self._foreground():
                     plan = grid_plan(self.models, [canon], None, [line])
-                    rows = pd.concat(list(predict_grid(self.models, plan, [self.method])), ignore_index=True)
+                    rows = pd.concat(
+                        list(predict_grid(self.models, plan, methods=[self.method])), ignore_index=True
+                    )
             return rows
 
         rows = self._cache.get(("p", canon, line), score)
@@ -350,7 +352,7 @@ class PredictionService:
                     with self._background():
                         plan = grid_plan(self.models, cands[lo : lo + chunk], [gene], [line])
                         job["parts"].extend(
-                            predict_grid(self.models, plan, [self.method], pairs_per_chunk=50_000)
+                            predict_grid(self.models, plan, methods=[self.method], pairs_per_chunk=50_000)
                         )
                     job["done"] = min(lo + chunk, len(cands))
                 rows = pd.concat(job["parts"], ignore_index=True)

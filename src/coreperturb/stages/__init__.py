@@ -36,7 +36,6 @@ from coreperturb.stages.grids import (
     grid_plan,
     kg_coverage,
     predict_grid,
-    readout_priors,
     score_chunk,
     score_pairs,
     top_predictions,
@@ -63,6 +62,7 @@ from coreperturb.stages.predicting import (
     predict,
     score_columns,
 )
+from coreperturb.stages.priors import readout_priors
 from coreperturb.stages.ranking import (
     DEFAULT_RANK_BY,
     MIN_EXCESS,

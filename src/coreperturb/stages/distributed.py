@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from coreperturb._defaults import PAIRS_PER_CHUNK
 from coreperturb.errors import CorePerturbError
 from coreperturb.stages.fitted import FittedModels
 from coreperturb.stages.grids import GridPlan, grid_chunks, score_chunk
@@ -56,7 +57,7 @@ def ray_predict_grid(
     models: FittedModels,
     plan: GridPlan,
     methods: Sequence[str] | None = None,
-    pairs_per_chunk: int = 250_000,
+    pairs_per_chunk: int = PAIRS_PER_CHUNK,
     top: int | Ranking | None = None,
     progress: Callable[[int, int], None] | None = None,
     address: str | None = None,

@@ -89,11 +89,20 @@ class FittedModels:
                 return m
         return self.methods[0]
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. for Ray workers) with the cached values, without their locks."""
+        return {k: v for k, v in self.__dict__.items() if k != "_cache_locks"}
+
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
         """A value derived from the (unchanging) models and training rows, computed once per key."""
         store: dict[str, Any] = self.__dict__.setdefault("_cache", {})
         if key not in store:
-            with _CACHE_LOCK:  # threads scoring chunks side by side compute a value once
+            # threads scoring side by side (the DE and direction models, chunks) compute a value once; one lock
+            # per key, so that they compute different values at the same time (a value's computation only asks
+            # for values it depends on, so no two threads can wait for each other's keys)
+            with _CACHE_LOCK:
+                lock = self.__dict__.setdefault("_cache_locks", {}).setdefault(key, threading.RLock())
+            with lock:
                 if key not in store:
                     store[key] = make()
         return store[key]

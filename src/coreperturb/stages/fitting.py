@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from coreperturb._deprecation import keyword_options
 from coreperturb._threads import retune
 from coreperturb.config import FitConfig
 from coreperturb.data.schema import QueryTable
@@ -121,10 +122,12 @@ def make_model(
     return make_predictor(method, kg, seed=config.seed)
 
 
+@keyword_options
 def fit(
     table: QueryTable | pd.DataFrame,
     kg: KnowledgeGraph,
     config: FitConfig | None = None,
+    *,
     progress: Callable[[str], None] | None = None,
     llm_progress: Progress | None = None,
     workdir: Path | None = None,

@@ -13,23 +13,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coreperturb._defaults import PAIRS_PER_CHUNK
+from coreperturb._deprecation import keyword_options
 from coreperturb._threads import SingleThreadedBlas, effective_threads, retune
 from coreperturb._util import positions
 from coreperturb.graph.kg import KnowledgeGraph
 from coreperturb.predictors.base import Predictor
-from coreperturb.predictors.effect import effect_score, gene_prior
+from coreperturb.predictors.effect import effect_score
 from coreperturb.profiling import stage
 from coreperturb.stages.chunking import MAX_PERTURBATIONS_PER_CHUNK, in_order
 from coreperturb.stages.fitted import FittedModels
 from coreperturb.stages.names import (
     UnknownNameWarning,
     candidate_pool,
-    known_perturbations,
+    known_perturbation_set,
     resolve_genes,
     resolve_perturbations,
     unreachable_perturbations,
 )
 from coreperturb.stages.predicting import OnTarget, evidence_counts, score_columns
+from coreperturb.stages.priors import gene_priors as _gene_priors
 from coreperturb.stages.ranking import (
     DEFAULT_RANK_BY,
     MIN_EXCESS,
@@ -133,7 +136,7 @@ def _perturbation_flags(
     models: FittedModels, cell_line: str, perts: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per perturbation: its flag and its KG coverage."""
-    known = models.cached("known", lambda: set(known_perturbations(models)))
+    known = known_perturbation_set(models)
     trained = models.cached(
         f"trained/{cell_line}", lambda: set(models.training_perturbations(cell_line, "de").astype(str))
     )
@@ -165,49 +168,6 @@ def _gene_flags(models: FittedModels, cell_line: str, genes: Sequence[str]) -> n
 def _grid_scores(model: Predictor, perts: Sequence[str], genes: Sequence[str], task: str) -> dict[str, Any]:
     """Scores of every perts × genes pair (perturbation-major) of one unit."""
     return score_columns(model.score_grid(perts, genes, task))
-
-
-def _gene_priors(models: FittedModels, cell_line: str, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the gene's DE prior and its up-rate among DE observations, both from the line's training
-    rows (NaN for genes never observed, and up-rates NaN without a direction task)."""
-    de = models.cached(
-        f"prior/{cell_line}/de",
-        lambda: pd.Series(
-            gene_prior(models.training_rows(cell_line, "de"), models.readout_genes(cell_line, "de")),
-            index=models.readout_genes(cell_line, "de"),
-        ),
-    )
-
-    def up_rates() -> pd.Series:
-        rows = models.training_rows(cell_line, "dir")
-        if rows.empty:
-            return pd.Series(dtype=np.float64)
-        g = pd.Index(sorted(pd.unique(rows["gene"].astype(str))))
-        return pd.Series(gene_prior(rows, g), index=g)
-
-    up = models.cached(f"prior/{cell_line}/dir", up_rates)
-    gi = pd.Index(genes)
-    prior = de.reindex(gi).to_numpy(dtype=np.float64)
-    if up.empty:
-        return prior, np.full(len(gi), np.nan)
-    # a readout gene never DE in training has no direction of its own: the line's overall up-rate
-    dir_rows = models.training_rows(cell_line, "dir")
-    up_rate = up.reindex(gi).fillna(float(dir_rows["label"].mean())).to_numpy(dtype=np.float64)
-    return prior, np.where(np.isfinite(prior), up_rate, np.nan)
-
-
-def readout_priors(models: FittedModels) -> pd.DataFrame:
-    """Every readout gene's prior (the gene-frequency score) per cell line: ``cell_line``, ``gene``,
-    ``p_prior``; what gene frequency alone would list, highest first within a line."""
-    parts = []
-    for line in models.cell_lines:
-        genes = np.asarray(models.readout_genes(line, "de"), dtype=object)
-        prior, _ = _gene_priors(models, line, genes)
-        parts.append(pd.DataFrame({"cell_line": line, "gene": genes, "p_prior": prior}))
-    out = pd.concat(parts, ignore_index=True)
-    return out.sort_values(["cell_line", "p_prior"], ascending=[True, False], kind="stable").reset_index(
-        drop=True
-    )
 
 
 def _method_frames(
@@ -325,11 +285,13 @@ def score_pairs(
     )
 
 
+@keyword_options
 def predict_grid(
     models: FittedModels,
     plan: GridPlan,
+    *,
     methods: Sequence[str] | None = None,
-    pairs_per_chunk: int = 250_000,
+    pairs_per_chunk: int = PAIRS_PER_CHUNK,
     top: int | Ranking | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[pd.DataFrame]:
@@ -387,16 +349,18 @@ def predict_grid(
     yield from merge_top(chunks(), ranking)
 
 
+@keyword_options
 def top_predictions(
     models: FittedModels,
     perturbations: Sequence[str] | None = None,
+    *,
     genes: Sequence[str] | None = None,
     top: int = 20,
     rank_by: str = DEFAULT_RANK_BY,
     per: str = "perturbation",
     cell_lines: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
-    pairs_per_chunk: int = 250_000,
+    pairs_per_chunk: int = PAIRS_PER_CHUNK,
     min_excess: float | None = MIN_EXCESS,
 ) -> pd.DataFrame:
     """The ranked answer to "which genes does p change" (``per="perturbation"``) or "which perturbations
@@ -430,7 +394,13 @@ def top_predictions(
         gs = resolve_genes(models, list(genes)).require_some("gene").names
     plan = grid_plan(models, perts, gs, cell_lines)
     frames = list(
-        predict_grid(models, plan, methods, pairs_per_chunk, Ranking(top, rank_by, per, min_excess))
+        predict_grid(
+            models,
+            plan,
+            methods=methods,
+            pairs_per_chunk=pairs_per_chunk,
+            top=Ranking(top, rank_by, per, min_excess),
+        )
     )
     if not frames:
         return pd.DataFrame(columns=list(GRID_COLUMNS))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from coreperturb.data.genes import line_sex, unreachable
+from coreperturb.data.io import COLUMN_ALIASES, read_any
 from coreperturb.errors import CorePerturbError
 from coreperturb.stages.fitted import FittedModels
 
@@ -70,7 +73,7 @@ class NameResolution:
 
 
 def resolve_names(
-    names: Sequence[str], known: Sequence[str], aliases: dict[str, str] | None = None, suggest: int = 5
+    names: Sequence[str], known: Collection[str], aliases: dict[str, str] | None = None, suggest: int = 5
 ) -> NameResolution:
     """Map names to known ones: exact match, then a drug name / alias, then a case-insensitive unique match.
 
@@ -81,13 +84,9 @@ def resolve_names(
     import difflib
 
     aliases = aliases or {}
-    known_set = set(map(str, known))
+    known_set = known if isinstance(known, (set, frozenset)) else set(map(str, known))
     upper: dict[str, list[str]] = {}
-    for k in known_set:
-        upper.setdefault(k.upper(), []).append(k)
     alias_upper: dict[str, list[str]] = {}
-    for a, target in aliases.items():
-        alias_upper.setdefault(str(a).upper(), []).append(str(target))
     out: list[str] = []
     renamed: dict[str, str] = {}
     unknown: list[str] = []
@@ -96,6 +95,11 @@ def resolve_names(
         if n in known_set:
             out.append(n)
             continue
+        if not upper:  # built on the first name that is no exact match (most queries have none)
+            for k in known_set:
+                upper.setdefault(k.upper(), []).append(k)
+            for a, target in aliases.items():
+                alias_upper.setdefault(str(a).upper(), []).append(str(target))
         cands = sorted(set(upper.get(n.upper(), []) + alias_upper.get(n.upper(), [])))
         if len(cands) == 1:
             renamed[n] = cands[0]
@@ -114,21 +118,33 @@ def resolve_names(
 def known_perturbations(models: FittedModels) -> list[str]:
     """Every perturbation name the model can place: training perturbations, KG genes, KG drugs and
     compounds with a chemical structure."""
-    names = set(models.train["perturbation"].astype(str))
-    names.update(map(str, models.kg.genes))
-    names.update(models.kg.compounds)
-    return sorted(names)
+    return sorted(known_perturbation_set(models))
+
+
+def known_perturbation_set(models: FittedModels) -> frozenset[str]:
+    """:func:`known_perturbations` as a set, computed once per model."""
+
+    def make() -> frozenset[str]:
+        names = set(map(str, pd.unique(models.train["perturbation"])))
+        names.update(map(str, models.kg.genes))
+        names.update(models.kg.compounds)
+        return frozenset(names)
+
+    return models.cached("names/perturbations", make)
 
 
 def resolve_perturbations(models: FittedModels, names: Sequence[str]) -> NameResolution:
     """:func:`resolve_names` against the model's perturbations and KG (drug names map to their ids)."""
     aliases = {str(v): str(k) for k, v in models.kg.names.items()}
-    return resolve_names(names, known_perturbations(models), aliases)
+    return resolve_names(names, known_perturbation_set(models), aliases)
 
 
 def resolve_genes(models: FittedModels, names: Sequence[str]) -> NameResolution:
     """:func:`resolve_names` against the readout genes of the model's training rows."""
-    return resolve_names(names, sorted(pd.unique(models.train["gene"].astype(str))))
+    known = models.cached(
+        "names/genes", lambda: frozenset(map(str, pd.unique(models.train["gene"].astype(str))))
+    )
+    return resolve_names(names, known)
 
 
 _ORF = r"C[0-9XY]+orf[0-9]+[A-Z]?"
@@ -200,3 +216,35 @@ def warn_names(resolution: NameResolution, what: str, limit: int = 20) -> None:
             UnknownNameWarning,
             stacklevel=2,
         )
+
+
+def read_pairs(models: FittedModels, path: Path) -> pd.DataFrame:
+    """A table of (perturbation, gene[, cell_line]) pairs with the names resolved (unknown names warned
+    about and kept, so that their rows are flagged).
+
+    Raises:
+        CorePerturbError: A missing column, an empty value (naming the row) or an unknown cell line.
+    """
+    raw = read_any(path).rename(columns=COLUMN_ALIASES)
+    for col in ("perturbation", "gene"):
+        if col not in raw.columns:
+            raise CorePerturbError(f"{path}: missing column {col!r}; found {list(map(str, raw.columns))}")
+        bad = raw[col].isna() | (raw[col].astype(str).str.strip() == "")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise CorePerturbError(f"{path}, row {i + 2}, column {col!r}: empty value")
+    pairs = pd.DataFrame()
+    for col, resolve in (("perturbation", resolve_perturbations), ("gene", resolve_genes)):
+        given = raw[col].astype(str).str.strip()
+        uniq = list(pd.unique(given))
+        res = resolve(models, uniq)
+        warn_names(res, col)
+        pairs[col] = given.map(dict(zip(uniq, res.names, strict=True)))
+    if "cell_line" in raw.columns:
+        pairs["cell_line"] = raw["cell_line"].astype(str)
+        unknown = sorted(set(pairs["cell_line"]) - set(models.cell_lines))
+        if unknown:
+            raise CorePerturbError(
+                f"{path}: cell line(s) {unknown} not in the model; it holds {models.cell_lines}"
+            )
+    return pairs

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from coreperturb._deprecation import keyword_options
 from coreperturb._threads import retune
 from coreperturb.data.genes import modality, on_target_mask
 from coreperturb.errors import CorePerturbError
@@ -153,9 +154,11 @@ class OnTarget:
                 calls[self.mask] = self.call(task)
 
 
+@keyword_options
 def predict(
     models: FittedModels,
     queries: pd.DataFrame,
+    *,
     methods: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
@@ -243,9 +246,11 @@ def failed_methods(predictions: pd.DataFrame) -> list[str]:
     return out
 
 
+@keyword_options
 def evaluate_predictions(
     predictions: pd.DataFrame,
     thresholds: dict[tuple[str, str, str], float] | None = None,
+    *,
     n_bootstrap: int = 0,
     seed: int = 0,
     kg: KnowledgeGraph | None = None,
