@@ -17,6 +17,7 @@ import pytest
 
 from coreperturb.data import QueryTable
 from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb.errors import CorePerturbError
 from coreperturb.evaluation.metrics import grouped_auroc
 from coreperturb.evidence import ObservationPool, build_evidence, relational_similarity
 from coreperturb.graph import KnowledgeGraph
@@ -297,3 +298,33 @@ def test_server_killed_mid_run_rows_recorded_then_retried(tmp_path: Path) -> Non
         )
         assert sum(srv2.state.requests.values()) == len(failed)  # only the failed rows were asked again
     assert st2.n_errors == 0 and [r.query for r in rows2] == keys
+
+
+def test_backends_are_built_by_their_registry_entry() -> None:
+    """make_backend asks the registered class (no per-backend branches), which names what it requires."""
+    from coreperturb.llm.backends import BACKENDS, Backend
+
+    assert BACKENDS.get("openai").requires == ("base_url", "model") and BACKENDS.get("vllm").requires == (
+        "model",
+    )
+    with pytest.raises(CorePerturbError, match="needs the server URL"):
+        LLMSettings(backend="openai", model="m")
+    with pytest.raises(CorePerturbError, match="needs a model name"):
+        LLMSettings(backend="vllm")
+    backend = make_backend(LLMSettings(backend="scripted", extra={"model": "s1"}))
+    assert isinstance(backend, ScriptedBackend) and backend.model_id == "s1"
+    openai = make_backend(
+        LLMSettings(backend="openai", base_url="http://127.0.0.1:9/v1", model="x", timeout=3)
+    )
+    assert openai.model_id == "x" and openai.timeout == 3  # type: ignore[attr-defined]
+
+    class Echo(ScriptedBackend):
+        @classmethod
+        def from_settings(cls, settings: LLMSettings) -> Backend:
+            return cls(model=f"echo-{settings.model}")
+
+    BACKENDS.register("echo-test")(Echo)
+    try:
+        assert make_backend(LLMSettings(backend="echo-test", model="m")).model_id == "echo-m"
+    finally:
+        BACKENDS._items.pop("echo-test")

@@ -158,6 +158,13 @@ class Backend(ABC):
 
     model_id: str = "unknown"
     concurrency: int = 1
+    requires: tuple[str, ...] = ()
+    """The :class:`LLMSettings` fields this backend cannot do without (checked when the settings are made)."""
+
+    @classmethod
+    def from_settings(cls, settings: LLMSettings) -> Backend:
+        """The backend ``settings`` describe (by default: constructed from ``settings.extra``)."""
+        return cls(**settings.extra)
 
     @abstractmethod
     async def chat(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
@@ -171,7 +178,9 @@ class Backend(ABC):
         return {"backend": type(self).__name__, "model": self.model_id}
 
 
-BACKENDS: Registry[Callable[..., Backend]] = Registry("LLM backend")
+BACKENDS: Registry[type[Backend]] = Registry("LLM backend")
+"""The LLM backends by name; each class builds itself from :class:`LLMSettings` (:meth:`Backend.from_settings`)
+and names the settings it requires (:attr:`Backend.requires`)."""
 
 
 @BACKENDS.register("openai")
@@ -193,6 +202,22 @@ class OpenAIBackend(Backend):
     """
 
     RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+    requires = ("base_url", "model")
+
+    @classmethod
+    def from_settings(cls, settings: LLMSettings) -> Backend:
+        """The server, model and request limits of ``settings``."""
+        assert settings.base_url is not None and settings.model is not None
+        return cls(
+            settings.base_url,
+            settings.model,
+            api_key=settings.api_key,
+            concurrency=settings.concurrency,
+            requests_per_second=settings.requests_per_second,
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+            **settings.extra,
+        )
 
     def __init__(
         self,
@@ -352,6 +377,11 @@ class EmbeddedBackend(Backend):
         prefix_cache: Reuse the KV cache of a shared prompt prefix between consecutive requests.
     """
 
+    @classmethod
+    def from_settings(cls, settings: LLMSettings) -> Backend:
+        """The GGUF model of ``settings`` (default: the embedded SmolLM2-135M)."""
+        return cls(settings.model, **settings.extra)
+
     def __init__(
         self,
         model: str | Path | None = None,
@@ -445,6 +475,14 @@ class VLLMBackend(Backend):  # pragma: no cover - needs a GPU and vllm
         engine_kwargs: Passed to ``vllm.LLM``.
     """
 
+    requires = ("model",)
+
+    @classmethod
+    def from_settings(cls, settings: LLMSettings) -> Backend:
+        """The model of ``settings``."""
+        assert settings.model is not None
+        return cls(settings.model, **settings.extra)
+
     def __init__(self, model: str, engine_kwargs: dict[str, Any] | None = None) -> None:
         try:
             import vllm
@@ -474,6 +512,12 @@ class VLLMBackend(Backend):  # pragma: no cover - needs a GPU and vllm
         return await asyncio.to_thread(self._run, messages, params)
 
 
+_REQUIRED = {
+    "base_url": "the server URL (base_url, e.g. http://127.0.0.1:8000/v1)",
+    "model": "a model name (llm_model)",
+}
+
+
 @dataclass(frozen=True)
 class LLMSettings:
     """How to reach the LLM (what the CLI flags / config file set).
@@ -501,35 +545,14 @@ class LLMSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        BACKENDS.get(self.backend)
-        if self.backend == "openai" and not self.base_url:
-            raise CorePerturbError(
-                "the openai backend needs the server URL (base_url, e.g. http://127.0.0.1:8000/v1)"
-            )
-        if self.backend in ("openai", "vllm") and not self.model:
-            raise CorePerturbError(f"the {self.backend} backend needs a model name (llm_model)")
+        for name in BACKENDS.get(self.backend).requires:
+            if not getattr(self, name):
+                raise CorePerturbError(f"the {self.backend} backend needs {_REQUIRED[name]}")
 
 
 def make_backend(settings: LLMSettings) -> Backend:
-    """Instantiate the backend named by ``settings``."""
-    if settings.backend == "openai":
-        assert settings.base_url is not None and settings.model is not None
-        return OpenAIBackend(
-            settings.base_url,
-            settings.model,
-            api_key=settings.api_key,
-            concurrency=settings.concurrency,
-            requests_per_second=settings.requests_per_second,
-            timeout=settings.timeout,
-            max_retries=settings.max_retries,
-            **settings.extra,
-        )
-    if settings.backend == "embedded":
-        return EmbeddedBackend(settings.model, **settings.extra)
-    if settings.backend == "vllm":
-        assert settings.model is not None
-        return VLLMBackend(settings.model, **settings.extra)
-    return BACKENDS.get(settings.backend)(**settings.extra)
+    """Instantiate the backend named by ``settings`` (its registry entry builds it)."""
+    return BACKENDS.get(settings.backend).from_settings(settings)
 
 
 __all__ = [

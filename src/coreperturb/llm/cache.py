@@ -37,16 +37,39 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
+BUSY_SECONDS = 30.0
+"""How long a connection waits for another run's lock before it gives up."""
+
+
+def _when_unlocked(conn: sqlite3.Connection, sql: str) -> None:
+    """Run ``sql``, waiting while another connection holds the lock. Switching a new database to WAL answers
+    ``database is locked`` at once when another run opens it at the same moment: SQLite does not call the
+    busy handler for it, so this waits and tries again (up to :data:`BUSY_SECONDS`)."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            conn.execute(sql)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, timeout=30.0, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout=30000")  # concurrent runs wait for each other's commits
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_SECONDS, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")  # runs wait for each other's commits
+    _when_unlocked(conn, "PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(_SCHEMA)
     cols = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
     if "rationale" not in cols:  # a result store written before reasoning mode
-        conn.execute("ALTER TABLE results ADD COLUMN rationale TEXT")
+        try:
+            conn.execute("ALTER TABLE results ADD COLUMN rationale TEXT")
+        except sqlite3.OperationalError as exc:  # another run added it in the meantime
+            if "duplicate column" not in str(exc):
+                raise
     return conn
 
 
