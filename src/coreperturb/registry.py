@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from coreperturb.errors import UnknownNameError
 
@@ -22,18 +22,35 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
         self._lazy: dict[str, str] = {}
+        self._info: dict[str, Any] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator registering ``obj`` under ``name``."""
+    def register(self, name: str, info: Any = None) -> Callable[[T], T]:
+        """Decorator registering ``obj`` under ``name``, with its metadata ``info`` (for example which file a
+        KG source reads; :meth:`info` returns it)."""
 
         def deco(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = obj
             self._lazy.pop(name, None)
+            if info is not None:
+                self._info[name] = info
             return obj
 
         return deco
+
+    def info(self, name: str) -> Any:
+        """The metadata registered with ``name`` (``None`` when it was registered without any).
+
+        Raises:
+            UnknownNameError: ``name`` is not registered.
+        """
+        self.get(name)
+        return self._info.get(name)
+
+    def in_order(self) -> list[str]:
+        """The names registered so far, in the order they were registered."""
+        return list(self._items)
 
     def lazy(self, modules: Mapping[str, str]) -> None:
         """Announce names whose module registers them when it is imported: the first :meth:`get` of such a

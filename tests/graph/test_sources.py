@@ -11,7 +11,13 @@ import pytest
 from coreperturb.data.synthetic import SyntheticPaths
 from coreperturb.errors import KnowledgeGraphError
 from coreperturb.graph import build_kg
-from coreperturb.graph.sources import available_sources
+from coreperturb.graph.sources import (
+    KG_SOURCES,
+    OPTIONAL_SOURCE_FILES,
+    SOURCE_FILES,
+    SourceInfo,
+    available_sources,
+)
 
 SHARED_KG = Path(__file__).resolve().parents[3] / "shared" / "data" / "kg"
 STRING_HEADER = (
@@ -77,6 +83,21 @@ def test_new_sources_parse_and_only_string_is_a_default(kg_dir: Path) -> None:
     # embeds through its regulators
     assert kg.similarity(["G0011"], ["G0012"], "dorothea_regulators")[0, 0] == 0.0  # opposite signs
     assert np.isclose(kg.similarity(["G0010"], ["G0010"], "dorothea_targets")[0, 0], 1.0)
+
+
+def test_sources_carry_their_file_and_use_in_the_registry(kg_dir: Path) -> None:
+    """Which file a source reads and when it is used live in its registry entry; the file maps derive."""
+    infos = {n: KG_SOURCES.info(n) for n in KG_SOURCES.in_order()}
+    assert all(isinstance(i, SourceInfo) for i in infos.values())
+    assert {n: i.file for n, i in infos.items() if i.use == "default"} == SOURCE_FILES
+    assert list(SOURCE_FILES) == ["go", "gene_network", "reactome", "corum", "drug_targets", "string"]
+    assert list(OPTIONAL_SOURCE_FILES) == ["coessentiality", "huri", "dorothea"]
+    assert infos["drug_structures"] == SourceInfo("drug_structures.tsv", "drugs")
+    (kg_dir / "huri_edges.tsv").unlink()
+    with pytest.raises(KnowledgeGraphError, match=r"huri_edges.tsv: file for KG source 'huri' not found"):
+        build_kg(kg_dir, ["go", "huri"])
+    with pytest.raises(ValueError, match="expected default, named or drugs"):
+        SourceInfo("x.tsv", "sometimes")
 
 
 def test_bad_rows_name_file_line_and_column(kg_dir: Path) -> None:

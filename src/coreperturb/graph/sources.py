@@ -52,18 +52,35 @@ class SourceOutput:
 
 
 SourceFn = Callable[[Path], SourceOutput]
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the registry knows of a built-in KG source besides its function.
+
+    Attributes:
+        file: The file it reads inside the KG directory (checked before the source runs).
+        use: ``default`` (used whenever its file exists), ``named`` (only when listed in ``--kg-sources``;
+            it did not help in the train-only inner CV, ``benchmarks/kg_ablation.py``) or ``drugs`` (added when
+            the dataset's perturbations are compounds with a structure in the file).
+    """
+
+    file: str
+    use: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.use not in ("default", "named", "drugs"):
+            raise ValueError(f"KG source use {self.use!r}: expected default, named or drugs")
+
+
 KG_SOURCES: Registry[SourceFn] = Registry("KG source")
-# file each built-in source needs inside the KG directory
-SOURCE_FILES: dict[str, str] = {
-    "go": "go_annotations.tsv",
-    "gene_network": "gene_network.tsv",
-    "reactome": "reactome_pathways.gmt",
-    "corum": "corum_core_complexes.tsv",
-    "drug_targets": "drug_targets.tsv",
-    # KG release 2: STRING's experiments / curated / co-expression channels help in the train-only inner CV
-    # (benchmarks/kg_ablation.py: +0.014 DE, +0.015 direction), so they are a default source
-    "string": "string_v12_edges.tsv",
-}
+"""The KG sources by name; built-in ones carry a :class:`SourceInfo` (``KG_SOURCES.info(name)``)."""
+
+
+def _file(source: str) -> str:
+    info = KG_SOURCES.info(source)
+    assert isinstance(info, SourceInfo)
+    return info.file
 
 
 def _read_tsv(path: Path, required: Sequence[str]) -> pd.DataFrame:
@@ -96,7 +113,7 @@ def go_closure(parents: pd.DataFrame, terms: pd.Index) -> sp.csr_matrix:
     return reach
 
 
-@KG_SOURCES.register("go")
+@KG_SOURCES.register("go", SourceInfo("go_annotations.tsv"))
 def go_source(kg_dir: Path, propagate: bool = True) -> SourceOutput:
     """GO annotations split by aspect (``go_bp``, ``go_mf``, ``go_cc``), propagated up the DAG.
 
@@ -202,7 +219,7 @@ def edge_list_source(path: str | Path, name: str | None = None) -> Callable[[Pat
     return load
 
 
-@KG_SOURCES.register("gene_network")
+@KG_SOURCES.register("gene_network", SourceInfo("gene_network.tsv"))
 def gene_network_source(kg_dir: Path) -> SourceOutput:
     """The gene functional-interaction network ``gene_network.tsv`` (gene_a, gene_b) as relation ``network``."""
     df = _read_tsv(kg_dir / "gene_network.tsv", ["gene_a", "gene_b"])
@@ -250,13 +267,13 @@ def gmt_source(path: str | Path, name: str | None = None) -> Callable[[Path], So
     return load
 
 
-@KG_SOURCES.register("reactome")
+@KG_SOURCES.register("reactome", SourceInfo("reactome_pathways.gmt"))
 def reactome_source(kg_dir: Path) -> SourceOutput:
     """Reactome pathways from ``reactome_pathways.gmt`` as relation ``reactome``."""
     return gmt_source(kg_dir / "reactome_pathways.gmt", "reactome")(kg_dir)
 
 
-@KG_SOURCES.register("corum")
+@KG_SOURCES.register("corum", SourceInfo("corum_core_complexes.tsv"))
 def corum_source(kg_dir: Path) -> SourceOutput:
     """CORUM complexes (human) from ``corum_core_complexes.tsv`` as relation ``corum``. CC BY-NC 4.0 data."""
     df = _read_tsv(kg_dir / "corum_core_complexes.tsv", ["ComplexID", "subunits(Gene name)"])
@@ -279,7 +296,7 @@ def corum_source(kg_dir: Path) -> SourceOutput:
     )
 
 
-@KG_SOURCES.register("drug_targets")
+@KG_SOURCES.register("drug_targets", SourceInfo("drug_targets.tsv"))
 def drug_targets_source(kg_dir: Path) -> SourceOutput:
     """Drug → target genes from ``drug_targets.tsv`` (drugbank_id, drug_name, gene_target)."""
     df = _read_tsv(kg_dir / "drug_targets.tsv", ["drugbank_id", "gene_target"])
@@ -289,13 +306,6 @@ def drug_targets_source(kg_dir: Path) -> SourceOutput:
     return SourceOutput(targets=targets, names=names)
 
 
-# KG release 2 sources that did not help in the train-only inner CV (benchmarks/kg_ablation.py): registered,
-# used only when named (``--kg-sources go,...,string,dorothea``)
-OPTIONAL_SOURCE_FILES: dict[str, str] = {
-    "coessentiality": "coessentiality_edges.tsv",
-    "huri": "huri_edges.tsv",
-    "dorothea": "dorothea_regulons.tsv",
-}
 STRING_FAMILIES: dict[str, tuple[str, ...]] = {
     "experiments": ("experiments", "experiments_transferred"),
     "database": ("database", "database_transferred"),
@@ -316,7 +326,9 @@ def _numeric(df: pd.DataFrame, cols: Sequence[str], path: Path) -> pd.DataFrame:
     return out
 
 
-@KG_SOURCES.register("string")
+# KG release 2: STRING's experiments / curated / co-expression channels help in the train-only inner CV
+# (benchmarks/kg_ablation.py: +0.014 DE, +0.015 direction), so they are a default source
+@KG_SOURCES.register("string", SourceInfo("string_v12_edges.tsv"))
 def string_source(
     kg_dir: Path, min_score: float = 400, families: Sequence[str] = tuple(STRING_FAMILIES)
 ) -> SourceOutput:
@@ -326,7 +338,7 @@ def string_source(
     an edge enters a family when the larger of its direct and transferred sub-scores is at least
     ``min_score`` (STRING's 0–1000 scale; 400 = "medium confidence"). Text mining is not in the file.
     """
-    path = kg_dir / SOURCE_FILES["string"]
+    path = kg_dir / _file("string")
     cols = [c for f in families for c in STRING_FAMILIES[f]]
     df = _read_tsv(path, ["gene_a", "gene_b", *cols])
     scores = _numeric(df, cols, path)
@@ -340,23 +352,23 @@ def string_source(
     return out
 
 
-@KG_SOURCES.register("coessentiality")
+@KG_SOURCES.register("coessentiality", SourceInfo("coessentiality_edges.tsv", "named"))
 def coessentiality_source(kg_dir: Path) -> SourceOutput:
     """DepMap co-essentiality partners (``coessentiality_edges.tsv``) as network relation ``coessentiality``."""
-    df = _read_tsv(kg_dir / OPTIONAL_SOURCE_FILES["coessentiality"], ["gene_a", "gene_b"])
+    df = _read_tsv(kg_dir / _file("coessentiality"), ["gene_a", "gene_b"])
     g, f = _network_pairs(df["gene_a"].to_numpy(dtype=object), df["gene_b"].to_numpy(dtype=object))
     return SourceOutput(pairs={"coessentiality": ("network", g, f, {})})
 
 
-@KG_SOURCES.register("huri")
+@KG_SOURCES.register("huri", SourceInfo("huri_edges.tsv", "named"))
 def huri_source(kg_dir: Path) -> SourceOutput:
     """HuRI + Lit-BM binary protein interactions (``huri_edges.tsv``) as network relation ``huri``."""
-    df = _read_tsv(kg_dir / OPTIONAL_SOURCE_FILES["huri"], ["gene_a", "gene_b"])
+    df = _read_tsv(kg_dir / _file("huri"), ["gene_a", "gene_b"])
     g, f = _network_pairs(df["gene_a"].to_numpy(dtype=object), df["gene_b"].to_numpy(dtype=object))
     return SourceOutput(pairs={"huri": ("network", g, f, {})})
 
 
-@KG_SOURCES.register("dorothea")
+@KG_SOURCES.register("dorothea", SourceInfo("dorothea_regulons.tsv", "named"))
 def dorothea_source(kg_dir: Path, confidence: str = "ABC") -> SourceOutput:
     """DoRothEA signed TF→target regulons (``dorothea_regulons.tsv``: tf, confidence, target, mor).
 
@@ -369,7 +381,7 @@ def dorothea_source(kg_dir: Path, confidence: str = "ABC") -> SourceOutput:
         KnowledgeGraphError: A confidence letter outside A–E or a mode of regulation that is not ±1 (file,
             line and column named).
     """
-    path = kg_dir / OPTIONAL_SOURCE_FILES["dorothea"]
+    path = kg_dir / _file("dorothea")
     levels = {c.strip().upper() for c in confidence if c.strip()}
     if not levels or not levels <= set("ABCDE"):
         raise KnowledgeGraphError(f"dorothea confidence levels must be letters A-E, got {confidence!r}")
@@ -401,7 +413,7 @@ def dorothea_source(kg_dir: Path, confidence: str = "ABC") -> SourceOutput:
 STRUCTURE_FILE = "drug_structures.tsv"
 
 
-@KG_SOURCES.register("drug_structures")
+@KG_SOURCES.register("drug_structures", SourceInfo(STRUCTURE_FILE, "drugs"))
 def drug_structures_source(kg_dir: Path, params: MorganParams | None = None) -> SourceOutput:
     """Chemical structures of compounds (``drug_structures.tsv``: drugbank_id, name, ...,
     smiles_rdkit_from_inchi) as Morgan fingerprints: drugs are related by Tanimoto similarity, so a drug
@@ -439,7 +451,7 @@ def available_sources(kg_dir: str | Path, entities: Iterable[str] = ()) -> list[
     go,gene_network,reactome,corum,drug_targets,string,dorothea``.
     """
     kg_dir = Path(kg_dir)
-    out = [s for s, f in SOURCE_FILES.items() if (kg_dir / f).exists()]
+    out = [s for s, f in SOURCE_FILES.items() if (kg_dir / f).exists()]  # registration order
     names = set(map(str, entities))
     if names and (kg_dir / STRUCTURE_FILE).exists():
         n = len(names & structure_ids(kg_dir))
@@ -489,9 +501,8 @@ def build_kg(
     outputs: list[SourceOutput] = []
     for name in names:
         fn = KG_SOURCES.get(name)
-        need = SOURCE_FILES.get(name) or OPTIONAL_SOURCE_FILES.get(name)
-        if name == "drug_structures":
-            need = STRUCTURE_FILE
+        info = KG_SOURCES.info(name)
+        need = info.file if isinstance(info, SourceInfo) else None  # a user's source checks its own files
         if need is not None and not (path / need).exists():
             raise KnowledgeGraphError(f"{path / need}: file for KG source {name!r} not found")
         outputs.append(fn(path))
@@ -550,10 +561,24 @@ def build_kg_from_recipe(recipe: dict[str, Any]) -> KnowledgeGraph:
     )
 
 
+def _files(use: str) -> dict[str, str]:
+    return {
+        n: info.file
+        for n in KG_SOURCES.in_order()
+        if isinstance(info := KG_SOURCES.info(n), SourceInfo) and info.use == use
+    }
+
+
+SOURCE_FILES: dict[str, str] = _files("default")
+"""The file each default source reads (derived from the registry, in registration order)."""
+OPTIONAL_SOURCE_FILES: dict[str, str] = _files("named")
+"""The file each source used only when named reads (derived from the registry)."""
+
 __all__ = [
     "KG_SOURCES",
     "OPTIONAL_SOURCE_FILES",
     "STRING_FAMILIES",
+    "SourceInfo",
     "SourceOutput",
     "available_sources",
     "build_kg",
