@@ -460,8 +460,21 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
     train = _read_rows(d / TRAIN_FILE, TRAIN_COLUMNS, ("cell_line", "task", "perturbation", "gene"))
     kg = _load_kg(d, meta)
     estimators = _load_estimators(d, meta, trusted)
-    config = _fit_config(meta["fit_config"])
-    models_: dict[tuple[str, str, str], Any] = {}
+    calibration = None
+    if CALIBRATION_FILE in meta["files"]:
+        calibration = _read_rows(
+            d / CALIBRATION_FILE, CALIBRATION_COLUMNS, ("cell_line", "task", "method", "gene")
+        )
+    fitted = FittedModels(
+        kg,
+        {},
+        train,
+        _fit_config(meta["fit_config"]),
+        meta["kg"].get("recipe"),
+        {},
+        warnings=tuple(meta.get("data_warnings", ())),
+        calibration=calibration,
+    )
     for u in meta["units"]:
         line, task, method = u["cell_line"], u["task"], u["method"]
         key = f"{line}/{task}/{method}"
@@ -474,33 +487,18 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
         if len(state.estimators) != len(u["estimators"]):
             where = d / (ARRAYS_FILE if meta["format_version"] >= 3 else ESTIMATORS_FILE)
             raise ModelFileError(f"{where}: estimators of {key} missing")
-        rows = train.loc[(train["cell_line"] == line) & (train["task"] == task)].reset_index(drop=True)
+        # the unit's rows as the model will find them again (their positions are kept for predictions)
+        rows = fitted.training_rows(line, task)
         if len(rows) != u.get("n_train_rows", len(rows)):
             raise ModelFileError(
                 f"{d / TRAIN_FILE}: {key} has {len(rows)} training rows, model.json says {u['n_train_rows']}"
             )
-        context = None
-        if u.get("uses_context"):
-            context = train.loc[(train["cell_line"] != line) & (train["task"] == task)].reset_index(drop=True)
+        context = fitted.context_rows(line, task) if u.get("uses_context") else None
         try:
-            models_[(line, task, method)] = cls.from_fitted_state(kg, state, rows, context)  # type: ignore[attr-defined]
+            fitted.models[(line, task, method)] = cls.from_fitted_state(kg, state, rows, context)  # type: ignore[attr-defined]
         except (KeyError, ValueError, TypeError, NotImplementedError) as exc:
             raise ModelFileError(f"{d / MODEL_JSON}: {key} cannot be rebuilt: {exc}") from None
-    calibration = None
-    if CALIBRATION_FILE in meta["files"]:
-        calibration = _read_rows(
-            d / CALIBRATION_FILE, CALIBRATION_COLUMNS, ("cell_line", "task", "method", "gene")
-        )
-    return FittedModels(
-        kg,
-        models_,
-        train,
-        config,
-        meta["kg"].get("recipe"),
-        {},
-        warnings=tuple(meta.get("data_warnings", ())),
-        calibration=calibration,
-    )
+    return fitted
 
 
 def _load_estimators(d: Path, meta: dict[str, Any], trusted: Sequence[str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import gzip
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import numpy as np
 import pandas as pd
@@ -95,12 +96,20 @@ def line_sex(cell_line: str, overrides: Iterable[str] = ()) -> str | None:
     return parse_sexes(overrides).get(key) or KNOWN_SEX.get(key)
 
 
+ANNOTATION_FILE = "hs_genes.tsv.gz"
+"""The shipped annotation, inside the ``coreperturb.data`` package (made by ``scripts/``)."""
+
+
+def _annotation() -> Traversable:
+    return resources.files("coreperturb.data").joinpath(ANNOTATION_FILE)
+
+
 @functools.cache
 def gene_annotation() -> pd.DataFrame:
     """The shipped human gene annotation: index ``symbol``; columns ``chromosome`` (``;``-joined where a gene
     lies on several) and ``locus_type`` (``protein-coding``, ``ncRNA``, ``pseudo``, ...)."""
     with (
-        resources.files("coreperturb.data").joinpath("hs_genes.tsv.gz").open("rb") as fh,
+        _annotation().open("rb") as fh,
         gzip.open(fh) as text,
     ):
         frame = pd.read_csv(text, sep="\t", comment="#", dtype=str, keep_default_na=False)
@@ -112,7 +121,7 @@ def mt_and_y_genes() -> dict[str, str]:
     """``symbol -> chromosome`` of the annotated genes that lie on the mitochondrial genome (``MT``) or on
     chromosome ``Y`` alone: the part of :func:`gene_annotation` that :func:`unreachable` reads, found by
     searching the file's text for those chromosome fields (a few ms, against 60 ms to parse the table)."""
-    with resources.files("coreperturb.data").joinpath("hs_genes.tsv.gz").open("rb") as fh:
+    with _annotation().open("rb") as fh:
         text = gzip.decompress(fh.read()).decode()
     header = next((line for line in text[:4096].splitlines() if not line.startswith("#")), "")
     if header.split("\t")[:2] != ["symbol", "chromosome"]:

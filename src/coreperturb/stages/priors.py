@@ -20,21 +20,21 @@ def gene_priors(models: FittedModels, cell_line: str, genes: np.ndarray) -> tupl
         ),
     )
 
-    def up_rates() -> pd.Series:
+    def up_rates() -> tuple[pd.Series, float]:
+        """Each direction readout's up-rate, and the line's overall one (computed once, not per chunk)."""
         rows = models.training_rows(cell_line, "dir")
         if rows.empty:
-            return pd.Series(dtype=np.float64)
-        g = pd.Index(sorted(pd.unique(rows["gene"].astype(str))))
-        return pd.Series(gene_prior(rows, g), index=g)
+            return pd.Series(dtype=np.float64), float("nan")
+        g = models.readout_genes(cell_line, "dir")
+        return pd.Series(gene_prior(rows, g), index=g), float(rows["label"].mean())
 
-    up = models.cached(f"prior/{cell_line}/dir", up_rates)
+    up, overall_up = models.cached(f"prior/{cell_line}/dir", up_rates)
     gi = pd.Index(genes)
     prior = de.reindex(gi).to_numpy(dtype=np.float64)
     if up.empty:
         return prior, np.full(len(gi), np.nan)
     # a readout gene never DE in training has no direction of its own: the line's overall up-rate
-    dir_rows = models.training_rows(cell_line, "dir")
-    up_rate = up.reindex(gi).fillna(float(dir_rows["label"].mean())).to_numpy(dtype=np.float64)
+    up_rate = up.reindex(gi).fillna(overall_up).to_numpy(dtype=np.float64)
     return prior, np.where(np.isfinite(prior), up_rate, np.nan)
 
 
