@@ -7,7 +7,7 @@ Usage:
 
 Fits gene_frequency and core_voting on the train split of each line (DE and direction, exactly as
 ``coreperturb benchmark --task de,dir`` does), predicts the test split, writes the pdex-style DE tables
-(``coreperturb.evaluation.celleval.de_tables``) and scores them with cell-eval's own DE metrics
+(``coreperturb.evaluation._celleval.de_tables``) and scores them with cell-eval's own DE metrics
 (``overlap_at_K``, ``precision_at_K``, ``de_direction_match``, ``pr_auc``, ``roc_auc``). Prints one table per
 metric set and writes ``OUT/cell_eval_metrics.csv`` (cell_line, method, ranking, metric, value).
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from coreperturb.evaluation.celleval import cell_eval_scores, de_tables
-from coreperturb.pipeline import BenchmarkConfig, run_benchmark
+from coreperturb._pipeline import BenchmarkConfig, run_benchmark
+from coreperturb.evaluation._celleval import cell_eval_scores, de_tables
 
 
 def main() -> None:

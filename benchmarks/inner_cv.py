@@ -20,7 +20,7 @@ perturbation is scored by excess DE@10 / @50 (Σ label − Σ prior over the top
 from gene-level information alone scores about 0), with the prior-only rules (the prior, the prior below
 0.2, rarity) as controls; then floors on ``p_de - p_prior`` are compared by what the lists they leave hold.
 
-``--compare effect`` chooses the effect score (:mod:`coreperturb.predictors.effect`) and the default
+``--compare effect`` chooses the effect score (:mod:`coreperturb.predictors._effect`) and the default
 ranking: CORE-Voting is fitted once per (line, fold), its validation predictions with their evidence counts
 are kept (``--oof FILE`` caches them), and every candidate ranking of the genes within each validation
 perturbation is scored by specific-hit precision@10 (and @50), with the gene priors taken from the fold's
@@ -40,13 +40,13 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from coreperturb.evaluation.metrics import macro_per_gene_auroc, ranking_metric
-from coreperturb.graph.kg import KnowledgeGraph
-from coreperturb.pipeline import BenchmarkConfig, resolve_inputs
-from coreperturb.predictors.base import perturbation_folds
-from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
-from coreperturb.predictors.effect import EffectParams, effect_score, gene_prior
-from coreperturb.stages import context_rows
+from coreperturb._pipeline import BenchmarkConfig, resolve_inputs
+from coreperturb.evaluation._metrics import macro_per_gene_auroc, ranking_metric
+from coreperturb.graph._kg import KnowledgeGraph
+from coreperturb.predictors._base import perturbation_folds
+from coreperturb.predictors._core_voting import CoreVoting, CoreVotingTransfer
+from coreperturb.predictors._effect import EffectParams, effect_score, gene_prior
+from coreperturb.stages._fitted import context_rows
 
 
 def candidates(compare: str, kg: KnowledgeGraph) -> dict[str, CoreVoting]:

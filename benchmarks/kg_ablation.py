@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coreperturb.data.io import load_perturbqa
-from coreperturb.data.signatures import load_lincs
-from coreperturb.evaluation.metrics import macro_per_gene_auroc
-from coreperturb.graph.sources import available_sources, build_kg
-from coreperturb.predictors.base import perturbation_folds
-from coreperturb.predictors.core_voting import CoreVoting
+from coreperturb.data._io import load_perturbqa
+from coreperturb.data._signatures import load_lincs
+from coreperturb.evaluation._metrics import macro_per_gene_auroc
+from coreperturb.graph._sources import available_sources, build_kg
+from coreperturb.predictors._base import perturbation_folds
+from coreperturb.predictors._core_voting import CoreVoting
 
 DEFAULT_CONFIGS = "+string,+coessentiality,+huri,+dorothea,-go,-gene_network,-reactome,-corum"
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from coreperturb.pipeline import BenchmarkConfig, run_benchmark, summary_table
+from coreperturb._pipeline import BenchmarkConfig, run_benchmark
+from coreperturb.report._summary import summary_table
 
 
 def main() -> None:

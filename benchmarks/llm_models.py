@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coreperturb.evaluation.metrics import macro_per_gene_auroc
-from coreperturb.pipeline import BenchmarkConfig, load_inputs, run_benchmark
+from coreperturb._pipeline import BenchmarkConfig, load_inputs, run_benchmark
+from coreperturb.evaluation._metrics import macro_per_gene_auroc
 
 
 def main() -> None:

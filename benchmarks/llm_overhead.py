@@ -25,9 +25,12 @@ from pathlib import Path
 import httpx
 
 from coreperturb.data import load_perturbqa, write_synthetic
-from coreperturb.evidence import ObservationPool, retrieve_evidence
+from coreperturb.evidence import retrieve_evidence
+from coreperturb.evidence._pool import ObservationPool
 from coreperturb.graph import build_kg
-from coreperturb.llm import LLMCache, LLMRunner, LLMSettings, PromptBuilder, SamplingParams, make_backend
+from coreperturb.llm import LLMCache, LLMSettings, SamplingParams, make_backend
+from coreperturb.llm._prompts import PromptBuilder
+from coreperturb.llm._runner import LLMRunner
 
 
 def prompts(n: int, tmp: Path) -> list[list[dict[str, str]]]:
@@ -77,7 +80,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "coreperturb.llm.testserver",
+                "tests.doubles.fake_server",
                 "--port",
                 str(port),
                 "--latency",
@@ -85,6 +88,9 @@ def main() -> None:
             ],
             stdout=subprocess.PIPE,
             text=True,
+            cwd=Path(__file__)
+            .resolve()
+            .parents[1],  # the fake server is a test double: run from the checkout
         )
         try:
             assert srv.stdout is not None

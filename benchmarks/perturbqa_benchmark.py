@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coreperturb._pipeline import BenchmarkConfig, run_benchmark
 from coreperturb._util import positions
-from coreperturb.evidence import ObservationPool, relational_similarity
-from coreperturb.evidence.features import _at, _sim_times
-from coreperturb.pipeline import BenchmarkConfig, run_benchmark, summary_table
+from coreperturb.evidence import relational_similarity
+from coreperturb.evidence._features import _at, _sim_times
+from coreperturb.evidence._pool import ObservationPool
+from coreperturb.report._summary import summary_table
 
 
 def naive_vote(

@@ -18,7 +18,7 @@ baseline reads (default: --model).
 
 --compare N (default 0: skip) scores the first N candidate perturbations in this process twice, chunk by
 chunk: with the current implementation and with the earlier per-pair one (reference evidence features from
-:mod:`coreperturb.evidence.reference`, the pool rebuilt per chunk, scikit-learn's ``predict_proba``).
+:mod:`coreperturb.evidence._reference`, the pool rebuilt per chunk, scikit-learn's ``predict_proba``).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main() -> None:
         print(f"fit: {wall:.1f}s, peak RSS {rss:.2f} GB")
     perts = "all"
     if args.limit:
-        from coreperturb.model_files import load_model
+        from coreperturb._model_files import load_model
         from coreperturb.stages import candidate_perturbations
 
         cand = candidate_perturbations(load_model(model), args.cell_line)[: args.limit]
@@ -182,8 +182,9 @@ def reference_scores(models: object, line: str, perts: list[str], genes: list[st
     import pandas as pd
 
     from coreperturb._util import logit
-    from coreperturb.evidence import ObservationPool, relational_similarity
-    from coreperturb.evidence.reference import evidence_features_reference
+    from coreperturb.evidence import relational_similarity
+    from coreperturb.evidence._pool import ObservationPool
+    from coreperturb.evidence._reference import evidence_features_reference
 
     q = pd.DataFrame(
         {
@@ -207,8 +208,9 @@ def reference_scores(models: object, line: str, perts: list[str], genes: list[st
 
 def compare(model_dir: Path, line: str, n: int, chunk_pairs: int) -> None:
     """Same-run speed ratio of the current chunk scoring against the earlier per-pair implementation."""
-    from coreperturb.model_files import load_model
-    from coreperturb.stages import candidate_perturbations, score_chunk
+    from coreperturb._model_files import load_model
+    from coreperturb.stages import candidate_perturbations
+    from coreperturb.stages._grids import score_chunk
 
     models = load_model(model_dir)
     perts = candidate_perturbations(models, line)[:n]

@@ -109,7 +109,7 @@ def main() -> None:
         help="comma-separated phases: mean seconds a client waits between requests (0 = saturate the server)",
     )
     args = ap.parse_args()
-    from coreperturb.model_files import load_model
+    from coreperturb._model_files import load_model
     from coreperturb.stages import candidate_perturbations
 
     models = load_model(args.model)

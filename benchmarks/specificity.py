@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coreperturb.evaluation.metrics import call_metrics, excess_de_at
-from coreperturb.predictors.conformal import CALL_LABELS
-from coreperturb.stages import MIN_EXCESS
+from coreperturb.evaluation._metrics import call_metrics, excess_de_at
+from coreperturb.predictors._conformal import CALL_LABELS
+from coreperturb.stages._ranking import MIN_EXCESS
 
 
 def rankings(d: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from coreperturb.data import QueryTable, load_perturbqa, write_synthetic
-from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.graph import KnowledgeGraph, build_kg
+from tests import doubles  # noqa: F401  (registers the `scripted` LLM backend)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -37,12 +38,10 @@ def _private_llm_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory fitted once on the synthetic default (two lines, DE and direction, core_voting and
-    gene_frequency); tests that edit it copy it first."""
-    from typer.testing import CliRunner
-
-    from coreperturb.cli import app
+    gene_frequency), through the library as ``coreperturb fit`` does; tests that edit it copy it first."""
+    from coreperturb import BenchmarkConfig, fit_to_directory
 
     out = tmp_path_factory.mktemp("fit") / "model"
-    res = CliRunner().invoke(app, ["fit", "--out", str(out), "--methods", "core_voting,gene_frequency"])
-    assert res.exit_code == 0, res.output
+    config = BenchmarkConfig.from_options(methods="core_voting,gene_frequency", tasks="de,dir")
+    fit_to_directory(config, out)
     return out

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from coreperturb.cli import app
-from coreperturb.config import (
+from coreperturb._config import (
     COMMAND_KEYS,
     LEAVES,
     BenchmarkConfig,
@@ -20,6 +19,7 @@ from coreperturb.config import (
     LLMConfig,
     load_config_file,
 )
+from coreperturb.cli import app
 from coreperturb.errors import ConfigError, CorePerturbError
 
 
@@ -86,8 +86,8 @@ def test_config_file_keys_old_spellings_and_paths(tmp_path: Path) -> None:
 
 
 def test_defaults_have_one_home() -> None:
-    from coreperturb.evidence.features import FeatureParams
-    from coreperturb.predictors.core_voting import CoreVoting
+    from coreperturb.evidence._features import FeatureParams
+    from coreperturb.predictors._core_voting import CoreVoting
 
     fp = FeatureParams()
     init = {p.name: p.default for p in dataclasses.fields(fp)}

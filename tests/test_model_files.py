@@ -11,11 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from coreperturb.cli import app
-from coreperturb.data import load_perturbqa
-from coreperturb.data.synthetic import SyntheticPaths
-from coreperturb.graph import KnowledgeGraph
-from coreperturb.model_files import (
+from coreperturb._model_files import (
     FORMAT_VERSION,
     MODEL_JSON,
     ModelFileError,
@@ -24,7 +20,11 @@ from coreperturb.model_files import (
     read_model_json,
     save_model,
 )
-from coreperturb.pipeline import BenchmarkConfig, load_inputs, run_benchmark
+from coreperturb._pipeline import BenchmarkConfig, load_inputs, run_benchmark
+from coreperturb.cli import app
+from coreperturb.data import load_perturbqa
+from coreperturb.data._synthetic import SyntheticPaths
+from coreperturb.graph import KnowledgeGraph
 from coreperturb.stages import FitConfig, FittedModels, evaluate_predictions, fit, predict
 
 runner = CliRunner()
@@ -161,7 +161,7 @@ def test_missing_file_is_named(saved: Path) -> None:
 
 
 def _reseal_files(d: Path, meta: dict[str, object]) -> None:
-    from coreperturb.report.outputs import sha256_file
+    from coreperturb.report._outputs import sha256_file
 
     files = meta["files"]
     assert isinstance(files, dict)
@@ -228,7 +228,7 @@ def test_other_format_version(saved: Path) -> None:
 
 def test_unchanged_kg_files_skip_the_content_hash(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The KG files the content hash was computed with are recorded; while they match, no rehash."""
-    import coreperturb.model_files as mf
+    import coreperturb._model_files as mf
 
     meta = json.loads((saved / MODEL_JSON).read_text())
     assert meta["kg"]["hashed_files"] == {n: meta["files"][n] for n in ("kg.npz", "kg.json")}
@@ -250,8 +250,8 @@ def test_unchanged_kg_files_skip_the_content_hash(saved: Path, monkeypatch: pyte
 
 def test_tampered_kg_with_updated_checksums_is_refused(saved: Path) -> None:
     """Even with model.json's checksums updated, a KG with other content is caught by its content hash."""
-    from coreperturb.graph.store import load_kg, save_kg
-    from coreperturb.report.outputs import sha256_file
+    from coreperturb.graph._store import load_kg, save_kg
+    from coreperturb.report._outputs import sha256_file
 
     kg = load_kg(saved)
     rel = next(iter(kg.relations.values()))
@@ -321,7 +321,7 @@ def test_evaluate_leaves_out_unscored_rows() -> None:
 
 
 def test_fit_config_of_earlier_releases_is_read() -> None:
-    from coreperturb.model_files import _fit_config
+    from coreperturb._model_files import _fit_config
 
     old = {
         "methods": ["core_voting", "core_reasoning"],

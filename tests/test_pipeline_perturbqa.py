@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coreperturb.data import load_perturbqa
-from coreperturb.evaluation.metrics import METRICS
+from coreperturb.evaluation._metrics import METRICS
 from coreperturb.graph import build_kg
 from coreperturb.predictors import make_predictor
 from tests.conftest import SHARED

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from coreperturb.api import predict_to_file
+from coreperturb._api import predict_to_file
+from coreperturb._profiling import STAGES, profiling, stage
 from coreperturb.cli import app
-from coreperturb.profiling import STAGES, profiling, stage
 
 
 def test_stages_nest_and_count_per_thread() -> None:

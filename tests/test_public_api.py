@@ -1,37 +1,94 @@
-"""The public functions' signatures: inputs by position, options by keyword (with a deprecation period)."""
+"""The public API: its size, private modules behind it, and its signatures (inputs by position, options by
+keyword, with a deprecation period)."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import warnings
 
 import pandas as pd
 import pytest
 
 import coreperturb
-from coreperturb import api
 from coreperturb._deprecation import PositionalArgumentWarning, keyword_options
 
-PUBLIC_FUNCTIONS = sorted(
-    {
-        name: obj
-        for name, obj in [
-            *((n, getattr(coreperturb, n)) for n in coreperturb.__all__),
-            *((n, getattr(api, n)) for n in api.__all__),
-        ]
-        if inspect.isfunction(obj)
-    }.items()
+PUBLIC_PACKAGES = (
+    "data",
+    "graph",
+    "evidence",
+    "llm",
+    "predictors",
+    "evaluation",
+    "stages",
+    "report",
+    "serve",
 )
+"""The subpackages whose ``__all__`` is public API, beside ``coreperturb`` itself and ``coreperturb.errors``."""
+
+MAX_PUBLIC_NAMES = 130
+"""A ceiling, so that a new public name is a decision: 445 names were public before the modules went private."""
+
+
+def _public_names() -> dict[str, object]:
+    names = {n: getattr(coreperturb, n) for n in coreperturb.__all__}
+    for pkg in PUBLIC_PACKAGES:
+        module = importlib.import_module(f"coreperturb.{pkg}")
+        names |= {f"{pkg}.{n}": getattr(module, n) for n in module.__all__}
+    return names
+
+
+PUBLIC_FUNCTIONS = sorted((n, obj) for n, obj in _public_names().items() if inspect.isfunction(obj))
+
+
+def test_the_public_api_is_small() -> None:
+    """Every public name is importable, and there are few of them."""
+    names = _public_names()
+    assert len(names) <= MAX_PUBLIC_NAMES, len(names)
+    assert {"fit", "predict", "evaluate", "explain", "stages.predict_grid", "predictors.CoreVoting"} <= set(
+        names
+    )
+
+
+def test_every_module_behind_the_api_is_private() -> None:
+    """Outside the public packages' ``__init__``, ``coreperturb.errors`` and the command line, a module's name
+    starts with an underscore."""
+    public = [
+        m.name
+        for m in pkgutil.walk_packages(coreperturb.__path__, "coreperturb.")
+        if not any(part.startswith("_") for part in m.name.split("."))
+    ]
+    allowed = {f"coreperturb.{p}" for p in (*PUBLIC_PACKAGES, "errors", "cli")}
+    assert [m for m in public if m not in allowed and not m.startswith("coreperturb.cli.")] == []
+
+
+def test_an_old_module_path_still_imports_with_a_warning() -> None:
+    """``coreperturb.config`` (public before) gives the private module itself, with a DeprecationWarning."""
+    import coreperturb._config as private
+
+    with pytest.warns(DeprecationWarning, match=r"coreperturb\.stages\.grids is private now"):
+        from coreperturb.stages.grids import predict_grid
+    assert predict_grid is coreperturb.stages.predict_grid
+    with pytest.warns(DeprecationWarning, match="import its public names from coreperturb"):
+        old = importlib.import_module("coreperturb.config")
+    assert old is private and old.__spec__ is not None and old.__spec__.name == "coreperturb._config"
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("coreperturb.no_such_module")
 
 
 @pytest.mark.parametrize(("name", "func"), PUBLIC_FUNCTIONS, ids=[n for n, _ in PUBLIC_FUNCTIONS])
 def test_options_are_keyword_only(name: str, func: object) -> None:
-    """A public function of more than three parameters takes its options by keyword: at most four inputs by
-    position (``evaluate``'s labels, scores, genes, perturbations), and never a flag."""
+    """A public function of more than three parameters takes its options by keyword only: at most four inputs
+    by position (``evaluate``'s labels, scores, genes, perturbations), more only where all are required
+    (``relation_from_pairs``), and never a flag."""
     params = list(inspect.signature(func).parameters.values())  # type: ignore[arg-type]
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if len(params) > 3:
-        assert len(positional) < len(params) and len(positional) <= 4, [p.name for p in positional]
+        assert len(positional) < len(params), f"{name}: no keyword-only options"
+        assert len(positional) <= 4 or all(p.default is p.empty for p in positional), [
+            p.name for p in positional
+        ]
     flags = [p.name for p in positional if isinstance(p.default, bool)]
     assert not flags, f"{name}: boolean flags by position {flags}"
 

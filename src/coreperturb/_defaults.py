@@ -8,7 +8,7 @@ this ``MIN_EXCESS``).
 
 from __future__ import annotations
 
-# ranking (coreperturb.stages.ranking documents how each was chosen)
+# ranking (coreperturb.stages._ranking documents how each was chosen)
 RANK_BY_NAMES: tuple[str, ...] = ("excess", "effect", "p_de", "up", "down")
 """The ``rank_by`` values, in the order the help lists them."""
 DEFAULT_RANK_BY = "excess"
@@ -37,6 +37,14 @@ SIGNATURE_TEST_FRACTION = 0.3
 """Signature tables (LINCS): share of perturbations held out as unseen test perturbations."""
 PREPARE_TEST_FRACTION = 0.25
 """``coreperturb prepare`` (an AnnData screen): share of perturbations held out as unseen."""
+DE_MAX_PADJ = 0.05
+"""``coreperturb prepare``: the Benjamini–Hochberg adjusted p-value below which a gene is DE."""
+DE_MIN_ABS_LFC = 0.25
+"""``coreperturb prepare``: the smallest absolute log2 fold change of a DE gene."""
+DE_MIN_CELLS = 5
+"""``coreperturb prepare``: perturbations with fewer cells are skipped."""
+EVIDENCE_ROWS = 8
+"""``explain``: evidence rows shown per side (positive, negative)."""
 
 # LLM calls
 LLM_BACKEND = "embedded"

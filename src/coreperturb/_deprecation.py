@@ -1,4 +1,4 @@
-"""Keyword-only options with a deprecation period for callers that still pass them by position.
+"""Deprecation periods: keyword-only options still accepted by position, and old module paths.
 
 The public functions take their inputs by position and their options by keyword only (``fit(table, kg,
 config, workdir=...)``), as scikit-learn and scanpy do. Until release 0.3, an option passed by position still
@@ -9,9 +9,14 @@ works, with a :class:`PositionalArgumentWarning` naming the keyword to use (scik
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.abc
+import importlib.machinery
 import inspect
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,4 +63,53 @@ def keyword_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["REMOVED_IN", "PositionalArgumentWarning", "keyword_options"]
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import coreperturb.config`` after the module became ``coreperturb._config``: the old path gives the same
+    module object, with a :class:`DeprecationWarning` naming the public home of its names.
+
+    It sits last on :data:`sys.meta_path`, so it is asked only about names no file answers: the old public paths
+    of modules that are now private (``coreperturb.<package>.<name>`` whose ``_<name>`` exists).
+    """
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        """A spec for an old module path whose private twin exists; None for any other name."""
+        parent, _, last = fullname.rpartition(".")
+        if (
+            not parent
+            or not (parent == "coreperturb" or parent.startswith("coreperturb."))
+            or last[:1] == "_"
+        ):
+            return None
+        if path is None or importlib.machinery.PathFinder.find_spec(f"_{last}", path) is None:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, loader_state={})
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        """The private module itself (imported if need be), so both names share one object and its state."""
+        parent, _, last = spec.name.rpartition(".")
+        warnings.warn(
+            f"{spec.name} is private now ({parent}._{last}); import its public names from {parent}. The old "
+            f"path stops working in release {REMOVED_IN}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        module = importlib.import_module(f"{parent}._{last}")
+        spec.loader_state["spec"] = module.__spec__
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Nothing to run; give the module back its own spec (the import machinery set the alias's)."""
+        alias = module.__spec__
+        assert alias is not None and alias.loader_state is not None  # set by find_spec
+        module.__spec__ = alias.loader_state["spec"]
+
+
+def install_moved_modules() -> None:
+    """Answer the old public module paths (once per interpreter)."""
+    if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
+        sys.meta_path.append(_MovedModules())
+
+
+__all__ = ["REMOVED_IN", "PositionalArgumentWarning", "install_moved_modules", "keyword_options"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+Progress = Callable[[int, int], None]
+"""A progress callback: ``(done, total)``, called as work completes (LLM calls, chunks)."""
 
 
 def split_names(value: Any) -> tuple[str, ...] | None:
@@ -32,7 +35,7 @@ def positions(index: pd.Index, values: Iterable[object]) -> np.ndarray:
     )
 
 
-def l2_normalize_rows(x: sp.spmatrix, copy: bool = True) -> sp.csr_matrix:
+def l2_normalize_rows(x: sp.spmatrix, *, copy: bool = True) -> sp.csr_matrix:
     """Rows of a sparse matrix scaled to unit L2 norm (empty rows stay empty), without scikit-learn.
 
     The same numbers, bit for bit, as ``sklearn.preprocessing.normalize(x, norm="l2", axis=1)`` (whose

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from coreperturb._pipeline import PREDICTION_COLUMNS
 from coreperturb.cli import app
-from coreperturb.pipeline import PREDICTION_COLUMNS
 
 runner = CliRunner()
 
@@ -104,7 +104,7 @@ def test_old_flag_spellings_still_work_with_a_warning(model_dir: Path, tmp_path:
 
 
 def test_an_unexpected_error_is_called_a_bug_and_debug_shows_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    import coreperturb.data.synthetic as synth  # the command imports it when it runs
+    import coreperturb.data._synthetic as synth  # the command imports it when it runs
 
     def boom(*args: object, **kwargs: object) -> None:
         raise TypeError("a bug")

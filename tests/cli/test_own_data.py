@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
+from coreperturb._model_files import load_model, read_model_json
 from coreperturb.cli import app
-from coreperturb.data.synthetic import SyntheticPaths
-from coreperturb.model_files import load_model, read_model_json
-from coreperturb.stages import GENE_SYMBOL
+from coreperturb.data._synthetic import SyntheticPaths
+from coreperturb.stages._names import GENE_SYMBOL
 
 runner = CliRunner()
 

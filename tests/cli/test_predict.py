@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from coreperturb._model_files import load_model
 from coreperturb.cli import app
-from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import KnowledgeGraphError
-from coreperturb.graph.sources import build_kg, edge_list_source
-from coreperturb.model_files import load_model
-from coreperturb.report.prediction_files import LAYERS
-from coreperturb.stages import GRID_COLUMNS, resolve_names
+from coreperturb.graph._sources import build_kg, edge_list_source
+from coreperturb.report._prediction_files import LAYERS
+from coreperturb.stages import GRID_COLUMNS
+from coreperturb.stages._names import resolve_names
 
 runner = CliRunner()
 

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coreperturb.data.signatures import load_lincs, signatures_to_queries
-from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb._pipeline import BenchmarkConfig, run_benchmark
+from coreperturb.data._signatures import load_lincs, signatures_to_queries
+from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import DataValidationError
 from coreperturb.graph import KnowledgeGraph, build_kg
-from coreperturb.pipeline import BenchmarkConfig, run_benchmark
 from tests.conftest import SHARED
 
 UNIVERSE = pd.DataFrame({"entrez_gene_id": ["1", "2", "3", "4", "5", "6"], "symbol": list("ABCDEF")})
@@ -138,8 +138,8 @@ def test_llm_methods_run_on_drugs(synth_paths: SyntheticPaths, tmp_path: Path) -
     assert kg is not None
     pred = pred[pred["perturbation"].isin(list(kg.targets))]
     drug = pred["perturbation"].iat[0]
-    from coreperturb.evidence import ObservationPool
-    from coreperturb.llm import PromptBuilder
+    from coreperturb.evidence._pool import ObservationPool
+    from coreperturb.llm._prompts import PromptBuilder
 
     text = PromptBuilder(kg, ObservationPool.from_frame(pred)).render("isolated", "de", pred.head(1))[0][1][
         "content"

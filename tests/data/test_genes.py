@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coreperturb.data.genes import (
+from coreperturb.data._genes import (
     gene_annotation,
     line_sex,
     modality,

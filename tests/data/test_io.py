@@ -103,7 +103,7 @@ def test_synthetic_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_tables_are_read_by_their_inner_suffix_and_within_bounds(tmp_path: Path) -> None:
-    from coreperturb.data.io import read_any
+    from coreperturb.data._io import read_any
 
     frame = pd.DataFrame({"perturbation": ["A", "B"], "gene": ["X", "Y"], "label": ["1", "0"]})
     frame.to_csv(tmp_path / "q.tsv.gz", sep="\t", index=False)  # compressed TSV: read as TSV
@@ -115,7 +115,7 @@ def test_tables_are_read_by_their_inner_suffix_and_within_bounds(tmp_path: Path)
 
 
 def test_a_pair_repeated_in_another_case_is_rejected(tmp_path: Path) -> None:
-    from coreperturb.data.schema import validate_frame
+    from coreperturb.data._schema import validate_frame
 
     df = pd.DataFrame(
         {

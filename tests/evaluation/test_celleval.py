@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coreperturb.evaluation.celleval import cell_eval_scores, de_tables
-from coreperturb.evaluation.metrics import METRICS, ranking_metric
+from coreperturb.evaluation._celleval import cell_eval_scores, de_tables
+from coreperturb.evaluation._metrics import METRICS, ranking_metric
 
 
 def _predictions(seed: int = 0, n_p: int = 8, n_g: int = 30) -> pd.DataFrame:

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from coreperturb.data import QueryTable
-from coreperturb.evaluation.metrics import METRICS
-from coreperturb.evidence.context import ContextEvidence, check_context
-from coreperturb.evidence.pool import ObservationPool
+from coreperturb.evaluation._metrics import METRICS
+from coreperturb.evidence._context import ContextEvidence, check_context
+from coreperturb.evidence._pool import ObservationPool
 from coreperturb.graph import KnowledgeGraph
 from coreperturb.predictors import make_predictor
 
@@ -90,33 +90,32 @@ def test_transfer_uses_other_line_outcomes(synth_table: QueryTable, synth_kg: Kn
 
 
 def test_benchmark_passes_other_lines_as_context(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
+    from coreperturb import BenchmarkConfig, run_benchmark
+    from coreperturb.errors import CorePerturbError
+    from coreperturb.report import write_report, write_run
 
-    from coreperturb.cli import app
-
-    runner = CliRunner()
     methods = "core_voting,core_voting_transfer"
-    res = runner.invoke(app, ["benchmark", "--out", str(tmp_path / "ok"), "--methods", methods])
-    assert res.exit_code == 0, res.output
-    m = pd.read_csv(tmp_path / "ok" / "metrics.csv")
+    config = BenchmarkConfig.from_options(methods=methods)
+    out = tmp_path / "ok"
+    out.mkdir()
+    write_run(run_benchmark(config, workdir=out), config, out)
+    m = pd.read_csv(out / "metrics.csv")
     per_line = m[(m["metric"] == "macro_per_gene_auroc") & (m["method"] == "core_voting_transfer")]
     assert set(per_line["cell_line"]) >= {"synth_a", "synth_b"} and (per_line["value"] > 0.55).all()
     # examples carry the method and, for the transfer model, its context evidence; strict JSON (no NaN)
-    text = (tmp_path / "ok" / "examples.json").read_text()
+    text = (out / "examples.json").read_text()
     examples = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     transfer_ex = [e for e in examples if e["method"] == "core_voting_transfer"]
     assert transfer_ex and all(e["context"] and "context_evidence" in e for e in transfer_ex)
     assert not any("context" in e for e in examples if e["method"] == "core_voting")
-    res = runner.invoke(app, ["report", str(tmp_path / "ok")])
-    assert res.exit_code == 0, res.output
-    md = (tmp_path / "ok" / "report.md").read_text()
+    write_report(out)
+    md = (out / "report.md").read_text()
     assert "core_voting_transfer score" in md and "in synth_b:" in md
-    assert "responded like it there" in (tmp_path / "ok" / "report.html").read_text()
-    res = runner.invoke(
-        app, ["benchmark", "--out", str(tmp_path / "one"), "--cell-lines", "synth_a", "--methods", methods]
-    )
-    assert res.exit_code == 2 and "at least one other cell line" in res.output
-    assert "Traceback" not in res.output
+    assert "responded like it there" in (out / "report.html").read_text()
+    one = BenchmarkConfig.from_options(methods=methods, cell_lines="synth_a")
+    (tmp_path / "one").mkdir()
+    with pytest.raises(CorePerturbError, match="at least one other cell line"):
+        run_benchmark(one, workdir=tmp_path / "one")
 
 
 def test_context_for_query_lists_contexts_and_measured_responders() -> None:

@@ -4,13 +4,10 @@ import numpy as np
 import pandas as pd
 
 from coreperturb.data import QueryTable
-from coreperturb.evidence import (
-    ObservationPool,
-    build_evidence,
-    evidence_features,
-    keep_top_k,
-    relational_similarity,
-)
+from coreperturb.evidence import build_evidence, relational_similarity
+from coreperturb.evidence._features import evidence_features
+from coreperturb.evidence._pool import ObservationPool
+from coreperturb.evidence._similarity import keep_top_k
 from coreperturb.graph import KnowledgeGraph
 
 
@@ -63,7 +60,7 @@ def test_for_query_view_has_both_sides_and_paths(synth_table: QueryTable, synth_
 def test_features_are_finite_and_vote_carries_signal(
     synth_table: QueryTable, synth_kg: KnowledgeGraph
 ) -> None:
-    from coreperturb.evaluation.metrics import macro_per_gene_auroc
+    from coreperturb.evaluation._metrics import macro_per_gene_auroc
 
     _, test, pool, sims = _setup(synth_table, synth_kg, top_k=50)
     f = evidence_features(test, pool, sims, synth_kg)
@@ -87,7 +84,7 @@ def test_unknown_gene_and_perturbation_do_not_crash(
 
 def test_compiled_evidence_counts_equal_numpy(synth_table: QueryTable, synth_kg: KnowledgeGraph) -> None:
     """The numba pass over the observations gives the NumPy segment reductions' numbers exactly."""
-    from coreperturb.evidence.features import evidence_matrices
+    from coreperturb.evidence._features import evidence_matrices
 
     _, _, pool, sims = _setup(synth_table, synth_kg)
     rng = np.random.default_rng(0)

@@ -7,10 +7,11 @@ import pandas as pd
 
 from coreperturb._util import positions
 from coreperturb.data import QueryTable
-from coreperturb.evidence import ObservationPool, evidence_features, relational_similarity
-from coreperturb.evidence.context import ContextEvidence
-from coreperturb.evidence.features import PreparedPool, features_at, gene_columns
-from coreperturb.evidence.reference import evidence_features_reference
+from coreperturb.evidence import relational_similarity
+from coreperturb.evidence._context import ContextEvidence
+from coreperturb.evidence._features import PreparedPool, evidence_features, features_at, gene_columns
+from coreperturb.evidence._pool import ObservationPool
+from coreperturb.evidence._reference import evidence_features_reference
 from coreperturb.graph import KnowledgeGraph
 
 

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import KnowledgeGraphError
 from coreperturb.graph import build_kg
-from coreperturb.graph.chem import StructureWarning, read_structure_table
-from coreperturb.graph.sources import available_sources
-from coreperturb.graph.store import kg_hash, load_kg, save_kg
+from coreperturb.graph._chem import StructureWarning, read_structure_table
+from coreperturb.graph._sources import available_sources
+from coreperturb.graph._store import kg_hash, load_kg, save_kg
 
 pytest.importorskip("rdkit", reason="RDKit is not installed (pip install 'coreperturb[chem]')")
 
@@ -58,7 +58,7 @@ def test_structure_table_errors_name_file_line_and_column(tmp_path: Path) -> Non
 
 def test_tanimoto_relation_and_targetless_drugs(synth_paths: SyntheticPaths, tmp_path: Path) -> None:
     mine = _table(tmp_path, f"id,smiles\nASA,{ASPIRIN}\nSAL,{SALICYLIC}\nCAF,{CAFFEINE}\n")
-    from coreperturb.graph.sources import structure_table_source
+    from coreperturb.graph._sources import structure_table_source
 
     kg = build_kg(
         synth_paths.kg_dir, ["go", "drug_targets", "drug_structures"], extra=[structure_table_source(mine)]
@@ -85,7 +85,7 @@ def test_structures_are_default_only_for_compound_data(
 ) -> None:
     assert "drug_structures" not in available_sources(synth_paths.kg_dir, ["G0001", "G0002"])
     assert "drug_structures" in available_sources(synth_paths.kg_dir, ["DB90001", "G0002"])
-    monkeypatch.setattr("coreperturb.graph.sources.rdkit_available", lambda: False)
+    monkeypatch.setattr("coreperturb.graph._sources.rdkit_available", lambda: False)
     assert "drug_structures" not in available_sources(synth_paths.kg_dir, ["DB90001"])
     assert "coreperturb[chem]" in caplog.text
 
@@ -105,10 +105,8 @@ def test_missing_rdkit_stops_with_install_hint(
         build_kg(synth_paths.kg_dir, ["go", "drug_structures"])
 
 
-def test_cli_fit_predict_a_new_compound_by_structure(synth_paths: SyntheticPaths, tmp_path: Path) -> None:
+def test_fit_predict_a_new_compound_by_structure(synth_paths: SyntheticPaths, tmp_path: Path) -> None:
     """A compound that is only in the user's structure table gets a scored, unflagged prediction."""
-    from coreperturb.cli import app
-
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(synth_paths.data_dir / "drugs-de.csv", data / "drugs-de.csv")
@@ -118,34 +116,21 @@ def test_cli_fit_predict_a_new_compound_by_structure(synth_paths: SyntheticPaths
     ref = kg_struct[kg_struct["drugbank_id"].isin(train.loc[train["split"] == "train", "pert"])].iloc[0]
     analogue = "Br" + str(ref["smiles_rdkit_from_inchi"])
     mine = _table(tmp_path, f"id,smiles\nMYCPD-1,{analogue}\nMYCPD-2,not a smiles\n")
-    runner = CliRunner()
+    from coreperturb import BenchmarkConfig, fit_to_directory, predict_to_file
+
+    config = BenchmarkConfig.from_options(
+        data_dir=data,
+        kg_dir=synth_paths.kg_dir,
+        kg_structures=[str(mine)],
+        tasks="de",
+        methods="gene_frequency,core_voting",
+    )
     model = tmp_path / "model"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StructureWarning)
-        res = runner.invoke(
-            app,
-            [
-                "fit",
-                "--data-dir",
-                str(data),
-                "--kg-dir",
-                str(synth_paths.kg_dir),
-                "--kg-structures",
-                str(mine),
-                "--tasks",
-                "de",
-                "--methods",
-                "gene_frequency,core_voting",
-                "--out",
-                str(model),
-            ],
-        )
-    assert res.exit_code == 0, res.output
+        fit_to_directory(config, model)
     out = tmp_path / "pred.csv"
-    res = runner.invoke(
-        app, ["predict", "--model-dir", str(model), "--perturbations", "MYCPD-1,MYCPD-2", "--out", str(out)]
-    )
-    assert res.exit_code == 0, res.output
+    predict_to_file(model, out, perturbations="MYCPD-1,MYCPD-2")
     pred = pd.read_csv(out)
     cv = pred[pred["method"] == "core_voting"]
     one = cv[cv["perturbation"] == "MYCPD-1"]
@@ -162,7 +147,7 @@ def test_cli_fit_predict_a_new_compound_by_structure(synth_paths: SyntheticPaths
     reason="../shared/data/kg/drug_structures.tsv absent",
 )
 def test_shared_structures_cover_every_lincs_compound() -> None:
-    from coreperturb.graph.sources import drug_structures_source
+    from coreperturb.graph._sources import drug_structures_source
 
     out = drug_structures_source(SHARED / "kg")
     assert len(out.structures) > 6000

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import KnowledgeGraphError, UnknownNameError
 from coreperturb.graph import KnowledgeGraph, build_kg, edge_list_source, gmt_source
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import KnowledgeGraphError
 from coreperturb.graph import build_kg
-from coreperturb.graph.sources import (
+from coreperturb.graph._sources import (
     KG_SOURCES,
     OPTIONAL_SOURCE_FILES,
     SOURCE_FILES,
@@ -139,7 +139,7 @@ def test_signed_tf_links_feature(kg_dir: Path) -> None:
     """Knocking down an activator lowers its targets: the direction features carry the regulon's sign."""
     import pandas as pd
 
-    from coreperturb.evidence.features import signed_links
+    from coreperturb.evidence._features import signed_links
 
     kg = build_kg(kg_dir, ["go", "dorothea"])
     genes = pd.Index(["G0011", "G0012", "G0013"])
@@ -152,7 +152,9 @@ def test_signed_tf_links_feature(kg_dir: Path) -> None:
 def _feature_names(kg: object) -> list[str]:
     import pandas as pd
 
-    from coreperturb.evidence import ObservationPool, evidence_features, relational_similarity
+    from coreperturb.evidence import relational_similarity
+    from coreperturb.evidence._features import evidence_features
+    from coreperturb.evidence._pool import ObservationPool
 
     train = pd.DataFrame({"perturbation": ["G0010", "G0020"], "gene": ["G0011", "G0011"], "label": [1, 0]})
     pool = ObservationPool.from_frame(train)
@@ -162,7 +164,7 @@ def _feature_names(kg: object) -> list[str]:
 
 
 def test_explain_names_channel_and_regulon_sign() -> None:
-    from coreperturb.evidence.contrastive import describe_link
+    from coreperturb.evidence._contrastive import describe_link
 
     assert describe_link("string_experiments", "network", "POLR2A", "POLR2A") == (
         "STRING experiments channel: shared partner POLR2A"

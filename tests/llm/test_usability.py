@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from coreperturb.cli import app
-from coreperturb.data.synthetic import SyntheticPaths
-from coreperturb.llm.backends import Completion
-from coreperturb.llm.cache import LLMCache, ResultRow, default_response_cache
-from coreperturb.llm.testserver import FakeOpenAIServer
+from coreperturb.data._synthetic import SyntheticPaths
+from coreperturb.llm._backends import Completion
+from coreperturb.llm._cache import LLMCache, ResultRow, default_response_cache
+from tests.doubles.fake_server import FakeOpenAIServer
 
 runner = CliRunner()
 
@@ -81,7 +81,9 @@ def test_shared_cache_takes_concurrent_writers(tmp_path: Path) -> None:
             cache = LLMCache(tmp_path / f"run{w}.sqlite", shared)
             for i in range(40):
                 rows = [ResultRow(f"q{i}", 0.5, "logprobs", None, False)]
-                cache.write_results("u", "m", rows, [(f"k{w}-{i}", Completion("Yes"))], "model", "t")
+                cache.write_results(
+                    "u", "m", rows, responses=[(f"k{w}-{i}", Completion("Yes"))], model="model", template="t"
+                )
             cache.close()
         except BaseException as exc:  # pragma: no cover - the assertion below reports it
             errors.append(exc)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from coreperturb.predictors import compiled
-from coreperturb.predictors.compiled import CompiledForest, compiled_forest, engine
-from coreperturb.predictors.core_voting import _make_combiner, combiner_proba
+from coreperturb.predictors import _compiled as compiled
+from coreperturb.predictors._compiled import CompiledForest, compiled_forest, engine
+from coreperturb.predictors._core_voting import _make_combiner, combiner_proba
 
 pytest.importorskip("numba")
 

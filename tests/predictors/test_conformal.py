@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coreperturb.predictors.conformal import MondrianConformal, calibration_split, coverage
+from coreperturb.predictors._conformal import MondrianConformal, calibration_split, coverage
 
 
 def _rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

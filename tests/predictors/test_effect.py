@@ -11,8 +11,9 @@ import pytest
 from sklearn.metrics import average_precision_score
 from typer.testing import CliRunner
 
+from coreperturb._model_files import load_model
 from coreperturb.cli import app
-from coreperturb.evaluation.metrics import (
+from coreperturb.evaluation._metrics import (
     RANKING_METRICS,
     SPECIFIC_MAX_RATE,
     _bootstrap_ranking,
@@ -21,8 +22,7 @@ from coreperturb.evaluation.metrics import (
     ranking_metric,
     topk_hits,
 )
-from coreperturb.model_files import load_model
-from coreperturb.predictors.effect import DEFAULT_EFFECT, EffectParams, effect_score, gene_prior
+from coreperturb.predictors._effect import DEFAULT_EFFECT, EffectParams, effect_score, gene_prior
 from coreperturb.stages import GRID_COLUMNS, grid_plan, predict_grid, rank_predictions, top_predictions
 
 runner = CliRunner()
@@ -52,7 +52,7 @@ def test_default_effect_needs_related_evidence() -> None:
 
 
 def test_gene_prior_is_the_gene_frequency_score(synth_table, synth_kg) -> None:  # type: ignore[no-untyped-def]
-    from coreperturb.predictors.simple import GeneFrequency
+    from coreperturb.predictors._simple import GeneFrequency
 
     train = synth_table.subset("synth_a", "de").split("train")
     genes = np.array([*pd.unique(train["gene"])[:20], "NOT_A_READOUT"])
@@ -191,7 +191,7 @@ def test_evaluate_reports_ranking_metrics_with_cis() -> None:
 
 def test_grid_has_effect_columns(model_dir: Path) -> None:
     models = load_model(model_dir)
-    plan = grid_plan(models, ["G0001", "G0004"], None, ["synth_a"])
+    plan = grid_plan(models, ["G0001", "G0004"], cell_lines=["synth_a"])
     frames = list(predict_grid(models, plan, methods=["core_voting", "gene_frequency"]))
     cv = next(f for f in frames if f["method"].iloc[0] == "core_voting")
     gf = next(f for f in frames if f["method"].iloc[0] == "gene_frequency")
@@ -221,7 +221,7 @@ def test_top_predictions_per_gene_and_per_perturbation(model_dir: Path, rank_by:
         rank_by
     ]
     full = pd.concat(
-        list(predict_grid(models, grid_plan(models, None, None, ["synth_a"]))), ignore_index=True
+        list(predict_grid(models, grid_plan(models, None, cell_lines=["synth_a"]))), ignore_index=True
     )
     # small chunks: a gene's best perturbations come from different chunks
     # up / down: among the rows predicted to go that way

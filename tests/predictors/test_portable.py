@@ -11,8 +11,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler, normalize
 
 from coreperturb._util import l2_normalize_rows
-from coreperturb.predictors import compiled
-from coreperturb.predictors.portable import (
+from coreperturb.predictors import _compiled as compiled
+from coreperturb.predictors._portable import (
     SMALL_EXPIT,
     ForestArrays,
     LinearArrays,

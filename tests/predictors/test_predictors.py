@@ -5,7 +5,7 @@ import pytest
 
 from coreperturb.data import QueryTable
 from coreperturb.errors import UnknownNameError
-from coreperturb.evaluation.metrics import METRICS
+from coreperturb.evaluation._metrics import METRICS
 from coreperturb.graph import KnowledgeGraph
 from coreperturb.predictors import PREDICTORS, CoreVoting, make_predictor
 
@@ -81,7 +81,7 @@ def test_core_voting_accepts_a_scikit_learn_combiner(
     assert m.model_ is not est and not hasattr(est, "coef_")  # cloned, the user's object is untouched
     assert list(m.cv_results_) == ["LogisticRegression"]
     assert _macro(test, m.predict_proba(test)[:, 1]) > 0.6
-    assert "LogisticRegression(C=0.5" in json.loads(json.dumps(m.get_params()))["combiner"]
+    assert "LogisticRegression(C=0.5" in json.loads(json.dumps(m.saved_params()))["combiner"]
     with pytest.raises(ValueError, match="unknown combiner 'forest'"):
         CoreVoting(synth_kg, combiner="forest").fit(train)
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from coreperturb._escape import csv_safe, md_text
-from coreperturb.data.io import read_any
-from coreperturb.report.html import markdown_table
-from coreperturb.report.prediction_files import PredictionWriter
-from coreperturb.report.prediction_report import build_prediction_report
+from coreperturb.data._io import read_any
+from coreperturb.report._html import markdown_table
+from coreperturb.report._prediction_files import PredictionWriter
+from coreperturb.report._prediction_report import build_prediction_report
 from coreperturb.stages import GRID_COLUMNS
 
 HOSTILE = [

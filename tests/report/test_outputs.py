@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from coreperturb._pipeline import PREDICTION_COLUMNS
 from coreperturb.cli import app
 from coreperturb.data import read_query_table
-from coreperturb.data.prepare import labels_from_anndata
-from coreperturb.data.synthetic import SyntheticPaths
-from coreperturb.errors import DataValidationError
-from coreperturb.pipeline import PREDICTION_COLUMNS
+from coreperturb.data._prepare import labels_from_anndata
+from coreperturb.data._synthetic import SyntheticPaths
+from coreperturb.errors import CorePerturbError, DataValidationError
+from coreperturb.report import write_report
 
 ad = pytest.importorskip("anndata", reason="anndata not installed (pip install 'coreperturb[anndata]')")
 runner = CliRunner()
@@ -150,8 +151,7 @@ def test_config_file_errors(tmp_path: Path) -> None:
 
 
 def test_report_html_and_markdown(run_dir: Path) -> None:
-    res = runner.invoke(app, ["report", str(run_dir)])
-    assert res.exit_code == 0, res.output
+    write_report(run_dir)
     html = (run_dir / "report.html").read_text()
     imgs = html.count("data:image/png;base64,")
     assert imgs == 4 and 'src="http' not in html  # self-contained
@@ -172,13 +172,13 @@ def test_report_html_and_markdown(run_dir: Path) -> None:
     assert "![Calibration](report_files/fig2.png)" in md and (run_dir / "report_files" / "fig2.png").exists()
     # real Markdown tables (header row, separator row), not fixed-width text
     assert "| cell_line | task | method | per-gene AUROC |" in md and "|---|---|---|" in md
-    res = runner.invoke(app, ["report", str(run_dir / "nope")])
-    assert res.exit_code == 2 and "no such file or directory" in res.output
+    with pytest.raises(CorePerturbError, match="no such file or directory"):
+        write_report(run_dir / "nope")
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
 def test_report_renders_in_headless_chromium(run_dir: Path) -> None:
-    runner.invoke(app, ["report", str(run_dir)])
+    write_report(run_dir)
     shot = run_dir / "report.png"
     subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

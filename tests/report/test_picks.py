@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from coreperturb.report.prediction_report import diverse_picks
+from coreperturb.report._prediction_report import diverse_picks
 
 
 def _rows(pert: str, genes: list[str], excess: list[float]) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coreperturb.report.prediction_files import PredictionWriter
+from coreperturb.report._prediction_files import PredictionWriter
 from coreperturb.stages import GRID_COLUMNS
 
 

@@ -1,4 +1,4 @@
-"""`coreperturb report PREDICTIONS`: specific responders per perturbation and per gene, escaped, in a browser."""
+"""The report of predictions (``coreperturb report PREDICTIONS``): specific responders per perturbation and per gene, escaped, in a browser."""
 
 from __future__ import annotations
 
@@ -9,27 +9,23 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from coreperturb.cli import app
-from coreperturb.report.prediction_report import build_prediction_report
+from coreperturb import BenchmarkConfig, fit_to_directory, predict_to_file, run_benchmark
+from coreperturb.errors import CorePerturbError
+from coreperturb.report import write_report, write_run
+from coreperturb.report._prediction_report import build_prediction_report
+from coreperturb.stages import UnknownNameWarning
 
-runner = CliRunner()
 EVIL = "<script>alert(1)</script>"
 
 
 @pytest.fixture(scope="module")
 def preds_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("predrep")
-    res = runner.invoke(app, ["fit", "--out", str(tmp / "m")])
-    assert res.exit_code == 0, res.output
+    fit_to_directory(BenchmarkConfig.from_options(tasks="de,dir"), tmp / "m")
     out = tmp / "preds.parquet"
-    res = runner.invoke(
-        app,
-        ["predict", "--model-dir", str(tmp / "m"), "--perturbations", "G0001,G0004,NOPE1", "--cell-lines", "synth_a",
-         "--out", str(out)],
-    )  # fmt: skip
-    assert res.exit_code == 0, res.output
+    with pytest.warns(UnknownNameWarning, match="NOPE1"):
+        predict_to_file(tmp / "m", out, perturbations="G0001,G0004,NOPE1", cell_lines=["synth_a"])
     # a user's perturbation name with HTML in it (scores copied from a real one)
     p = pd.read_parquet(out)
     evil = p[p["perturbation"] == "G0004"].assign(perturbation=EVIL)
@@ -38,8 +34,7 @@ def preds_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_prediction_report_lists_specific_responders_beside_gene_frequency(preds_file: Path) -> None:
-    res = runner.invoke(app, ["report", str(preds_file), "--top", "5"])
-    assert res.exit_code == 0, res.output
+    write_report(preds_file, top=5)
     html = (preds_file.parent / "preds.report.html").read_text()
     md = (preds_file.parent / "preds.report.md").read_text()
     for part in (
@@ -67,14 +62,14 @@ def test_prediction_report_escapes_names(preds_file: Path) -> None:
 
 def test_benchmark_report_escapes_names(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    res = runner.invoke(app, ["benchmark", "--out", str(run), "--methods", "gene_frequency,core_voting"])
-    assert res.exit_code == 0, res.output
+    run.mkdir()
+    config = BenchmarkConfig.from_options(methods="gene_frequency,core_voting")
+    write_run(run_benchmark(config, workdir=run), config, run)
     ex = json.loads((run / "examples.json").read_text())
     ex[0]["perturbation"] = EVIL
     ex[0]["evidence"][0]["related_perturbation"] = EVIL
     (run / "examples.json").write_text(json.dumps(ex))
-    res = runner.invoke(app, ["report", str(run)])
-    assert res.exit_code == 0, res.output
+    write_report(run)
     html = (run / "report.html").read_text()
     assert EVIL not in html and "&lt;script&gt;" in html
     assert (
@@ -86,8 +81,8 @@ def test_benchmark_report_escapes_names(tmp_path: Path) -> None:
 def test_report_refuses_a_file_that_is_not_predictions(tmp_path: Path) -> None:
     bad = tmp_path / "x.csv"
     bad.write_text("a,b\n1,2\n")
-    res = runner.invoke(app, ["report", str(bad)])
-    assert res.exit_code == 2 and "not a prediction file" in res.output
+    with pytest.raises(CorePerturbError, match="not a prediction file"):
+        write_report(bad)
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")

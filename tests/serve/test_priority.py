@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from coreperturb.model_files import load_model
-from coreperturb.serve.service import Pending, PredictionService
+from coreperturb._model_files import load_model
+from coreperturb.serve._service import Pending, PredictionService
 
 
 def test_a_gene_ranking_in_the_background_yields_to_answers(model_dir: Path) -> None:

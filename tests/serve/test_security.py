@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("fastapi", reason="the explorer needs the [serve] extra")
 from fastapi.testclient import TestClient
 
+from coreperturb._model_files import load_model
 from coreperturb.errors import CorePerturbError
-from coreperturb.model_files import load_model
-from coreperturb.serve.app import allowed_hosts, check_host, create_app
-from coreperturb.serve.service import Busy, Pending, PredictionService
+from coreperturb.serve._app import allowed_hosts, check_host, create_app
+from coreperturb.serve._service import Busy, Pending, PredictionService
 
 
 @pytest.fixture(scope="module")

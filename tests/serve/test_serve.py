@@ -19,9 +19,9 @@ from coreperturb.cli import app
 pytest.importorskip("fastapi", reason="serve needs FastAPI: pip install 'coreperturb[serve]'")
 from fastapi.testclient import TestClient
 
-from coreperturb.model_files import load_model
-from coreperturb.serve.app import create_app
-from coreperturb.serve.service import PredictionService
+from coreperturb._model_files import load_model
+from coreperturb.serve._app import create_app
+from coreperturb.serve._service import PredictionService
 from coreperturb.stages import top_predictions
 
 runner = CliRunner()
@@ -118,6 +118,32 @@ def test_bad_input_gets_a_one_line_json_error(client: TestClient, url: str, stat
     else:
         assert r.text.count("<script>") == 1 and "Traceback" not in r.text  # only the page's own script
     assert client.get("/api/health").status_code == 200  # still answering
+
+
+def test_the_explorer_and_the_library_refuse_the_same_pair_in_the_same_words(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pair without evidence (here: the perturbation's KG information taken away) is refused by
+    ``coreperturb.explain`` and by the explorer with one check and one wording; a known name that is unknown
+    to the model reads the same in both too."""
+    import numpy as np
+
+    from coreperturb import explain
+    from coreperturb.errors import CorePerturbError
+    from coreperturb.serve import BadRequest, NotFound
+
+    models = load_model(model_dir)
+    service = PredictionService(models)
+    monkeypatch.setattr(type(models.kg), "has_info", lambda self, names: np.zeros(len(names), dtype=bool))
+    with pytest.raises(CorePerturbError) as lib:
+        explain("G0001", "G0010", models, cell_line="synth_a")
+    with pytest.raises(BadRequest) as web:
+        service.explain("G0001", "G0010", cell_line="synth_a")
+    assert "has no KG information" in str(web.value) and str(web.value) == str(lib.value)
+    monkeypatch.undo()
+    with pytest.raises(NotFound) as missing:
+        service.resolve_gene("NOPE1")
+    assert str(missing.value).startswith("gene 'NOPE1' was never a readout in the model's training rows")
 
 
 def test_html_in_names_is_escaped(client: TestClient) -> None:

@@ -11,13 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coreperturb.config import FitConfig
+from coreperturb._config import FitConfig
+from coreperturb._model_files import load_model, save_model
 from coreperturb.data import QueryTable
-from coreperturb.evaluation.metrics import call_metrics, excess_de_at, ranking_metric
+from coreperturb.evaluation._metrics import call_metrics, excess_de_at, ranking_metric
 from coreperturb.graph import KnowledgeGraph
-from coreperturb.model_files import load_model, save_model
 from coreperturb.stages import (
-    MIN_EXCESS,
     FittedModels,
     Ranking,
     fit,
@@ -27,6 +26,7 @@ from coreperturb.stages import (
     rank_predictions,
     readout_priors,
 )
+from coreperturb.stages._ranking import MIN_EXCESS
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def models(synth_table: QueryTable, synth_kg: KnowledgeGraph) -> FittedModels:
 
 
 def _grid(models: FittedModels, perts: list[str], genes: list[str] | None = None) -> pd.DataFrame:
-    plan = grid_plan(models, perts, genes)
+    plan = grid_plan(models, perts, genes=genes)
     return pd.concat(list(predict_grid(models, plan, methods=["core_voting"])), ignore_index=True)
 
 

@@ -8,12 +8,12 @@ import warnings
 import pandas as pd
 import pytest
 
+from coreperturb._config import FitConfig
 from coreperturb._threads import limit_threads
-from coreperturb.config import FitConfig
 from coreperturb.data import QueryTable
 from coreperturb.graph import KnowledgeGraph
 from coreperturb.stages import FittedModels, Ranking, fit, grid_plan, predict_grid
-from coreperturb.stages.chunking import in_order
+from coreperturb.stages._chunking import in_order
 
 
 def test_in_order_keeps_job_order_and_raises_a_failure_where_it_is_reached() -> None:
@@ -53,7 +53,7 @@ def test_chunks_side_by_side_give_the_rows_of_one_at_a_time(models: FittedModels
     gene = str(models.readout_genes(line)[3])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plan = grid_plan(models, None, [gene], [line])
+        plan = grid_plan(models, None, genes=[gene], cell_lines=[line])
 
     def run(threads: int) -> pd.DataFrame:
         limiter = limit_threads(threads)

@@ -11,9 +11,9 @@ import pytest
 from coreperturb.data import QueryTable
 from coreperturb.graph import KnowledgeGraph
 from coreperturb.llm import LLMSettings
-from coreperturb.llm.distributed import RayExecutor
-from coreperturb.llm.testserver import FakeOpenAIServer, Faults
-from coreperturb.predictors.llm import CoreReasoning, stratified_by_gene
+from coreperturb.llm._distributed import RayExecutor
+from coreperturb.predictors._llm import CoreReasoning, stratified_by_gene
+from tests.doubles.fake_server import FakeOpenAIServer, Faults
 
 ray = pytest.importorskip("ray", reason="Ray not installed (pip install 'coreperturb[ray]')")
 
@@ -53,38 +53,18 @@ def test_ray_executor_matches_local(
 def test_ray_grid_prediction_equals_local(
     local_ray: object, synth_kg: KnowledgeGraph, synth_table: QueryTable, tmp_path: Path
 ) -> None:
-    """predict --executor ray: the same chunks, scored on Ray Data workers, written in the same order."""
-    from typer.testing import CliRunner
-
-    from coreperturb.cli import app
-    from coreperturb.model_files import save_model
+    """predict_to_file(executor="ray") (``predict --executor ray``): the same chunks, scored on Ray Data
+    workers, written in the same order."""
+    from coreperturb import predict_to_file
     from coreperturb.stages import FitConfig, fit
 
     models = fit(synth_table, synth_kg, FitConfig(methods=("core_voting", "gene_frequency")))
-    save_model(models, tmp_path / "m")
-    runner = CliRunner()
     outs = {}
     for executor in ("local", "ray"):
         out = tmp_path / f"{executor}.parquet"
-        res = runner.invoke(
-            app,
-            [
-                "predict",
-                "--model-dir",
-                str(tmp_path / "m"),
-                "--perturbations",
-                "all",
-                "--methods",
-                "all",
-                "--chunk-pairs",
-                "3000",
-                "--executor",
-                executor,
-                "--out",
-                str(out),
-            ],
+        predict_to_file(
+            models, out, perturbations="all", methods=["all"], pairs_per_chunk=3000, executor=executor
         )
-        assert res.exit_code == 0, res.output
         outs[executor] = pd.read_parquet(out)
     assert len(outs["local"]) > 10 * 3000  # several chunks
     pd.testing.assert_frame_equal(outs["local"], outs["ray"])

@@ -33,7 +33,7 @@ app = typer.Typer(
 class _LazyConsole:
     """A rich ``Console`` made on first use: ``coreperturb --help`` does not pay for importing rich."""
 
-    def __init__(self, stderr: bool) -> None:
+    def __init__(self, *, stderr: bool) -> None:
         self._stderr = stderr
         self._console: Console | None = None
 
@@ -123,7 +123,7 @@ def show_warning(message: Warning | str, category: type[Warning], *args: Any, **
     console.print(f"[yellow]warning:[/] {escape(str(message))}")
 
 
-def _version(value: bool) -> None:
+def _version(value: bool) -> None:  # noqa: FBT001 (a typer parameter callback: it is given the value)
     if value:
         out_console.print(__version__)
         raise typer.Exit()
@@ -131,6 +131,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    *,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of every error instead of one line.")

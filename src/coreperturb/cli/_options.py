@@ -14,7 +14,7 @@ from coreperturb import _defaults as d
 from coreperturb.errors import ConfigError
 
 if TYPE_CHECKING:  # the library is imported when a command runs, not to build the help
-    from coreperturb.config import BenchmarkConfig
+    from coreperturb._config import BenchmarkConfig
 
 ConfigOpt = Annotated[
     Path | None,
@@ -233,7 +233,7 @@ def model_dir(new: Path | None, old: Path | None) -> Path:
 def run_options(ctx: typer.Context, config_file: Path | None, command: str) -> dict[str, Any]:
     """The command's options merged with a config file (flags given on the command line win), old
     spellings renamed (with a warning)."""
-    from coreperturb.config import DEPRECATED_KEYS, load_config_file
+    from coreperturb._config import DEPRECATED_KEYS, load_config_file
 
     params = {k: v for k, v in ctx.params.items() if k not in ("model", "cache", "task")}
     for old, new in DEPRECATED_KEYS.items():
@@ -255,12 +255,13 @@ def run_options(ctx: typer.Context, config_file: Path | None, command: str) -> d
 
 def benchmark_config(options: dict[str, Any]) -> BenchmarkConfig:
     """The configuration tree of the options named as its leaves (field name = flag name)."""
-    from coreperturb.config import LEAVES, BenchmarkConfig
+    from coreperturb._config import LEAVES, BenchmarkConfig
 
     return BenchmarkConfig.from_options(**{k: v for k, v in options.items() if k in LEAVES})
 
 
 def _run_template(
+    *,
     config_file: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     queries: QueriesOpt = None,
@@ -305,10 +306,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 def with_run_options(func: F) -> F:
     """Give a command the shared options of :func:`_run_template` after its own parameters (a parameter of its
     own with the same name wins). The command takes them as ``**options``; read them with :func:`run_options`."""
-    own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.kind != p.VAR_KEYWORD]
+    kw = inspect.Parameter.KEYWORD_ONLY  # typer passes every option by name
+    own = [
+        p.replace(kind=kw)
+        for p in inspect.signature(func, eval_str=True).parameters.values()
+        if p.kind != p.VAR_KEYWORD
+    ]
     names = {p.name for p in own}
     shared = [
-        p for p in inspect.signature(_run_template, eval_str=True).parameters.values() if p.name not in names
+        p.replace(kind=kw)
+        for p in inspect.signature(_run_template, eval_str=True).parameters.values()
+        if p.name not in names
     ]
     func.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
     return func

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from rich.table import Table
 
-    from coreperturb.explanations import Explanation, LLMExplanation
+    from coreperturb._explanations import Explanation, LLMExplanation
     from coreperturb.stages import Ranking
 
 
@@ -133,7 +133,7 @@ def note(message: str) -> None:
     console.print(f"[yellow]note:[/] {escape(message)}")
 
 
-def show_explanation(ex: Explanation, wide: bool) -> None:
+def show_explanation(ex: Explanation, *, wide: bool) -> None:
     """The header, the evidence per side, what the score rests on and (transfer) the other lines."""
     out_console.print(
         f"[bold]{escape(ex.perturbation)} → {escape(ex.gene)}[/] ({escape(ex.cell_line)}, {ex.task}, {ex.method}; "

@@ -33,6 +33,7 @@ MaxQueriesOpt = Annotated[
 @command()
 @o.with_run_options
 def benchmark(
+    *,
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Output directory (metrics.csv, predictions.parquet).")] = Path(
         "runs/benchmark"
@@ -71,10 +72,11 @@ def benchmark(
     score and are left out of the metrics (n_scored / n_errors); a method that failed on every query makes the
     command exit with status 1. Set the API key in $COREPERTURB_API_KEY (or $OPENAI_API_KEY).
     """
+    from coreperturb._model_files import save_model
+    from coreperturb._pipeline import run_benchmark
     from coreperturb.cli._render import note, print_metrics, say, steps
-    from coreperturb.model_files import save_model
-    from coreperturb.pipeline import missing_metrics, run_benchmark, summary_table
     from coreperturb.report import write_run
+    from coreperturb.report._summary import missing_metrics, summary_table
 
     opts = o.run_options(ctx, options["config_file"], "benchmark")
     use_threads(opts["threads"])

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from coreperturb import _defaults as d
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, imports_done, status
 from coreperturb.errors import ConfigError
@@ -14,6 +15,7 @@ from coreperturb.errors import ConfigError
 
 @command()
 def explain(
+    *,
     perturbation: Annotated[str, typer.Option(help="Perturbation (gene symbol, DrugBank id or drug name).")],
     gene: Annotated[str, typer.Option(help="Readout gene.")],
     model_dir: o.ModelDirOpt = None,
@@ -27,7 +29,7 @@ def explain(
     kg_dir: Annotated[Path | None, typer.Option(help="Directory of KG source files.")] = None,
     cell_line: Annotated[str | None, typer.Option(help="Cell line (default: the first present).")] = None,
     task: Annotated[str, typer.Option(help="de or dir.")] = "de",
-    evidence_rows: Annotated[int, typer.Option(min=1, help="Evidence rows per side.")] = 8,
+    evidence_rows: Annotated[int, typer.Option(min=1, help="Evidence rows per side.")] = d.EVIDENCE_ROWS,
     top: Annotated[
         int | None, typer.Option("--top", hidden=True, help="Deprecated: --evidence-rows.")
     ] = None,
@@ -85,12 +87,12 @@ def explain(
     evidence. A perturbation that neither the training rows nor the KG know, or a gene that was never a
     readout in training, stops with an error instead of printing a prior dressed up as a prediction.
     """
+    from coreperturb._config import BenchmarkConfig
+    from coreperturb._explanations import explain as library_explain
+    from coreperturb._explanations import explain_llm
+    from coreperturb._model_files import load_model
     from coreperturb.cli._render import show_explanation, show_llm_explanation
-    from coreperturb.config import BenchmarkConfig
-    from coreperturb.explanations import explain as explain_pair
-    from coreperturb.explanations import explain_llm
-    from coreperturb.model_files import load_model
-    from coreperturb.predictors.base import LLM_METHODS
+    from coreperturb.predictors._base import LLM_METHODS
 
     imports_done()
     if method not in ("core_voting", *LLM_METHODS):
@@ -108,14 +110,15 @@ def explain(
     if method in LLM_METHODS:
         with status(f"asking the LLM ({method})"):
             ex = explain_llm(
-                method, perturbation, gene, models, config, cell_line, task, reasoning_tokens,
-                o.deprecated("--response-cache", "--cache", response_cache, cache),
+                method, perturbation, gene, models=models, config=config, cell_line=cell_line, task=task,
+                reasoning_tokens=reasoning_tokens,
+                response_cache=o.deprecated("--response-cache", "--cache", response_cache, cache),
             )  # fmt: skip
         show_llm_explanation(ex)
         return
     with status("explaining" if models is not None else "fitting CORE-Voting and explaining"):
-        expl = explain_pair(
+        expl = library_explain(
             perturbation, gene, models, config=config, cell_line=cell_line, task=task,
             top=o.deprecated("--evidence-rows", "--top", None, top) or evidence_rows, transfer=transfer,
         )  # fmt: skip
-    show_explanation(expl, wide)
+    show_explanation(expl, wide=wide)

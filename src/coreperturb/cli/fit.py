@@ -14,6 +14,7 @@ from coreperturb.cli._app import command, use_threads
 @command()
 @o.with_run_options
 def fit(
+    *,
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Model directory to write.")] = Path("model"),
     all_rows: Annotated[
@@ -51,7 +52,7 @@ def fit(
     OUT/train.parquet (the evidence pool), OUT/estimators.npz (combiners and calibrators as arrays) and the KG
     (OUT/kg.npz + kg.json, or only its hash with --kg-store reference). Nothing is pickled.
     """
-    from coreperturb.api import data_tasks, fit_to_directory
+    from coreperturb._api import data_tasks, fit_to_directory
     from coreperturb.cli._render import note, say, steps
 
     opts = o.run_options(ctx, options["config_file"], "fit")

@@ -13,6 +13,7 @@ from coreperturb.cli._app import command, console, out_console
 
 @command("llm-server")
 def llm_server(
+    *,
     model: Annotated[
         str | None,
         typer.Option(
@@ -37,7 +38,7 @@ def llm_server(
     from rich.markup import escape
 
     from coreperturb._threads import resolve_threads
-    from coreperturb.llm.server import serve_until_signal
+    from coreperturb.llm._server import serve_until_signal
 
     def ready(info: Any) -> None:
         out_console.print(
@@ -51,5 +52,13 @@ def llm_server(
         )
         sys.stdout.flush()
 
-    signum = serve_until_signal(model, host, port, n_ctx, resolve_threads(threads), parallel, on_ready=ready)
+    signum = serve_until_signal(
+        model,
+        host=host,
+        port=port,
+        n_ctx=n_ctx,
+        threads=resolve_threads(threads),
+        parallel=parallel,
+        on_ready=ready,
+    )
     console.print(f"llm-server stopped (signal {signum})")

@@ -15,6 +15,7 @@ from coreperturb.errors import ConfigError
 
 @command()
 def predict(
+    *,
     model_dir: o.ModelDirOpt = None,
     model: o.OldModelDirOpt = None,
     perturbations: Annotated[
@@ -105,10 +106,10 @@ def predict(
     (fth1 -> FTH1) and drug names -> DrugBank ids, with a warning; unknown names are warned about and their
     rows flagged. Rows are streamed to disk chunk by chunk.
     """
-    from coreperturb.api import predict_to_file
+    from coreperturb._api import predict_to_file
+    from coreperturb._config import split_names
+    from coreperturb._model_files import load_model
     from coreperturb.cli._render import bar, say, short_list_note
-    from coreperturb.config import split_names
-    from coreperturb.model_files import load_model
     from coreperturb.stages import Ranking
 
     imports_done()
@@ -119,6 +120,7 @@ def predict(
     with status(f"loading {path}"):
         models = load_model(path)
     models.confidence = confidence
+    ranking = None if top is None else Ranking(top, rank_by, per, None if min_excess <= -1 else min_excess)
     rep = predict_to_file(
         models,
         out,
@@ -127,9 +129,7 @@ def predict(
         queries=queries,
         cell_lines=split_names(cell_lines),
         methods=split_names(methods),
-        ranking=Ranking(top, rank_by, per, None if min_excess <= -1 else min_excess)
-        if top is not None
-        else None,
+        ranking=ranking,
         pairs_per_chunk=chunk_pairs,
         executor=executor,
         ray_address=ray_address,

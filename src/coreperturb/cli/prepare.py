@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
+from coreperturb import _defaults as d
 from coreperturb.cli._app import command, status
 
 
 @command()
 def prepare(
+    *,
     h5ad: Annotated[
         Path, typer.Option("--h5ad", help="AnnData file (cells × genes), raw counts or log1p data.")
     ],
@@ -26,21 +28,23 @@ def prepare(
     ] = "cells",
     layer: Annotated[str | None, typer.Option(help="Use this layer instead of X.")] = None,
     data: Annotated[str, typer.Option(help="counts, log (log1p-normalised) or auto.")] = "auto",
-    max_padj: Annotated[float, typer.Option(help="BH-adjusted p-value threshold.")] = 0.05,
-    min_abs_lfc: Annotated[float, typer.Option(help="Minimum |log2 fold change|.")] = 0.25,
-    min_cells: Annotated[int, typer.Option(help="Skip perturbations with fewer cells.")] = 5,
+    max_padj: Annotated[float, typer.Option(help="BH-adjusted p-value threshold.")] = d.DE_MAX_PADJ,
+    min_abs_lfc: Annotated[float, typer.Option(help="Minimum |log2 fold change|.")] = d.DE_MIN_ABS_LFC,
+    min_cells: Annotated[int, typer.Option(help="Skip perturbations with fewer cells.")] = d.DE_MIN_CELLS,
     negatives_per_perturbation: Annotated[
         int, typer.Option(help="Non-DE genes sampled per perturbation.")
-    ] = 200,
-    test_fraction: Annotated[float, typer.Option(help="Share of perturbations held out (unseen).")] = 0.25,
+    ] = d.NEGATIVES_PER_PERTURBATION,
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of perturbations held out (unseen).")
+    ] = d.PREPARE_TEST_FRACTION,
     seed: Annotated[int, typer.Option(help="Seed of negative sampling and the split.")] = 0,
 ) -> None:
     """Compute DE / direction labels per perturbation vs control cells (Wilcoxon + BH) and write the tidy
     query table with an unseen-perturbation split; also writes OUT's stem + '.de.csv' with every DE call."""
     from coreperturb._escape import csv_safe
     from coreperturb.cli._render import say
-    from coreperturb.data.io import write_query_table
-    from coreperturb.data.prepare import DEParams, labels_from_anndata, read_h5ad
+    from coreperturb.data._io import write_query_table
+    from coreperturb.data._prepare import DEParams, labels_from_anndata, read_h5ad
 
     with status(f"reading {h5ad}"):
         adata = read_h5ad(h5ad)

@@ -12,6 +12,7 @@ from coreperturb.cli._app import command, status
 
 @command()
 def report(
+    *,
     path: Annotated[
         Path,
         typer.Argument(
@@ -39,8 +40,8 @@ def report(
     what gene frequency alone would list (over every readout gene with --model-dir), per gene the
     perturbations that move it most, and a heatmap of the top perturbations x genes.
     """
+    from coreperturb._model_files import load_model
     from coreperturb.cli._render import say
-    from coreperturb.model_files import load_model
     from coreperturb.report import write_report
     from coreperturb.stages import readout_priors
 

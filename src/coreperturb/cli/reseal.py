@@ -12,6 +12,7 @@ from coreperturb.cli._app import command
 
 @command("reseal-model")
 def reseal_model_cmd(
+    *,
     model_dir: Annotated[
         Path, typer.Argument(help="A model directory whose model.json you edited on purpose.")
     ],
@@ -23,8 +24,8 @@ def reseal_model_cmd(
     accidental edit never changes predictions silently. After a deliberate edit, this writes the new digest
     and adds an entry (time, --note) to model.json's "resealed" list. The other files must be unchanged.
     """
+    from coreperturb._model_files import reseal_model
     from coreperturb.cli._render import say
-    from coreperturb.model_files import reseal_model
 
     digest = reseal_model(model_dir, note)
     say(f"resealed {model_dir / 'model.json'} (content sha256 {digest[:12]}…)")

@@ -16,6 +16,7 @@ from coreperturb.cli._app import command, console, out_console, status, use_thre
 
 @command()
 def serve(
+    *,
     model_dir: o.ModelDirOpt = None,
     model: o.OldModelDirOpt = None,
     host: Annotated[
@@ -64,8 +65,8 @@ def serve(
     from rich.markup import escape
 
     from coreperturb.serve import open_service
-    from coreperturb.serve.app import check_host
-    from coreperturb.serve.app import serve as run_server
+    from coreperturb.serve._app import check_host
+    from coreperturb.serve._app import serve as run_server
 
     # one BLAS / OpenMP thread per answer: answers run one at a time beside the server's own threads, and
     # OpenMP workers spinning on a busy core slow every answer down
@@ -83,7 +84,9 @@ def serve(
     # make that one a no-op, so that a clean shutdown exits 0
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    run_server(service, host, port, token, on_ready=ready, allow_hosts=tuple(allow_host or ()))
+    run_server(
+        service, host=host, port=port, token=token, on_ready=ready, allow_hosts=tuple(allow_host or ())
+    )
     console.print("serve stopped")
     # answers still queued in the request threads are abandoned (serve writes no files): do not wait for them
     sys.stdout.flush()

@@ -13,6 +13,7 @@ from coreperturb.cli._app import command
 
 @command()
 def synthetic(
+    *,
     out: Annotated[Path, typer.Option(help="Directory to write the synthetic benchmark into.")] = Path(
         "demo"
     ),
@@ -24,7 +25,7 @@ def synthetic(
     CORUM, drug targets, structures) and OUT/lincs/ (drug signatures): the same layout as the real data.
     """
     from coreperturb.cli._render import say
-    from coreperturb.data.synthetic import write_synthetic
+    from coreperturb.data._synthetic import write_synthetic
 
     paths = write_synthetic(out, seed=seed)
     lines = ", ".join(paths.cell_lines)

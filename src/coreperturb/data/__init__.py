@@ -1,15 +1,8 @@
 """Data layer: the tidy query table, loaders and the synthetic generator."""
 
-from coreperturb.data.io import (
-    PERTURBQA_LINES,
-    load_perturbqa,
-    present_cell_lines,
-    read_perturbqa_file,
-    read_query_table,
-    write_query_table,
-)
-from coreperturb.data.schema import COLUMNS, TASKS, QueryTable, validate_frame
-from coreperturb.data.synthetic import SyntheticPaths, write_synthetic
+from coreperturb.data._io import PERTURBQA_LINES, load_perturbqa, read_query_table, write_query_table
+from coreperturb.data._schema import COLUMNS, TASKS, QueryTable
+from coreperturb.data._synthetic import SyntheticPaths, write_synthetic
 
 __all__ = [
     "COLUMNS",
@@ -18,10 +11,7 @@ __all__ = [
     "QueryTable",
     "SyntheticPaths",
     "load_perturbqa",
-    "present_cell_lines",
-    "read_perturbqa_file",
     "read_query_table",
-    "validate_frame",
     "write_query_table",
     "write_synthetic",
 ]

@@ -1,10 +1,12 @@
 """Evaluation: registered metrics and bootstrap confidence intervals."""
 
-from coreperturb.evaluation.metrics import (
+from coreperturb.evaluation._metrics import (
     DEFAULT_METRICS,
     METRICS,
+    MetricInfo,
     best_f1_threshold,
     evaluate,
+    metric_info,
     per_group_auroc,
     reliability_bins,
 )
@@ -12,8 +14,10 @@ from coreperturb.evaluation.metrics import (
 __all__ = [
     "DEFAULT_METRICS",
     "METRICS",
+    "MetricInfo",
     "best_f1_threshold",
     "evaluate",
+    "metric_info",
     "per_group_auroc",
     "reliability_bins",
 ]

@@ -1,4 +1,4 @@
-"""numba kernel of :func:`coreperturb.evidence.features.evidence_matrices` (imported lazily)."""
+"""numba kernel of :func:`coreperturb.evidence._features.evidence_matrices` (imported lazily)."""
 
 from __future__ import annotations
 

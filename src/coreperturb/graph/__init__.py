@@ -1,7 +1,7 @@
 """Knowledge graph: typed relations over genes, stored as sparse matrices."""
 
-from coreperturb.graph.kg import KnowledgeGraph, Relation, relation_from_pairs
-from coreperturb.graph.sources import (
+from coreperturb.graph._kg import KnowledgeGraph, Relation, relation_from_pairs
+from coreperturb.graph._sources import (
     KG_SOURCES,
     available_sources,
     build_kg,

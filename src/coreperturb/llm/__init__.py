@@ -1,6 +1,6 @@
 """LLM layer: backends, prompt templates, P(yes) scoring, response cache and the resumable runner."""
 
-from coreperturb.llm.backends import (
+from coreperturb.llm._backends import (
     BACKENDS,
     Backend,
     Completion,
@@ -9,13 +9,10 @@ from coreperturb.llm.backends import (
     LLMSettings,
     OpenAIBackend,
     SamplingParams,
-    ScriptedBackend,
     make_backend,
 )
-from coreperturb.llm.cache import LLMCache, prompt_key
-from coreperturb.llm.prompts import TEMPLATES, PromptBuilder, PromptTemplate, template_for
-from coreperturb.llm.runner import LLMRunner, RunStats
-from coreperturb.llm.scoring import p_yes_from_logprobs, p_yes_from_text, score_completion
+from coreperturb.llm._cache import LLMCache
+from coreperturb.llm._prompts import TEMPLATES, PromptTemplate
 
 __all__ = [
     "BACKENDS",
@@ -25,18 +22,9 @@ __all__ = [
     "EmbeddedBackend",
     "LLMCache",
     "LLMError",
-    "LLMRunner",
     "LLMSettings",
     "OpenAIBackend",
-    "PromptBuilder",
     "PromptTemplate",
-    "RunStats",
     "SamplingParams",
-    "ScriptedBackend",
     "make_backend",
-    "p_yes_from_logprobs",
-    "p_yes_from_text",
-    "prompt_key",
-    "score_completion",
-    "template_for",
 ]

@@ -9,16 +9,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from coreperturb.predictors.base import PREDICTORS, Predictor, make_predictor
+from coreperturb.predictors._base import PREDICTORS, Predictor, make_predictor
 
 _EXPORTS = {
-    "CoreVoting": "coreperturb.predictors.core_voting",
-    "CoreVotingTransfer": "coreperturb.predictors.core_voting",
-    "CoreReasoning": "coreperturb.predictors.llm",
-    "LLMIsolated": "coreperturb.predictors.llm",
-    "LLMPredictor": "coreperturb.predictors.llm",
-    "GeneFrequency": "coreperturb.predictors.simple",
-    "KnnRetrieval": "coreperturb.predictors.simple",
+    "CoreVoting": "coreperturb.predictors._core_voting",
+    "CoreVotingTransfer": "coreperturb.predictors._core_voting",
+    "CoreReasoning": "coreperturb.predictors._llm",
+    "LLMIsolated": "coreperturb.predictors._llm",
+    "LLMPredictor": "coreperturb.predictors._llm",
+    "GeneFrequency": "coreperturb.predictors._simple",
+    "KnnRetrieval": "coreperturb.predictors._simple",
 }
 
 
@@ -33,9 +33,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coreperturb.predictors.core_voting import CoreVoting, CoreVotingTransfer
-    from coreperturb.predictors.llm import CoreReasoning, LLMIsolated, LLMPredictor
-    from coreperturb.predictors.simple import GeneFrequency, KnnRetrieval
+    from coreperturb.predictors._core_voting import CoreVoting, CoreVotingTransfer
+    from coreperturb.predictors._llm import CoreReasoning, LLMIsolated, LLMPredictor
+    from coreperturb.predictors._simple import GeneFrequency, KnnRetrieval
 
 __all__ = [
     "PREDICTORS",

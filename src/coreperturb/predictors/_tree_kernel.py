@@ -1,4 +1,4 @@
-"""numba kernels of :mod:`coreperturb.predictors.compiled` (imported lazily: numba loads in ~0.3 s).
+"""numba kernels of :mod:`coreperturb.predictors._compiled` (imported lazily: numba loads in ~0.3 s).
 
 The trees are scored the QuickScorer way (Lucchese et al., SIGIR 2015): every tree keeps a bit per leaf
 (leaves numbered left to right); a split whose test fails (``x > threshold``: the row goes right) clears

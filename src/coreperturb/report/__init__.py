@@ -8,9 +8,8 @@ import pandas as pd
 
 from coreperturb._files import exclusive
 from coreperturb.errors import CorePerturbError
-from coreperturb.provenance import config_hash
-from coreperturb.report.html import build_report, metrics_table
-from coreperturb.report.outputs import build_manifest, to_anndata, write_run
+from coreperturb.report._html import build_report
+from coreperturb.report._outputs import to_anndata, write_run
 
 
 def write_report(path: str | Path, top: int = 10, priors: pd.DataFrame | None = None) -> tuple[Path, Path]:
@@ -21,7 +20,7 @@ def write_report(path: str | Path, top: int = 10, priors: pd.DataFrame | None = 
     Raises:
         CorePerturbError: ``path`` does not exist or holds neither.
     """
-    from coreperturb.report.prediction_report import build_prediction_report, is_benchmark_run
+    from coreperturb.report._prediction_report import build_prediction_report, is_benchmark_run
 
     path = Path(path)
     if not path.exists():
@@ -32,12 +31,4 @@ def write_report(path: str | Path, top: int = 10, priors: pd.DataFrame | None = 
         return build_prediction_report(path, top=top, priors=priors)
 
 
-__all__ = [
-    "build_manifest",
-    "build_report",
-    "config_hash",
-    "metrics_table",
-    "to_anndata",
-    "write_report",
-    "write_run",
-]
+__all__ = ["build_report", "to_anndata", "write_report", "write_run"]

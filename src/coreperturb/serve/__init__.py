@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coreperturb.serve.service import BadRequest, NotFound, PredictionService, Ranked
+from coreperturb.serve._service import BadRequest, NotFound, PredictionService, Ranked
 
 
 def open_service(
     model_dir: str | Path, predictions: str | Path | None = None, *, max_gene_jobs: int = 2
 ) -> PredictionService:
     """Load a model directory (and optionally a prediction file of ``coreperturb predict``) to serve."""
-    from coreperturb.model_files import load_model
-    from coreperturb.report.prediction_report import read_predictions
+    from coreperturb._model_files import load_model
+    from coreperturb.report._prediction_report import read_predictions
 
     models = load_model(model_dir)
     preds = read_predictions(Path(predictions)) if predictions is not None else None

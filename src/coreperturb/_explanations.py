@@ -1,0 +1,472 @@
+"""Why a model scores a (perturbation, gene) pair as it does: :func:`explain` → :class:`Explanation`.
+
+:func:`explain` is what ``coreperturb explain`` calls: it takes a fitted model (or fits CORE-Voting on the
+data named by a :class:`~coreperturb._config.BenchmarkConfig`), resolves the names, refuses a pair for which
+CORE has no evidence at all, and returns an :class:`Explanation` (:func:`explain_voting` does the explaining
+itself). :func:`explain_llm` shows what an LLM method reads and answers (:class:`LLMExplanation`).
+
+An explanation holds the prediction beside the gene's prior and the effect (the lift over that prior), the
+contrastive evidence (related training perturbations observed on the gene, each with the KG relation that
+links it most strongly to the perturbation and that link in words) and, for every score, what else it
+rests on: the prior, the gene's module of co-responding genes, direct perturbation–gene links and, for
+transfer models, the perturbation's behaviour in other cell lines. A pair without related evidence says
+so instead of showing a bare number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from coreperturb import _defaults as d
+from coreperturb._config import BenchmarkConfig, DataConfig, FitConfig
+from coreperturb._deprecation import keyword_options
+from coreperturb._util import positions
+from coreperturb.errors import CorePerturbError
+from coreperturb.evidence._contrastive import strongest_relations
+from coreperturb.graph._kg import KnowledgeGraph
+from coreperturb.predictors._base import Predictor, make_predictor
+from coreperturb.predictors._core_voting import CoreVoting
+from coreperturb.predictors._effect import GENE_PRIOR_STRENGTH, effect_score
+from coreperturb.predictors._llm import LLMPredictor
+from coreperturb.stages import FittedModels, resolve_genes, resolve_perturbations
+from coreperturb.stages._fitted import context_rows
+from coreperturb.stages._names import warn_names
+from coreperturb.stages._predicting import on_target_rule
+
+DRIVERS: dict[str, str] = {
+    "base": "gene prior: log-odds of its training DE rate",
+    "vote_combined": "related perturbations' vote on this gene (log-odds, shrunk to the prior)",
+    "module_vote": "related perturbations' vote on the gene's co-responding genes (lift over their rate)",
+    "strength_combined": "how often related perturbations change any gene (log-odds)",
+    "pg_network": "direct network link between the perturbation's targets and the gene",
+    "pg_go_bp": "GO processes shared by the perturbation's targets and the gene",
+    "p_readout": "the perturbation's own gene as a readout (lift of its DE rate)",
+    "co_response": "co-response of the perturbation's gene and this gene as readouts",
+    "ctx_rate": "the perturbation in other cell lines: lift of its DE rate there",
+    "ctx_pair_n": "this pair measured in other cell lines (lines)",
+    "ctx_pair_pos": "this pair DE in other cell lines (lines)",
+}
+"""Model features shown as "what the score rests on", in words."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The evidence behind one prediction.
+
+    Attributes:
+        perturbation, gene, cell_line, task, method: The query and the model.
+        p: The model's calibrated P(positive).
+        p_prior: The gene's prior (its training rate: the gene-frequency score).
+        effect: The effect score (:func:`coreperturb.predictors._effect.effect_score`).
+        n_pos, n_neg: Related training perturbations that made the gene positive / left it negative.
+        kg_info: Whether the KG knows the perturbation.
+        evidence: One row per related perturbation (``evidence`` positive / negative,
+            ``related_perturbation``, ``similarity`` (combined), ``strongest_relation`` (the relation with the
+            highest similarity), ``link`` (the shared KG features in words), and ``sim_<relation>`` columns).
+        drivers: What the score rests on besides the listed evidence (``feature``, ``meaning``, ``value``).
+        context: For transfer models, ``(contexts, similar)`` of
+            :meth:`coreperturb.evidence._context.ContextEvidence.for_query`.
+        call: The conformal call at the model's confidence (``DE`` / ``not DE`` / ``uncertain``; ``up`` /
+            ``down`` / ``uncertain``); empty without calibration.
+        rule: For an on-target pair (the perturbation's own target), what the modality's rule says; the rule,
+            not the evidence, decides the prediction then. Empty otherwise.
+    """
+
+    perturbation: str
+    gene: str
+    cell_line: str
+    task: str
+    method: str
+    p: float
+    p_prior: float
+    effect: float
+    n_pos: int
+    n_neg: int
+    kg_info: bool
+    evidence: pd.DataFrame
+    drivers: pd.DataFrame
+    context: tuple[pd.DataFrame, pd.DataFrame] | None = None
+    call: str = ""
+    rule: str = ""
+
+    @property
+    def has_evidence(self) -> bool:
+        """Whether any related training perturbation was observed on the gene."""
+        return self.n_pos + self.n_neg > 0
+
+    def compact_evidence(self) -> pd.DataFrame:
+        """The evidence without the per-relation similarity columns (fits a terminal)."""
+        return self.evidence[[c for c in self.evidence.columns if not c.startswith("sim_")]]
+
+    def summary(self) -> str:
+        """One line: the prediction, the prior, the effect and the evidence counts."""
+        what, pos, neg = (
+            ("P(DE)", "DE", "unchanged") if self.task == "de" else ("P(up | DE)", "go up", "go down")
+        )
+        call = f"; call: {self.call}" if self.call else ""
+        if self.rule:
+            return f"{what} = {self.p:.3f}{call}; on target: the modality's rule decides this pair"
+        return (
+            f"{what} = {self.p:.3f}{call}; gene prior = {self.p_prior:.3f}; excess = {self.p - self.p_prior:+.3f}; "
+            f"evidence: {self.n_pos} related perturbations made the gene {pos}, {self.n_neg} left it {neg}"
+            if self.task == "de"
+            else f"{what} = {self.p:.3f}{call}; the gene's up-rate = {self.p_prior:.3f}; evidence: {self.n_pos} "
+            f"related perturbations made it {pos}, {self.n_neg} {neg}"
+        )
+
+    def rests_on(self) -> str:
+        """What the score rests on when there is no related evidence (empty when there is)."""
+        if self.has_evidence:
+            return ""
+        parts = ["the gene's prior"]
+        if self.context is not None:
+            parts.append("the perturbation's behaviour in the other cell lines")
+        parts.append("the gene's module of co-responding genes and direct perturbation-gene links")
+        if not self.kg_info:
+            return "no KG information for the perturbation: the score is the gene's prior and nothing else"
+        return (
+            "no related training perturbation was observed on this gene: the score rests on "
+            + ", ".join(parts)
+            + " (see the table below); its effect is 0"
+        )
+
+
+@keyword_options
+def explain_voting(
+    model: CoreVoting,
+    kg: KnowledgeGraph,
+    perturbation: str,
+    gene: str,
+    *,
+    cell_line: str,
+    task: str,
+    top: int = d.EVIDENCE_ROWS,
+) -> Explanation:
+    """Explain one (perturbation, gene) prediction of a fitted CORE-Voting model.
+
+    Args:
+        model: A fitted :class:`~coreperturb.predictors._core_voting.CoreVoting` (or transfer) model.
+        kg: Its knowledge graph.
+        perturbation: Canonical perturbation name.
+        gene: Canonical readout gene.
+        cell_line: The model's cell line (recorded in the explanation).
+        task: The model's task.
+        top: Evidence rows per side.
+    """
+    q = pd.DataFrame({"perturbation": [perturbation], "gene": [gene]})
+    ev, sims = model.evidence(q)
+    table = ev.for_query(0, kg=kg, sims=sims, top=top)
+    table.insert(3, "strongest_relation", strongest_relations(table))  # the relation the first link shows
+    table = table.rename(columns={"paths": "link"})
+    p, counts = model.predict_with_evidence(q)
+    n_pos = int(counts["n_pos_evidence"].to_numpy()[0])
+    n_neg = int(counts["n_neg_evidence"].to_numpy()[0])
+    gi = int(positions(model.pool_.genes, [gene])[0])
+    prior = float(model.pool_.gene_rate(GENE_PRIOR_STRENGTH)[gi]) if gi >= 0 else float("nan")
+    effect = float(effect_score(p, np.array([prior]), np.array([n_pos + n_neg]))[0])
+    feats = model.features(q)
+    drivers = pd.DataFrame(
+        [
+            {"feature": f, "meaning": DRIVERS[f], "value": float(feats[f].to_numpy()[0])}
+            for f in DRIVERS
+            if f in feats.columns
+        ]
+    )
+    context = model.context_evidence(perturbation, gene, top=top) if model.context_ is not None else None
+    return Explanation(
+        perturbation=perturbation,
+        gene=gene,
+        cell_line=cell_line,
+        task=task,
+        method=model.name,
+        p=float(p[0]),
+        p_prior=prior,
+        effect=effect,
+        n_pos=n_pos,
+        n_neg=n_neg,
+        kg_info=bool(kg.has_info([perturbation])[0]),
+        evidence=table,
+        drivers=drivers,
+        context=context,
+    )
+
+
+@dataclass(frozen=True)
+class LLMExplanation:
+    """What an LLM method read and answered for one (perturbation, gene).
+
+    Attributes:
+        perturbation, gene, cell_line, task, method: The query and the method.
+        messages: The chat prompt (``role`` / ``content`` dicts).
+        reasoning_tokens: The rationale length asked for (0 = none).
+        rationale: What the model wrote before answering (``None`` without reasoning).
+        p_yes: P(yes) read from the answer (NaN if the call failed).
+        score_method: How P(yes) was read (``logprobs`` or ``verbal``).
+        score: The method's score (calibrated where the model was fitted with calibration).
+        calibrated: Whether ``score`` is calibrated on training queries.
+        error: Why the call failed (``None`` when it did not).
+    """
+
+    perturbation: str
+    gene: str
+    cell_line: str
+    task: str
+    method: str
+    messages: list[dict[str, str]]
+    reasoning_tokens: int
+    rationale: str | None
+    p_yes: float
+    score_method: str | None
+    score: float
+    calibrated: bool
+    error: str | None
+
+
+def resolve_pair(models: FittedModels, perturbation: str, gene: str) -> tuple[str, str]:
+    """Canonical names of one pair; a renamed name is warned about, an unknown one stops with suggestions.
+
+    Raises:
+        CorePerturbError: The perturbation or the gene is unknown.
+    """
+    p = resolve_perturbations(models, [perturbation])
+    g = resolve_genes(models, [gene])
+    for res, what in ((p, "perturbation"), (g, "gene")):
+        if res.unknown:
+            raise CorePerturbError(res.unknown_message(res.unknown[0], what))
+        warn_names(res, what)
+    return p.names[0], g.names[0]
+
+
+@keyword_options
+def check_evidence_exists(
+    model: CoreVoting, kg: KnowledgeGraph, perturbation: str, gene: str, *, line: str, task: str
+) -> None:
+    """Refuse a pair for which CORE has no evidence at all (the answer would be the gene's prior).
+
+    Raises:
+        CorePerturbError: The gene was never a readout, or the perturbation has neither KG information nor
+            rows in another cell line.
+    """
+    if gene not in model.pool_.genes:
+        raise CorePerturbError(
+            f"gene {gene!r} was never a readout in the {line}/{task} training rows; CORE has no outcomes on it"
+        )
+    context = model.context_
+    in_context = context is not None and any(
+        perturbation in pool.perturbations for pool in context.pools.values()
+    )
+    if not kg.has_info([perturbation])[0] and not in_context:
+        raise CorePerturbError(
+            f"perturbation {perturbation!r} has no KG information (no annotated target) and was not measured in "
+            f"another cell line: CORE has no evidence for it, only {gene}'s base rate"
+        )
+
+
+def _model_for(models: FittedModels, line: str, task: str, methods: tuple[str, ...], what: str) -> Predictor:
+    for method in methods:
+        found = models.models.get((line, task, method))
+        if found is not None:
+            return found
+    have = ", ".join("/".join(k) for k in models.models)
+    raise CorePerturbError(f"explain needs a {what} model for {line}/{task}; the model holds {have}")
+
+
+def _fit_here(
+    config: BenchmarkConfig,
+    cell_line: str | None,
+    task: str,
+    perturbation: str,
+    gene: str,
+    *,
+    all_lines: bool,
+) -> tuple[Any, KnowledgeGraph, str, str, str, pd.DataFrame]:
+    """No fitted model: load the data and KG of ``config`` (every line with ``all_lines``), resolve the names
+    and return ``(table, kg, line, perturbation, gene, training rows without the perturbation)``."""
+    from coreperturb._pipeline import load_inputs
+
+    lines = (cell_line,) if cell_line and not all_lines else None
+    data = DataConfig(data_dir=config.data.data_dir, cell_lines=lines, tasks=(task,))
+    config = BenchmarkConfig(data, config.kg, config.fit, config.evaluate)
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = load_inputs(config, Path(tmp))
+    table, kg = inputs.table, inputs.kg
+    line = cell_line or table.cell_lines[0]
+    if line not in table.cell_lines:
+        raise CorePerturbError(f"cell line {line!r} not found; available: {', '.join(table.cell_lines)}")
+    frame = table.frame.astype({"cell_line": str, "task": str})
+    probe = FittedModels(kg, {}, frame.loc[frame["split"] == "train"], FitConfig())
+    perturbation, gene = resolve_pair(probe, perturbation, gene)
+    train = table.subset(line, task).split("train")
+    return table, kg, line, perturbation, gene, train[train["perturbation"] != perturbation]
+
+
+@keyword_options
+def explain(
+    perturbation: str,
+    gene: str,
+    models: FittedModels | None = None,
+    *,
+    config: BenchmarkConfig | None = None,
+    cell_line: str | None = None,
+    task: str = "de",
+    top: int = d.EVIDENCE_ROWS,
+    transfer: bool = False,
+) -> Explanation:
+    """Explain one (perturbation, gene) with CORE-Voting's evidence.
+
+    Args:
+        perturbation: A perturbation name (case, drug names and DrugBank ids are resolved).
+        gene: A readout gene.
+        models: A fitted model (e.g. :func:`coreperturb._model_files.load_model`); its ``core_voting`` (with
+            ``transfer``: ``core_voting_transfer``, which it also falls back to) is explained.
+        config: Without ``models``: the data and KG to fit CORE-Voting on (the cell line's training split,
+            without the perturbation itself); default: the synthetic benchmark.
+        cell_line: The cell line (default: the first).
+        task: ``de`` or ``dir``.
+        top: Evidence rows per side.
+        transfer: Explain ``core_voting_transfer``: other cell lines' training rows as context.
+
+    Raises:
+        CorePerturbError: Unknown names, no suitable model, or no evidence at all for the pair.
+    """
+    if models is not None:
+        line = cell_line or models.cell_lines[0]
+        order = ("core_voting_transfer",) if transfer else ("core_voting", "core_voting_transfer")
+        model = _model_for(models, line, task, order, "core_voting or core_voting_transfer")
+        if not model.shows_evidence:
+            raise CorePerturbError(f"{model.name} retrieves no evidence to explain")
+        kg = models.kg
+        perturbation, gene = resolve_pair(models, perturbation, gene)
+    else:
+        table, kg, line, perturbation, gene, train = _fit_here(
+            config or BenchmarkConfig(), cell_line, task, perturbation, gene, all_lines=transfer
+        )
+        seed = (config or BenchmarkConfig()).fit.seed
+        if transfer:
+            model = make_predictor("core_voting_transfer", kg, seed=seed).fit(
+                train, context=context_rows(table.frame, line, task)
+            )
+        else:
+            model = make_predictor("core_voting", kg, seed=seed).fit(train)
+    voting = cast(CoreVoting, model)  # shows_evidence: the CORE-Voting family
+    rule = on_target_rule(models, line) if models is not None and perturbation == gene else None
+    if rule is None:
+        check_evidence_exists(voting, kg, perturbation, gene, line=line, task=task)
+    ex = explain_voting(voting, kg, perturbation, gene, cell_line=line, task=task, top=top)
+    return with_call(ex, models) if models is not None else ex
+
+
+def with_call(ex: Explanation, models: FittedModels) -> Explanation:
+    """``ex`` with its conformal call, and for an on-target pair the modality's rule in place of the
+    evidence-based score (:func:`coreperturb.stages.on_target_rule`)."""
+    rule = on_target_rule(models, ex.cell_line) if ex.perturbation == ex.gene else None
+    if rule is not None:
+        m = str(models.config.modality)
+        direction = "up" if rule[1] >= 0.5 else "down"
+        p = rule[0] if ex.task == "de" else rule[1]
+        text = (
+            f"{ex.perturbation} is the perturbation's own target: under {m} it is DE and goes {direction} "
+            f"(P(DE) {rule[0]:.2f}, P(up) {rule[1]:.2f}); the modality's rule decides this pair, not the evidence"
+        )
+        return dataclasses.replace(
+            ex, p=p, effect=float("nan"), rule=text, call="DE" if ex.task == "de" else direction
+        )
+    call = models.calls(
+        ex.cell_line,
+        ex.task,
+        ex.method,
+        np.array([ex.p]),
+        prior=np.array([ex.p_prior]),
+        genes=np.array([ex.gene]),
+    )
+    return dataclasses.replace(ex, call=str(call[0]))
+
+
+@keyword_options
+def explain_llm(
+    method: str,
+    perturbation: str,
+    gene: str,
+    *,
+    models: FittedModels | None = None,
+    config: BenchmarkConfig | None = None,
+    cell_line: str | None = None,
+    task: str = "de",
+    reasoning_tokens: int | None = None,
+    response_cache: Path | None = None,
+) -> LLMExplanation:
+    """Ask an LLM method about one pair and show what it read (the prompt), wrote and answered.
+
+    Args:
+        method: ``core_reasoning`` or ``llm_isolated``.
+        perturbation: The perturbation of the query.
+        gene: The readout gene of the query.
+        cell_line: The cell line (default: the model's first).
+        task: ``de`` or ``dir``.
+        models: A fitted model holding ``method``; without one, the method is built with the LLM settings of
+            ``config`` (uncalibrated) on the training split of ``config``'s data.
+        config: The data, KG and LLM settings without ``models``.
+        reasoning_tokens: Rationale length (default: the model's).
+        response_cache: The shared LLM response cache (default: the user cache directory).
+
+    Raises:
+        CorePerturbError: Unknown names or no such LLM model.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        if models is not None:
+            line = cell_line or models.cell_lines[0]
+            pred = _model_for(models, line, task, (method,), method)
+            if not pred.uses_llm:
+                raise CorePerturbError(f"{method} asks no LLM")
+            perturbation, gene = resolve_pair(models, perturbation, gene)
+        else:
+            cfg = config or BenchmarkConfig()
+            _, kg, line, perturbation, gene, train = _fit_here(
+                cfg, cell_line, task, perturbation, gene, all_lines=False
+            )
+            pred = make_predictor(
+                method, kg, llm=cfg.fit.llm_settings(), calibration_queries=0, seed=cfg.fit.seed
+            ).fit(train)
+        pred.set_params(result_store=Path(tmp) / "explain.sqlite", response_cache=response_cache)
+        if reasoning_tokens is not None:
+            pred.set_params(reasoning_tokens=reasoning_tokens)
+        q = pd.DataFrame(
+            {"cell_line": [line], "task": [task], "perturbation": [perturbation], "gene": [gene]}
+        )
+        st = pred.score(q).iloc[0]
+        msgs = cast(LLMPredictor, pred).messages(q)[0]
+    err = st.get("error")
+    return LLMExplanation(
+        perturbation=perturbation,
+        gene=gene,
+        cell_line=line,
+        task=task,
+        method=method,
+        messages=msgs,
+        reasoning_tokens=int(pred.get_params().get("reasoning_tokens", 0)),
+        rationale=None if pd.isna(st.get("rationale")) else str(st.get("rationale")),
+        p_yes=float(st["p_yes"]) if pd.notna(st.get("p_yes")) else float("nan"),
+        score_method=None if pd.isna(st.get("score_method")) else str(st.get("score_method")),
+        score=float(st["score"]) if pd.notna(st["score"]) else float("nan"),
+        calibrated=getattr(pred, "calibrator_", None) is not None,
+        error=None if err is None or pd.isna(err) else str(err),
+    )
+
+
+__all__ = [
+    "DRIVERS",
+    "Explanation",
+    "LLMExplanation",
+    "check_evidence_exists",
+    "explain",
+    "explain_llm",
+    "explain_voting",
+    "resolve_pair",
+]

@@ -1,0 +1,173 @@
+"""Calls with a guarantee: Mondrian (category-conditional) split-conformal prediction sets for a binary score.
+
+Every (perturbation, gene) gets a set of labels that holds the true label with probability at least the
+chosen confidence (``1 - alpha``), **within each category** of genes: the genes' prior bins (deciles of the
+gene-frequency score over the calibration rows), and a gene of its own where it has at least
+``min_gene_rows`` calibration rows (none in PerturbQA, which has 3–7 held-out rows per gene). The guarantee
+holds for exchangeable rows: calibration and new perturbations drawn alike.
+
+The nonconformity of label ``y`` is ``1 - P(y)`` (the "LAC" score of Sadinle et al. 2019, MAPIE's ``lac``,
+crepes' ``hinge``); ``q`` is the ``ceil((n + 1)(1 - alpha))``-th smallest calibration score of the category
+(``q = 1``, every label, when the category has too few rows for that rank). A label is in the set when its
+nonconformity is at most ``q``. The calls:
+
+- ``{positive}`` → the positive call (``DE``, ``up``); ``{negative}`` → the negative one (``not DE``,
+  ``down``);
+- both labels → ``uncertain``: the model cannot tell at this confidence;
+- **no label** (neither conforms: a score between the category's usual positives and negatives) →
+  ``uncertain`` as well. An empty set is a sign of an unusual row, never a confident call; counting it as
+  both labels can only raise coverage.
+
+Calibration rows are training perturbations that the scoring model never saw (:func:`calibration_split`):
+``fit`` fits a copy of each method on the other training perturbations and scores these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from coreperturb._defaults import DEFAULT_CONFIDENCE
+
+N_PRIOR_BINS = 10
+MIN_GENE_ROWS = 100
+"""A gene needs this many calibration rows to be a category of its own."""
+CALIBRATION_FOLDS = 5
+"""One in this many training perturbations calibrates the calls (the same slice CORE-Voting holds out)."""
+CALL_LABELS: dict[str, tuple[str, str]] = {"de": ("DE", "not DE"), "dir": ("up", "down")}
+"""Per task: the names of the positive and the negative call."""
+UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True)
+class MondrianConformal:
+    """Calibration nonconformity scores per category of one fitted (cell line, task, method).
+
+    Attributes:
+        edges: Inner edges of the prior bins (a gene's bin: ``searchsorted(edges, prior, "right")``).
+        bin_scores: Sorted calibration nonconformity scores of each prior bin.
+        genes: Genes with a category of their own.
+        gene_scores: Their sorted calibration nonconformity scores.
+    """
+
+    edges: np.ndarray
+    bin_scores: tuple[np.ndarray, ...]
+    genes: tuple[str, ...] = ()
+    gene_scores: tuple[np.ndarray, ...] = ()
+
+    @classmethod
+    def fit(
+        cls,
+        scores: np.ndarray,
+        labels: np.ndarray,
+        prior: np.ndarray,
+        genes: np.ndarray,
+        *,
+        n_bins: int = N_PRIOR_BINS,
+        min_gene_rows: int = MIN_GENE_ROWS,
+    ) -> MondrianConformal:
+        """From calibration rows: each row's P(positive), true label, gene prior and gene."""
+        p = np.asarray(scores, dtype=np.float64)
+        y = np.asarray(labels, dtype=np.int64)
+        pr = np.asarray(prior, dtype=np.float64)
+        g = np.asarray(genes).astype(str)
+        ok = np.isfinite(p) & np.isfinite(pr)
+        p, y, pr, g = p[ok], y[ok], pr[ok], g[ok]
+        nonconf = np.where(y == 1, 1.0 - p, p)
+        edges = np.unique(np.quantile(pr, np.linspace(0, 1, n_bins + 1)[1:-1])) if len(pr) else np.zeros(0)
+        b = np.searchsorted(edges, pr, side="right")
+        bin_scores = tuple(np.sort(nonconf[b == i]) for i in range(len(edges) + 1))
+        counts = pd.Series(g).value_counts()
+        own = sorted(str(x) for x in counts.index[counts.to_numpy() >= min_gene_rows])
+        gene_scores = tuple(np.sort(nonconf[g == x]) for x in own)
+        return cls(edges, bin_scores, tuple(own), gene_scores)
+
+    @staticmethod
+    def quantile(sorted_scores: np.ndarray, confidence: float) -> float:
+        """The conformal threshold of one category: the ``ceil((n + 1) * confidence)``-th smallest score."""
+        n = len(sorted_scores)
+        rank = int(np.ceil((n + 1) * confidence))
+        return 1.0 if rank > n or n == 0 else float(sorted_scores[rank - 1])
+
+    def thresholds(
+        self, prior: np.ndarray, genes: np.ndarray, confidence: float = DEFAULT_CONFIDENCE
+    ) -> np.ndarray:
+        """Each row's threshold ``q`` (NaN where the prior is unknown)."""
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+        pr = np.asarray(prior, dtype=np.float64)
+        q_bin = np.array([self.quantile(s, confidence) for s in self.bin_scores])
+        q = q_bin[np.searchsorted(self.edges, np.nan_to_num(pr, nan=0.0), side="right")]
+        if self.genes:
+            q_gene = pd.Series([self.quantile(s, confidence) for s in self.gene_scores], index=self.genes)
+            own = pd.Index(np.asarray(genes).astype(str)).map(q_gene).to_numpy(dtype=np.float64)
+            q = np.where(np.isfinite(own), own, q)
+        return np.where(np.isfinite(pr), q, np.nan)
+
+    def sets(
+        self,
+        scores: np.ndarray,
+        prior: np.ndarray,
+        genes: np.ndarray,
+        confidence: float = DEFAULT_CONFIDENCE,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(has_positive, has_negative)``: whether each label is in each row's prediction set (both False
+        where the score or the prior is unknown)."""
+        p = np.asarray(scores, dtype=np.float64)
+        q = self.thresholds(prior, genes, confidence)
+        known = np.isfinite(p) & np.isfinite(q)
+        return known & (1.0 - p <= q), known & (p <= q)
+
+    def calls(
+        self,
+        scores: np.ndarray,
+        prior: np.ndarray,
+        genes: np.ndarray,
+        task: str = "de",
+        confidence: float = DEFAULT_CONFIDENCE,
+    ) -> np.ndarray:
+        """The call of every row: the positive / negative label of :data:`CALL_LABELS`, ``uncertain`` (both
+        labels or none), or ``""`` where the score or the prior is unknown."""
+        pos_name, neg_name = CALL_LABELS[task]
+        pos, neg = self.sets(scores, prior, genes, confidence)
+        known = np.isfinite(np.asarray(scores, dtype=np.float64)) & np.isfinite(
+            np.asarray(prior, dtype=np.float64)
+        )
+        out = np.full(len(pos), UNCERTAIN, dtype=object)
+        out[pos & ~neg] = pos_name
+        out[neg & ~pos] = neg_name
+        out[~known] = ""
+        return out
+
+
+def calibration_split(perturbations: pd.Series, seed: int) -> np.ndarray:
+    """Rows of the calibration slice: one in :data:`CALIBRATION_FOLDS` training perturbations (whole
+    perturbations, chosen with ``seed``)."""
+    from coreperturb.predictors._base import perturbation_folds
+
+    return np.asarray(perturbation_folds(perturbations, CALIBRATION_FOLDS, seed + 1) == 0)
+
+
+def coverage(
+    labels: np.ndarray, has_positive: np.ndarray, has_negative: np.ndarray, *, empty_is_uncertain: bool = True
+) -> np.ndarray:
+    """Whether each row's set holds its true label (an empty set counts as both labels when
+    ``empty_is_uncertain``, as the calls read it)."""
+    y = np.asarray(labels, dtype=np.int64)
+    pos, neg = np.asarray(has_positive), np.asarray(has_negative)
+    if empty_is_uncertain:
+        empty = ~pos & ~neg
+        pos, neg = pos | empty, neg | empty
+    return np.where(y == 1, pos, neg)
+
+
+__all__ = [
+    "CALL_LABELS",
+    "DEFAULT_CONFIDENCE",
+    "UNCERTAIN",
+    "MondrianConformal",
+    "calibration_split",
+    "coverage",
+]

@@ -1,0 +1,199 @@
+"""Fitted models: every predictor of a fit, with the KG and the training rows they predict from."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coreperturb._config import FitConfig
+from coreperturb.errors import CorePerturbError
+from coreperturb.graph._kg import KnowledgeGraph
+from coreperturb.predictors._base import Predictor
+from coreperturb.predictors._conformal import DEFAULT_CONFIDENCE, MondrianConformal
+
+_CACHE_LOCK = threading.RLock()
+
+TRAIN_COLUMNS: tuple[str, ...] = ("cell_line", "task", "perturbation", "gene", "label")
+"""Columns of the training rows a fitted model keeps (its evidence pool)."""
+CALIBRATION_COLUMNS: tuple[str, ...] = ("cell_line", "task", "method", "gene", "label", "score", "p_prior")
+"""Columns of the conformal calibration rows (:func:`coreperturb.stages._fitting.calibration_rows`)."""
+
+
+def context_rows(rows: pd.DataFrame, cell_line: str, task: str) -> pd.DataFrame:
+    """Training rows of ``task`` in every cell line other than ``cell_line``: the context of transfer
+    methods (rows with ``split != "train"`` are left out where there is a split column)."""
+    keep = (rows["cell_line"].astype(str) != cell_line) & (rows["task"].astype(str) == task)
+    if "split" in rows.columns:
+        keep &= rows["split"].astype(str) == "train"
+    return rows.loc[keep].reset_index(drop=True)
+
+
+@dataclass
+class FittedModels:
+    """Every fitted predictor of a :func:`fit` call, with the KG and training rows they need to predict.
+
+    Attributes:
+        kg: The knowledge graph the models were fitted with.
+        models: Fitted predictors keyed by ``(cell_line, task, method)``.
+        train: The training rows (columns :data:`TRAIN_COLUMNS`): the evidence pools, and the context of
+            transfer methods.
+        config: How they were fitted.
+        kg_recipe: How the KG was built (directory, sources, user files), recorded in model files.
+        timings: Seconds per fitted model.
+        warnings: Data warnings of the fit (:func:`data_warnings`), recorded in model files.
+        calibration: Conformal calibration rows (:data:`CALIBRATION_COLUMNS`) of every method that asks no
+            LLM; ``None`` for models of earlier releases (no calls).
+        confidence: Confidence of the calls (:mod:`coreperturb.predictors._conformal`), default 0.9.
+    """
+
+    kg: KnowledgeGraph
+    models: dict[tuple[str, str, str], Predictor]
+    train: pd.DataFrame
+    config: FitConfig = field(default_factory=FitConfig)
+    kg_recipe: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    calibration: pd.DataFrame | None = None
+    confidence: float = DEFAULT_CONFIDENCE
+
+    @property
+    def cell_lines(self) -> list[str]:
+        """Cell lines with a fitted model, sorted."""
+        return sorted({k[0] for k in self.models})
+
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks with a fitted model, sorted."""
+        return sorted({k[1] for k in self.models})
+
+    @property
+    def methods(self) -> list[str]:
+        """Fitted methods, in the order they were asked for."""
+        return list(dict.fromkeys(k[2] for k in self.models))
+
+    @property
+    def thresholds(self) -> dict[tuple[str, str, str], float]:
+        """Decision threshold of every model (chosen on training data)."""
+        return {k: float(m.threshold_) for k, m in self.models.items()}
+
+    @property
+    def default_method(self) -> str:
+        """The method ``predict`` uses when none is named: the first CORE method fitted, else the first."""
+        for m in ("core_voting_transfer", "core_voting", "core_reasoning"):
+            if m in self.methods:
+                return m
+        return self.methods[0]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. for Ray workers) with the cached values, without their locks."""
+        return {k: v for k, v in self.__dict__.items() if k != "_cache_locks"}
+
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        """A value derived from the (unchanging) models and training rows, computed once per key."""
+        store: dict[str, Any] = self.__dict__.setdefault("_cache", {})
+        if key not in store:
+            # threads scoring side by side (the DE and direction models, chunks) compute a value once; one lock
+            # per key, so that they compute different values at the same time (a value's computation only asks
+            # for values it depends on, so no two threads can wait for each other's keys)
+            with _CACHE_LOCK:
+                lock = self.__dict__.setdefault("_cache_locks", {}).setdefault(key, threading.RLock())
+            with lock:
+                if key not in store:
+                    store[key] = make()
+        return store[key]
+
+    def require_cell_lines(self, cell_lines: Sequence[str] | None = None) -> list[str]:
+        """``cell_lines`` (default: every line of the model), each checked to be in the model.
+
+        Raises:
+            CorePerturbError: A cell line the model does not hold, naming those it does.
+        """
+        lines = list(cell_lines) if cell_lines is not None else self.cell_lines
+        for line in lines:
+            if line not in self.cell_lines:
+                raise CorePerturbError(
+                    f"cell line {line!r} is not in the model; it holds {', '.join(self.cell_lines)}"
+                )
+        return lines
+
+    def model(self, cell_line: str, task: str, method: str) -> Predictor:
+        """The fitted predictor of one unit.
+
+        Raises:
+            CorePerturbError: Naming what is available instead.
+        """
+        key = (cell_line, task, method)
+        if key not in self.models:
+            have = ", ".join("/".join(k) for k in self.models)
+            raise CorePerturbError(f"no fitted model for {'/'.join(key)}; the model holds {have}")
+        return self.models[key]
+
+    def conformal(self, cell_line: str, task: str, method: str) -> MondrianConformal | None:
+        """The calls' calibration of one unit (``None``: an LLM method, or a model without calibration)."""
+        cal = self.calibration
+        if cal is None or cal.empty:
+            return None
+
+        def make() -> MondrianConformal | None:
+            assert cal is not None
+            rows = cal.loc[
+                (cal["cell_line"] == cell_line) & (cal["task"] == task) & (cal["method"] == method)
+            ]
+            if rows.empty:
+                return None
+            return MondrianConformal.fit(
+                rows["score"].to_numpy(),
+                rows["label"].to_numpy(),
+                rows["p_prior"].to_numpy(),
+                rows["gene"].to_numpy(),
+            )
+
+        return self.cached(f"conformal/{cell_line}/{task}/{method}", make)
+
+    def calls(
+        self,
+        cell_line: str,
+        task: str,
+        method: str,
+        scores: np.ndarray,
+        *,
+        prior: np.ndarray,
+        genes: np.ndarray,
+    ) -> np.ndarray:
+        """The conformal call of each row at :attr:`confidence` (``""`` where the unit has no calibration)."""
+        conf = self.conformal(cell_line, task, method)
+        if conf is None:
+            return np.full(len(scores), "", dtype=object)
+        return conf.calls(scores, prior, genes, task, self.confidence)
+
+    def training_rows(self, cell_line: str, task: str) -> pd.DataFrame:
+        """Training rows of one unit (their positions are found once)."""
+        t = self.train
+        at = self.cached(
+            f"rows/{cell_line}/{task}",
+            lambda: np.flatnonzero(((t["cell_line"] == cell_line) & (t["task"] == task)).to_numpy()),
+        )
+        return t.iloc[at].reset_index(drop=True)
+
+    def context_rows(self, cell_line: str, task: str) -> pd.DataFrame:
+        """Training rows of ``task`` in every other cell line (the context of transfer methods)."""
+        return context_rows(self.train, cell_line, task)
+
+    def training_perturbations(self, cell_line: str, task: str = "de") -> pd.Index:
+        """Perturbations observed in the training rows of one unit (computed once)."""
+        return self.cached(
+            f"training_perturbations/{cell_line}/{task}",
+            lambda: pd.Index(pd.unique(self.training_rows(cell_line, task)["perturbation"])),
+        )
+
+    def readout_genes(self, cell_line: str, task: str = "de") -> pd.Index:
+        """Genes observed in the training rows of one unit (sorted; computed once)."""
+        return self.cached(
+            f"readout_genes/{cell_line}/{task}",
+            lambda: pd.Index(sorted(pd.unique(self.training_rows(cell_line, task)["gene"]))),
+        )

@@ -1,0 +1,240 @@
+"""``fit``: train every method on the training rows of every (cell line, task)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from coreperturb._config import FitConfig
+from coreperturb._deprecation import keyword_options
+from coreperturb._threads import retune
+from coreperturb.data._schema import QueryTable
+from coreperturb.errors import CorePerturbError
+from coreperturb.graph._kg import KnowledgeGraph
+from coreperturb.predictors._base import PREDICTORS, Predictor, make_predictor
+from coreperturb.predictors._conformal import calibration_split
+from coreperturb.predictors._effect import gene_prior
+from coreperturb.stages._fitted import CALIBRATION_COLUMNS, TRAIN_COLUMNS, FittedModels, context_rows
+
+if TYPE_CHECKING:  # the LLM layer loads only where an LLM method is fitted
+    from coreperturb._util import Progress
+    from coreperturb.llm._backends import Backend
+
+log = logging.getLogger(__name__)
+
+MIN_TRAIN_PERTURBATIONS = 20
+"""Fewer training perturbations per (cell line, task) than this: too few to learn anything per gene."""
+MIN_GENES_WITH_POSITIVES = 30
+"""Fewer readout genes than this with at least :data:`MIN_POSITIVES_PER_GENE` positive training
+perturbations: per-gene rankings cannot be learned (nor checked)."""
+MIN_POSITIVES_PER_GENE = 3
+MIN_KG_PERTURBATIONS = 10
+"""Fewer training perturbations than this known to the KG: the evidence retrieval has nothing to relate."""
+
+
+class TooLittleDataWarning(UserWarning):
+    """A fit on less data than :data:`MIN_TRAIN_PERTURBATIONS` and friends: its predictions are weak."""
+
+
+def data_warnings(train: pd.DataFrame, kg: KnowledgeGraph) -> list[str]:
+    """One line per (cell line, task) below a documented minimum (training perturbations, genes with
+    positives, perturbations the KG knows), with the numbers."""
+    out = []
+    for (line, task), rows in train.groupby(["cell_line", "task"], sort=True):
+        perts = pd.unique(rows["perturbation"].astype(str))
+        pos = rows.loc[rows["label"] == 1].groupby("gene").size()
+        n_genes = int((pos >= MIN_POSITIVES_PER_GENE).sum())
+        n_kg = int(kg.has_info(list(perts)).sum()) if len(perts) else 0
+        short = []
+        if len(perts) < MIN_TRAIN_PERTURBATIONS:
+            short.append(f"{len(perts)} training perturbations (minimum {MIN_TRAIN_PERTURBATIONS})")
+        if n_genes < MIN_GENES_WITH_POSITIVES:
+            short.append(
+                f"{n_genes} readout genes with >= {MIN_POSITIVES_PER_GENE} positive training perturbations "
+                f"(minimum {MIN_GENES_WITH_POSITIVES})"
+            )
+        if n_kg < min(MIN_KG_PERTURBATIONS, len(perts)) or (len(perts) and n_kg == 0):
+            short.append(
+                f"{n_kg} of {len(perts)} training perturbations known to the KG (minimum {MIN_KG_PERTURBATIONS})"
+            )
+        if short:
+            out.append(f"{line}/{task}: too little data: {'; '.join(short)}; predictions will be weak")
+    return out
+
+
+def _training_frame(table: QueryTable | pd.DataFrame, *, all_rows: bool = False) -> pd.DataFrame:
+    frame = table.frame if isinstance(table, QueryTable) else table
+    missing = [c for c in ("cell_line", "task", "perturbation", "gene", "label") if c not in frame.columns]
+    if missing:
+        raise CorePerturbError(f"training rows need columns {list(TRAIN_COLUMNS)}; missing {missing}")
+    if "split" in frame.columns and not all_rows:
+        frame = frame.loc[frame["split"].astype(str) == "train"]
+    out = frame.loc[:, list(TRAIN_COLUMNS)].astype(
+        {"cell_line": str, "task": str, "perturbation": str, "gene": str}
+    )
+    out["label"] = out["label"].astype(np.int8)
+    if out.empty:
+        raise CorePerturbError("no training rows (split == 'train') to fit on")
+    return out.reset_index(drop=True)
+
+
+def uses_llm(method: str) -> bool:
+    """The registered predictor ``method`` asks an LLM (:attr:`Predictor.uses_llm`)."""
+    return bool(getattr(PREDICTORS.get(method), "uses_llm", False))
+
+
+def make_model(
+    method: str,
+    kg: KnowledgeGraph,
+    config: FitConfig,
+    *,
+    backend: Backend | None = None,
+    llm_progress: Progress | None = None,
+    workdir: Path | None = None,
+) -> Predictor:
+    """An unfitted predictor configured as :func:`fit` (and the benchmark) configure it."""
+    if uses_llm(method):
+        llm = config.llm_config
+        return make_predictor(
+            method,
+            kg,
+            llm=backend or config.llm_settings(),
+            result_store=Path(workdir) / "llm_cache.sqlite" if workdir is not None else None,
+            response_cache=llm.response_cache,
+            reasoning_tokens=llm.reasoning_tokens,
+            calibration_queries=llm.calibration_queries,
+            retry_failed=llm.retry_failed,
+            progress=llm_progress,
+            seed=config.seed,
+            executor=_ray_executor(config) if llm.executor == "ray" else None,
+        )
+    if method == "gene_frequency":
+        return make_predictor(method, kg)
+    if method in ("core_voting", "core_voting_transfer") and config.dataset == "lincs":
+        # drug neighbourhoods are sparser: let training CV choose the neighbourhood size
+        return make_predictor(method, kg, seed=config.seed, top_k=(50, 100))
+    return make_predictor(method, kg, seed=config.seed)
+
+
+@keyword_options
+def fit(
+    table: QueryTable | pd.DataFrame,
+    kg: KnowledgeGraph,
+    config: FitConfig | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    llm_progress: Progress | None = None,
+    workdir: Path | None = None,
+    kg_recipe: dict[str, Any] | None = None,
+) -> FittedModels:
+    """Fit every method on the training rows of every (cell line, task).
+
+    Args:
+        table: Query table; rows with ``split == "train"`` are used (all rows if there is no split column).
+        kg: Knowledge graph.
+        config: Methods and settings (default: CORE-Voting).
+        progress: Called with a short message before each model is fitted.
+        llm_progress: Called with ``(done, total)`` while LLM methods score calibration queries.
+        workdir: Where LLM methods keep their per-run result store (`llm_cache.sqlite`; default: a private
+            temporary directory). Answers go to the shared response cache (``config.llm_config.response_cache``).
+        kg_recipe: How the KG was built, recorded in model files.
+
+    Returns:
+        The fitted models. Transfer methods get the other cell lines' training rows as context.
+    """
+    config = config or FitConfig()
+    say = progress or (lambda msg: log.info(msg))
+    train = _training_frame(table, all_rows=config.all_rows)
+    source = f"{table.source}: " if isinstance(table, QueryTable) and table.source else ""
+    for (line, task), rows in train.groupby(["cell_line", "task"], sort=True):
+        if rows["label"].nunique() < 2:
+            raise CorePerturbError(
+                f"{source}{line}/{task}: every training label is {int(rows['label'].iloc[0])}; nothing to learn "
+                "(a fit needs both positive and negative pairs)"
+            )
+    notes = data_warnings(train, kg)
+    for msg in notes:
+        warnings.warn(msg, TooLittleDataWarning, stacklevel=2)
+    models: dict[tuple[str, str, str], Predictor] = {}
+    calibration: list[pd.DataFrame] = []
+    timings: dict[str, float] = {}
+    backend: Backend | None = None
+    for (line, task), rows in train.groupby(["cell_line", "task"], sort=True):
+        rows = rows.reset_index(drop=True)
+        for method in config.methods:
+            retune()
+            if uses_llm(method) and config.llm_config.calibration_queries > 0:
+                say(
+                    f"{line}/{task}: {method} calibration (scoring up to {config.llm_config.calibration_queries} held-out "
+                    "TRAIN queries)"
+                )
+            else:
+                say(f"{line}/{task}: fitting {method}")
+            t = time.perf_counter()
+            if uses_llm(method) and backend is None:
+                from coreperturb.llm._backends import make_backend
+
+                backend = make_backend(config.llm_settings())
+            model = make_model(
+                method, kg, config, backend=backend, llm_progress=llm_progress, workdir=workdir
+            )
+            context = context_rows(train, str(line), str(task)) if model.uses_context else None
+            model.fit(rows, context=context)
+            models[(str(line), str(task), method)] = model
+            if not model.uses_llm:
+                say(f"{line}/{task}: calibrating {method}'s calls on held-out training perturbations")
+                calibration.append(
+                    calibration_rows(make_model(method, kg, config), rows, context, config.seed).assign(
+                        cell_line=str(line), task=str(task), method=method
+                    )
+                )
+            timings[f"{line}/{task}/{method}"] = time.perf_counter() - t
+    cal = pd.concat(calibration, ignore_index=True) if calibration else None
+    return FittedModels(kg, models, train, config, kg_recipe, timings, tuple(notes), calibration=cal)
+
+
+def calibration_rows(
+    model: Predictor, rows: pd.DataFrame, context: pd.DataFrame | None, seed: int
+) -> pd.DataFrame:
+    """The conformal calibration rows of one unit: ``model`` (unfitted) is fitted on the training
+    perturbations outside the calibration slice (:func:`calibration_split`) and scores the slice; each row
+    keeps its gene, label, score and the gene's prior from the rows the model saw."""
+    hold = calibration_split(rows["perturbation"], seed)
+    seen, cal = rows.loc[~hold].reset_index(drop=True), rows.loc[hold].reset_index(drop=True)
+    if cal.empty or seen["label"].nunique() < 2:
+        return pd.DataFrame(columns=list(CALIBRATION_COLUMNS[3:]))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the full fit has said what there is to say about the data
+            model.fit(seen, context=context)
+        scored = model.score(cal)
+    except (ValueError, CorePerturbError) as exc:
+        warnings.warn(
+            f"{model.name}: no calls (conformal calibration on {len(seen)} rows of the other training "
+            f"perturbations failed: {exc}); its predictions carry no call",
+            TooLittleDataWarning,
+            stacklevel=2,
+        )
+        return pd.DataFrame(columns=list(CALIBRATION_COLUMNS[3:]))
+    return pd.DataFrame(
+        {
+            "gene": cal["gene"].astype(str).to_numpy(),
+            "label": cal["label"].to_numpy(dtype=np.int8),
+            "score": scored["score"].to_numpy(dtype=np.float64),
+            "p_prior": gene_prior(seen, cal["gene"].to_numpy()),
+        }
+    )
+
+
+def _ray_executor(config: FitConfig) -> Any:
+    from coreperturb.llm._distributed import RayExecutor
+
+    llm = config.llm_config
+    return RayExecutor(config.llm_settings(), llm.ray_workers, address=llm.ray_address)

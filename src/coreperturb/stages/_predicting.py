@@ -1,0 +1,332 @@
+"""``predict`` (score query tables) and ``evaluate_predictions`` (metrics of labelled predictions)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from coreperturb._deprecation import keyword_options
+from coreperturb._threads import retune
+from coreperturb.data._genes import modality, on_target_mask
+from coreperturb.errors import CorePerturbError
+from coreperturb.evaluation._metrics import call_metrics, evaluate
+from coreperturb.evidence._contrastive import retrieve_evidence
+from coreperturb.evidence._pool import ObservationPool
+from coreperturb.graph._kg import KnowledgeGraph
+from coreperturb.predictors._base import Predictor
+from coreperturb.predictors._conformal import CALL_LABELS
+from coreperturb.predictors._effect import effect_score, gene_prior
+from coreperturb.stages._fitted import FittedModels
+from coreperturb.stages._ranking import DEFAULT_RANK_BY, RANK_BY
+
+if TYPE_CHECKING:
+    from coreperturb.llm._runner import RunStats
+
+log = logging.getLogger(__name__)
+
+
+def _unit_queries(models: FittedModels, queries: pd.DataFrame) -> pd.DataFrame:
+    q = queries.reset_index(drop=True)
+    for col in ("perturbation", "gene"):
+        if col not in q.columns:
+            raise CorePerturbError(f"queries need a {col!r} column; found {list(map(str, q.columns))}")
+    if "cell_line" not in q.columns:
+        if len(models.cell_lines) != 1:
+            raise CorePerturbError(
+                f"queries need a 'cell_line' column: the model holds {', '.join(models.cell_lines)}"
+            )
+        q["cell_line"] = models.cell_lines[0]
+    if "task" not in q.columns:
+        q["task"] = "de"
+    return q.astype({"cell_line": str, "task": str, "perturbation": str, "gene": str})
+
+
+def _score_unit(model: Predictor, q: pd.DataFrame) -> dict[str, Any]:
+    """Scores (and what else the method reports) of one unit's queries."""
+    return score_columns(model.score(q))
+
+
+def score_columns(scored: pd.DataFrame) -> dict[str, Any]:
+    """:meth:`Predictor.score` output as arrays, with ``from_cache`` / ``error`` filled for every method."""
+    n = len(scored)
+    out: dict[str, Any] = {"from_cache": np.zeros(n, dtype=bool), "error": np.full(n, None, dtype=object)}
+    out["score"] = scored["score"].to_numpy(dtype=np.float64)
+    for col in ("n_pos_evidence", "n_neg_evidence", "score_method", "rationale", "error"):
+        if col in scored.columns:
+            out[col] = scored[col].to_numpy()
+    if "from_cache" in scored.columns:
+        out["from_cache"] = scored["from_cache"].to_numpy(dtype=bool)
+    if "p_yes" in scored.columns:
+        out["p_yes"] = scored["p_yes"].to_numpy(dtype=np.float64)
+    return out
+
+
+def evidence_counts(kg: KnowledgeGraph, train: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame:
+    """Positive / negative evidence counts per query (default CORE retrieval over the training rows)."""
+    ev, _ = retrieve_evidence(kg, queries, ObservationPool.from_frame(train))
+    return ev.summary()[["n_pos_evidence", "n_neg_evidence"]]
+
+
+def on_target_rule(models: FittedModels, cell_line: str) -> tuple[float, float] | None:
+    """``(p_de, p_up)`` of a gene perturbation's own target under the model's modality, or ``None`` (drugs).
+
+    The data decide where they exist: with at least :data:`MIN_ON_TARGET_ROWS` self pairs (perturbation ==
+    gene) among the training rows of the DE (direction) task, their Beta(1, 1)-smoothed rate. Otherwise the
+    rule: DE with certainty, ``down`` for CRISPRi and knockout, ``up`` for CRISPRa. (PerturbQA has no self
+    pairs: its benchmark leaves them out.)
+    """
+
+    def make() -> tuple[float, float] | None:
+        m = modality(str(models.config.modality))
+        if m.on_target is None:
+            return None
+        p_de, p_up = 1.0, 1.0 if m.on_target == "up" else 0.0
+        for task in ("de", "dir"):
+            if task not in models.tasks:
+                continue
+            rows = models.training_rows(cell_line, task)
+            own = rows.loc[rows["perturbation"] == rows["gene"], "label"]
+            if len(own) >= MIN_ON_TARGET_ROWS:
+                rate = (float(own.sum()) + 1.0) / (len(own) + 2.0)
+                p_de, p_up = (rate, p_up) if task == "de" else (p_de, rate)
+        return p_de, p_up
+
+    return models.cached(f"on_target/{cell_line}", make)
+
+
+MIN_ON_TARGET_ROWS = 5
+"""Self pairs in the training rows needed for the data, not the modality's rule, to set on-target scores."""
+
+
+@dataclass(frozen=True)
+class OnTarget:
+    """The pairs the modality's rule decides (a perturbation's own target, a gene the model knows) and what
+    it says of them: one home for the scores and calls that replace the evidence's there.
+
+    Attributes:
+        mask: Per pair, whether the rule decides it.
+        rule: ``(p_de, p_up)`` of :func:`on_target_rule`; ``None`` (drugs) decides nothing.
+    """
+
+    mask: np.ndarray
+    rule: tuple[float, float] | None
+
+    @classmethod
+    def of(
+        cls,
+        models: FittedModels,
+        cell_line: str,
+        perturbations: np.ndarray,
+        genes: np.ndarray,
+        known: np.ndarray,
+    ) -> OnTarget:
+        """The on-target pairs among ``perturbations`` × ``genes`` (element-wise) of one cell line."""
+        rule = on_target_rule(models, cell_line)
+        if rule is None:
+            return cls(np.zeros(len(genes), dtype=bool), None)
+        return cls(on_target_mask(perturbations, genes) & known, rule)
+
+    @property
+    def any(self) -> bool:
+        """Whether the rule decides any pair."""
+        return self.rule is not None and bool(self.mask.any())
+
+    def score(self, task: str) -> float:
+        """The rule's P(DE) (``de``) or P(up | DE) (``dir``)."""
+        assert self.rule is not None
+        return self.rule[0] if task == "de" else self.rule[1]
+
+    def call(self, task: str) -> str:
+        """The rule's call: ``DE`` (``de``), ``up`` or ``down`` (``dir``)."""
+        assert self.rule is not None
+        return "DE" if task == "de" else "up" if self.rule[1] >= 0.5 else "down"
+
+    def apply(self, task: str, scores: np.ndarray, calls: np.ndarray | None = None) -> None:
+        """Overwrite the on-target pairs' scores (and calls) in place with the rule's."""
+        if self.any:
+            scores[self.mask] = self.score(task)
+            if calls is not None:
+                calls[self.mask] = self.call(task)
+
+
+@keyword_options
+def predict(
+    models: FittedModels,
+    queries: pd.DataFrame,
+    *,
+    methods: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Score (perturbation, gene) queries with fitted models.
+
+    Args:
+        models: From :func:`fit` or :func:`coreperturb._model_files.load_model`.
+        queries: Rows with ``perturbation`` and ``gene``; ``cell_line`` (optional when the model holds one
+            cell line) and ``task`` (default ``de``). Any other columns (``label``, ``split``) are kept.
+        methods: Methods to score with (default: every fitted method).
+        progress: Called with a short message before each unit is scored.
+
+    Returns:
+        One row per (query, method), grouped by (cell line, task) then method, queries in input order
+        within a group: the query columns, ``method``, ``score`` (P(positive); NaN where an LLM call
+        failed), ``p_prior`` (the gene's rate in the unit's training rows: the gene-frequency score; NaN
+        for a gene never observed there), ``effect`` (the shrunk log-odds lift of ``score`` over
+        ``p_prior``, :func:`coreperturb.predictors._effect.effect_score`), ``n_pos_evidence`` /
+        ``n_neg_evidence``, ``from_cache``, ``error``, and for LLM methods
+        ``p_yes`` / ``score_method`` (raw answer probability and how it was read) and ``rationale`` (the
+        model's reasoning with ``reasoning_tokens``; empty otherwise).
+    """
+    say = progress or (lambda msg: log.info(msg))
+    q = _unit_queries(models, queries)
+    methods = list(methods) if methods is not None else models.methods
+    parts: list[pd.DataFrame] = []
+    groups: dict[Any, Any] = q.groupby(["cell_line", "task"], sort=True).indices
+    for key, idx in groups.items():
+        line, task = str(key[0]), str(key[1])
+        unit = q.iloc[np.sort(idx)].reset_index(drop=True)
+        scored: list[tuple[str, dict[str, Any]]] = []
+        counts: pd.DataFrame | None = None
+        for method in methods:
+            retune()
+            say(f"{line}/{task}: scoring {len(unit)} queries with {method}")
+            res = _score_unit(models.model(str(line), str(task), method), unit)
+            if "n_pos_evidence" in res:
+                counts = pd.DataFrame(
+                    {"n_pos_evidence": res["n_pos_evidence"], "n_neg_evidence": res["n_neg_evidence"]}
+                )
+            scored.append((method, res))
+        train_rows = models.training_rows(str(line), str(task))
+        if counts is None:
+            counts = evidence_counts(models.kg, train_rows, unit)
+        prior = gene_prior(train_rows, unit["gene"].to_numpy())
+        n_ev = counts["n_pos_evidence"].to_numpy() + counts["n_neg_evidence"].to_numpy()
+        target = OnTarget.of(
+            models, line, unit["perturbation"].to_numpy(), unit["gene"].to_numpy(), np.isfinite(prior)
+        )
+        for method, res in scored:
+            score = np.asarray(res["score"], dtype=np.float64).copy()
+            target.apply(task, score)
+            call = models.calls(line, task, method, score, prior=prior, genes=unit["gene"].to_numpy())
+            target.apply(task, score, call)  # the modality's rule decides, not the evidence
+            part = unit.assign(
+                method=method,
+                score=score,
+                p_prior=prior,
+                excess=score - prior,
+                effect=effect_score(score, prior, n_ev),
+                n_pos_evidence=counts["n_pos_evidence"].to_numpy(),
+                n_neg_evidence=counts["n_neg_evidence"].to_numpy(),
+                from_cache=res["from_cache"],
+                error=res["error"],
+                on_target=target.mask,
+                call=call,
+            )
+            if "p_yes" in res:
+                part["p_yes"] = res["p_yes"]
+                part["score_method"] = res["score_method"]
+                part["rationale"] = res["rationale"]
+            parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def failed_methods(predictions: pd.DataFrame) -> list[str]:
+    """One line per (cell line, task, method) whose every row failed (no score), naming the first error."""
+    out = []
+    keys = ["cell_line", "task", "method"]
+    for key, grp in predictions.groupby(keys, sort=False, observed=True):
+        if len(grp) and grp["score"].isna().all():
+            errs = grp["error"].dropna() if "error" in grp.columns else pd.Series(dtype=object)
+            why = str(errs.iloc[0]) if len(errs) else "no score"
+            out.append(f"{'/'.join(map(str, key))} failed on all {len(grp)} queries: {why}")
+    return out
+
+
+@keyword_options
+def evaluate_predictions(
+    predictions: pd.DataFrame,
+    thresholds: dict[tuple[str, str, str], float] | None = None,
+    *,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    kg: KnowledgeGraph | None = None,
+) -> pd.DataFrame:
+    """Metrics of labelled predictions, per (cell line, task, method).
+
+    Rows without a score (a failed LLM call) are left out; ``n_scored`` and ``n_errors`` say how many rows
+    counted and how many failed.
+
+    Args:
+        predictions: From :func:`predict`, with a ``label`` column.
+        thresholds: Decision threshold per (cell line, task, method) (default 0.5), e.g.
+            :attr:`FittedModels.thresholds`.
+        n_bootstrap: Bootstrap resamples over perturbations for 95% CIs.
+        seed: Bootstrap seed.
+        kg: If given, also count the test perturbations without KG information.
+
+    Returns:
+        Tidy frame: cell_line, task, method, metric, value, ci_low, ci_high.
+    """
+    if "label" not in predictions.columns:
+        raise CorePerturbError("evaluate needs labelled predictions (a 'label' column)")
+    thresholds = thresholds or {}
+    rows: list[pd.DataFrame] = []
+    keys = ["cell_line", "task", "method"]
+    for key, grp in predictions.groupby(keys, sort=False, observed=True):
+        line, task, method = (str(k) for k in key)
+        score = grp["score"].to_numpy(dtype=np.float64)
+        ok = np.isfinite(score)
+        g = grp.loc[ok]
+        # ranking metrics read "DE" hits: the direction task (up among DE pairs) has none
+        rank_col = RANK_BY[DEFAULT_RANK_BY]
+        has_effect = task == "de" and "p_prior" in g.columns and rank_col in g.columns
+        m = evaluate(
+            g["label"].to_numpy(),
+            score[ok],
+            g["gene"].to_numpy(),
+            g["perturbation"].to_numpy(),
+            threshold=thresholds.get((line, task, method), 0.5),
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            prior=g["p_prior"].to_numpy(dtype=np.float64) if has_effect else None,
+            effect=g[rank_col].to_numpy(dtype=np.float64) if has_effect else None,
+        )
+        perts = sorted(pd.unique(grp["perturbation"].astype(str)))
+        extra = {
+            "n_test_perturbations": float(len(perts)),
+            **(
+                {"n_test_perturbations_without_kg": float((~kg.has_info(perts)).sum())}
+                if kg is not None
+                else {}
+            ),
+            "n_scored": float(ok.sum()),
+            "n_errors": float((~ok).sum()),
+        }
+        if "call" in g.columns and "p_prior" in g.columns:
+            extra.update(
+                call_metrics(
+                    g["label"].to_numpy(), g["call"].to_numpy(), g["p_prior"].to_numpy(), CALL_LABELS[task][0]
+                )
+            )
+        m = pd.concat([m, pd.DataFrame({"metric": list(extra), "value": list(extra.values())})])
+        m.insert(0, "method", method)
+        m.insert(0, "task", task)
+        m.insert(0, "cell_line", line)
+        rows.append(m)
+    return pd.concat(rows, ignore_index=True)
+
+
+def llm_stats(models: FittedModels) -> dict[str, RunStats]:
+    """Call / cache / token counters of the LLM methods, summed over cell lines and tasks."""
+    from coreperturb.llm._runner import RunStats
+
+    out: dict[str, RunStats] = {}
+    for (_, _, method), model in models.models.items():
+        stats = model.run_stats()
+        if stats is not None:
+            out.setdefault(method, RunStats()).add(stats)
+    return out

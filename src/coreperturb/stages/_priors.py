@@ -1,0 +1,55 @@
+"""The gene priors of a fitted model: what gene frequency alone predicts for each readout gene."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from coreperturb.predictors._effect import gene_prior
+from coreperturb.stages._fitted import FittedModels
+
+
+def gene_priors(models: FittedModels, cell_line: str, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the gene's DE prior and its up-rate among DE observations, both from the line's training
+    rows (NaN for genes never observed, and up-rates NaN without a direction task)."""
+    de = models.cached(
+        f"prior/{cell_line}/de",
+        lambda: pd.Series(
+            gene_prior(models.training_rows(cell_line, "de"), models.readout_genes(cell_line, "de")),
+            index=models.readout_genes(cell_line, "de"),
+        ),
+    )
+
+    def up_rates() -> tuple[pd.Series, float]:
+        """Each direction readout's up-rate, and the line's overall one (computed once, not per chunk)."""
+        rows = models.training_rows(cell_line, "dir")
+        if rows.empty:
+            return pd.Series(dtype=np.float64), float("nan")
+        g = models.readout_genes(cell_line, "dir")
+        return pd.Series(gene_prior(rows, g), index=g), float(rows["label"].mean())
+
+    up, overall_up = models.cached(f"prior/{cell_line}/dir", up_rates)
+    gi = pd.Index(genes)
+    prior = de.reindex(gi).to_numpy(dtype=np.float64)
+    if up.empty:
+        return prior, np.full(len(gi), np.nan)
+    # a readout gene never DE in training has no direction of its own: the line's overall up-rate
+    up_rate = up.reindex(gi).fillna(overall_up).to_numpy(dtype=np.float64)
+    return prior, np.where(np.isfinite(prior), up_rate, np.nan)
+
+
+def readout_priors(models: FittedModels) -> pd.DataFrame:
+    """Every readout gene's prior (the gene-frequency score) per cell line: ``cell_line``, ``gene``,
+    ``p_prior``; what gene frequency alone would list, highest first within a line."""
+    parts = []
+    for line in models.cell_lines:
+        genes = np.asarray(models.readout_genes(line, "de"), dtype=object)
+        prior, _ = gene_priors(models, line, genes)
+        parts.append(pd.DataFrame({"cell_line": line, "gene": genes, "p_prior": prior}))
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["cell_line", "p_prior"], ascending=[True, False], kind="stable").reset_index(
+        drop=True
+    )
+
+
+__all__ = ["gene_priors", "readout_priors"]
