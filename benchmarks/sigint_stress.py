@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-TEST = "tests/llm/test_server.py::test_llm_server_stops_on_sigint_and_binds_localhost"
+TEST = "tests/cli/test_llm_server.py::test_llm_server_stops_on_sigint_and_binds_localhost"
 
 
 def main() -> None:

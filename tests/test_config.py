@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import re
+import inspect
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from coreperturb._config import (
     COMMAND_KEYS,
@@ -19,7 +18,6 @@ from coreperturb._config import (
     LLMConfig,
     load_config_file,
 )
-from coreperturb.cli import app
 from coreperturb.errors import ConfigError, CorePerturbError
 
 
@@ -59,18 +57,6 @@ def test_checks_live_in_the_config(options: dict[str, object], message: str) -> 
         BenchmarkConfig.from_options(**options)
 
 
-def test_every_leaf_is_a_flag_of_benchmark_or_fit() -> None:
-    runner = CliRunner()
-    flags: set[str] = set()
-    for command in ("benchmark", "fit"):
-        out = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).output
-        flags |= set(re.findall(r"--([a-z][a-z-]+)", out))
-    missing = {leaf for leaf in LEAVES if leaf.replace("_", "-") not in flags} - {"llm_extra", "all_rows"} | (
-        {"all_rows"} - {f.replace("-", "_") for f in flags}
-    )
-    assert not missing, missing
-
-
 def test_config_file_keys_old_spellings_and_paths(tmp_path: Path) -> None:
     (tmp_path / "e.tsv").write_text("A\tB\n")
     f = tmp_path / "run.toml"
@@ -91,8 +77,37 @@ def test_defaults_have_one_home() -> None:
 
     fp = FeatureParams()
     init = {p.name: p.default for p in dataclasses.fields(fp)}
-    import inspect
 
     sig = inspect.signature(CoreVoting.__init__).parameters
     assert {k: sig[k].default for k in init if k in sig} == {k: v for k, v in init.items() if k in sig}
     assert FitConfig().llm_config == LLMConfig() and DataConfig().tasks == ("de",)
+
+
+def test_the_command_line_reads_the_library_defaults() -> None:
+    """A default the CLI shares with the library is the same value (both read ``coreperturb._defaults``): a
+    change there reaches both."""
+    from coreperturb import _api, report
+    from coreperturb.cli import explain as explain_cmd
+    from coreperturb.cli import llm_server, predict, serve
+    from coreperturb.cli import report as report_cmd
+    from coreperturb.llm._server import serve_until_signal
+    from coreperturb.serve import open_service
+    from coreperturb.serve._app import serve as serve_app
+    from coreperturb.serve._service import PredictionService
+
+    def defaults(func: object) -> dict[str, object]:
+        return {k: p.default for k, p in inspect.signature(func).parameters.items()}  # type: ignore[arg-type]
+
+    pairs = [
+        (predict.predict, _api.predict_to_file, {"executor", "ray_workers", "min_excess"}),
+        (serve.serve, serve_app, {"port"}),
+        (serve.serve, open_service, {"max_gene_jobs"}),
+        (llm_server.llm_server, serve_until_signal, {"port"}),
+        (report_cmd.report, report.write_report, {"top"}),
+    ]
+    for cli, lib, names in pairs:
+        got, want = defaults(cli), defaults(lib)
+        for name in names & set(want):
+            assert got[name] == want[name], (cli, name)
+    assert defaults(predict.predict)["chunk_pairs"] == defaults(_api.predict_to_file)["pairs_per_chunk"]
+    assert defaults(explain_cmd.explain)["evidence_rows"] == defaults(PredictionService.explain)["top"]

@@ -5,11 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from coreperturb._api import predict_to_file
 from coreperturb._profiling import STAGES, profiling, stage
-from coreperturb.cli import app
 
 
 def test_stages_nest_and_count_per_thread() -> None:
@@ -32,10 +29,3 @@ def test_predict_profile(model_dir: Path, tmp_path: Path) -> None:
     assert all(sec[s] > 0 for s in ("retrieval", "features", "trees", "tables", "writing")), sec
     assert rep.profile.cpu > 0 and "CPU seconds per million pairs" in rep.profile.render(rep.pairs)
     assert predict_to_file(model_dir, tmp_path / "q.parquet", perturbations="G0001").profile is None
-    res = CliRunner().invoke(
-        app,
-        ["predict", "--model-dir", str(model_dir), "--perturbations", "G0001", "--out", str(tmp_path / "r.csv"),
-         "--profile"],
-    )  # fmt: skip
-    assert res.exit_code == 0, res.output
-    assert "features" in res.output and "trees" in res.output and "CPU seconds per million" in res.output

@@ -124,3 +124,17 @@ def test_a_library_function_keeps_its_answer_when_options_come_by_position() -> 
     with pytest.warns(PositionalArgumentWarning, match="threshold"):
         got = coreperturb.evaluate(*args, 0.5)
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_a_renamed_option_still_works_with_a_warning(synth_table: object, synth_kg: object) -> None:
+    """``progress=`` (a message callback) is ``on_step=`` now; the old name works until 0.3, with a warning."""
+    from coreperturb.stages import FitConfig
+
+    said: list[str] = []
+    config = FitConfig(methods=("gene_frequency",))
+    with pytest.warns(FutureWarning, match=r"progress= is now on_step="):
+        coreperturb.fit(synth_table, synth_kg, config, progress=said.append)
+    assert said and said == [m for m in said if isinstance(m, str)]
+    with pytest.raises(TypeError, match="both progress= and its new name on_step="):
+        coreperturb.fit(synth_table, synth_kg, config, progress=said.append, on_step=said.append)
+    assert "on_step" in inspect.signature(coreperturb.fit).parameters

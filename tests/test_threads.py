@@ -6,10 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from coreperturb._threads import cpu_allotment, limit_threads, resolve_threads
-from coreperturb.cli import app
 from coreperturb.errors import CorePerturbError
 
 
@@ -32,8 +30,6 @@ def test_explicit_and_environment_threads(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("COREPERTURB_THREADS", "many")
     with pytest.raises(CorePerturbError, match=r"\$COREPERTURB_THREADS='many' is not a positive integer"):
         resolve_threads()
-    res = CliRunner().invoke(app, ["report", "nowhere"])
-    assert res.exit_code == 2 and "COREPERTURB_THREADS='many'" in res.output
 
 
 def test_limits_reach_the_openmp_and_blas_pools() -> None:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, cast
 import pandas as pd
 
 from coreperturb._config import EXECUTORS, BenchmarkConfig
-from coreperturb._defaults import PAIRS_PER_CHUNK
-from coreperturb._deprecation import keyword_options
+from coreperturb._defaults import EXECUTOR, PAIRS_PER_CHUNK, RAY_WORKERS
+from coreperturb._deprecation import keyword_options, renamed_options
 from coreperturb._files import exclusive
 from coreperturb._model_files import KG_STORES, check_model_target, load_model, save_model
 from coreperturb._pipeline import load_inputs
@@ -96,6 +96,7 @@ class FitReport:
     seconds: float
 
 
+@renamed_options(progress="on_step")
 @keyword_options
 def fit_to_directory(
     config: BenchmarkConfig,
@@ -103,7 +104,7 @@ def fit_to_directory(
     *,
     kg_store: str = "embed",
     overwrite: bool = False,
-    progress: Callable[[str], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
     llm_progress: Progress | None = None,
     on_note: Callable[[SplitNote], None] | None = None,
 ) -> FitReport:
@@ -113,14 +114,16 @@ def fit_to_directory(
     without a split column). Temporary inputs (the synthetic default) live in a private directory that is
     removed afterwards.
 
-    ``on_note`` is called once, before fitting, with :attr:`FitReport.note`.
+    ``on_step`` is called with a short message before each step (``progress`` before release 0.2),
+    ``llm_progress`` with ``(done, total)`` while LLM methods score, ``on_note`` once, before fitting, with
+    :attr:`FitReport.note`.
 
     Raises:
         CorePerturbError: Bad inputs, a failed fit, or a directory that cannot be written.
     """
     if kg_store not in KG_STORES:
         raise ConfigError(f"kg_store must be one of {', '.join(KG_STORES)}")
-    say = progress or (lambda msg: None)
+    say = on_step or (lambda msg: None)
     out = Path(out)
     t0 = time.perf_counter()
     check_model_target(out, overwrite=overwrite)  # before any work: an existing model or an unwritable folder
@@ -167,7 +170,7 @@ def _fit_and_save(
             inputs.table,
             inputs.kg,
             config.fit,
-            progress=say,
+            on_step=say,
             llm_progress=llm_progress,
             workdir=out.parent,
             kg_recipe=inputs.kg_recipe,
@@ -273,6 +276,7 @@ def _known(models: FittedModels, names: list[str] | None, what: str) -> list[str
     return list(dict.fromkeys(res.names))
 
 
+@renamed_options(progress="progress_bar")
 @keyword_options
 def predict_to_file(
     model: FittedModels | str | Path,
@@ -285,12 +289,12 @@ def predict_to_file(
     methods: Sequence[str] | None = None,
     ranking: Ranking | None = None,
     pairs_per_chunk: int = PAIRS_PER_CHUNK,
-    executor: str = "local",
+    executor: str = EXECUTOR,
     ray_address: str | None = None,
-    ray_workers: int = 2,
+    ray_workers: int = RAY_WORKERS,
     response_cache: Path | None = None,
     reasoning_tokens: int | None = None,
-    progress: Callable[[int, str], AbstractContextManager[Progress]] | None = None,
+    progress_bar: Callable[[int, str], AbstractContextManager[Progress]] | None = None,
     profile: bool = False,
 ) -> PredictReport:
     """Score perturbations × genes (or the listed pairs of a ``queries`` table) and stream them to ``out``.
@@ -310,7 +314,7 @@ def predict_to_file(
         ray_workers: Concurrent Ray workers.
         response_cache: The LLM methods' shared response cache.
         reasoning_tokens: Override the LLM methods' rationale length.
-        progress: ``progress(total, unit)`` is a context manager that yields a ``tick(done, total)`` callback
+        progress_bar: ``progress_bar(total, unit)`` (was ``progress``) is a context manager that yields a ``tick(done, total)`` callback
             (e.g. a progress bar).
         profile: Time the stages (retrieval, features, trees, tables, writing; :mod:`coreperturb._profiling`)
             into ``PredictReport.profile``.
@@ -337,7 +341,7 @@ def predict_to_file(
             f"{out}: a per-gene ranking keeps rows from every perturbation; write .parquet or .csv"
         )
     check_ranking(models, ranking, meths)
-    start = progress or _no_progress
+    start = progress_bar or _no_progress
     t0 = time.perf_counter()
     with profiling() if profile else contextlib.nullcontext() as prof:
         if queries is not None:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from coreperturb import _defaults as d
-from coreperturb._defaults import DEFAULT_METHODS, TASKS
+from coreperturb._defaults import DEFAULT_METHODS, EXECUTOR, RAY_WORKERS, TASKS
 from coreperturb._util import split_names
 from coreperturb.data._genes import DEFAULT_MODALITY, modality, parse_sexes
 from coreperturb.errors import ConfigError, CorePerturbError
@@ -191,9 +191,9 @@ class LLMConfig:
     response_cache: Path | None = None
     reasoning_tokens: int = 0
     retry_failed: bool = False
-    executor: str = "local"
+    executor: str = EXECUTOR
     ray_address: str | None = None
-    ray_workers: int = 2
+    ray_workers: int = RAY_WORKERS
     llm_extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

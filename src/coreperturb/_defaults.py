@@ -26,6 +26,21 @@ PAIRS_PER_CHUNK = 250_000
 """Pairs scored at once by ``predict`` (``--chunk-pairs``): bounds memory together with
 ``coreperturb.stages.MAX_PERTURBATIONS_PER_CHUNK``."""
 
+TOP = 20
+"""Rows per list of :func:`coreperturb.stages.top_predictions` and of the explorer's rankings."""
+REPORT_TOP = 10
+"""Rows per list of a prediction report (``coreperturb report --top``)."""
+EXECUTOR = "local"
+"""Where LLM calls and ``predict``'s chunks run: ``local`` (in-process) or ``ray`` (Ray Data workers)."""
+RAY_WORKERS = 2
+"""Concurrent Ray workers with ``executor = "ray"``."""
+SERVE_PORT = 8000
+"""``coreperturb serve``: the explorer's port."""
+GENE_JOBS = 2
+"""``coreperturb serve``: genome-wide gene rankings computed at once (more answer 429 until one ends)."""
+LLM_SERVER_PORT = 8080
+"""``coreperturb llm-server``: the embedded model's OpenAI-compatible port."""
+
 # data and fitting
 TASKS: tuple[str, ...] = ("de", "dir")
 """``de``: is the gene differentially expressed; ``dir``: given DE, does it go up."""

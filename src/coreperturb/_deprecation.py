@@ -63,6 +63,31 @@ def keyword_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def renamed_options(**renamed: str) -> Callable[[F], F]:
+    """Accept an option under its old name for a while (``old="new"``), with a :class:`FutureWarning` naming
+    the new one; passing both is a ``TypeError``."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renamed.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{func.__qualname__}() got both {old}= and its new name {new}=")
+                    warnings.warn(
+                        f"{func.__qualname__}(): {old}= is now {new}=; the old name stops working in release "
+                        f"{REMOVED_IN}",
+                        FutureWarning,
+                        stacklevel=2,
+                    )
+                    kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """``import coreperturb.config`` after the module became ``coreperturb._config``: the old path gives the same
     module object, with a :class:`DeprecationWarning` naming the public home of its names.
@@ -112,4 +137,10 @@ def install_moved_modules() -> None:
         sys.meta_path.append(_MovedModules())
 
 
-__all__ = ["REMOVED_IN", "PositionalArgumentWarning", "install_moved_modules", "keyword_options"]
+__all__ = [
+    "REMOVED_IN",
+    "PositionalArgumentWarning",
+    "install_moved_modules",
+    "keyword_options",
+    "renamed_options",
+]

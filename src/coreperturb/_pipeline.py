@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from coreperturb._config import DEFAULT_METHODS, BenchmarkConfig
-from coreperturb._deprecation import keyword_options
+from coreperturb._deprecation import keyword_options, renamed_options
 from coreperturb.data._io import load_perturbqa, present_cell_lines, read_query_table
 from coreperturb.data._schema import QueryTable
 from coreperturb.data._signatures import load_lincs
@@ -168,12 +168,13 @@ def resolve_inputs(config: BenchmarkConfig, workdir: Path) -> tuple[QueryTable, 
     return inputs.table, inputs.kg
 
 
+@renamed_options(progress="on_step")
 @keyword_options
 def run_benchmark(
     config: BenchmarkConfig,
     *,
     workdir: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
     inputs: tuple[QueryTable, KnowledgeGraph] | Inputs | None = None,
     llm_progress: Progress | None = None,
 ) -> BenchmarkResult:
@@ -182,13 +183,13 @@ def run_benchmark(
     Args:
         config: What to run.
         workdir: Where the synthetic default is written (a temp dir if ``None``).
-        progress: Called with a short message before each step.
+        on_step: Called with a short message before each step (was ``progress``).
         inputs: Pre-loaded ``(table, kg)`` or :class:`Inputs` (skips loading).
         llm_progress: Called with ``(done, total)`` while LLM methods score queries.
     """
     import tempfile
 
-    say = progress or (lambda msg: log.info(msg))
+    say = on_step or (lambda msg: log.info(msg))
     t0 = time.perf_counter()
     if inputs is None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -227,12 +228,12 @@ def run_benchmark(
             )
     t = time.perf_counter()
     fitted = fit(
-        table, kg, config.fit, progress=say, llm_progress=llm_progress, workdir=workdir, kg_recipe=recipe
+        table, kg, config.fit, on_step=say, llm_progress=llm_progress, workdir=workdir, kg_recipe=recipe
     )
     timings["fit"] = time.perf_counter() - t
     timings.update({f"fit/{k}": v for k, v in fitted.timings.items()})
     t = time.perf_counter()
-    preds = predict(fitted, test, progress=say)
+    preds = predict(fitted, test, on_step=say)
     timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
     say(

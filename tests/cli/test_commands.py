@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from coreperturb._config import LEAVES
 from coreperturb._pipeline import PREDICTION_COLUMNS
 from coreperturb.cli import app
 
@@ -126,3 +128,57 @@ def test_help_at_80_columns_keeps_every_option_name_whole() -> None:
         assert max(map(len, res.output.splitlines())) <= 80
     res = CliRunner().invoke(app, ["fit", "--help"], terminal_width=80, env={"COLUMNS": "80"})
     assert "--negatives-per-perturbation" in res.output and "coreperturb[ray]" in res.output
+
+
+def test_every_leaf_is_a_flag_of_benchmark_or_fit() -> None:
+    runner = CliRunner()
+    flags: set[str] = set()
+    for command in ("benchmark", "fit"):
+        out = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).output
+        flags |= set(re.findall(r"--([a-z][a-z-]+)", out))
+    missing = {leaf for leaf in LEAVES if leaf.replace("_", "-") not in flags} - {"llm_extra", "all_rows"} | (
+        {"all_rows"} - {f.replace("-", "_") for f in flags}
+    )
+    assert not missing, missing
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('methods = "core_voting"\nbootstrapp = 3\n')
+    res = runner.invoke(app, ["benchmark", "--config", str(bad), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "bad.toml: key 'bootstrapp'" in res.output
+    bad.write_text('api_key = "sk-123"\n')
+    res = runner.invoke(app, ["benchmark", "--config", str(bad), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "do not store API keys" in res.output
+
+
+def test_predict_profile_prints_the_stages(model_dir: Path, tmp_path: Path) -> None:
+    """``--profile``: the seconds per stage that predict_to_file measures (tests/test_profiling.py), printed."""
+    out = tmp_path / "r.csv"
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model-dir",
+            str(model_dir),
+            "--perturbations",
+            "G0001",
+            "--out",
+            str(out),
+            "--profile",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "features" in res.output and "trees" in res.output and "CPU seconds per million" in res.output
+
+
+def test_a_bad_thread_setting_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COREPERTURB_THREADS", "many")
+    res = runner.invoke(app, ["report", "nowhere"])
+    assert res.exit_code == 2 and "COREPERTURB_THREADS='many'" in res.output
+
+
+def test_serve_on_a_network_address_needs_a_token(model_dir: Path) -> None:
+    pytest.importorskip("fastapi", reason="serve needs FastAPI: pip install 'coreperturb[serve]'")
+    res = runner.invoke(app, ["serve", "--model-dir", str(model_dir), "--host", "0.0.0.0"])
+    assert res.exit_code == 2 and "give a token" in res.output

@@ -16,7 +16,7 @@ from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import KnowledgeGraphError
 from coreperturb.graph._sources import build_kg, edge_list_source
 from coreperturb.report._prediction_files import LAYERS
-from coreperturb.stages import GRID_COLUMNS
+from coreperturb.stages import GRID_COLUMNS, top_predictions
 from coreperturb.stages._names import resolve_names
 
 runner = CliRunner()
@@ -439,3 +439,55 @@ def test_perturbation_lists_mix_names_and_files(model_dir: Path, tmp_path: Path)
     )
     assert res.exit_code == 0, res.output
     assert pd.read_csv(out)["perturbation"].tolist() == ["G0001", "G0004", "G0007"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda d: (d / "model.json").write_text("[" * 200_000 + "]" * 200_000), "nested too deeply"),
+        (lambda d: (d / "estimators.npz").unlink(), "estimators.npz: file missing from the model directory"),
+    ],
+)
+def test_a_broken_model_directory_is_one_line(
+    model_dir: Path, tmp_path: Path, damage: object, words: str
+) -> None:
+    """What loading a model raises (tests/test_model_files.py) reaches the user as one line with status 2."""
+    import shutil
+
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    damage(broken)  # type: ignore[operator]
+    res = runner.invoke(app, ["predict", "--model-dir", str(broken), "--perturbations", "G0001"])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert words in res.output and "Traceback" not in res.output and "internal error" not in res.output
+
+
+def test_cli_per_gene_rank_by_down_round_trip(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "down.csv"
+    args = ["predict", "--model-dir", str(model_dir), "--cell-lines", "synth_a", "--perturbations", "all"]
+    res = runner.invoke(
+        app,
+        [
+            *args,
+            "--genes",
+            "G0010,G0020",
+            "--per",
+            "gene",
+            "--rank-by",
+            "down",
+            "--top",
+            "4",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(out, keep_default_na=False)
+    models = load_model(model_dir)
+    want = top_predictions(
+        models, genes=["G0010", "G0020"], top=4, rank_by="down", per="gene", cell_lines=["synth_a"]
+    )
+    assert list(got["gene"]) == list(want["gene"]) and list(got["perturbation"]) == list(want["perturbation"])
+    assert got.groupby("gene").size().to_dict() == {"G0010": 4, "G0020": 4}
+    res = runner.invoke(app, [*args, "--rank-by", "down", "--out", str(out)])
+    assert res.exit_code == 2 and "give --top N too" in res.output

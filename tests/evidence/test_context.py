@@ -142,20 +142,3 @@ def test_context_for_query_lists_contexts_and_measured_responders() -> None:
     contexts, similar = ev.for_query("unseen", "nope", pool)
     assert not bool(contexts["perturbation_observed"].iloc[0]) and contexts["pair"].iloc[0] == "not measured"
     assert similar.empty and list(similar.columns) == ["related_perturbation", "similarity", "outcome"]
-
-
-def test_explain_transfer_prints_context_evidence() -> None:
-    from typer.testing import CliRunner
-
-    from coreperturb.cli import app
-
-    res = CliRunner().invoke(
-        app, ["explain", "--perturbation", "G0001", "--gene", "G0334", "--transfer", "--evidence-rows", "3"]
-    )
-    assert res.exit_code == 0, res.output
-    assert "G0001 in the other cell lines" in res.output and "synth_b" in res.output
-    assert "responded like G0001" in res.output
-    res = CliRunner().invoke(
-        app, ["explain", "--perturbation", "G0001", "--gene", "G0334", "--transfer", "--cell-line", "nope"]
-    )
-    assert res.exit_code == 2 and "cell line 'nope' not found" in res.output

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import KnowledgeGraphError
@@ -154,33 +153,3 @@ def test_shared_structures_cover_every_lincs_compound() -> None:
     lincs = pd.read_csv(SHARED / "lincs" / "dysreg-drugbank-summary.tsv", sep="\t")
     ids = set(lincs.iloc[:, 0].astype(str))
     assert len(ids) >= 1000 and ids <= set(out.structures)
-
-
-def test_explain_shows_structural_similarity(synth_paths: SyntheticPaths, tmp_path: Path) -> None:
-    from coreperturb.cli import app
-
-    data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(synth_paths.data_dir / "drugs-de.csv", data / "drugs-de.csv")
-    test = pd.read_csv(data / "drugs-de.csv")
-    test = test[test["split"] == "test"]
-    row = test[test["pert"] == "DB90059"].iloc[0] if (test["pert"] == "DB90059").any() else test.iloc[0]
-    res = CliRunner().invoke(
-        app,
-        [
-            "explain",
-            "--data-dir",
-            str(data),
-            "--kg-dir",
-            str(synth_paths.kg_dir),
-            "--perturbation",
-            str(row["pert"]),
-            "--gene",
-            str(row["gene"]),
-            "--top",
-            "20",
-        ],
-        env={"COLUMNS": "250"},
-    )
-    assert res.exit_code == 0, res.output
-    assert "structural similarity (Tanimoto" in res.output

@@ -1,31 +1,31 @@
-"""LLM runs users can read and afford: the shared response cache, reasoning mode and explain --method."""
+"""LLM runs users can afford: the shared response cache (concurrent writers, no second call) and reasoning mode."""
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from coreperturb.cli import app
+from coreperturb import BenchmarkConfig, BenchmarkResult, run_benchmark
 from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.llm._backends import Completion
 from coreperturb.llm._cache import LLMCache, ResultRow, default_response_cache
+from coreperturb.report import write_run
 from tests.doubles.fake_server import FakeOpenAIServer
 
-runner = CliRunner()
 
-
-def _bench(paths: SyntheticPaths, url: str, out: Path, *extra: str) -> list[str]:
-    return [
-        "benchmark", "--data-dir", str(paths.data_dir), "--kg-dir", str(paths.kg_dir), "--cell-lines", "synth_a",
-        "--methods", "core_reasoning,llm_isolated", "--llm", "openai", "--base-url", url, "--llm-model", "fake",
-        "--max-queries", "60", "--calibration-queries", "30", "--out", str(out), *extra,
-    ]  # fmt: skip
+def _run(paths: SyntheticPaths, url: str, out: Path, **extra: object) -> BenchmarkResult:
+    """``coreperturb benchmark`` as library calls: both LLM methods against the fake server, outputs in ``out``."""
+    config = BenchmarkConfig.from_options(
+        data_dir=paths.data_dir, kg_dir=paths.kg_dir, cell_lines="synth_a", methods="core_reasoning,llm_isolated",
+        llm="openai", base_url=url, llm_model="fake", max_queries=60, calibration_queries=30, **extra,
+    )  # fmt: skip
+    out.mkdir(parents=True)
+    result = run_benchmark(config, workdir=out)
+    write_run(result, config, out)
+    return result
 
 
 def test_default_response_cache_follows_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,14 +39,14 @@ def test_default_response_cache_follows_env(tmp_path: Path, monkeypatch: pytest.
 
 def test_second_run_into_another_out_makes_no_calls(synth_paths: SyntheticPaths, tmp_path: Path) -> None:
     with FakeOpenAIServer() as srv:
-        first = runner.invoke(app, _bench(synth_paths, srv.base_url, tmp_path / "a"))
-        assert first.exit_code == 0, first.output
+        _run(synth_paths, srv.base_url, tmp_path / "a")
         asked = sum(srv.state.requests.values())
         assert asked > 0
-        second = runner.invoke(app, _bench(synth_paths, srv.base_url, tmp_path / "b"))
-        assert second.exit_code == 0, second.output
+        second = _run(synth_paths, srv.base_url, tmp_path / "b")
         assert sum(srv.state.requests.values()) == asked  # every answer came from the shared cache
-    assert " 0 LLM calls" in second.output
+    assert second.llm_stats and all(
+        st.n_calls == 0 and st.n_cache_hits > 0 for st in second.llm_stats.values()
+    )
     a = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
     b = pd.read_parquet(tmp_path / "b" / "predictions.parquet")
     pd.testing.assert_series_equal(a["score"], b["score"])
@@ -59,10 +59,7 @@ def test_reasoning_mode_stores_a_rationale_for_every_scored_row(
     synth_paths: SyntheticPaths, tmp_path: Path
 ) -> None:
     with FakeOpenAIServer() as srv:
-        res = runner.invoke(
-            app, _bench(synth_paths, srv.base_url, tmp_path / "r", "--reasoning-tokens", "32")
-        )
-        assert res.exit_code == 0, res.output
+        _run(synth_paths, srv.base_url, tmp_path / "r", reasoning_tokens=32)
         asked = [t for t in srv.state.requests if "explain your reasoning" in t]
     det = pd.read_parquet(tmp_path / "r" / "llm_details.parquet")
     scored = det[det["p_yes"].notna()]
@@ -98,92 +95,3 @@ def test_shared_cache_takes_concurrent_writers(tmp_path: Path) -> None:
     assert all(cache.get(f"k{w}-39") is not None for w in range(4))
     assert len(cache.done("u", "m")) == 40
     cache.close()
-
-
-def test_explain_llm_prints_prompt_rationale_and_p_yes(synth_paths: SyntheticPaths, tmp_path: Path) -> None:
-    test = pd.read_csv(synth_paths.data_dir / "synth_a-de.csv")
-    row = test[test["split"] == "test"].iloc[0]
-    with FakeOpenAIServer() as srv:
-        res = runner.invoke(
-            app,
-            [
-                "explain",
-                "--data-dir",
-                str(synth_paths.data_dir),
-                "--kg-dir",
-                str(synth_paths.kg_dir),
-                "--cell-line",
-                "synth_a",
-                "--perturbation",
-                str(row["pert"]),
-                "--gene",
-                str(row["gene"]),
-                "--method",
-                "core_reasoning",
-                "--llm",
-                "openai",
-                "--base-url",
-                srv.base_url,
-                "--llm-model",
-                "fake",
-                "--reasoning-tokens",
-                "32",
-            ],
-            env={**os.environ, "COLUMNS": "200"},
-        )
-    assert res.exit_code == 0, res.output
-    assert "prompt: user" in res.output and "Observed perturbations related" in res.output
-    assert "rationale" in res.output and "weigh" in res.output
-    assert "P(yes) =" in res.output and "uncalibrated" in res.output
-
-
-def test_small_sample_warns_and_explains_the_sampling(
-    synth_paths: SyntheticPaths, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    res = runner.invoke(
-        app,
-        [
-            "benchmark",
-            "--data-dir",
-            str(synth_paths.data_dir),
-            "--kg-dir",
-            str(synth_paths.kg_dir),
-            "--cell-lines",
-            "synth_a",
-            "--methods",
-            "gene_frequency,core_voting",
-            "--max-queries",
-            "60",
-            "--out",
-            str(tmp_path / "s"),
-        ],
-        env={**os.environ, "COLUMNS": "400"},
-    )
-    assert res.exit_code == 0, res.output
-    text = " ".join(res.output.split())  # said under the summary table
-    assert "note: synth_a/de: per-gene AUROC rests on only" in text and "samples gene by gene" in text
-    assert "of the test split" in text
-    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())  # and kept for the report
-    assert any("per-gene AUROC rests on only" in w for w in manifest["warnings"])
-
-
-def test_max_queries_bounds_calibration_and_the_plan_says_so(
-    synth_paths: SyntheticPaths, tmp_path: Path
-) -> None:
-    import re
-
-    args = _bench(synth_paths, "", tmp_path / "c")
-    args[args.index("--calibration-queries") + 1] = "200"
-    args[args.index("--max-queries") + 1] = "10"
-    with FakeOpenAIServer() as srv:
-        args[args.index("--base-url") + 1] = srv.base_url
-        res = runner.invoke(app, args)
-        assert res.exit_code == 0, res.output
-        asked = sum(srv.state.requests.values())
-    planned = re.search(
-        r"LLM plan: .*?: ([\d,]+) calls \(([\d,]+) calibration", res.output.replace("\n", " ")
-    )
-    assert planned is not None, res.output
-    total, calibration = (int(g.replace(",", "")) for g in planned.groups())
-    # 2 methods x (at most 10 calibration + at most 10 test) per line and task: not 200 calibration calls
-    assert 0 < asked <= total and calibration <= 2 * 10 * 2

@@ -9,10 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
-from typer.testing import CliRunner
 
 from coreperturb._model_files import load_model
-from coreperturb.cli import app
 from coreperturb.evaluation._metrics import (
     RANKING_METRICS,
     SPECIFIC_MAX_RATE,
@@ -24,9 +22,6 @@ from coreperturb.evaluation._metrics import (
 )
 from coreperturb.predictors._effect import DEFAULT_EFFECT, EffectParams, effect_score, gene_prior
 from coreperturb.stages import GRID_COLUMNS, grid_plan, predict_grid, rank_predictions, top_predictions
-
-runner = CliRunner()
-
 
 # -- effect score ---------------------------------------------------------------------------------
 
@@ -277,34 +272,3 @@ def test_rank_predictions_refuses_unknown_settings(model_dir: Path) -> None:
     models = load_model(model_dir)
     with pytest.raises(CorePerturbError, match="none of the 1 genes"):
         top_predictions(models, ["G0001"], genes=["NOPE"])
-
-
-def test_cli_per_gene_rank_by_down_round_trip(model_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "down.csv"
-    args = ["predict", "--model-dir", str(model_dir), "--cell-lines", "synth_a", "--perturbations", "all"]
-    res = runner.invoke(
-        app,
-        [
-            *args,
-            "--genes",
-            "G0010,G0020",
-            "--per",
-            "gene",
-            "--rank-by",
-            "down",
-            "--top",
-            "4",
-            "--out",
-            str(out),
-        ],
-    )
-    assert res.exit_code == 0, res.output
-    got = pd.read_csv(out, keep_default_na=False)
-    models = load_model(model_dir)
-    want = top_predictions(
-        models, genes=["G0010", "G0020"], top=4, rank_by="down", per="gene", cell_lines=["synth_a"]
-    )
-    assert list(got["gene"]) == list(want["gene"]) and list(got["perturbation"]) == list(want["perturbation"])
-    assert got.groupby("gene").size().to_dict() == {"G0010": 4, "G0020": 4}
-    res = runner.invoke(app, [*args, "--rank-by", "down", "--out", str(out)])
-    assert res.exit_code == 2 and "give --top N too" in res.output

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from coreperturb._pipeline import PREDICTION_COLUMNS
 from coreperturb.cli import app
-from coreperturb.data import read_query_table
 from coreperturb.data._prepare import labels_from_anndata
 from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import CorePerturbError, DataValidationError
@@ -84,30 +83,6 @@ def test_prepare_bad_inputs() -> None:
     assert {("P0", "G0"), ("P0", "G12")} <= set(zip(de["perturbation"], de["gene"], strict=True))
 
 
-def test_prepare_cli(tmp_path: Path) -> None:
-    planted_adata().write_h5ad(tmp_path / "cells.h5ad")
-    out = tmp_path / "q.parquet"
-    res = runner.invoke(
-        app,
-        ["prepare", "--h5ad", str(tmp_path / "cells.h5ad"), "--perturbation-key", "pert", "--control", "ctrl",
-         "--out", str(out), "--negatives-per-perturbation", "10"],
-    )  # fmt: skip
-    assert res.exit_code == 0, res.output
-    table = read_query_table(out)
-    assert set(table.tasks) == {"de", "dir"} and (tmp_path / "q.de.csv").exists()
-    res = runner.invoke(
-        app,
-        ["prepare", "--h5ad", str(tmp_path / "cells.h5ad"), "--perturbation-key", "x", "--control", "ctrl"],
-    )
-    assert res.exit_code == 2 and "obs has no column 'x'" in res.output
-    (tmp_path / "junk.h5ad").write_text("not hdf5")
-    res = runner.invoke(
-        app,
-        ["prepare", "--h5ad", str(tmp_path / "junk.h5ad"), "--perturbation-key", "pert", "--control", "ctrl"],
-    )
-    assert res.exit_code == 2 and "junk.h5ad: cannot be read as AnnData" in res.output
-
-
 @pytest.fixture(scope="module")
 def run_dir(synth_paths: SyntheticPaths, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run")
@@ -138,16 +113,6 @@ def test_outputs_fixed_columns_anndata_and_manifest(run_dir: Path, synth_paths: 
     f = synth_paths.data_dir / "synth_a-de.csv"
     assert man["inputs"][str(f)] == hashlib.sha256(f.read_bytes()).hexdigest()
     assert "numpy" in man["packages"] and man["llm"] is None
-
-
-def test_config_file_errors(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.toml"
-    bad.write_text('methods = "core_voting"\nbootstrapp = 3\n')
-    res = runner.invoke(app, ["benchmark", "--config", str(bad), "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "bad.toml: key 'bootstrapp'" in res.output
-    bad.write_text('api_key = "sk-123"\n')
-    res = runner.invoke(app, ["benchmark", "--config", str(bad), "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "do not store API keys" in res.output
 
 
 def test_report_html_and_markdown(run_dir: Path) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from coreperturb import _defaults as d
+from coreperturb._defaults import EXECUTOR, RAY_WORKERS
 from coreperturb.errors import ConfigError
 
 if TYPE_CHECKING:  # the library is imported when a command runs, not to build the help
@@ -290,9 +291,9 @@ def _run_template(
     cache: OldCacheOpt = None,
     reasoning_tokens: ReasoningOpt = 0,
     retry_failed: RetryOpt = False,
-    executor: ExecutorOpt = "local",
+    executor: ExecutorOpt = EXECUTOR,
     ray_address: RayAddressOpt = None,
-    ray_workers: RayWorkersOpt = 2,
+    ray_workers: RayWorkersOpt = RAY_WORKERS,
     threads: ThreadsOpt = None,
     modality: ModalityOpt = None,
     cell_line_sex: CellLineSexOpt = None,

@@ -84,7 +84,7 @@ def benchmark(
     out_dir = Path(opts["out"])
     out_dir.mkdir(parents=True, exist_ok=True)
     with steps() as (step, tick):
-        result = run_benchmark(config, workdir=out_dir, progress=step, llm_progress=tick)
+        result = run_benchmark(config, workdir=out_dir, on_step=step, llm_progress=tick)
     written = write_run(result, config, out_dir, anndata=bool(opts["anndata"]))
     if opts["save_model_dir"] is not None and result.fitted is not None:
         written.append(save_model(result.fitted, opts["save_model_dir"], overwrite=True))

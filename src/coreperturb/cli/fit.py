@@ -66,7 +66,7 @@ def fit(
             opts["out"],
             kg_store=opts["kg_store"],
             overwrite=opts["overwrite"],
-            progress=step,
+            on_step=step,
             llm_progress=tick,
             on_note=lambda split: note(split.message("--all-rows")),
         )

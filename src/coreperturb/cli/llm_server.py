@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from coreperturb._defaults import LLM_SERVER_PORT
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, console, out_console
 
@@ -24,7 +25,7 @@ def llm_server(
     host: Annotated[
         str, typer.Option(help="Address to bind; 127.0.0.1 keeps it local (0.0.0.0 exposes it).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 = any free port).")] = 8080,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 = any free port).")] = LLM_SERVER_PORT,
     n_ctx: Annotated[int, typer.Option(help="Context length in tokens.", min=256)] = 4096,
     parallel: Annotated[int, typer.Option(help="Requests decoded at once.", min=1)] = 1,
     threads: o.ThreadsOpt = None,

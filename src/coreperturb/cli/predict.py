@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from coreperturb._defaults import DEFAULT_CONFIDENCE, DEFAULT_RANK_BY, MIN_EXCESS, PAIRS_PER_CHUNK
+from coreperturb import _defaults as d
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, imports_done, status, use_threads
 from coreperturb.errors import ConfigError
@@ -54,9 +54,9 @@ def predict(
             "ranked by --rank-by.",
         ),
     ] = None,
-    rank_by: o.RankByOpt = DEFAULT_RANK_BY,
-    min_excess: o.MinExcessOpt = MIN_EXCESS,
-    confidence: o.ConfidenceOpt = DEFAULT_CONFIDENCE,
+    rank_by: o.RankByOpt = d.DEFAULT_RANK_BY,
+    min_excess: o.MinExcessOpt = d.MIN_EXCESS,
+    confidence: o.ConfidenceOpt = d.DEFAULT_CONFIDENCE,
     per: Annotated[
         str,
         typer.Option(
@@ -66,7 +66,7 @@ def predict(
     ] = "perturbation",
     chunk_pairs: Annotated[
         int, typer.Option(help="Pairs scored at once (bounds memory).", min=1000)
-    ] = PAIRS_PER_CHUNK,
+    ] = d.PAIRS_PER_CHUNK,
     response_cache: o.ResponseCacheOpt = None,
     cache: o.OldCacheOpt = None,
     reasoning_tokens: Annotated[
@@ -83,9 +83,9 @@ def predict(
             help="local, or ray: score the chunks on Ray Data workers (pip install 'coreperturb[ray]'); the "
             "output is the same."
         ),
-    ] = "local",
+    ] = d.EXECUTOR,
     ray_address: o.RayAddressOpt = None,
-    ray_workers: o.RayWorkersOpt = 2,
+    ray_workers: o.RayWorkersOpt = d.RAY_WORKERS,
     threads: o.ThreadsOpt = None,
     profile: Annotated[
         bool, typer.Option(help="Print the seconds per stage: retrieval, features, trees, tables, writing.")
@@ -115,7 +115,7 @@ def predict(
     imports_done()
     use_threads(threads)
     path = o.model_dir(model_dir, model)
-    if top is None and (rank_by != DEFAULT_RANK_BY or per != "perturbation"):
+    if top is None and (rank_by != d.DEFAULT_RANK_BY or per != "perturbation"):
         raise ConfigError("--rank-by and --per choose what --top keeps; give --top N too")
     with status(f"loading {path}"):
         models = load_model(path)
@@ -136,7 +136,7 @@ def predict(
         ray_workers=ray_workers,
         response_cache=o.deprecated("--response-cache", "--cache", response_cache, cache),
         reasoning_tokens=reasoning_tokens,
-        progress=bar,
+        progress_bar=bar,
         profile=profile,
     )
     if rep.profile is not None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from coreperturb._defaults import REPORT_TOP
 from coreperturb.cli._app import command, status
 
 
@@ -20,7 +21,7 @@ def report(
             "`coreperturb predict`."
         ),
     ],
-    top: Annotated[int, typer.Option(min=1, help="Prediction reports: rows per list.")] = 10,
+    top: Annotated[int, typer.Option(min=1, help="Prediction reports: rows per list.")] = REPORT_TOP,
     model_dir: Annotated[
         Path | None,
         typer.Option(

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from coreperturb._defaults import GENE_JOBS, SERVE_PORT
 from coreperturb.cli import _options as o
 from coreperturb.cli._app import command, console, out_console, status, use_threads
 
@@ -22,7 +23,7 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine (others need --token).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 = any free port).")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 = any free port).")] = SERVE_PORT,
     predictions: Annotated[
         Path | None,
         typer.Option(
@@ -48,7 +49,7 @@ def serve(
     max_gene_jobs: Annotated[
         int,
         typer.Option(min=1, help="Gene rankings computed at once; more answer 429 until one ends."),
-    ] = 2,
+    ] = GENE_JOBS,
     threads: o.ThreadsOpt = None,
 ) -> None:
     """Serve a web explorer and JSON API over a fitted model (pip install 'coreperturb[serve]').

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coreperturb._defaults import LLM_SERVER_PORT
 from coreperturb._deprecation import keyword_options
 from coreperturb.errors import CorePerturbError
 from coreperturb.llm._backends import resolve_gguf
@@ -35,7 +36,7 @@ def start_server(
     model: str | Path | None = None,
     *,
     host: str = "127.0.0.1",
-    port: int = 8080,
+    port: int = LLM_SERVER_PORT,
     n_ctx: int = 4096,
     threads: int | None = None,
     parallel: int = 1,
@@ -93,7 +94,7 @@ def serve_until_signal(
     model: str | Path | None = None,
     *,
     host: str = "127.0.0.1",
-    port: int = 8080,
+    port: int = LLM_SERVER_PORT,
     n_ctx: int = 4096,
     threads: int | None = None,
     parallel: int = 1,

@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from coreperturb._defaults import REPORT_TOP
 from coreperturb._files import exclusive
 from coreperturb.errors import CorePerturbError
 from coreperturb.report._html import build_report
 from coreperturb.report._outputs import to_anndata, write_run
 
 
-def write_report(path: str | Path, top: int = 10, priors: pd.DataFrame | None = None) -> tuple[Path, Path]:
+def write_report(
+    path: str | Path, top: int = REPORT_TOP, priors: pd.DataFrame | None = None
+) -> tuple[Path, Path]:
     """The HTML and Markdown report of a benchmark run directory, or of prediction file(s) of ``predict``
     (``top`` rows per list; ``priors``: the model's gene priors, :func:`coreperturb.stages.readout_priors`,
     for the gene-frequency column). Returns the paths written.

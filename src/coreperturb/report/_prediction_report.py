@@ -17,6 +17,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from coreperturb._defaults import REPORT_TOP
 from coreperturb._deprecation import keyword_options
 from coreperturb._escape import md_text
 from coreperturb._files import atomic_write_bytes, atomic_write_text
@@ -228,7 +229,7 @@ def build_prediction_report(
     path: str | Path,
     out_dir: str | Path | None = None,
     *,
-    top: int = 10,
+    top: int = REPORT_TOP,
     max_perturbations: int = 12,
     max_genes: int = 8,
     priors: pd.DataFrame | None = None,

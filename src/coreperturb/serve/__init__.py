@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from coreperturb._defaults import GENE_JOBS
 from coreperturb.serve._service import BadRequest, NotFound, PredictionService, Ranked
 
 
 def open_service(
-    model_dir: str | Path, predictions: str | Path | None = None, *, max_gene_jobs: int = 2
+    model_dir: str | Path, predictions: str | Path | None = None, *, max_gene_jobs: int = GENE_JOBS
 ) -> PredictionService:
     """Load a model directory (and optionally a prediction file of ``coreperturb predict``) to serve."""
     from coreperturb._model_files import load_model

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from coreperturb._defaults import SERVE_PORT, TOP
 from coreperturb._deprecation import keyword_options
 from coreperturb._escape import csv_safe
 from coreperturb.errors import CorePerturbError
@@ -195,7 +196,7 @@ def create_app(
             "rows": records(rows),
         }
 
-    top_q = Query(20, ge=1, le=MAX_TOP, description=f"rows to return (at most {MAX_TOP})")
+    top_q = Query(TOP, ge=1, le=MAX_TOP, description=f"rows to return (at most {MAX_TOP})")
     fmt_q = Query("json", pattern="^(json|csv)$")
     line_q = Query(None, max_length=MAX_NAME)
 
@@ -422,7 +423,7 @@ def create_app(
 
 @keyword_options
 def serve(
-    service: PredictionService, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+    service: PredictionService, *, host: str = "127.0.0.1", port: int = SERVE_PORT, token: str | None = None,
     on_ready: Callable[[str], None] | None = None, allow_hosts: Sequence[str] = (),
 ) -> None:  # fmt: skip
     """Run the app with uvicorn until SIGINT / SIGTERM (uvicorn shuts down gracefully on both).

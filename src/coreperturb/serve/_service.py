@@ -21,6 +21,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from coreperturb._defaults import EVIDENCE_ROWS, GENE_JOBS, TOP
 from coreperturb._explanations import check_evidence_exists, explain_voting, with_call
 from coreperturb.errors import CorePerturbError
 from coreperturb.predictors._core_voting import CoreVoting
@@ -128,7 +129,7 @@ class PredictionService:
         *,
         cache_size: int = 64,
         gene_cache_size: int = 16,
-        max_gene_jobs: int = 2,
+        max_gene_jobs: int = GENE_JOBS,
         idle_job_s: float = 120.0,
         answer_within_s: float = 30.0,
         gene_chunk: int = MAX_PERTURBATIONS_PER_CHUNK,
@@ -228,7 +229,7 @@ class PredictionService:
     def perturbation(
         self,
         name: str,
-        top: int = 20,
+        top: int = TOP,
         rank_by: str = DEFAULT_RANK_BY,
         cell_line: str | None = None,
         min_excess: float | None = MIN_EXCESS,
@@ -257,7 +258,7 @@ class PredictionService:
     def gene(
         self,
         name: str,
-        top: int = 20,
+        top: int = TOP,
         rank_by: str = "down",
         cell_line: str | None = None,
         min_excess: float | None = MIN_EXCESS,
@@ -369,7 +370,7 @@ class PredictionService:
         return job
 
     def explain(
-        self, perturbation: str, gene: str, cell_line: str | None = None, top: int = 8
+        self, perturbation: str, gene: str, cell_line: str | None = None, top: int = EVIDENCE_ROWS
     ) -> dict[str, Any]:
         """The explanation of one pair as JSON-ready data."""
         line = self.cell_line(cell_line)

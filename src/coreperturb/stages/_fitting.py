@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from coreperturb._config import FitConfig
-from coreperturb._deprecation import keyword_options
+from coreperturb._deprecation import keyword_options, renamed_options
 from coreperturb._threads import retune
 from coreperturb.data._schema import QueryTable
 from coreperturb.errors import CorePerturbError
@@ -123,13 +123,14 @@ def make_model(
     return make_predictor(method, kg, seed=config.seed)
 
 
+@renamed_options(progress="on_step")
 @keyword_options
 def fit(
     table: QueryTable | pd.DataFrame,
     kg: KnowledgeGraph,
     config: FitConfig | None = None,
     *,
-    progress: Callable[[str], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
     llm_progress: Progress | None = None,
     workdir: Path | None = None,
     kg_recipe: dict[str, Any] | None = None,
@@ -140,7 +141,7 @@ def fit(
         table: Query table; rows with ``split == "train"`` are used (all rows if there is no split column).
         kg: Knowledge graph.
         config: Methods and settings (default: CORE-Voting).
-        progress: Called with a short message before each model is fitted.
+        on_step: Called with a short message before each model is fitted (was ``progress``).
         llm_progress: Called with ``(done, total)`` while LLM methods score calibration queries.
         workdir: Where LLM methods keep their per-run result store (`llm_cache.sqlite`; default: a private
             temporary directory). Answers go to the shared response cache (``config.llm_config.response_cache``).
@@ -150,7 +151,7 @@ def fit(
         The fitted models. Transfer methods get the other cell lines' training rows as context.
     """
     config = config or FitConfig()
-    say = progress or (lambda msg: log.info(msg))
+    say = on_step or (lambda msg: log.info(msg))
     train = _training_frame(table, all_rows=config.all_rows)
     source = f"{table.source}: " if isinstance(table, QueryTable) and table.source else ""
     for (line, task), rows in train.groupby(["cell_line", "task"], sort=True):

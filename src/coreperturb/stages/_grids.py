@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coreperturb._defaults import PAIRS_PER_CHUNK
+from coreperturb._defaults import PAIRS_PER_CHUNK, TOP
 from coreperturb._deprecation import keyword_options
 from coreperturb._profiling import stage
 from coreperturb._threads import SingleThreadedBlas, effective_threads, retune
@@ -359,7 +359,7 @@ def top_predictions(
     perturbations: Sequence[str] | None = None,
     *,
     genes: Sequence[str] | None = None,
-    top: int = 20,
+    top: int = TOP,
     rank_by: str = DEFAULT_RANK_BY,
     per: str = "perturbation",
     cell_lines: Sequence[str] | None = None,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from coreperturb._deprecation import keyword_options
+from coreperturb._deprecation import keyword_options, renamed_options
 from coreperturb._threads import retune
 from coreperturb.data._genes import modality, on_target_mask
 from coreperturb.errors import CorePerturbError
@@ -154,13 +154,14 @@ class OnTarget:
                 calls[self.mask] = self.call(task)
 
 
+@renamed_options(progress="on_step")
 @keyword_options
 def predict(
     models: FittedModels,
     queries: pd.DataFrame,
     *,
     methods: Sequence[str] | None = None,
-    progress: Callable[[str], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Score (perturbation, gene) queries with fitted models.
 
@@ -169,7 +170,7 @@ def predict(
         queries: Rows with ``perturbation`` and ``gene``; ``cell_line`` (optional when the model holds one
             cell line) and ``task`` (default ``de``). Any other columns (``label``, ``split``) are kept.
         methods: Methods to score with (default: every fitted method).
-        progress: Called with a short message before each unit is scored.
+        on_step: Called with a short message before each unit is scored (was ``progress``).
 
     Returns:
         One row per (query, method), grouped by (cell line, task) then method, queries in input order
@@ -181,7 +182,7 @@ def predict(
         ``p_yes`` / ``score_method`` (raw answer probability and how it was read) and ``rationale`` (the
         model's reasoning with ``reasoning_tokens``; empty otherwise).
     """
-    say = progress or (lambda msg: log.info(msg))
+    say = on_step or (lambda msg: log.info(msg))
     q = _unit_queries(models, queries)
     methods = list(methods) if methods is not None else models.methods
     parts: list[pd.DataFrame] = []
