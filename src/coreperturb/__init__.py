@@ -1,11 +1,12 @@
 """coreperturb: predict gene responses to unseen perturbations with contrastive KG evidence (CORE).
 
 The public API is the names below and the ``__all__`` of the subpackages that follow the pipeline:
-:mod:`~coreperturb.data` → :mod:`~coreperturb.graph` → :mod:`~coreperturb.evidence` → :mod:`~coreperturb.llm` /
-:mod:`~coreperturb.predictors` → :mod:`~coreperturb.stages` (``fit`` → ``predict`` → ``evaluate_predictions``)
-→ :mod:`~coreperturb.evaluation` / :mod:`~coreperturb.report` → :mod:`~coreperturb.serve` and the command line
-(:mod:`~coreperturb.cli`); the exceptions are in :mod:`~coreperturb.errors`. Modules whose names start with an
-underscore are private. The names below are imported on first use, so ``import coreperturb`` is cheap.
+:mod:`~coreperturb.data` → :mod:`~coreperturb.graph` → :mod:`~coreperturb.evidence` →
+:mod:`~coreperturb.llm` / :mod:`~coreperturb.predictors` → :mod:`~coreperturb.stages` (``fit`` →
+``predict`` → ``evaluate_predictions``) → :mod:`~coreperturb.evaluation` / :mod:`~coreperturb.report` →
+:mod:`~coreperturb.serve` and the command line (:mod:`~coreperturb.cli`); the exceptions are in
+:mod:`~coreperturb.errors`. Modules whose names start with an underscore are private. The names below are
+imported on first use, so ``import coreperturb`` is cheap.
 """
 
 from __future__ import annotations

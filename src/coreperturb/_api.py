@@ -314,8 +314,8 @@ def predict_to_file(
         ray_workers: Concurrent Ray workers.
         response_cache: The LLM methods' shared response cache.
         reasoning_tokens: Override the LLM methods' rationale length.
-        progress_bar: ``progress_bar(total, unit)`` (was ``progress``) is a context manager that yields a ``tick(done, total)`` callback
-            (e.g. a progress bar).
+        progress_bar: ``progress_bar(total, unit)`` (was ``progress``) is a context manager that yields a
+            ``tick(done, total)`` callback (e.g. a progress bar).
         profile: Time the stages (retrieval, features, trees, tables, writing; :mod:`coreperturb._profiling`)
             into ``PredictReport.profile``.
 

@@ -210,7 +210,7 @@ class LLMConfig:
             raise ConfigError("timeout and requests_per_second must be > 0")
 
     def settings(self) -> LLMSettings:
-        """The LLM layer's :class:`~coreperturb.llm._backends.LLMSettings` (checks the backend's needs)."""
+        """The LLM layer's :class:`~coreperturb.llm.LLMSettings` (checks the backend's needs)."""
         from coreperturb.llm._backends import LLMSettings  # the LLM layer loads only for LLM methods
 
         return LLMSettings(
@@ -239,8 +239,9 @@ class FitConfig:
         all_rows: Fit on every row, the test split too (a model for prediction that uses all the data; never
             for a benchmark).
         llm_config: The LLM methods' settings.
-        modality: :data:`coreperturb.data._genes.MODALITIES` (``crispri``, ``crispra``, ``knockout``, ``drug``);
-            ``None``: ``drug`` for LINCS, else ``crispri``. Sets the on-target rule and the reachable genes.
+        modality: One of :data:`coreperturb.data._genes.MODALITIES` (``crispri``, ``crispra``, ``knockout``,
+            ``drug``); ``None``: ``drug`` for LINCS, else ``crispri``. Sets the on-target rule and the
+            reachable genes.
         cell_line_sex: ``LINE=female|male`` entries over :data:`coreperturb.data._genes.KNOWN_SEX`.
     """
 

@@ -89,11 +89,11 @@ def renamed_options(**renamed: str) -> Callable[[F], F]:
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """``import coreperturb.config`` after the module became ``coreperturb._config``: the old path gives the same
-    module object, with a :class:`DeprecationWarning` naming the public home of its names.
+    """``import coreperturb.config`` after the module became ``coreperturb._config``: the old path gives the
+    same module object, with a :class:`DeprecationWarning` naming the public home of its names.
 
-    It sits last on :data:`sys.meta_path`, so it is asked only about names no file answers: the old public paths
-    of modules that are now private (``coreperturb.<package>.<name>`` whose ``_<name>`` exists).
+    It sits last on :data:`sys.meta_path`, so it is asked only about names no file answers: the old public
+    paths of modules that are now private (``coreperturb.<package>.<name>`` whose ``_<name>`` exists).
     """
 
     def find_spec(

@@ -1,7 +1,7 @@
 """Why a model scores a (perturbation, gene) pair as it does: :func:`explain` → :class:`Explanation`.
 
 :func:`explain` is what ``coreperturb explain`` calls: it takes a fitted model (or fits CORE-Voting on the
-data named by a :class:`~coreperturb._config.BenchmarkConfig`), resolves the names, refuses a pair for which
+data named by a :class:`~coreperturb.BenchmarkConfig`), resolves the names, refuses a pair for which
 CORE has no evidence at all, and returns an :class:`Explanation` (:func:`explain_voting` does the explaining
 itself). :func:`explain_llm` shows what an LLM method reads and answers (:class:`LLMExplanation`).
 
@@ -72,7 +72,7 @@ class Explanation:
             highest similarity), ``link`` (the shared KG features in words), and ``sim_<relation>`` columns).
         drivers: What the score rests on besides the listed evidence (``feature``, ``meaning``, ``value``).
         context: For transfer models, ``(contexts, similar)`` of
-            :meth:`coreperturb.evidence._context.ContextEvidence.for_query`.
+            :meth:`coreperturb.evidence.ContextEvidence.for_query`.
         call: The conformal call at the model's confidence (``DE`` / ``not DE`` / ``uncertain``; ``up`` /
             ``down`` / ``uncertain``); empty without calibration.
         rule: For an on-target pair (the perturbation's own target), what the modality's rule says; the rule,
@@ -152,7 +152,7 @@ def explain_voting(
     """Explain one (perturbation, gene) prediction of a fitted CORE-Voting model.
 
     Args:
-        model: A fitted :class:`~coreperturb.predictors._core_voting.CoreVoting` (or transfer) model.
+        model: A fitted :class:`~coreperturb.predictors.CoreVoting` (or transfer) model.
         kg: Its knowledge graph.
         perturbation: Canonical perturbation name.
         gene: Canonical readout gene.
@@ -324,7 +324,7 @@ def explain(
     Args:
         perturbation: A perturbation name (case, drug names and DrugBank ids are resolved).
         gene: A readout gene.
-        models: A fitted model (e.g. :func:`coreperturb._model_files.load_model`); its ``core_voting`` (with
+        models: A fitted model (e.g. :func:`coreperturb.load_model`); its ``core_voting`` (with
             ``transfer``: ``core_voting_transfer``, which it also falls back to) is explained.
         config: Without ``models``: the data and KG to fit CORE-Voting on (the cell line's training split,
             without the perturbation itself); default: the synthetic benchmark.
@@ -356,10 +356,32 @@ def explain(
         else:
             model = make_predictor("core_voting", kg, seed=seed).fit(train)
     voting = cast(CoreVoting, model)  # shows_evidence: the CORE-Voting family
+    return explain_checked(voting, kg, perturbation, gene, line=line, task=task, top=top, models=models)
+
+
+@keyword_options
+def explain_checked(
+    model: CoreVoting,
+    kg: KnowledgeGraph,
+    perturbation: str,
+    gene: str,
+    *,
+    line: str,
+    task: str,
+    top: int = d.EVIDENCE_ROWS,
+    models: FittedModels | None = None,
+) -> Explanation:
+    """The one path of :func:`explain` and the explorer once the names are resolved: an on-target pair is
+    decided by the modality's rule, any other pair must have evidence (:func:`check_evidence_exists`); then
+    :func:`explain_voting`, with the conformal call of ``models`` where they are given.
+
+    Raises:
+        CorePerturbError: The pair has no evidence at all.
+    """
     rule = on_target_rule(models, line) if models is not None and perturbation == gene else None
     if rule is None:
-        check_evidence_exists(voting, kg, perturbation, gene, line=line, task=task)
-    ex = explain_voting(voting, kg, perturbation, gene, cell_line=line, task=task, top=top)
+        check_evidence_exists(model, kg, perturbation, gene, line=line, task=task)
+    ex = explain_voting(model, kg, perturbation, gene, cell_line=line, task=task, top=top)
     return with_call(ex, models) if models is not None else ex
 
 
@@ -466,6 +488,7 @@ __all__ = [
     "LLMExplanation",
     "check_evidence_exists",
     "explain",
+    "explain_checked",
     "explain_llm",
     "explain_voting",
     "resolve_pair",

@@ -75,7 +75,7 @@ class BenchmarkResult:
             and ``rationale`` (with ``reasoning_tokens``).
         examples: A few test queries with their contrastive evidence (for the report).
         failures: One line per (cell line, task, method) that failed on every query (no score at all).
-        fitted: The fitted models (save them with :func:`coreperturb._model_files.save_model`).
+        fitted: The fitted models (save them with :func:`coreperturb.save_model`).
         warnings: Why some metrics mean little (:func:`sample_warnings`: a sample too small for per-gene
             AUROC); shown under the summary and in the report.
     """

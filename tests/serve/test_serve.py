@@ -135,6 +135,10 @@ def test_the_explorer_and_the_library_refuse_the_same_pair_in_the_same_words(
     with pytest.raises(BadRequest) as web:
         service.explain("G0001", "G0010", cell_line="synth_a")
     assert "has no KG information" in str(web.value) and str(web.value) == str(lib.value)
+    # an on-target pair is decided by the modality's rule, not refused, in both
+    own = explain("G0001", "G0001", models, cell_line="synth_a")
+    page = service.explain("G0001", "G0001", cell_line="synth_a")
+    assert own.rule and page["p_de"] == own.p and page["call"] == own.call
     monkeypatch.undo()
     with pytest.raises(NotFound) as missing:
         service.resolve_gene("NOPE1")

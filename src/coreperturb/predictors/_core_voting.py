@@ -83,7 +83,7 @@ def _make_combiner(name: str | ClassifierMixin, seed: int, n_rows: int | None = 
 
 
 FEATURE_DEFAULTS = FeatureParams()
-"""The evidence-feature defaults (one home: :class:`~coreperturb.evidence._features.FeatureParams`)."""
+"""The evidence-feature defaults (one home: :class:`~coreperturb.evidence.FeatureParams`)."""
 
 
 def _score_frame(p: np.ndarray, counts: pd.DataFrame) -> pd.DataFrame:

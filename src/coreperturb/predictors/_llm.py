@@ -14,7 +14,7 @@ import pandas as pd
 
 from coreperturb import _defaults as d
 from coreperturb._deprecation import keyword_options
-from coreperturb._util import logit
+from coreperturb._util import Progress, logit
 from coreperturb.data._sampling import stratified_by_gene
 from coreperturb.evaluation._metrics import best_f1_threshold
 from coreperturb.evidence._contrastive import retrieve_evidence
@@ -24,7 +24,7 @@ from coreperturb.llm._backends import Backend, LLMSettings, make_backend
 from coreperturb.llm._cache import LLMCache, default_response_cache
 from coreperturb.llm._distributed import RayExecutor
 from coreperturb.llm._prompts import PromptBuilder, template_for
-from coreperturb.llm._runner import LLMRunner, Progress, RunStats
+from coreperturb.llm._runner import LLMRunner, RunStats
 from coreperturb.predictors._base import (
     LLM_METHODS,
     PREDICTORS,
@@ -49,7 +49,7 @@ class LLMPredictor(Predictor):
 
     Args:
         kg: Knowledge graph.
-        llm: How to reach the model (:class:`~coreperturb.llm._backends.LLMSettings`) or a backend object.
+        llm: How to reach the model (:class:`~coreperturb.llm.LLMSettings`) or a backend object.
         result_store: This run's SQLite store of scored rows (resume, retry); default: a private temporary
             directory, never shared between runs.
         calibration_queries: Held-out TRAIN queries scored to fit the calibration (0 = uncalibrated).

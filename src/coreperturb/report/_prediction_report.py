@@ -244,7 +244,7 @@ def build_prediction_report(
         max_genes: Genes shown in the per-gene view (those most often among the shown perturbations' top
             responders).
         priors: The model's gene priors over all readout genes (columns ``cell_line``, ``gene``, ``p_prior``;
-            :func:`coreperturb._api.readout_priors`): the "gene frequency alone would list" column. Without
+            :func:`coreperturb.stages.readout_priors`): the "gene frequency alone would list" column. Without
             them it is computed over the genes in the file, which a ``--top`` file has already cut, and the
             report says so.
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from coreperturb._defaults import EVIDENCE_ROWS, GENE_JOBS, TOP
-from coreperturb._explanations import check_evidence_exists, explain_voting, with_call
+from coreperturb._explanations import explain_checked
 from coreperturb.errors import CorePerturbError
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.stages import (
@@ -106,7 +106,7 @@ class PredictionService:
     """Answers explorer queries over one fitted model.
 
     Args:
-        models: Fitted models (from :func:`coreperturb._model_files.load_model`).
+        models: Fitted models (from :func:`coreperturb.load_model`).
         predictions: Optional frame of ``coreperturb predict`` output (GRID_COLUMNS); rankings read it
             for the perturbations and genes it holds.
         cache_size: Perturbation rankings kept (gene rankings, minutes each to compute, are kept apart:
@@ -379,17 +379,20 @@ class PredictionService:
         model = self.models.models.get((line, "de", self.method))
         if model is None or not model.shows_evidence:
             raise BadRequest(f"explanations need a CORE-Voting model; {self.method} is not one")
-        try:  # the CLI's check and wording: a pair without evidence would only show the gene's prior
-            check_evidence_exists(cast(CoreVoting, model), self.models.kg, p, g, line=line, task="de")
-        except CorePerturbError as exc:
-            raise BadRequest(str(exc)) from None
         with self._foreground():
-            ex = with_call(
-                explain_voting(
-                    cast(CoreVoting, model), self.models.kg, p, g, cell_line=line, task="de", top=top
-                ),
-                self.models,
-            )
+            try:  # explain's own path: the on-target rule, or a refusal of a pair without evidence
+                ex = explain_checked(
+                    cast(CoreVoting, model),
+                    self.models.kg,
+                    p,
+                    g,
+                    line=line,
+                    task="de",
+                    top=top,
+                    models=self.models,
+                )
+            except CorePerturbError as exc:
+                raise BadRequest(str(exc)) from None
         trained = p in self.models.cached(
             f"trained/{line}", lambda: set(self.models.training_perturbations(line, "de").astype(str))
         )

@@ -166,7 +166,7 @@ def predict(
     """Score (perturbation, gene) queries with fitted models.
 
     Args:
-        models: From :func:`fit` or :func:`coreperturb._model_files.load_model`.
+        models: From :func:`fit` or :func:`coreperturb.load_model`.
         queries: Rows with ``perturbation`` and ``gene``; ``cell_line`` (optional when the model holds one
             cell line) and ``task`` (default ``de``). Any other columns (``label``, ``split``) are kept.
         methods: Methods to score with (default: every fitted method).
