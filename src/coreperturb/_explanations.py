@@ -38,7 +38,7 @@ from coreperturb.predictors._llm import LLMPredictor
 from coreperturb.stages import FittedModels, resolve_genes, resolve_perturbations
 from coreperturb.stages._fitted import context_rows
 from coreperturb.stages._names import warn_names
-from coreperturb.stages._predicting import on_target_rule
+from coreperturb.stages._predicting import MIN_ON_TARGET_ROWS, OnTarget, on_target_rule
 
 DRIVERS: dict[str, str] = {
     "base": "gene prior: log-odds of its training DE rate",
@@ -388,17 +388,19 @@ def explain_checked(
 def with_call(ex: Explanation, models: FittedModels) -> Explanation:
     """``ex`` with its conformal call, and for an on-target pair the modality's rule in place of the
     evidence-based score (:func:`coreperturb.stages.on_target_rule`)."""
-    rule = on_target_rule(models, ex.cell_line) if ex.perturbation == ex.gene else None
-    if rule is not None:
-        m = str(models.config.modality)
-        direction = "up" if rule[1] >= 0.5 else "down"
-        p = rule[0] if ex.task == "de" else rule[1]
+    target = OnTarget.of(
+        models, ex.cell_line, np.array([ex.perturbation]), np.array([ex.gene]), np.array([True])
+    )
+    if target.any:
+        assert target.rule is not None
         text = (
-            f"{ex.perturbation} is the perturbation's own target: under {m} it is DE and goes {direction} "
-            f"(P(DE) {rule[0]:.2f}, P(up) {rule[1]:.2f}); the modality's rule decides this pair, not the evidence"
+            f"{ex.perturbation} is the perturbation's own target: under {models.config.modality}, P(DE) "
+            f"{target.rule[0]:.2f} and P(up) {target.rule[1]:.2f}, called {target.call('de')} / "
+            f"{target.call('dir')} (from the line's own self pairs where its training rows hold at least "
+            f"{MIN_ON_TARGET_ROWS}, else the modality's rule); the rule decides this pair, not the evidence"
         )
         return dataclasses.replace(
-            ex, p=p, effect=float("nan"), rule=text, call="DE" if ex.task == "de" else direction
+            ex, p=target.score(ex.task), effect=float("nan"), rule=text, call=target.call(ex.task)
         )
     call = models.calls(
         ex.cell_line,

@@ -90,6 +90,8 @@ def test_the_rule_follows_the_modality_and_the_data(models: FittedModels) -> Non
     seen = dataclasses.replace(models, train=pd.concat([train, extra], ignore_index=True))
     own = _grid(seen, [p], [p]).iloc[0]
     assert own["p_de"] == pytest.approx(0.5)
+    # a rate that clear of nothing is no call: neither "DE" nor a direction the data do not show
+    assert own["call"] == "uncertain" and own["call_dir"] in ("down", "uncertain")
 
 
 def test_floor_lists_only_confident_responders(models: FittedModels) -> None:

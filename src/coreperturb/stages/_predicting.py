@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from coreperturb._defaults import DEFAULT_CONFIDENCE
 from coreperturb._deprecation import keyword_options, renamed_options
 from coreperturb._threads import retune
 from coreperturb.data._genes import modality, on_target_mask
@@ -19,7 +20,7 @@ from coreperturb.evidence._contrastive import retrieve_evidence
 from coreperturb.evidence._pool import ObservationPool
 from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import Predictor
-from coreperturb.predictors._conformal import CALL_LABELS
+from coreperturb.predictors._conformal import CALL_LABELS, UNCERTAIN
 from coreperturb.predictors._effect import effect_score, gene_prior
 from coreperturb.stages._fitted import FittedModels
 from coreperturb.stages._ranking import DEFAULT_RANK_BY, RANK_BY
@@ -111,10 +112,13 @@ class OnTarget:
     Attributes:
         mask: Per pair, whether the rule decides it.
         rule: ``(p_de, p_up)`` of :func:`on_target_rule`; ``None`` (drugs) decides nothing.
+        confidence: The confidence of the calls (the model's): a call is made only where the rule's
+            probability reaches it.
     """
 
     mask: np.ndarray
     rule: tuple[float, float] | None
+    confidence: float = DEFAULT_CONFIDENCE
 
     @classmethod
     def of(
@@ -128,8 +132,8 @@ class OnTarget:
         """The on-target pairs among ``perturbations`` × ``genes`` (element-wise) of one cell line."""
         rule = on_target_rule(models, cell_line)
         if rule is None:
-            return cls(np.zeros(len(genes), dtype=bool), None)
-        return cls(on_target_mask(perturbations, genes) & known, rule)
+            return cls(np.zeros(len(genes), dtype=bool), None, models.confidence)
+        return cls(on_target_mask(perturbations, genes) & known, rule, models.confidence)
 
     @property
     def any(self) -> bool:
@@ -142,9 +146,12 @@ class OnTarget:
         return self.rule[0] if task == "de" else self.rule[1]
 
     def call(self, task: str) -> str:
-        """The rule's call: ``DE`` (``de``), ``up`` or ``down`` (``dir``)."""
-        assert self.rule is not None
-        return "DE" if task == "de" else "up" if self.rule[1] >= 0.5 else "down"
+        """The rule's call: ``DE`` / ``not DE`` (``de``), ``up`` / ``down`` (``dir``) where its probability
+        reaches the confidence either way, else ``uncertain``. The modality's rule (probability 1 or 0) always
+        calls; rates from a line's own self pairs call only when they are that clear."""
+        p = self.score(task)
+        pos, neg = CALL_LABELS[task]
+        return pos if p >= self.confidence else neg if p <= 1.0 - self.confidence else UNCERTAIN
 
     def apply(self, task: str, scores: np.ndarray, calls: np.ndarray | None = None) -> None:
         """Overwrite the on-target pairs' scores (and calls) in place with the rule's."""
