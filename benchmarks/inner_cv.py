@@ -41,6 +41,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from coreperturb._pipeline import BenchmarkConfig, resolve_inputs
+from coreperturb._threads import adapt_threads
 from coreperturb.evaluation._metrics import macro_per_gene_auroc, ranking_metric
 from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import perturbation_folds
@@ -73,6 +74,8 @@ def main() -> None:
         "--oof", type=Path, default=None, help="--compare effect / ranking: cache of the fold predictions"
     )
     args = ap.parse_args()
+    # the library's thread policy: two scripts side by side share the cores instead of oversubscribing them
+    adapt_threads()
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
     lines = args.cell_lines.split(",")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coreperturb._threads import adapt_threads
 from coreperturb.data._io import load_perturbqa
 from coreperturb.data._signatures import load_lincs
 from coreperturb.evaluation._metrics import excess_de_at, macro_per_gene_auroc
@@ -49,6 +50,8 @@ def main() -> None:
     ap.add_argument("--configs", default=DEFAULT_CONFIGS)
     ap.add_argument("--dataset", choices=("perturbqa", "lincs"), default="perturbqa")
     args = ap.parse_args()
+    # the library's thread policy: two scripts side by side share the cores instead of oversubscribing them
+    adapt_threads()
     if not (args.shared / args.dataset).is_dir():
         sys.exit(f"{args.dataset} data not found under {args.shared}")
     if args.dataset == "lincs":

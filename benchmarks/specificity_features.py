@@ -36,6 +36,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from coreperturb._pipeline import BenchmarkConfig, resolve_inputs
+from coreperturb._threads import adapt_threads
 from coreperturb._util import positions
 from coreperturb.evaluation._metrics import excess_de_at, macro_per_gene_auroc
 from coreperturb.graph._kg import KnowledgeGraph
@@ -166,6 +167,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--cache", type=Path, default=None)
     args = ap.parse_args()
+    # the library's thread policy: two scripts side by side share the cores instead of oversubscribing them
+    adapt_threads()
     if not (args.shared / "perturbqa").is_dir():
         sys.exit(f"PerturbQA data not found under {args.shared}")
     lines = args.cell_lines.split(",")
