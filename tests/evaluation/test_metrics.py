@@ -88,3 +88,11 @@ def test_weighted_bootstrap_equals_recomputing_each_resample() -> None:
             idx = np.concatenate([np.repeat(members[k], int(c)) for k, c in enumerate(counts[b]) if c])
             want = METRICS.get(m)(y[idx], s[idx], genes[idx], perts[idx], 0.4)
             assert got[b] == pytest.approx(want, abs=1e-12, nan_ok=True), (m, b)
+
+
+def test_no_scored_row_gives_empty_scores_not_zeros() -> None:
+    """An LLM method that failed on every query: ECE / F1 are empty, not 0.0 (ECE 0 reads as perfect)."""
+    empty = np.array([])
+    out = evaluate(empty, empty, empty, empty).set_index("metric")["value"]
+    assert np.isnan(out["ece"]) and np.isnan(out["f1"]) and np.isnan(out["brier"])
+    assert out["n_genes_per_gene_auroc"] == 0.0

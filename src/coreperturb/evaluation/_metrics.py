@@ -656,13 +656,24 @@ def evaluate(
     ``ranking_metrics`` are computed too.
 
     Returns:
-        Frame with columns metric, value, ci_low, ci_high (CIs NaN where not bootstrapped).
+        Frame with columns metric, value, ci_low, ci_high (CIs NaN where not bootstrapped). Without rows,
+        every score is NaN; counts (metrics without a ``best`` value) are computed.
     """
     y = np.asarray(labels, dtype=np.int64)
     s = np.asarray(scores, dtype=np.float64)
     g = np.asarray(genes).astype(str)
     p = np.asarray(perturbations).astype(str)
-    rows = [{"metric": m, "value": METRICS.get(m)(y, s, g, p, threshold)} for m in metrics]
+    # no scored row (an LLM method that failed on every query): a score is empty, never 0.0 (an ECE of 0
+    # would read as perfect calibration); counts stay counts
+    rows = [
+        {
+            "metric": m,
+            "value": np.nan
+            if not len(y) and METRICS.info(m).best is not None
+            else METRICS.get(m)(y, s, g, p, threshold),
+        }
+        for m in metrics
+    ]
     ranked: tuple[np.ndarray, ...] | None = None
     if prior is not None and effect is not None:
         ranked = (y, s, g, p, np.asarray(prior, dtype=np.float64), np.asarray(effect, dtype=np.float64))
