@@ -14,32 +14,22 @@ metric set and writes ``OUT/cell_eval_metrics.csv`` (cell_line, method, ranking,
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from coreperturb._pipeline import BenchmarkConfig, run_benchmark
+from _common import parser, perturbqa_config, start, write_frame
+from coreperturb._pipeline import run_benchmark
 from coreperturb.evaluation._celleval import cell_eval_scores, de_tables
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--cell-lines", default="k562,rpe1,hepg2,jurkat")
+    ap = parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path("runs/cell_eval"))
     args = ap.parse_args()
-    if not (args.shared / "perturbqa").is_dir():
-        sys.exit(f"PerturbQA data not found under {args.shared}")
-    config = BenchmarkConfig.from_options(
-        data_dir=args.shared / "perturbqa",
-        kg_dir=args.shared / "kg",
-        cell_lines=tuple(args.cell_lines.split(",")),
-        tasks=("de", "dir"),
-        methods=("gene_frequency", "core_voting"),
-    )
+    start(args)
+    config = perturbqa_config(args, tasks=("de", "dir"), methods=("gene_frequency", "core_voting"))
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     result = run_benchmark(config, workdir=args.out)
@@ -56,9 +46,9 @@ def main() -> None:
         thr = thresholds.get((str(line), "de", str(method)), 0.5)
         for ranking in ("p_de", "effect"):
             real, pred = de_tables(grp, thr, ranking, direction)
-            pred.to_csv(args.out / f"{line}.{method}.{ranking}.pred_de.csv", index=False)
-        real.to_csv(args.out / f"{line}.{method}.real_de.csv", index=False)
-    scores.to_csv(args.out / "cell_eval_metrics.csv", index=False)
+            write_frame(pred, args.out / f"{line}.{method}.{ranking}.pred_de.csv")
+        write_frame(real, args.out / f"{line}.{method}.real_de.csv")
+    write_frame(scores, args.out / "cell_eval_metrics.csv")
     scores["column"] = scores["method"] + " / " + scores["ranking"]
     keep = scores[~((scores["method"] == "gene_frequency") & (scores["ranking"] == "effect"))]
     wide = keep.pivot_table(index=["metric", "cell_line"], columns="column", values="value")

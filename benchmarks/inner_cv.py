@@ -30,8 +30,6 @@ beside them.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,11 +38,10 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from _common import cached_frame, lines, parser, perturbqa_config, start, training_folds
 from coreperturb._pipeline import BenchmarkConfig, resolve_inputs
-from coreperturb._threads import adapt_threads
 from coreperturb.evaluation._metrics import macro_per_gene_auroc, ranking_metric
 from coreperturb.graph._kg import KnowledgeGraph
-from coreperturb.predictors._base import perturbation_folds
 from coreperturb.predictors._core_voting import CoreVoting, CoreVotingTransfer
 from coreperturb.predictors._effect import EffectParams, effect_score, gene_prior
 from coreperturb.stages._fitted import context_rows
@@ -64,40 +61,26 @@ def candidates(compare: str, kg: KnowledgeGraph) -> dict[str, CoreVoting]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--cell-lines", default="k562,rpe1,hepg2,jurkat")
-    ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=123)
+    ap = parser(__doc__, folds=True)
     ap.add_argument("--compare", choices=("combiners", "transfer", "effect", "ranking"), default="combiners")
     ap.add_argument(
         "--oof", type=Path, default=None, help="--compare effect / ranking: cache of the fold predictions"
     )
     args = ap.parse_args()
-    # the library's thread policy: two scripts side by side share the cores instead of oversubscribing them
-    adapt_threads()
-    if not (args.shared / "perturbqa").is_dir():
-        sys.exit(f"PerturbQA data not found under {args.shared}")
-    lines = args.cell_lines.split(",")
-    config = BenchmarkConfig.from_options(
-        data_dir=args.shared / "perturbqa", kg_dir=args.shared / "kg", cell_lines=tuple(lines), tasks=("de",)
-    )
+    start(args)
+    config = perturbqa_config(args, tasks=("de",))
     if args.compare == "effect":
-        compare_effect(config, lines, args.folds, args.seed, args.oof)
+        compare_effect(config, lines(args), args.folds, args.seed, args.oof)
         return
     if args.compare == "ranking":
-        compare_ranking(config, lines, args.folds, args.seed, args.oof)
+        compare_ranking(config, lines(args), args.folds, args.seed, args.oof)
         return
     table, kg = resolve_inputs(config, Path("."))  # the table and KG exactly as the benchmark builds them
     rows = []
     t0 = time.perf_counter()
-    for line in lines:
-        frame = table.frame
-        train = frame[(frame["cell_line"] == line) & (frame["split"] == "train")].reset_index(drop=True)
+    for line in lines(args):
         context = context_rows(table.frame, line, "de")
-        fold = perturbation_folds(train["perturbation"], args.folds, args.seed)
-        for f in range(args.folds):
-            inner, val = train[fold != f].reset_index(drop=True), train[fold == f].reset_index(drop=True)
+        for f, inner, val in training_folds(table.frame, line, args.folds, args.seed):
             for name, model in candidates(args.compare, kg).items():
                 model.fit(inner, context=context if model.uses_context else None)
                 p = model.predict_proba(val)[:, 1]
@@ -135,12 +118,8 @@ def fold_predictions(config: BenchmarkConfig, lines: list[str], folds: int, seed
     table, kg = resolve_inputs(config, Path("."))
     parts = []
     for line in lines:
-        frame = table.frame
-        train = frame[(frame["cell_line"] == line) & (frame["split"] == "train")].reset_index(drop=True)
-        fold = perturbation_folds(train["perturbation"], folds, seed)
-        for f in range(folds):
+        for f, inner, val in training_folds(table.frame, line, folds, seed):
             t = time.perf_counter()
-            inner, val = train[fold != f].reset_index(drop=True), train[fold == f].reset_index(drop=True)
             p, counts = CoreVoting(kg).fit(inner).predict_with_evidence(val)
             parts.append(
                 val[["cell_line", "perturbation", "gene", "label"]].assign(
@@ -157,14 +136,7 @@ def fold_predictions(config: BenchmarkConfig, lines: list[str], folds: int, seed
 def _fold_predictions_cached(
     config: BenchmarkConfig, lines: list[str], folds: int, seed: int, oof: Path | None
 ) -> pd.DataFrame:
-    if oof is not None and oof.is_file():
-        print(f"read the fold predictions from {oof}")
-        return pd.read_parquet(oof)
-    preds = fold_predictions(config, lines, folds, seed)
-    if oof is not None:
-        oof.parent.mkdir(parents=True, exist_ok=True)
-        preds.to_parquet(oof)
-    return preds
+    return cached_frame(oof, lambda: fold_predictions(config, lines, folds, seed))
 
 
 RANKING_CANDIDATES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
@@ -288,14 +260,7 @@ def compare_effect(
 ) -> None:
     """Score every effect candidate on the fold predictions."""
     t0 = time.perf_counter()
-    if oof is not None and oof.is_file():
-        preds = pd.read_parquet(oof)
-        print(f"read the fold predictions from {oof}")
-    else:
-        preds = fold_predictions(config, lines, folds, seed)
-        if oof is not None:
-            oof.parent.mkdir(parents=True, exist_ok=True)
-            preds.to_parquet(oof)
+    preds = _fold_predictions_cached(config, lines, folds, seed, oof)
     rows = []
     for (line, f), d in preds.groupby(["cell_line", "fold"], sort=True, observed=True):
         y, s, p = d["label"].to_numpy(), d["score"].to_numpy(), d["perturbation"].to_numpy()

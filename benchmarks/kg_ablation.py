@@ -19,21 +19,17 @@ weights and the hub cut refer to the genes all sources mention, so adding a sour
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from coreperturb._threads import adapt_threads
+from _common import lines, parser, start, training_folds
 from coreperturb.data._io import load_perturbqa
 from coreperturb.data._signatures import load_lincs
 from coreperturb.evaluation._metrics import excess_de_at, macro_per_gene_auroc
 from coreperturb.graph._sources import available_sources, build_kg
-from coreperturb.predictors._base import perturbation_folds
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.predictors._effect import gene_prior
 
@@ -41,25 +37,18 @@ DEFAULT_CONFIGS = "+string,+coessentiality,+huri,+dorothea,-go,-gene_network,-re
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--cell-lines", default="k562,rpe1,hepg2,jurkat")
+    ap = parser(__doc__, folds=True)
     ap.add_argument("--task", default="de")
-    ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--configs", default=DEFAULT_CONFIGS)
     ap.add_argument("--dataset", choices=("perturbqa", "lincs"), default="perturbqa")
     args = ap.parse_args()
-    # the library's thread policy: two scripts side by side share the cores instead of oversubscribing them
-    adapt_threads()
-    if not (args.shared / args.dataset).is_dir():
-        sys.exit(f"{args.dataset} data not found under {args.shared}")
+    start(args, args.dataset)
     if args.dataset == "lincs":
         table, _ = load_lincs(args.shared / "lincs", tasks=[args.task])  # the benchmark's split (seed 0)
-        lines = ["lincs"]
+        cell_lines = ["lincs"]
     else:
-        lines = args.cell_lines.split(",")
-        table = load_perturbqa(args.shared / "perturbqa", lines, [args.task])
+        cell_lines = lines(args)
+        table = load_perturbqa(args.shared / "perturbqa", cell_lines, [args.task])
     frame = table.frame[table.frame["split"] == "train"]  # test rows are never used
     genes = pd.unique(pd.concat([table.frame["gene"], table.frame["perturbation"]]).astype(str))
     kg_dir = args.shared / "kg"
@@ -77,16 +66,12 @@ def main() -> None:
         kg = build_kg(kg_dir, sources, extra_genes=genes)
         build_s = time.perf_counter() - t
         print(f"{label}: KG built in {build_s:.1f}s; relations {kg.relation_names}", flush=True)
-        for line in lines:
-            train = frame[frame["cell_line"] == line].reset_index(drop=True)
-            fold = perturbation_folds(train["perturbation"], args.folds, args.seed)
-            for f in range(args.folds):
-                inner, val = train[fold != f].reset_index(drop=True), train[fold == f].reset_index(drop=True)
+        for line in cell_lines:
+            for f, inner, val in training_folds(frame, line, args.folds, args.seed):
                 p = CoreVoting(kg).fit(inner).predict_proba(val)[:, 1]
                 y, g = val["label"].to_numpy(), val["gene"].astype(str).to_numpy()
                 score = macro_per_gene_auroc(y, p, g, val["perturbation"].to_numpy(), 0.5)
-                prior = gene_prior(inner, g)
-                prior = np.where(np.isnan(prior), inner["label"].mean(), prior)
+                prior = gene_prior(inner, g)  # NaN for a gene the inner folds never saw: it counts 0
                 excess = excess_de_at(y, prior, p - prior, val["perturbation"].to_numpy(), 10)
                 rows.append(
                     {"config": label, "cell_line": line, "fold": f, "auroc": score, "excess_de_at_10": excess}

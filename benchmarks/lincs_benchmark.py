@@ -9,28 +9,25 @@ Equivalent CLI: ``coreperturb benchmark --dataset lincs --data-dir ../shared/dat
 
 from __future__ import annotations
 
-import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from _common import parser, start, write_frame
 from coreperturb._pipeline import BenchmarkConfig, run_benchmark
 from coreperturb.report._summary import summary_table
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap = parser(__doc__, cell_lines=False)
     ap.add_argument("--tasks", default="de,dir")
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    if not (args.shared / "lincs").is_dir():
-        sys.exit(f"LINCS data not found under {args.shared}")
+    start(args, "lincs")
     config = BenchmarkConfig.from_options(
         data_dir=args.shared / "lincs",
         kg_dir=args.shared / "kg",
@@ -53,9 +50,8 @@ def main() -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"\nwall time {wall:.1f}s  peak RSS {rss:.2f} GB")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        m.to_csv(args.out / "metrics.csv", index=False)
-        result.predictions.to_parquet(args.out / "predictions.parquet", index=False)
+        write_frame(m, args.out / "metrics.csv")
+        write_frame(result.predictions, args.out / "predictions.parquet")
 
 
 if __name__ == "__main__":

@@ -16,21 +16,19 @@ shared response cache, so a rerun only re-scores.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from _common import parser, start, write_frame
 from coreperturb._pipeline import BenchmarkConfig, load_inputs, run_benchmark
 from coreperturb.evaluation._metrics import macro_per_gene_auroc
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap = parser(__doc__, cell_lines=False)
     ap.add_argument("--models", default="smollm2-135m,gemma3-270m")
     ap.add_argument("--cell-line", default="k562")
     ap.add_argument("--max-queries", type=int, default=2000)
@@ -40,8 +38,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/llm_models"))
     args = ap.parse_args()
-    if not (args.shared / "perturbqa").is_dir():
-        sys.exit(f"PerturbQA data not found under {args.shared}")
+    start(args, threads=args.threads)
     rows = []
     inputs = None
     for name in args.models.split(","):
@@ -66,9 +63,9 @@ def main() -> None:
         t0 = time.perf_counter()
         result = run_benchmark(config, workdir=out, inputs=inputs)
         wall = time.perf_counter() - t0
-        result.metrics.to_csv(out / "metrics.csv", index=False)
+        write_frame(result.metrics, out / "metrics.csv")
         if result.llm_details is not None:
-            result.llm_details.to_parquet(out / "llm_details.parquet", index=False)
+            write_frame(result.llm_details, out / "llm_details.parquet")
         mi = result.metrics.set_index(["method", "metric"])
         m = mi["value"]
         for (_, _, method), model in result.models.items():
@@ -119,7 +116,7 @@ def main() -> None:
             )
         print(pd.DataFrame(rows).round(4).to_string(index=False), flush=True)
     res = pd.DataFrame(rows)
-    res.to_csv(args.out / "summary.csv", index=False)
+    write_frame(res, args.out / "summary.csv")
     print("\nper model and method (wall_s is the model's whole run: both methods, calibration included):")
     print(res.round(4).to_string(index=False))
     core = res[res["method"] == "core_reasoning"].set_index("model")["train_cal_per_gene_auroc"]

@@ -17,16 +17,15 @@ the script prints both wall times and their ratio (same process, same machine st
 
 from __future__ import annotations
 
-import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from coreperturb._pipeline import BenchmarkConfig, run_benchmark
+from _common import parser, perturbqa_config, start, write_frame
+from coreperturb._pipeline import run_benchmark
 from coreperturb._util import positions
 from coreperturb.evidence import relational_similarity
 from coreperturb.evidence._features import _at, _sim_times
@@ -67,24 +66,15 @@ def vectorised_vote(test: pd.DataFrame, pool: ObservationPool, sims: object) -> 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap = parser(__doc__)
     ap.add_argument("--task", default="de")
-    ap.add_argument("--cell-lines", default="k562,rpe1,hepg2,jurkat")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--loop-sample", type=int, default=2000)
     ap.add_argument("--methods", default="gene_frequency,knn_retrieval,core_voting")
     ap.add_argument("--bootstrap", type=int, default=0, help="also time a run with N bootstrap resamples")
     args = ap.parse_args()
-    if not (args.shared / "perturbqa").is_dir():
-        sys.exit(f"PerturbQA data not found under {args.shared}")
-    config = BenchmarkConfig.from_options(
-        data_dir=args.shared / "perturbqa",
-        kg_dir=args.shared / "kg",
-        cell_lines=tuple(args.cell_lines.split(",")),
-        tasks=(args.task,),
-        methods=tuple(args.methods.split(",")),
-    )
+    start(args)
+    config = perturbqa_config(args, tasks=(args.task,), methods=tuple(args.methods.split(",")))
     t0 = time.perf_counter()
     result = run_benchmark(config)
     wall = time.perf_counter() - t0
@@ -108,9 +98,8 @@ def main() -> None:
             f"{wall:.1f}s without: ratio {wall_b / wall:.2f}"
         )
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        result.metrics.to_csv(args.out / "metrics.csv", index=False)
-        result.predictions.to_parquet(args.out / "predictions.parquet", index=False)
+        write_frame(result.metrics, args.out / "metrics.csv")
+        write_frame(result.predictions, args.out / "predictions.parquet")
 
     # speed ratio: vectorised evidence (all test queries of the first line) vs per-query loop on a sample
     from coreperturb.data import load_perturbqa

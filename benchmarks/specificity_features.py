@@ -26,8 +26,6 @@ Printed per line: excess DE@10 (ranking by ``p - p_prior``) and macro per-gene A
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -35,12 +33,11 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from coreperturb._pipeline import BenchmarkConfig, resolve_inputs
-from coreperturb._threads import adapt_threads
+from _common import cached_frame, lines, parser, perturbqa_config, start, training_folds
+from coreperturb._pipeline import resolve_inputs
 from coreperturb._util import positions
 from coreperturb.evaluation._metrics import excess_de_at, macro_per_gene_auroc
 from coreperturb.graph._kg import KnowledgeGraph
-from coreperturb.predictors._base import perturbation_folds
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.predictors._effect import gene_prior
 
@@ -84,13 +81,12 @@ def _context(model: CoreVoting, val: pd.DataFrame, chunk: int = 40) -> pd.DataFr
     return pd.concat(parts).loc[val.index]
 
 
-def fold_table(train: pd.DataFrame, kg: KnowledgeGraph, folds: int, seed: int, line: str) -> pd.DataFrame:
-    """Validation rows of every fold: label, p_de, prior, evidence features (``f_``) and context."""
-    fold = perturbation_folds(train["perturbation"], folds, seed)
+def fold_table(frame: pd.DataFrame, kg: KnowledgeGraph, folds: int, seed: int, line: str) -> pd.DataFrame:
+    """Validation rows of every fold of ``line``'s training perturbations: label, p_de, prior (NaN for a
+    gene the inner folds never saw), evidence features (``f_``) and context."""
     parts = []
-    for f in range(folds):
+    for f, inner, val in training_folds(frame, line, folds, seed):
         t = time.perf_counter()
-        inner, val = train[fold != f].reset_index(drop=True), train[fold == f].reset_index(drop=True)
         model = CoreVoting(kg).fit(inner)
         feats = model.features(val).add_prefix("f_")
         prior = gene_prior(inner, val["gene"].to_numpy())
@@ -100,7 +96,7 @@ def fold_table(train: pd.DataFrame, kg: KnowledgeGraph, folds: int, seed: int, l
                     val[["perturbation", "gene", "label"]].assign(
                         fold=f,
                         p_de=model.predict_proba(val)[:, 1],
-                        p_prior=np.where(np.isnan(prior), inner["label"].mean(), prior),
+                        p_prior=prior,
                     ),
                     feats,
                     _context(model, val),
@@ -160,34 +156,15 @@ def score_line(d: pd.DataFrame) -> dict[str, tuple[float, float]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--cell-lines", default="k562,rpe1,hepg2,jurkat")
-    ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=123)
-    ap.add_argument("--cache", type=Path, default=None)
+    ap = parser(__doc__, folds=True)
+    ap.add_argument("--cache", type=Path, default=None, help="a folder that keeps the fold tables")
     args = ap.parse_args()
-    # the library's thread policy: two scripts side by side share the cores instead of oversubscribing them
-    adapt_threads()
-    if not (args.shared / "perturbqa").is_dir():
-        sys.exit(f"PerturbQA data not found under {args.shared}")
-    lines = args.cell_lines.split(",")
-    config = BenchmarkConfig.from_options(
-        data_dir=args.shared / "perturbqa", kg_dir=args.shared / "kg", cell_lines=tuple(lines), tasks=("de",)
-    )
-    table, kg = resolve_inputs(config, Path("."))
+    start(args)
+    table, kg = resolve_inputs(perturbqa_config(args, tasks=("de",)), Path("."))
     rows = []
-    for line in lines:
+    for line in lines(args):
         cached = args.cache / f"{line}.parquet" if args.cache is not None else None
-        if cached is not None and cached.is_file():
-            d = pd.read_parquet(cached)
-        else:
-            frame = table.frame
-            train = frame[(frame["cell_line"] == line) & (frame["split"] == "train")].reset_index(drop=True)
-            d = fold_table(train, kg, args.folds, args.seed, line)
-            if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                d.to_parquet(cached)
+        d = cached_frame(cached, lambda line=line: fold_table(table.frame, kg, args.folds, args.seed, line))
         for name, (ex, au) in score_line(d).items():
             rows.append({"cell_line": line, "candidate": name, "excess_de_at_10": ex, "auroc": au})
             print(f"{line} {name}: excess DE@10 {ex:.4f}, per-gene AUROC {au:.4f}", flush=True)
@@ -197,7 +174,7 @@ def main() -> None:
         tab = res.pivot_table(index="candidate", columns="cell_line", values=metric).reindex(names)
         tab["mean"] = tab.mean(axis=1)
         print(
-            f"\n{metric}, validation perturbations of the training split ({len(lines)} lines x {args.folds} folds)"
+            f"\n{metric}, validation perturbations of the training split ({len(lines(args))} lines x {args.folds} folds)"
         )
         print(tab.round(4).to_string())
 
