@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from coreperturb._config import LEAVES
 from coreperturb._pipeline import PREDICTION_COLUMNS
 from coreperturb.cli import app
+from tests.cli import predict
 
 runner = CliRunner()
 
@@ -155,19 +156,7 @@ def test_config_file_errors(tmp_path: Path) -> None:
 def test_predict_profile_prints_the_stages(model_dir: Path, tmp_path: Path) -> None:
     """``--profile``: the seconds per stage that predict_to_file measures (tests/test_profiling.py), printed."""
     out = tmp_path / "r.csv"
-    res = runner.invoke(
-        app,
-        [
-            "predict",
-            "--model-dir",
-            str(model_dir),
-            "--perturbations",
-            "G0001",
-            "--out",
-            str(out),
-            "--profile",
-        ],
-    )
+    res = predict(model_dir, "--perturbations", "G0001", "--out", str(out), "--profile")
     assert res.exit_code == 0, res.output
     assert "features" in res.output and "trees" in res.output and "CPU seconds per million" in res.output
 

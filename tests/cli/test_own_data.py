@@ -21,6 +21,7 @@ from coreperturb._model_files import load_model, read_model_json
 from coreperturb.cli import app
 from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.stages._names import GENE_SYMBOL
+from tests.cli import predict
 
 runner = CliRunner()
 
@@ -159,11 +160,9 @@ def test_predict_all_drops_junk_kg_names(
          "synth_a", "--tasks", "de", "--kg-edges", f"extra={tmp_path / 'edges.tsv'}", "--out", str(tmp_path / "m")],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
-    res = runner.invoke(
-        app,
-        ["predict", "--model-dir", str(tmp_path / "m"), "--perturbations", "all", "--top", "2", "--out",
-         str(tmp_path / "all.parquet")],
-    )  # fmt: skip
+    res = predict(
+        tmp_path / "m", "--perturbations", "all", "--top", "2", "--out", str(tmp_path / "all.parquet")
+    )
     assert res.exit_code == 0, res.output
     assert "4 KG names are no human gene symbol" in res.output and "Rv1280c" in res.output
     perts = set(pd.read_parquet(tmp_path / "all.parquet")["perturbation"])
@@ -201,32 +200,10 @@ def test_too_little_data_warns_and_is_recorded(
 
 def test_output_path_problems_stop_before_the_work(model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "adir.parquet").mkdir()
-    res = runner.invoke(
-        app,
-        [
-            "predict",
-            "--model-dir",
-            str(model_dir),
-            "--perturbations",
-            "G0001",
-            "--out",
-            str(tmp_path / "adir.parquet"),
-        ],
-    )
+    res = predict(model_dir, "--perturbations", "G0001", "--out", str(tmp_path / "adir.parquet"))
     assert res.exit_code == 2 and "adir.parquet: is a directory" in res.output
     assert not list(tmp_path.glob(".*partial"))
-    res = runner.invoke(
-        app,
-        [
-            "predict",
-            "--model-dir",
-            str(model_dir),
-            "--perturbations",
-            "G0001",
-            "--out",
-            "/proc/nope/p.parquet",
-        ],
-    )
+    res = predict(model_dir, "--perturbations", "G0001", "--out", "/proc/nope/p.parquet")
     assert (
         res.exit_code == 2 and "/proc/nope/p.parquet" in _error_lines(res)[0] and ".partial" not in res.output
     )
@@ -417,9 +394,7 @@ def test_fuzz_model_directories(case: str, model_dir: Path, tmp_path: Path) -> N
     shutil.copytree(model_dir, d)
     _model_edits()[case](d)
     out = tmp_path / "p.parquet"
-    res = runner.invoke(
-        app, ["predict", "--model-dir", str(d), "--perturbations", "G0001", "--out", str(out)]
-    )
+    res = predict(d, "--perturbations", "G0001", "--out", str(out))
     _one_line_or_ok(res)
     assert res.exit_code == 2, res.output  # every edit is detected
     assert str(d) in _error_lines(res)[0] and not out.exists()

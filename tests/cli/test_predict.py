@@ -18,6 +18,7 @@ from coreperturb.graph._sources import build_kg, edge_list_source
 from coreperturb.report._prediction_files import LAYERS
 from coreperturb.stages import GRID_COLUMNS, top_predictions
 from coreperturb.stages._names import resolve_names
+from tests.cli import predict
 
 runner = CliRunner()
 
@@ -79,21 +80,16 @@ def test_predict_grid_to_parquet_csv_h5ad(model_dir: Path, tmp_path: Path) -> No
 
 
 def test_predict_all_excludes_training_perturbations(model_dir: Path, tmp_path: Path) -> None:
-    res = runner.invoke(
-        app,
-        [
-            "predict",
-            "--model-dir",
-            str(model_dir),
-            "--perturbations",
-            "all",
-            "--cell-lines",
-            "synth_b",
-            "--top",
-            "3",
-            "--out",
-            str(tmp_path / "all.parquet"),
-        ],
+    res = predict(
+        model_dir,
+        "--perturbations",
+        "all",
+        "--cell-lines",
+        "synth_b",
+        "--top",
+        "3",
+        "--out",
+        str(tmp_path / "all.parquet"),
     )
     assert res.exit_code == 0, res.output
     p = pd.read_parquet(tmp_path / "all.parquet")
@@ -103,21 +99,16 @@ def test_predict_all_excludes_training_perturbations(model_dir: Path, tmp_path: 
 
 
 def test_unknown_and_miscased_names_are_warned_and_flagged(model_dir: Path, tmp_path: Path) -> None:
-    res = runner.invoke(
-        app,
-        [
-            "predict",
-            "--model-dir",
-            str(model_dir),
-            "--perturbations",
-            "g0001,NOPE1",
-            "--genes",
-            "G0002,G0003,XYZ9",
-            "--cell-lines",
-            "synth_a",
-            "--out",
-            str(tmp_path / "p.csv"),
-        ],
+    res = predict(
+        model_dir,
+        "--perturbations",
+        "g0001,NOPE1",
+        "--genes",
+        "G0002,G0003,XYZ9",
+        "--cell-lines",
+        "synth_a",
+        "--out",
+        str(tmp_path / "p.csv"),
     )
     assert res.exit_code == 0, res.output
     assert "perturbation 'g0001' read as 'G0001'" in res.output
@@ -132,20 +123,9 @@ def test_unknown_and_miscased_names_are_warned_and_flagged(model_dir: Path, tmp_
     assert p.loc[("NOPE1", "XYZ9"), "flag"] == "unknown_perturbation;unknown_gene"
     assert p.loc[("NOPE1", "G0002"), "kg_coverage"] == 0
     # only unknown names: nothing useful to predict, one clear line
-    res = runner.invoke(app, ["predict", "--model-dir", str(model_dir), "--perturbations", "NOPE1,NOPE2"])
+    res = predict(model_dir, "--perturbations", "NOPE1,NOPE2")
     assert res.exit_code == 2 and "none of the 2 perturbations is known" in res.output
-    res = runner.invoke(
-        app,
-        [
-            "predict",
-            "--model-dir",
-            str(model_dir),
-            "--perturbations",
-            "G0001",
-            "--genes",
-            "NOTAGENE1,NOTAGENE2",
-        ],
-    )
+    res = predict(model_dir, "--perturbations", "G0001", "--genes", "NOTAGENE1,NOTAGENE2")
     assert res.exit_code == 2 and "none of the 2 genes is a readout gene of the model" in res.output
 
 
@@ -169,19 +149,14 @@ def test_predict_queries_file(model_dir: Path, tmp_path: Path) -> None:
         }
     )
     q.to_csv(tmp_path / "q.csv", index=False)
-    res = runner.invoke(
-        app,
-        [
-            "predict",
-            "--model-dir",
-            str(model_dir),
-            "--queries",
-            str(tmp_path / "q.csv"),
-            "--methods",
-            "all",
-            "--out",
-            str(tmp_path / "o.parquet"),
-        ],
+    res = predict(
+        model_dir,
+        "--queries",
+        str(tmp_path / "q.csv"),
+        "--methods",
+        "all",
+        "--out",
+        str(tmp_path / "o.parquet"),
     )
     assert res.exit_code == 0, res.output
     o = pd.read_parquet(tmp_path / "o.parquet")
@@ -189,9 +164,7 @@ def test_predict_queries_file(model_dir: Path, tmp_path: Path) -> None:
     grid = pd.read_parquet(tmp_path / "o.parquet").query("cell_line == 'synth_b'")
     assert set(grid["perturbation"]) == {"G0001"}
     (tmp_path / "bad.csv").write_text("pert,gene\nG0001,\n")
-    res = runner.invoke(
-        app, ["predict", "--model-dir", str(model_dir), "--queries", str(tmp_path / "bad.csv")]
-    )
+    res = predict(model_dir, "--queries", str(tmp_path / "bad.csv"))
     assert res.exit_code == 2 and "bad.csv, row 2, column 'gene': empty value" in res.output
 
 
@@ -373,17 +346,8 @@ def test_prepare_fit_predict_from_single_cells(tmp_path: Path) -> None:
     models = load_model(tmp_path / "m")
     assert models.tasks == ["de", "dir"] and models.kg.relation_names == ["modules"]
     test_perts = sorted(pd.read_parquet(q).query("split == 'test'")["perturbation"].unique())
-    res = runner.invoke(
-        app,
-        [
-            "predict",
-            "--model-dir",
-            str(tmp_path / "m"),
-            "--perturbations",
-            ",".join(test_perts),
-            "--out",
-            str(tmp_path / "p.parquet"),
-        ],
+    res = predict(
+        tmp_path / "m", "--perturbations", ",".join(test_perts), "--out", str(tmp_path / "p.parquet")
     )
     assert res.exit_code == 0, res.output
     pred = pd.read_parquet(tmp_path / "p.parquet")
@@ -421,21 +385,16 @@ def test_prepare_fit_predict_from_single_cells(tmp_path: Path) -> None:
 def test_perturbation_lists_mix_names_and_files(model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "more.txt").write_text("G0004\n# a comment\nG0007  # inline\n\n")
     out = tmp_path / "p.csv"
-    res = runner.invoke(
-        app,
-        [
-            "predict",
-            "--model-dir",
-            str(model_dir),
-            "--perturbations",
-            f"G0001,@{tmp_path / 'more.txt'},G0004",
-            "--cell-lines",
-            "synth_a",
-            "--genes",
-            "G0002",
-            "--out",
-            str(out),
-        ],
+    res = predict(
+        model_dir,
+        "--perturbations",
+        f"G0001,@{tmp_path / 'more.txt'},G0004",
+        "--cell-lines",
+        "synth_a",
+        "--genes",
+        "G0002",
+        "--out",
+        str(out),
     )
     assert res.exit_code == 0, res.output
     assert pd.read_csv(out)["perturbation"].tolist() == ["G0001", "G0004", "G0007"]
@@ -457,7 +416,7 @@ def test_a_broken_model_directory_is_one_line(
     broken = tmp_path / "model"
     shutil.copytree(model_dir, broken)
     damage(broken)  # type: ignore[operator]
-    res = runner.invoke(app, ["predict", "--model-dir", str(broken), "--perturbations", "G0001"])
+    res = predict(broken, "--perturbations", "G0001")
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
     assert words in res.output and "Traceback" not in res.output and "internal error" not in res.output
 
