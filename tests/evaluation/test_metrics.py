@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,6 +95,9 @@ def test_weighted_bootstrap_equals_recomputing_each_resample() -> None:
 def test_no_scored_row_gives_empty_scores_not_zeros() -> None:
     """An LLM method that failed on every query: ECE / F1 are empty, not 0.0 (ECE 0 reads as perfect)."""
     empty = np.array([])
-    out = evaluate(empty, empty, empty, empty).set_index("metric")["value"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "Mean of empty slice" for the user to read
+        out = evaluate(empty, empty, empty, empty).set_index("metric")["value"]
     assert np.isnan(out["ece"]) and np.isnan(out["f1"]) and np.isnan(out["brier"])
+    assert np.isnan(out["pred_pos_rate"]) and np.isnan(out["true_pos_rate"]) and np.isnan(out["mean_score"])
     assert out["n_genes_per_gene_auroc"] == 0.0

@@ -217,13 +217,18 @@ def brier(y: np.ndarray, s: np.ndarray, genes: np.ndarray, perts: np.ndarray, th
     return float(np.mean((np.clip(s, 0, 1) - y) ** 2))
 
 
+def _mean(a: np.ndarray) -> float:
+    """The mean of ``a``; NaN, without numpy's empty-slice warning, when there is no row."""
+    return float(np.mean(a)) if len(a) else float("nan")
+
+
 @METRICS.register(
     "pred_pos_rate",
     MetricInfo("predicted +rate", "share of pairs called positive at the threshold"),
 )
 def pred_pos_rate(y: np.ndarray, s: np.ndarray, genes: np.ndarray, perts: np.ndarray, thr: float) -> float:
     """Fraction of test pairs predicted positive at the decision threshold."""
-    return float((s >= thr).mean())
+    return _mean(s >= thr)
 
 
 @METRICS.register(
@@ -232,7 +237,7 @@ def pred_pos_rate(y: np.ndarray, s: np.ndarray, genes: np.ndarray, perts: np.nda
 )
 def true_pos_rate(y: np.ndarray, s: np.ndarray, genes: np.ndarray, perts: np.ndarray, thr: float) -> float:
     """Fraction of test pairs that are positive (the rate to compare pred_pos_rate with)."""
-    return float(y.mean())
+    return _mean(y)
 
 
 @METRICS.register(
@@ -241,7 +246,7 @@ def true_pos_rate(y: np.ndarray, s: np.ndarray, genes: np.ndarray, perts: np.nda
 )
 def mean_score(y: np.ndarray, s: np.ndarray, genes: np.ndarray, perts: np.ndarray, thr: float) -> float:
     """Mean predicted probability (calibrated methods match true_pos_rate)."""
-    return float(np.mean(s))
+    return _mean(s)
 
 
 DEFAULT_METRICS: tuple[str, ...] = tuple(n for n in METRICS.in_order() if METRICS.info(n).default)
