@@ -25,13 +25,19 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CELL_LINES = "k562,rpe1,hepg2,jurkat"
 
 
+def _names(text: str) -> list[str]:
+    return [s for s in text.split(",") if s]
+
+
 def parser(doc: str | None, *, cell_lines: bool = True, folds: bool = False) -> argparse.ArgumentParser:
-    """An argument parser with the options the scripts share: ``--shared``, and ``--cell-lines`` and
-    ``--folds`` / ``--seed`` (the inner cross-validation over training perturbations) where asked."""
+    """An argument parser with the options the scripts share: ``--shared``, and ``--cell-lines`` (parsed to a
+    list) and ``--folds`` / ``--seed`` (the inner cross-validation over training perturbations) where asked."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder (perturbqa/, kg/)")
     if cell_lines:
-        ap.add_argument("--cell-lines", default=CELL_LINES, help="comma-separated PerturbQA cell lines")
+        ap.add_argument(
+            "--cell-lines", type=_names, default=CELL_LINES, help="comma-separated PerturbQA cell lines"
+        )
     if folds:
         ap.add_argument("--folds", type=int, default=4, help="folds of the training perturbations")
         ap.add_argument("--seed", type=int, default=123, help="seed of the fold assignment")
@@ -46,11 +52,6 @@ def start(args: argparse.Namespace, dataset: str = "perturbqa", threads: int | N
         sys.exit(f"{dataset} data not found under {args.shared}")
 
 
-def lines(args: argparse.Namespace) -> list[str]:
-    """The ``--cell-lines`` option as a list."""
-    return [s for s in str(args.cell_lines).split(",") if s]
-
-
 def perturbqa_config(
     args: argparse.Namespace, *, tasks: tuple[str, ...], **options: object
 ) -> BenchmarkConfig:
@@ -58,7 +59,7 @@ def perturbqa_config(
     return BenchmarkConfig.from_options(
         data_dir=args.shared / "perturbqa",
         kg_dir=args.shared / "kg",
-        cell_lines=tuple(lines(args)),
+        cell_lines=tuple(args.cell_lines),
         tasks=tasks,
         **options,
     )

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from _common import cached_frame, lines, parser, perturbqa_config, start, training_folds
+from _common import cached_frame, parser, perturbqa_config, start, training_folds
 from coreperturb._pipeline import BenchmarkConfig, resolve_inputs
 from coreperturb.evaluation._metrics import macro_per_gene_auroc, ranking_metric
 from coreperturb.graph._kg import KnowledgeGraph
@@ -70,15 +70,15 @@ def main() -> None:
     start(args)
     config = perturbqa_config(args, tasks=("de",))
     if args.compare == "effect":
-        compare_effect(config, lines(args), args.folds, args.seed, args.oof)
+        compare_effect(config, args.cell_lines, args.folds, args.seed, args.oof)
         return
     if args.compare == "ranking":
-        compare_ranking(config, lines(args), args.folds, args.seed, args.oof)
+        compare_ranking(config, args.cell_lines, args.folds, args.seed, args.oof)
         return
     table, kg = resolve_inputs(config, Path("."))  # the table and KG exactly as the benchmark builds them
     rows = []
     t0 = time.perf_counter()
-    for line in lines(args):
+    for line in args.cell_lines:
         context = context_rows(table.frame, line, "de")
         for f, inner, val in training_folds(table.frame, line, args.folds, args.seed):
             for name, model in candidates(args.compare, kg).items():

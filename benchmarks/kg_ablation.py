@@ -25,7 +25,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from _common import lines, parser, start, training_folds
+from _common import parser, start, training_folds
 from coreperturb.data._io import load_perturbqa
 from coreperturb.data._signatures import load_lincs
 from coreperturb.evaluation._metrics import excess_de_at, macro_per_gene_auroc
@@ -47,9 +47,8 @@ def main() -> None:
         table, _ = load_lincs(args.shared / "lincs", tasks=[args.task])  # the benchmark's split (seed 0)
         cell_lines = ["lincs"]
     else:
-        cell_lines = lines(args)
+        cell_lines = args.cell_lines
         table = load_perturbqa(args.shared / "perturbqa", cell_lines, [args.task])
-    frame = table.frame[table.frame["split"] == "train"]  # test rows are never used
     genes = pd.unique(pd.concat([table.frame["gene"], table.frame["perturbation"]]).astype(str))
     kg_dir = args.shared / "kg"
     base = available_sources(kg_dir)
@@ -67,7 +66,7 @@ def main() -> None:
         build_s = time.perf_counter() - t
         print(f"{label}: KG built in {build_s:.1f}s; relations {kg.relation_names}", flush=True)
         for line in cell_lines:
-            for f, inner, val in training_folds(frame, line, args.folds, args.seed):
+            for f, inner, val in training_folds(table.frame, line, args.folds, args.seed):  # no test row
                 p = CoreVoting(kg).fit(inner).predict_proba(val)[:, 1]
                 y, g = val["label"].to_numpy(), val["gene"].astype(str).to_numpy()
                 score = macro_per_gene_auroc(y, p, g, val["perturbation"].to_numpy(), 0.5)

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from _common import cached_frame, lines, parser, perturbqa_config, start, training_folds
+from _common import cached_frame, parser, perturbqa_config, start, training_folds
 from coreperturb._pipeline import resolve_inputs
 from coreperturb._util import positions
 from coreperturb.evaluation._metrics import excess_de_at, macro_per_gene_auroc
@@ -162,7 +162,7 @@ def main() -> None:
     start(args)
     table, kg = resolve_inputs(perturbqa_config(args, tasks=("de",)), Path("."))
     rows = []
-    for line in lines(args):
+    for line in args.cell_lines:
         cached = args.cache / f"{line}.parquet" if args.cache is not None else None
         d = cached_frame(cached, lambda line=line: fold_table(table.frame, kg, args.folds, args.seed, line))
         for name, (ex, au) in score_line(d).items():
@@ -174,7 +174,7 @@ def main() -> None:
         tab = res.pivot_table(index="candidate", columns="cell_line", values=metric).reindex(names)
         tab["mean"] = tab.mean(axis=1)
         print(
-            f"\n{metric}, validation perturbations of the training split ({len(lines(args))} lines x {args.folds} folds)"
+            f"\n{metric}, validation perturbations of the training split ({len(args.cell_lines)} lines x {args.folds} folds)"
         )
         print(tab.round(4).to_string())
 

@@ -21,11 +21,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import Result
-from typer.testing import CliRunner
 
 from coreperturb.cli import app
-
-runner = CliRunner()
+from tests.cli import runner
 
 
 def _one_error(res: Result, *needles: str) -> str:

@@ -10,9 +10,7 @@ from typer.testing import CliRunner
 from coreperturb._config import LEAVES
 from coreperturb._pipeline import PREDICTION_COLUMNS
 from coreperturb.cli import app
-from tests.cli import predict
-
-runner = CliRunner()
+from tests.cli import predict, runner
 
 
 def test_benchmark_on_synthetic_default(tmp_path: Path) -> None:

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from coreperturb.cli import app
 from coreperturb.data._synthetic import SyntheticPaths
+from tests.cli import runner
 from tests.doubles.fake_server import FakeOpenAIServer
-
-runner = CliRunner()
 
 
 def _bench(paths: SyntheticPaths, url: str, out: Path, *extra: str) -> list[str]:

@@ -15,15 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from coreperturb._model_files import load_model, read_model_json
 from coreperturb.cli import app
 from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.stages._names import GENE_SYMBOL
-from tests.cli import predict
-
-runner = CliRunner()
+from tests.cli import predict, runner
 
 
 def _error_lines(res: Result) -> list[str]:

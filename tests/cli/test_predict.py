@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from coreperturb._model_files import load_model
 from coreperturb.cli import app
@@ -18,9 +17,7 @@ from coreperturb.graph._sources import build_kg, edge_list_source
 from coreperturb.report._prediction_files import LAYERS
 from coreperturb.stages import GRID_COLUMNS, top_predictions
 from coreperturb.stages._names import resolve_names
-from tests.cli import predict
-
-runner = CliRunner()
+from tests.cli import predict, runner
 
 
 def test_version_alone() -> None:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from coreperturb.cli import app
 from coreperturb.data import read_query_table
+from tests.cli import runner
 from tests.report.test_outputs import planted_adata
-
-runner = CliRunner()
 
 
 def test_prepare_cli(tmp_path: Path) -> None:
