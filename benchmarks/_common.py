@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from coreperturb._files import atomic_write
@@ -94,3 +95,27 @@ def cached_frame(path: Path | None, build: Callable[[], pd.DataFrame]) -> pd.Dat
     if path is not None:
         write_frame(frame, path)
     return frame
+
+
+def surplus_floor(d: pd.DataFrame, bands: tuple[float, ...], *, digits: int = 4) -> float:
+    """The floor rule of the lists: over rows with ``_excess`` (predicted p_de - p_prior), ``_surplus``
+    (label - p_prior) and ``p_prior``, the realised surplus of every band of predicted excess per line (one-
+    sided z of Σ surplus against Σ prior (1 - prior)); the floor is the lowest band edge above which every band
+    is significant (z >= 1.96) on every line. Prints the bands and returns the floor (NaN: none)."""
+    d = d.assign(_var=d["p_prior"] * (1 - d["p_prior"]), band=pd.cut(d["_excess"], bands, right=False))
+    b = d.groupby(["cell_line", "band"], observed=True).agg(
+        n=("_surplus", "size"),
+        predicted=("_excess", "mean"),
+        realised=("_surplus", "mean"),
+        var=("_var", "sum"),
+    )
+    b["z"] = b["realised"] * b["n"] / np.sqrt(b["var"])
+    print("\nrealised surplus (label - prior) by band of predicted excess, all validation rows:")
+    print(b.drop(columns="var").round(digits).to_string())
+    z = b["z"].unstack("cell_line").min(axis=1)
+    lows = [iv.left for iv in z.index]
+    floor = next(
+        (lo for i, lo in enumerate(lows) if lo >= 0 and bool((z.iloc[i:] >= 1.96).all())), float("nan")
+    )
+    print(f"\nfloor (lowest band edge with every band above it significant on every line): {floor}")
+    return floor

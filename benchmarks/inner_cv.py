@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from _common import cached_frame, parser, perturbqa_config, start, training_folds
+from _common import cached_frame, parser, perturbqa_config, start, surplus_floor, training_folds
 from coreperturb._pipeline import BenchmarkConfig, resolve_inputs
 from coreperturb.evaluation._metrics import macro_per_gene_auroc, ranking_metric
 from coreperturb.graph._kg import KnowledgeGraph
@@ -223,23 +223,7 @@ def compare_ranking(
     # the floor: the lowest band edge above which every band of predicted excess really carried a surplus
     # (Σ label − Σ prior > 0, one-sided z >= 1.96) on every line, over all validation rows
     d = preds.assign(_excess=preds["score"] - preds["p_prior"], _surplus=preds["label"] - preds["p_prior"])
-    d["_var"] = d["p_prior"] * (1 - d["p_prior"])
-    d["band"] = pd.cut(d["_excess"], BANDS, right=False)
-    b = d.groupby(["cell_line", "band"], observed=True).agg(
-        n=("_surplus", "size"),
-        predicted=("_excess", "mean"),
-        realised=("_surplus", "mean"),
-        var=("_var", "sum"),
-    )
-    b["z"] = b["realised"] * b["n"] / np.sqrt(b["var"])
-    print("\nrealised surplus (label - prior) by band of predicted excess, all validation rows:")
-    print(b.drop(columns="var").round(4).to_string())
-    z = b["z"].unstack("cell_line").min(axis=1)
-    lows = [iv.left for iv in z.index]
-    floor = next(
-        (lo for i, lo in enumerate(lows) if lo >= 0 and bool((z.iloc[i:] >= 1.96).all())), float("nan")
-    )
-    print(f"\nfloor (lowest band edge with every band above it significant on every line): {floor}")
+    surplus_floor(d, BANDS, digits=4)
     print(f"({time.perf_counter() - t0:.0f}s)")
 
 

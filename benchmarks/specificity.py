@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coreperturb.evaluation._metrics import call_metrics, excess_de_at
+from coreperturb.evaluation._calls import call_metrics
+from coreperturb.evaluation._metrics import excess_de_at
 from coreperturb.predictors._conformal import CALL_LABELS
 from coreperturb.stages._ranking import MIN_EXCESS
 

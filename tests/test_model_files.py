@@ -20,7 +20,7 @@ from coreperturb._model_files import (
     save_model,
 )
 from coreperturb._pipeline import BenchmarkConfig, load_inputs, run_benchmark
-from coreperturb.data import load_perturbqa
+from coreperturb.data import QueryTable, load_perturbqa
 from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.graph import KnowledgeGraph
 from coreperturb.stages import FitConfig, FittedModels, evaluate_predictions, fit, predict
@@ -58,7 +58,7 @@ def test_benchmark_is_fit_then_predict_then_evaluate(
     assert len(a) == len(b) == len(test) * len(METHODS)
     assert np.abs(a["score"].to_numpy() - b["score"].to_numpy()).max() <= 1e-12
     assert (a["n_pos_evidence"].to_numpy() == b["n_pos_evidence"].to_numpy()).all()
-    m = evaluate_predictions(preds, models.thresholds, kg=models.kg)
+    m = evaluate_predictions(preds, models.thresholds, kg=models.kg, models=models)
     key = ["cell_line", "task", "method", "metric"]
     joined = res.metrics.merge(m, on=key, suffixes=("_bench", "_stages"))
     assert len(joined) == len(res.metrics)
@@ -319,7 +319,7 @@ def test_evaluate_leaves_out_unscored_rows() -> None:
 
 
 def test_fit_config_of_earlier_releases_is_read() -> None:
-    from coreperturb._model_files import _fit_config
+    from coreperturb._model_compat import fit_config_of
 
     old = {
         "methods": ["core_voting", "core_reasoning"],
@@ -331,7 +331,7 @@ def test_fit_config_of_earlier_releases_is_read() -> None:
         "reasoning_tokens": 32,
         "executor": "local",
     }
-    cfg = _fit_config(old)
+    cfg = fit_config_of(old)
     assert cfg.methods == ("core_voting", "core_reasoning") and cfg.seed == 3 and cfg.dataset == "lincs"
     llm = cfg.llm_config
     assert (llm.llm, llm.llm_model, llm.base_url, llm.timeout) == (
@@ -379,3 +379,37 @@ def test_json_that_python_cannot_read_is_one_error(saved: Path, raw: str, why: s
 def test_valid_json_that_we_did_not_write_is_refused_before_use(saved: Path, edit: object, why: str) -> None:
     _resealed(saved, edit)
     assert why in _load_error(saved)
+
+
+def test_genome_scale_round_trips_and_says_its_design(
+    synth_table: QueryTable, synth_kg: KnowledgeGraph, tmp_path: Path
+) -> None:
+    """A case-control fit keeps its design in model.json; the loaded model gives the same genome-scale
+    numbers, gene_frequency's excess is exactly 0 and the table's scale is kept beside the genome's."""
+    cfg = FitConfig(methods=("gene_frequency", "core_voting"), design="case_control", lists_cut_from=30)
+    frame = synth_table.frame[synth_table.frame["cell_line"] == synth_table.cell_lines[0]]
+    models = fit(frame, synth_kg, cfg)
+    line = models.cell_lines[0]
+    assert models.scale_name(line) == "genome" and models.scale(line, "core_voting") is not None
+    test = frame[(frame["split"] == "test") & (frame["task"] == "de")]
+    before = predict(models, test)
+    save_model(models, tmp_path / "m")
+    meta = read_model_json(tmp_path / "m")
+    design = meta["sampling_design"]
+    assert (design["kind"], design["lists_cut_from"], design["source"]) == ("case_control", 30, "stated")
+    assert design["scale"] == {line: "genome"} and design["lines"][line]["perturbations"] > 0
+    loaded = load_model(tmp_path / "m")
+    after = predict(loaded, test)
+    assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())
+    assert np.array_equal(before["call"].to_numpy(), after["call"].to_numpy())
+    cv = before[before["method"] == "core_voting"]
+    # the genome map is increasing: the same order as the table's scale, lower numbers (the on-target rule
+    # decides its rows on both columns alike)
+    cv = cv[~cv["on_target"]]
+    order = np.argsort(cv["score_sample"].to_numpy(), kind="stable")
+    assert (np.diff(cv["score"].to_numpy()[order]) >= 0).all()
+    assert cv["score"].mean() < cv["score_sample"].mean()
+    gf = before[(before["method"] == "gene_frequency") & ~before["on_target"]]
+    assert np.abs(gf["excess"].to_numpy()).max() < 1e-12
+    m = evaluate_predictions(before, models.thresholds, models=models)
+    assert {"genome_de_ratio", "genome_coverage"} <= set(m["metric"])

@@ -29,6 +29,7 @@ from coreperturb.errors import ConfigError, CorePerturbError
 from coreperturb.report._prediction_files import SUFFIXES, PredictionWriter, check_output_path
 from coreperturb.stages import DEFAULT_RANK_BY, FittedModels, GridPlan, Ranking, fit, grid_plan, predict_grid
 from coreperturb.stages._chunking import pair_chunks
+from coreperturb.stages._flags import gene_notes, perturbation_notes
 from coreperturb.stages._grids import score_pairs
 from coreperturb.stages._names import read_pairs, resolve_genes, resolve_perturbations
 from coreperturb.stages._ranking import check_ranking
@@ -211,9 +212,12 @@ class PredictReport:
     """With a ranking: rows listed per perturbation (or gene; ``LINE/METHOD/NAME`` when the file holds
     several lines or methods), zero for those where none passed the floor."""
     ranking: Ranking | None = None
+    notes: tuple[str, ...] = ()
+    """Lines about the named perturbations (screened ones, ones the KG hardly knows):
+    :func:`coreperturb.stages._flags.perturbation_notes`."""
 
     def short_lists(self) -> dict[str, int]:
-        """The ranked groups listing fewer than ``top`` rows (few confident responders), fewest first."""
+        """The ranked groups listing fewer than ``top`` rows (few responders above the floor), fewest first."""
         if self.listed is None or self.ranking is None:
             return {}
         top = self.ranking.top
@@ -404,8 +408,13 @@ def predict_to_file(
             rows, n_pairs = writer.rows, plan.n_pairs
             if prof is not None:
                 prof.add("writing", writer.busy_seconds)
+            lines_done = [u[0] for u in plan.units]
+            notes = tuple(
+                (perturbation_notes(models, names, lines_done) if names else [])
+                + (gene_notes(models, gnames, lines_done) if gnames else [])
+            )
             return PredictReport(
-                out, rows, n_pairs, tuple(meths), time.perf_counter() - t0, prof, listed, ranking
+                out, rows, n_pairs, tuple(meths), time.perf_counter() - t0, prof, listed, ranking, notes
             )
     return PredictReport(out, rows, n_pairs, tuple(meths), time.perf_counter() - t0, prof)
 

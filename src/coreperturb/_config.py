@@ -14,12 +14,8 @@ A configuration file (TOML or YAML) holds any of those keys, plus the command's 
     kg_dir = "../shared/data/kg"
     cell_lines = "k562,rpe1"
     methods = "gene_frequency,core_voting,core_reasoning"
-    llm = "openai"
-    base_url = "http://127.0.0.1:8000/v1"
-    llm_model = "meta-llama/Llama-3.1-8B-Instruct"
+    llm = "openai"   # with base_url and llm_model; API keys never go in the file: $COREPERTURB_API_KEY
     kg_edges = ["string=string_edges.tsv"]   # NAME=PATH, relative to this file
-
-API keys never go in the file: set ``$COREPERTURB_API_KEY``.
 """
 
 from __future__ import annotations
@@ -37,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from coreperturb import _defaults as d
 from coreperturb._defaults import DEFAULT_METHODS, EXECUTOR, RAY_WORKERS, TASKS
 from coreperturb._util import split_names
+from coreperturb.data._design import DESIGNS
 from coreperturb.data._genes import DEFAULT_MODALITY, modality, parse_sexes
 from coreperturb.errors import ConfigError, CorePerturbError
 from coreperturb.predictors._base import PREDICTORS
@@ -243,6 +240,9 @@ class FitConfig:
             ``drug``); ``None``: ``drug`` for LINCS, else ``crispri``. Sets the on-target rule and the
             reachable genes.
         cell_line_sex: ``LINE=female|male`` entries over :data:`coreperturb.data._genes.KNOWN_SEX`.
+        design: How the table's pairs were chosen: ``auto`` (recorded by the loader, else estimated),
+            ``complete``, ``case_control`` or ``uniform``; sets the genome scale (docs: genome scale).
+        lists_cut_from: ``case_control``: lists of this many DE genes or more may be cut (PerturbQA: 13).
     """
 
     methods: tuple[str, ...] = ("core_voting",)
@@ -252,6 +252,8 @@ class FitConfig:
     llm_config: LLMConfig = field(default_factory=LLMConfig)
     modality: str | None = None
     cell_line_sex: tuple[str, ...] = ()
+    design: str = "auto"
+    lists_cut_from: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", split_names(self.methods) or ())
@@ -265,6 +267,8 @@ class FitConfig:
         object.__setattr__(self, "modality", modality(name).name)
         object.__setattr__(self, "cell_line_sex", tuple(split_names(self.cell_line_sex) or ()))
         parse_sexes(self.cell_line_sex)  # a clear error for a bad entry
+        if self.design not in DESIGNS or (self.lists_cut_from is not None and self.lists_cut_from < 1):
+            raise ConfigError(f"design must be one of {', '.join(DESIGNS)} and lists_cut_from >= 1")
 
     def llm_settings(self) -> LLMSettings:
         """How LLM methods reach their model (:meth:`LLMConfig.settings`)."""

@@ -30,6 +30,7 @@ from coreperturb._deprecation import keyword_options
 from coreperturb._util import positions
 from coreperturb.errors import CorePerturbError
 from coreperturb.evidence._contrastive import strongest_relations
+from coreperturb.evidence._words import DIR_DRIVERS, DRIVERS, drug_words
 from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import Predictor, make_predictor
 from coreperturb.predictors._core_voting import CoreVoting
@@ -39,21 +40,6 @@ from coreperturb.stages import FittedModels, resolve_genes, resolve_perturbation
 from coreperturb.stages._fitted import context_rows
 from coreperturb.stages._names import warn_names
 from coreperturb.stages._predicting import MIN_ON_TARGET_ROWS, OnTarget, on_target_rule
-
-DRIVERS: dict[str, str] = {
-    "base": "gene prior: log-odds of its training DE rate",
-    "vote_combined": "related perturbations' vote on this gene (log-odds, shrunk to the prior)",
-    "module_vote": "related perturbations' vote on the gene's co-responding genes (lift over their rate)",
-    "strength_combined": "how often related perturbations change any gene (log-odds)",
-    "pg_network": "direct network link between the perturbation's targets and the gene",
-    "pg_go_bp": "GO processes shared by the perturbation's targets and the gene",
-    "p_readout": "the perturbation's own gene as a readout (lift of its DE rate)",
-    "co_response": "co-response of the perturbation's gene and this gene as readouts",
-    "ctx_rate": "the perturbation in other cell lines: lift of its DE rate there",
-    "ctx_pair_n": "this pair measured in other cell lines (lines)",
-    "ctx_pair_pos": "this pair DE in other cell lines (lines)",
-}
-"""Model features shown as "what the score rests on", in words."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +63,8 @@ class Explanation:
             ``down`` / ``uncertain``); empty without calibration.
         rule: For an on-target pair (the perturbation's own target), what the modality's rule says; the rule,
             not the evidence, decides the prediction then. Empty otherwise.
+        scale: ``genome`` (P(DE) and the prior: the chance over the line's readout genes) or ``table`` (among
+            the table's asked pairs: older models); empty for the direction task and without a fitted model.
     """
 
     perturbation: str
@@ -95,6 +83,7 @@ class Explanation:
     context: tuple[pd.DataFrame, pd.DataFrame] | None = None
     call: str = ""
     rule: str = ""
+    scale: str = ""
 
     @property
     def has_evidence(self) -> bool:
@@ -110,6 +99,8 @@ class Explanation:
         what, pos, neg = (
             ("P(DE)", "DE", "unchanged") if self.task == "de" else ("P(up | DE)", "go up", "go down")
         )
+        if self.scale:
+            what += " over the genome" if self.scale == "genome" else " among the table's asked pairs"
         call = f"; call: {self.call}" if self.call else ""
         if self.rule:
             return f"{what} = {self.p:.3f}{call}; on target: the modality's rule decides this pair"
@@ -165,16 +156,20 @@ def explain_voting(
     table = ev.for_query(0, kg=kg, sims=sims, top=top)
     table.insert(3, "strongest_relation", strongest_relations(table))  # the relation the first link shows
     table = table.rename(columns={"paths": "link"})
-    p, counts = model.predict_with_evidence(q)
+    table = drug_words(kg, perturbation, table)
+    p, counts, feats = model.predict_with_features(q)  # one retrieval for the score and its drivers
     n_pos = int(counts["n_pos_evidence"].to_numpy()[0])
     n_neg = int(counts["n_neg_evidence"].to_numpy()[0])
     gi = int(positions(model.pool_.genes, [gene])[0])
     prior = float(model.pool_.gene_rate(GENE_PRIOR_STRENGTH)[gi]) if gi >= 0 else float("nan")
     effect = float(effect_score(p, np.array([prior]), np.array([n_pos + n_neg]))[0])
-    feats = model.features(q)
     drivers = pd.DataFrame(
         [
-            {"feature": f, "meaning": DRIVERS[f], "value": float(feats[f].to_numpy()[0])}
+            {
+                "feature": f,
+                "meaning": (DIR_DRIVERS if task == "dir" else {}).get(f, DRIVERS[f]),
+                "value": float(feats[f].to_numpy()[0]),
+            }
             for f in DRIVERS
             if f in feats.columns
         ]
@@ -402,6 +397,13 @@ def with_call(ex: Explanation, models: FittedModels) -> Explanation:
         return dataclasses.replace(
             ex, p=target.score(ex.task), effect=float("nan"), rule=text, call=target.call(ex.task)
         )
+    if ex.task == "de":  # the same scale as predict's p_de and p_prior (the genome, where the design allows)
+        scale, prior_scale = models.scale(ex.cell_line, ex.method), models.prior_scale(ex.cell_line)
+        if scale is not None and prior_scale is not None:
+            p, prior = scale(np.array([ex.p])), prior_scale(np.array([ex.p_prior]))
+            effect = float(effect_score(p, prior, np.array([ex.n_pos + ex.n_neg]))[0])
+            ex = dataclasses.replace(ex, p=float(p[0]), p_prior=float(prior[0]), effect=effect)
+        ex = dataclasses.replace(ex, scale=models.scale_name(ex.cell_line))
     call = models.calls(
         ex.cell_line,
         ex.task,

@@ -31,7 +31,6 @@ the writer and the reader, so that what is written and what is accepted cannot d
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -45,16 +44,17 @@ import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from coreperturb._config import FitConfig, LLMConfig
 from coreperturb._deprecation import keyword_options
+from coreperturb._model_compat import fit_config_of
 from coreperturb._provenance import jsonable, package_versions, sha256_file
 from coreperturb._version import __version__
+from coreperturb.data._design import SamplingDesign
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.graph._sources import build_kg_from_recipe
@@ -62,7 +62,7 @@ from coreperturb.graph._store import KG_ARRAYS, KG_META, kg_hash, load_kg, save_
 from coreperturb.predictors._base import PREDICTORS, FittedState
 from coreperturb.predictors._portable import from_portable, to_portable
 from coreperturb.stages import FittedModels
-from coreperturb.stages._fitted import CALIBRATION_COLUMNS, TRAIN_COLUMNS
+from coreperturb.stages._fitted import CALIBRATION_COLUMNS, CALIBRATION_EXTRA, TRAIN_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +173,8 @@ def save_model(
             _skops().dump(estimators, tmp / ESTIMATORS_FILE)
             written.append(tmp / ESTIMATORS_FILE)
         if models.calibration is not None:
-            models.calibration.loc[:, list(CALIBRATION_COLUMNS)].to_parquet(
-                tmp / CALIBRATION_FILE, index=False
-            )
+            cols = [*CALIBRATION_COLUMNS, *(c for c in CALIBRATION_EXTRA if c in models.calibration.columns)]
+            models.calibration.loc[:, cols].to_parquet(tmp / CALIBRATION_FILE, index=False)
             written.append(tmp / CALIBRATION_FILE)
         if kg_store == "embed":
             written += save_kg(models.kg, tmp)
@@ -203,6 +202,7 @@ def save_model(
             "kg": kg_info,
             "units": units,
             "data_warnings": list(models.warnings),
+            **({"sampling_design": _design_json(models)} if models.design is not None else {}),
             "files": files,
         }
         meta[DIGEST_KEY] = content_digest(meta)
@@ -310,6 +310,13 @@ class _KG(BaseModel):
     recipe: dict[str, Any] | None = None
 
 
+class _DesignJson(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    kind: Literal["complete", "case_control", "uniform"]
+    lists_cut_from: int | None = None
+    source: str = "recorded"
+
+
 class _FitConfigJson(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     methods: list[str] | tuple[str, ...]
@@ -329,6 +336,7 @@ class ModelJson(BaseModel):
     kg: _KG
     fit_config: _FitConfigJson
     data_warnings: list[str] = []
+    sampling_design: _DesignJson | None = None
 
 
 def read_model_json(directory: str | Path, *, verify: bool = True) -> dict[str, Any]:
@@ -392,47 +400,6 @@ def read_model_json(directory: str | Path, *, verify: bool = True) -> dict[str, 
     return meta
 
 
-_OLD_LLM_KEYS = {
-    # model.json of earlier releases kept the LLM settings flat beside the fit settings
-    "calibration_queries": "calibration_queries",
-    "cache_path": "response_cache",
-    "retry_failed": "retry_failed",
-    "executor": "executor",
-    "ray_address": "ray_address",
-    "ray_workers": "ray_workers",
-    "reasoning_tokens": "reasoning_tokens",
-}
-_OLD_SETTINGS_KEYS = {
-    "backend": "llm",
-    "model": "llm_model",
-    "base_url": "base_url",
-    "concurrency": "concurrency",
-    "requests_per_second": "requests_per_second",
-    "timeout": "timeout",
-    "max_retries": "max_retries",
-}
-
-
-def _fit_config(raw: dict[str, Any]) -> FitConfig:
-    """The :class:`FitConfig` of a model.json (this release's tree, or the flat form of earlier ones)."""
-    llm_fields = {f.name for f in dataclasses.fields(LLMConfig)}
-    if isinstance(raw.get("llm_config"), dict):
-        llm = {k: v for k, v in raw["llm_config"].items() if k in llm_fields}
-    else:
-        llm = {new: raw[old] for old, new in _OLD_LLM_KEYS.items() if raw.get(old) is not None}
-        llm.update(
-            {
-                new: v
-                for old, new in _OLD_SETTINGS_KEYS.items()
-                if (v := (raw.get("llm") or {}).get(old)) is not None
-            }
-        )
-    fit_fields = {f.name for f in dataclasses.fields(FitConfig)} - {"llm_config"}
-    cfg = {k: v for k, v in raw.items() if k in fit_fields}
-    cfg["methods"] = tuple(cfg.get("methods", ()))
-    return FitConfig(**cfg, llm_config=LLMConfig(**llm))
-
-
 def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedModels:
     """Load a model directory written by :func:`save_model`.
 
@@ -470,11 +437,12 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
         kg,
         {},
         train,
-        _fit_config(meta["fit_config"]),
+        fit_config_of(meta["fit_config"]),
         meta["kg"].get("recipe"),
         {},
         warnings=tuple(meta.get("data_warnings", ())),
         calibration=calibration,
+        design=SamplingDesign.from_dict(meta["sampling_design"]) if "sampling_design" in meta else None,
     )
     for u in meta["units"]:
         line, task, method = u["cell_line"], u["task"], u["method"]
@@ -553,6 +521,20 @@ def _load_skops(est_path: Path, trusted: Sequence[str]) -> dict[str, Any]:
     except Exception as exc:  # skops raises many kinds on a damaged file
         raise ModelFileError(f"{est_path}: cannot be loaded: {exc}") from None
     return dict(loaded)
+
+
+def _design_json(models: FittedModels) -> dict[str, Any]:
+    """The design and, per line, what it says in numbers (for readers of model.json)."""
+    assert models.design is not None
+    return {
+        **models.design.to_dict(),
+        "lines": {
+            line: {k: (v if np.isfinite(v) else None) for k, v in models.design_summary(line).items()}
+            for line in models.cell_lines
+            if "de" in models.tasks
+        },
+        "scale": {line: models.scale_name(line) for line in models.cell_lines},
+    }
 
 
 def _read_rows(path: Path, columns: Sequence[str], names: Sequence[str]) -> pd.DataFrame:

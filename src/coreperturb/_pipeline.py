@@ -46,9 +46,11 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "task",
     "method",
     "score",
+    "score_sample",
     "label",
     "split",
     "p_prior",
+    "p_prior_sample",
     "excess",
     "effect",
     "n_pos_evidence",
@@ -130,7 +132,7 @@ def load_inputs(config: BenchmarkConfig, workdir: Path, *, for_fit: bool = False
                 keep &= table.frame[col].astype(str).isin(list(want)).to_numpy()
         if not keep.any():
             raise CorePerturbError(f"{data.queries}: no rows for task(s) {list(data.tasks)}")
-        table = QueryTable(table.frame.loc[keep], table.source, table.require_test)
+        table = QueryTable(table.frame.loc[keep], table.source, table.require_test, table.design)
     elif dataset == "lincs":
         assert data_dir is not None
         table, report = load_lincs(
@@ -241,7 +243,9 @@ def run_benchmark(
         if n_bootstrap
         else "evaluating"
     )
-    metrics = evaluate_predictions(preds, fitted.thresholds, n_bootstrap=n_bootstrap, seed=seed, kg=kg)
+    metrics = evaluate_predictions(
+        preds, fitted.thresholds, n_bootstrap=n_bootstrap, seed=seed, kg=kg, models=fitted
+    )
     timings["evaluate"] = time.perf_counter() - t
     llm_rows = preds["p_yes"].notna() | preds["score_method"].notna() if "p_yes" in preds else None
     details = None

@@ -219,6 +219,15 @@ def adapt_threads(threads: int | None = None) -> int:
     return n
 
 
+def ensure_threads() -> int | None:
+    """Adopt the thread policy of :func:`adapt_threads` where this process has set none (the Python API
+    called without the command line): a library ``fit`` then shares the cores as the CLI's does. Returns the
+    thread count it set, or ``None`` when a policy was already in force (the caller's is kept)."""
+    if _ADAPTIVE or _FIXED_LIMITS:
+        return None
+    return adapt_threads()
+
+
 def retune() -> int | None:
     """Between steps of long work: re-evaluate the thread count when :func:`adapt_threads` set an adaptive
     policy (returns the count in force), else nothing (``None``)."""
@@ -271,6 +280,7 @@ __all__ = [
     "cpu_allotment",
     "default_threads",
     "effective_threads",
+    "ensure_threads",
     "limit_threads",
     "resolve_threads",
 ]

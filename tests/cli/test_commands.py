@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 from coreperturb._config import LEAVES
 from coreperturb._pipeline import PREDICTION_COLUMNS
 from coreperturb.cli import app
+from coreperturb.data._synthetic import SyntheticPaths
 from tests.cli import predict, runner
 
 
@@ -169,3 +171,14 @@ def test_serve_on_a_network_address_needs_a_token(model_dir: Path) -> None:
     pytest.importorskip("fastapi", reason="serve needs FastAPI: pip install 'coreperturb[serve]'")
     res = runner.invoke(app, ["serve", "--model-dir", str(model_dir), "--host", "0.0.0.0"])
     assert res.exit_code == 2 and "give a token" in res.output
+
+
+def test_a_flag_beats_the_config_file(synth_paths: SyntheticPaths, tmp_path: Path) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        f'data_dir = "{synth_paths.data_dir}"\nkg_dir = "{synth_paths.kg_dir}"\ncell_lines = ["synth_a"]\n'
+        'methods = ["gene_frequency"]\nseed = 5\n'
+    )
+    res = runner.invoke(app, ["benchmark", "--config", str(cfg), "--seed", "3", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "manifest.json").read_text())["seeds"]["seed"] == 3

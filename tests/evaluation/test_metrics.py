@@ -72,7 +72,8 @@ def test_best_f1_threshold_and_bootstrap() -> None:
 def test_weighted_bootstrap_equals_recomputing_each_resample() -> None:
     """Every bootstrap resample as a row of perturbation weights gives exactly the metric of the resample
     with its rows repeated (ties, genes with one class and empty classes included)."""
-    from coreperturb.evaluation._metrics import METRICS, WEIGHTED_METRICS, bootstrap_draws
+    from coreperturb.evaluation._bootstrap import WEIGHTED_METRICS, bootstrap_draws
+    from coreperturb.evaluation._metrics import METRICS
 
     rng = np.random.default_rng(3)
     n = 600

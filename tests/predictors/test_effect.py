@@ -212,7 +212,7 @@ def test_grid_has_effect_columns(model_dir: Path) -> None:
 def test_top_predictions_per_gene_and_per_perturbation(model_dir: Path, rank_by: str) -> None:
     """The ranking mechanics over chunks (the floor is off here; tests/stages/test_biology.py checks it)."""
     models = load_model(model_dir)
-    col = {"excess": "excess", "effect": "effect", "p_de": "p_de", "up": "effect_up", "down": "effect_down"}[
+    col = {"excess": "excess", "effect": "effect", "p_de": "p_de", "up": "excess_up", "down": "excess_down"}[
         rank_by
     ]
     full = pd.concat(

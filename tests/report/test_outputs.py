@@ -11,17 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from coreperturb._pipeline import PREDICTION_COLUMNS
-from coreperturb.cli import app
+from coreperturb._pipeline import PREDICTION_COLUMNS, BenchmarkConfig, run_benchmark
 from coreperturb.data._prepare import labels_from_anndata
 from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import CorePerturbError, DataValidationError
-from coreperturb.report import write_report
+from coreperturb.report import write_report, write_run
 
 ad = pytest.importorskip("anndata", reason="anndata not installed (pip install 'coreperturb[anndata]')")
-runner = CliRunner()
 
 
 def planted_adata(seed: int = 0, two_lines: bool = False) -> ad.AnnData:
@@ -68,6 +65,11 @@ def test_prepare_bad_inputs() -> None:
         labels_from_anndata(a, "guide", "ctrl")
     with pytest.raises(DataValidationError, match=r"no control cells \(pert == 'NTC'\)"):
         labels_from_anndata(a, "pert", "NTC")
+    # the likely control is named first, with the flag that would take it
+    with pytest.raises(
+        DataValidationError, match=r"values include \['ctrl'.*did you mean --control 'ctrl'\?"
+    ):
+        labels_from_anndata(a, "pert", "non-targeting")
     with pytest.raises(
         DataValidationError, match="data='log' was given but the matrix holds raw integer counts"
     ):
@@ -85,14 +87,18 @@ def test_prepare_bad_inputs() -> None:
 
 @pytest.fixture(scope="module")
 def run_dir(synth_paths: SyntheticPaths, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A benchmark run written as ``coreperturb benchmark`` writes it (the library's stages; the command's
+    parsing is tested in tests/cli)."""
     out = tmp_path_factory.mktemp("run")
-    cfg = out / "run.toml"
-    cfg.write_text(
-        f'data_dir = "{synth_paths.data_dir}"\nkg_dir = "{synth_paths.kg_dir}"\ncell_lines = ["synth_a"]\n'
-        'methods = ["gene_frequency", "core_voting"]\nbootstrap = 20\nseed = 5\nanndata = true\n'
+    config = BenchmarkConfig.from_options(
+        data_dir=synth_paths.data_dir,
+        kg_dir=synth_paths.kg_dir,
+        cell_lines=("synth_a",),
+        methods=("gene_frequency", "core_voting"),
+        bootstrap=20,
+        seed=3,
     )
-    res = runner.invoke(app, ["benchmark", "--config", str(cfg), "--seed", "3", "--out", str(out)])
-    assert res.exit_code == 0, res.output
+    write_run(run_benchmark(config, workdir=out), config, out, anndata=True)
     return out
 
 
@@ -108,7 +114,7 @@ def test_outputs_fixed_columns_anndata_and_manifest(run_dir: Path, synth_paths: 
     assert adata.layers["core_voting"][i, j] == pytest.approx(cv["score"], rel=1e-6)
     assert adata.X[i, j] == cv["label"]
     man = json.loads((run_dir / "manifest.json").read_text())
-    assert man["seeds"]["seed"] == 3  # the command-line flag beat the config file's seed = 5
+    assert man["seeds"]["seed"] == 3
     assert man["config"]["evaluate"]["bootstrap"] == 20 and len(man["config_hash"]) == 64
     f = synth_paths.data_dir / "synth_a-de.csv"
     assert man["inputs"][str(f)] == hashlib.sha256(f.read_bytes()).hexdigest()

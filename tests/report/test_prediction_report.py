@@ -15,6 +15,7 @@ from coreperturb.errors import CorePerturbError
 from coreperturb.report import write_report, write_run
 from coreperturb.report._prediction_report import build_prediction_report
 from coreperturb.stages import UnknownNameWarning
+from coreperturb.stages._ranking import MIN_EXCESS, passes_floor
 
 EVIL = "<script>alert(1)</script>"
 
@@ -46,9 +47,11 @@ def test_prediction_report_lists_specific_responders_beside_gene_frequency(preds
         assert part in html and part in md
     assert "data:image/png;base64," in html and 'src="http' not in html  # heatmap inline, self-contained
     assert "unknown_perturbation (1 perturbations)" in html
-    # the up list of G0001 is its top effect_up genes among those predicted up
+    # the up list of G0001 is its top excess_up genes among those predicted up that pass the up list's floor
     p = pd.read_parquet(preds_file)
-    g = p[(p["perturbation"] == "G0001") & (p["p_up"] >= 0.5)].nlargest(5, "effect_up")["gene"].tolist()
+    p = p[(p["perturbation"] == "G0001") & (p["p_up"] >= 0.5)]
+    g = p[passes_floor(p, MIN_EXCESS, rank_by="up")].nlargest(5, "excess_up")["gene"].tolist()
+    assert g
     section = md.split("### G0001")[1].split("###")[0]
     up_table = section.split("**specific, down")[0]
     assert all(f"| {gene} |" in up_table for gene in g)
@@ -76,6 +79,17 @@ def test_benchmark_report_escapes_names(tmp_path: Path) -> None:
         "MEAN" in html and "excess DE@10" in html and "call coverage" in html
     )  # headline means, specificity and calls beside gene_frequency
     assert EVIL not in (run / "report.md").read_text()
+
+
+def test_report_reads_a_table_with_the_core_columns_only(preds_file: Path, tmp_path: Path) -> None:
+    """A user's own table (cell_line, perturbation, gene, method, p_de, p_prior, effect): a report, with
+    the absent columns shown as unknown, never an internal error."""
+    core = ["cell_line", "perturbation", "gene", "method", "p_de", "p_prior", "effect"]
+    own = tmp_path / "own.csv"
+    pd.read_parquet(preds_file)[core].to_csv(own, index=False)
+    write_report(own, top=5)
+    md = (tmp_path / "own.report.md").read_text()
+    assert "### G0001" in md and "gene frequency alone would list" in md
 
 
 def test_report_refuses_a_file_that_is_not_predictions(tmp_path: Path) -> None:

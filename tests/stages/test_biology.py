@@ -14,7 +14,8 @@ import pytest
 from coreperturb._config import FitConfig
 from coreperturb._model_files import load_model, save_model
 from coreperturb.data import QueryTable
-from coreperturb.evaluation._metrics import call_metrics, excess_de_at, ranking_metric
+from coreperturb.evaluation._calls import call_metrics
+from coreperturb.evaluation._metrics import excess_de_at, ranking_metric
 from coreperturb.graph import KnowledgeGraph
 from coreperturb.stages import (
     FittedModels,
@@ -36,7 +37,8 @@ def models(synth_table: QueryTable, synth_kg: KnowledgeGraph) -> FittedModels:
     frame = frame[frame["perturbation"] != frame["gene"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit(frame, synth_kg, FitConfig(methods=("gene_frequency", "core_voting")))
+        # a frame carries no design: the synthetic one's is uniform (random genes whatever their labels)
+        return fit(frame, synth_kg, FitConfig(methods=("gene_frequency", "core_voting"), design="uniform"))
 
 
 def _grid(models: FittedModels, perts: list[str], genes: list[str] | None = None) -> pd.DataFrame:

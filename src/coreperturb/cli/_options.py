@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from coreperturb import _defaults as d
-from coreperturb._defaults import EXECUTOR, RAY_WORKERS
 from coreperturb.errors import ConfigError
 
 if TYPE_CHECKING:  # the library is imported when a command runs, not to build the help
-    from coreperturb._config import BenchmarkConfig
+    pass
 
 ConfigOpt = Annotated[
     Path | None,
@@ -146,6 +142,20 @@ ModalityOpt = Annotated[
         "up) and which candidates a CRISPR modality can reach (not the mitochondrial genome).",
     ),
 ]
+DesignOpt = Annotated[
+    str,
+    typer.Option(
+        help="How the table's pairs were chosen: auto (what the loader recorded, else estimated), complete (every "
+        "gene asked), case_control (every DE gene listed, a sample of the others: PerturbQA, prepare, LINCS) or "
+        "uniform (a random sample of genes). Sets the genome scale of P(DE), priors and calls.",
+    ),
+]
+ListsCutOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="case_control: DE lists of at least this many genes may have been cut (PerturbQA: 13)."
+    ),
+]
 CellLineSexOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -229,95 +239,3 @@ def model_dir(new: Path | None, old: Path | None) -> Path:
     if path is None:
         raise ConfigError("give the model directory: --model-dir DIR (written by `coreperturb fit`)")
     return Path(path)
-
-
-def run_options(ctx: typer.Context, config_file: Path | None, command: str) -> dict[str, Any]:
-    """The command's options merged with a config file (flags given on the command line win), old
-    spellings renamed (with a warning)."""
-    from coreperturb._config import DEPRECATED_KEYS, load_config_file
-
-    params = {k: v for k, v in ctx.params.items() if k not in ("model", "cache", "task")}
-    for old, new in DEPRECATED_KEYS.items():
-        if ctx.params.get(old) is not None:
-            params[new] = deprecated(
-                f"--{new.replace('_', '-')}", f"--{old}", params.get(new), ctx.params[old]
-            )
-    if config_file is None:
-        return params
-    # compare by name: typer may ship its own copy of click's ParameterSource enum
-    given = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
-    for key, value in load_config_file(config_file).items():
-        if key not in params:
-            raise ConfigError(f"{config_file}: key {key!r} is not an option of `coreperturb {command}`")
-        if key not in given:
-            params[key] = value
-    return params
-
-
-def benchmark_config(options: dict[str, Any]) -> BenchmarkConfig:
-    """The configuration tree of the options named as its leaves (field name = flag name)."""
-    from coreperturb._config import LEAVES, BenchmarkConfig
-
-    return BenchmarkConfig.from_options(**{k: v for k, v in options.items() if k in LEAVES})
-
-
-def _run_template(
-    *,
-    config_file: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    queries: QueriesOpt = None,
-    kg_dir: KgDirOpt = None,
-    kg_edges: KgEdgesOpt = None,
-    kg_gmt: KgGmtOpt = None,
-    kg_structures: KgStructuresOpt = None,
-    kg_sources: KgSourcesOpt = None,
-    cell_lines: CellLinesOpt = None,
-    cell_line: CellLineOpt = None,
-    task: OldTaskOpt = None,
-    seed: SeedOpt = 0,
-    dataset: DatasetOpt = "perturbqa",
-    negatives_per_perturbation: NegOpt = d.NEGATIVES_PER_PERTURBATION,
-    test_fraction: TestFracOpt = d.SIGNATURE_TEST_FRACTION,
-    llm: LlmOpt = d.LLM_BACKEND,
-    llm_model: LlmModelOpt = None,
-    model: OldLlmModelOpt = None,
-    base_url: BaseUrlOpt = None,
-    concurrency: ConcurrencyOpt = d.CONCURRENCY,
-    requests_per_second: RpsOpt = None,
-    timeout: TimeoutOpt = d.TIMEOUT,
-    max_retries: RetriesOpt = d.MAX_RETRIES,
-    calibration_queries: CalibOpt = d.CALIBRATION_QUERIES,
-    response_cache: ResponseCacheOpt = None,
-    cache: OldCacheOpt = None,
-    reasoning_tokens: ReasoningOpt = 0,
-    retry_failed: RetryOpt = False,
-    executor: ExecutorOpt = EXECUTOR,
-    ray_address: RayAddressOpt = None,
-    ray_workers: RayWorkersOpt = RAY_WORKERS,
-    threads: ThreadsOpt = None,
-    modality: ModalityOpt = None,
-    cell_line_sex: CellLineSexOpt = None,
-) -> None:
-    """The data / KG / fit / LLM options that ``benchmark`` and ``fit`` share (declared once)."""
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def with_run_options(func: F) -> F:
-    """Give a command the shared options of :func:`_run_template` after its own parameters (a parameter of its
-    own with the same name wins). The command takes them as ``**options``; read them with :func:`run_options`."""
-    kw = inspect.Parameter.KEYWORD_ONLY  # typer passes every option by name
-    own = [
-        p.replace(kind=kw)
-        for p in inspect.signature(func, eval_str=True).parameters.values()
-        if p.kind != p.VAR_KEYWORD
-    ]
-    names = {p.name for p in own}
-    shared = [
-        p.replace(kind=kw)
-        for p in inspect.signature(_run_template, eval_str=True).parameters.values()
-        if p.name not in names
-    ]
-    func.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
-    return func

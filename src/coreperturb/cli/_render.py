@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from rich.table import Table
 
+    from coreperturb._api import PredictReport
     from coreperturb._explanations import Explanation, LLMExplanation
-    from coreperturb.stages import Ranking
+    from coreperturb.stages import FittedModels, Ranking
 
 
 def _table(title: str) -> Table:
@@ -133,6 +134,13 @@ def note(message: str) -> None:
     console.print(f"[yellow]note:[/] {escape(message)}")
 
 
+EVIDENCE_WORDS: dict[str, dict[str, str]] = {
+    "de": {"positive": "made the gene DE", "negative": "measured the gene and left it unchanged"},
+    "dir": {"positive": "made the gene go up", "negative": "made the gene go down"},
+}
+"""What positive and negative evidence are, per task, in the words of the explain tables."""
+
+
 def show_explanation(ex: Explanation, *, wide: bool) -> None:
     """The header, the evidence per side, what the score rests on and (transfer) the other lines."""
     out_console.print(
@@ -147,7 +155,7 @@ def show_explanation(ex: Explanation, *, wide: bool) -> None:
     table = ex.evidence if wide else ex.compact_evidence()
     for side in ("positive", "negative"):
         part = table[table["evidence"] == side].drop(columns="evidence")
-        label = "made the gene positive" if side == "positive" else "observed, gene not positive"
+        label = EVIDENCE_WORDS[ex.task][side]
         if len(part):
             print_frame(part, f"{side} evidence: related perturbations that {label}")
         else:
@@ -188,8 +196,45 @@ def short_list_note(short: dict[str, int], n_lists: int, ranking: Ranking) -> st
     who = "responders" if ranking.per == "perturbation" else "perturbations"
     shown = ", ".join(f"{k} {v}" for k, v in list(short.items())[:6])
     more = ", ..." if len(short) > 6 else ""
-    floor = f"p_de - p_prior >= {ranking.min_excess:g}" if ranking.min_excess is not None else "no floor"
+    excess = "p_de - p_prior" if ranking.rank_by not in ("up", "down") else f"excess_{ranking.rank_by}"
+    floor = (
+        f"{excess} >= {ranking.min_excess:g}, with positive evidence"
+        if ranking.min_excess is not None
+        else "no floor"
+    )
     return (
-        f"{len(short)} of {n_lists} {what} have fewer than {ranking.top} confident {who} ({floor}): "
+        f"{len(short)} of {n_lists} {what} have fewer than {ranking.top} {who} above the floor ({floor}): "
         f"{shown}{more}; the rest would be guesses (--min-excess -1 lists them anyway)"
     )
+
+
+def scale_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
+    """One line saying which scale p_de, p_prior and the calls are on, per cell line."""
+    parts = []
+    for line in cell_lines:
+        if line not in models.cell_lines:
+            continue
+        n = len(models.readout_genes(line, "de")) if "de" in models.tasks else 0
+        if models.scale_name(line) == "genome":
+            parts.append(f"{line}: the chance over its {n:,} readout genes")
+        else:
+            parts.append(
+                f"{line}: the rate among the training table's asked pairs (refit for the genome scale)"
+            )
+    design = (
+        models.design.describe()
+        if models.design is not None
+        else "not recorded (a model of an earlier release)"
+    )
+    return f"scale of p_de, p_prior and calls — {'; '.join(parts)}. Design: {design}"
+
+
+def after_predict(models: FittedModels, rep: PredictReport, cell_lines: Sequence[str]) -> None:
+    """What ``predict`` says once the file is written: the scale of its numbers, what the named
+    perturbations are (screened, hardly known to the KG) and which lists are short."""
+    say(scale_line(models, cell_lines))
+    for line in rep.notes:
+        say(line)
+    short = rep.short_lists()
+    if short and rep.ranking is not None and rep.listed is not None:
+        say(short_list_note(short, len(rep.listed), rep.ranking))

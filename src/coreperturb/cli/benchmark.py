@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from coreperturb._defaults import DEFAULT_METHODS
-from coreperturb.cli import _options as o
+from coreperturb.cli import _run_options as r
 from coreperturb.cli._app import command, fail, use_threads
 
 MethodsOpt = Annotated[
@@ -31,7 +31,7 @@ MaxQueriesOpt = Annotated[
 
 
 @command()
-@o.with_run_options
+@r.with_run_options
 def benchmark(
     *,
     ctx: typer.Context,
@@ -76,11 +76,11 @@ def benchmark(
     from coreperturb._pipeline import run_benchmark
     from coreperturb.cli._render import note, print_metrics, say, steps
     from coreperturb.report import write_run
-    from coreperturb.report._summary import missing_metrics, summary_table
+    from coreperturb.report._summary import GENOME_METRICS, missing_metrics, summary_table
 
-    opts = o.run_options(ctx, options["config_file"], "benchmark")
+    opts = r.run_options(ctx, options["config_file"], "benchmark")
     use_threads(opts["threads"])
-    config = o.benchmark_config(opts)
+    config = r.benchmark_config(opts)
     out_dir = Path(opts["out"])
     out_dir.mkdir(parents=True, exist_ok=True)
     with steps() as (step, tick):
@@ -88,7 +88,10 @@ def benchmark(
     written = write_run(result, config, out_dir, anndata=bool(opts["anndata"]))
     if opts["save_model_dir"] is not None and result.fitted is not None:
         written.append(save_model(result.fitted, opts["save_model_dir"], overwrite=True))
-    print_metrics(summary_table(result.metrics), "test-split metrics")
+    print_metrics(summary_table(result.metrics), "test-split metrics (among the benchmark's asked pairs)")
+    genome = summary_table(result.metrics[result.metrics["task"] == "de"], GENOME_METRICS)
+    if not genome.empty:
+        print_metrics(genome, "over the genome (test perturbations whose DE lists are whole)")
     for line in [*missing_metrics(result.metrics), *result.warnings]:
         note(line)
     for method, st in result.llm_stats.items():

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from coreperturb.cli import _options as o
+from coreperturb.cli import _run_options as r
 from coreperturb.cli._app import command, use_threads
 
 
 @command()
-@o.with_run_options
+@r.with_run_options
 def fit(
     *,
     ctx: typer.Context,
@@ -55,9 +56,9 @@ def fit(
     from coreperturb._api import data_tasks, fit_to_directory
     from coreperturb.cli._render import note, say, steps
 
-    opts = o.run_options(ctx, options["config_file"], "fit")
+    opts = r.run_options(ctx, options["config_file"], "fit")
     use_threads(opts["threads"])
-    config = o.benchmark_config(opts)
+    config = r.benchmark_config(opts)
     if opts.get("tasks") is None:
         config = config.replace(tasks=data_tasks(config))
     with steps() as (step, tick):

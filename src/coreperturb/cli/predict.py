@@ -109,7 +109,7 @@ def predict(
     from coreperturb._api import predict_to_file
     from coreperturb._config import split_names
     from coreperturb._model_files import load_model
-    from coreperturb.cli._render import bar, say, short_list_note
+    from coreperturb.cli._render import after_predict, bar, say
     from coreperturb.stages import Ranking
 
     imports_done()
@@ -145,6 +145,4 @@ def predict(
         f"wrote {rep.rows} rows to {rep.path} ({rep.pairs} pairs x {len(rep.methods)} method(s) in "
         f"{rep.seconds:.1f}s, {rep.pairs * len(rep.methods) / max(rep.seconds, 1e-9):,.0f} pairs/s)"
     )
-    short = rep.short_lists()
-    if short and rep.ranking is not None and rep.listed is not None:
-        say(short_list_note(short, len(rep.listed), rep.ranking))
+    after_predict(models, rep, split_names(cell_lines) or models.cell_lines)

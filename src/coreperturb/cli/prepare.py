@@ -32,7 +32,11 @@ def prepare(
     min_abs_lfc: Annotated[float, typer.Option(help="Minimum |log2 fold change|.")] = d.DE_MIN_ABS_LFC,
     min_cells: Annotated[int, typer.Option(help="Skip perturbations with fewer cells.")] = d.DE_MIN_CELLS,
     negatives_per_perturbation: Annotated[
-        int, typer.Option(help="Non-DE genes sampled per perturbation.")
+        int,
+        typer.Option(
+            help="Non-DE genes sampled per perturbation (the table's design: case_control); at least the gene "
+            "count writes every gene (complete). The design is written beside OUT (OUT's stem + '.design.json')."
+        ),
     ] = d.NEGATIVES_PER_PERTURBATION,
     test_fraction: Annotated[
         float, typer.Option(help="Share of perturbations held out (unseen).")
@@ -68,4 +72,6 @@ def prepare(
     for line, rep in reports.items():
         for msg in rep.lines():
             say(f"{line}: {msg}")
-    say(f"wrote {out} ({len(table)} rows) and {out.with_suffix('.de.csv')}")
+    say(
+        f"wrote {out} ({len(table)} rows), {out.with_suffix('.de.csv')} and {out.with_suffix('.design.json')}"
+    )

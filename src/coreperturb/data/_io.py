@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pandas as pd
 
 from coreperturb._deprecation import keyword_options
 from coreperturb._escape import csv_safe
+from coreperturb._files import atomic_write, atomic_write_text
+from coreperturb.data._design import PERTURBQA_CUT_FROM, SamplingDesign, design_file_for, read_design_file
 from coreperturb.data._schema import COLUMNS, QueryTable, validate_frame
 from coreperturb.errors import DataValidationError
 
@@ -135,7 +138,10 @@ def load_perturbqa(
                 )
             frames.append(read_perturbqa_file(path, line, task))
     frame = pd.concat(frames, ignore_index=True)
-    return QueryTable(frame, str(data_dir))
+    # PerturbQA's design (every listed DE gene, a sample of the others, lists cut at about 20) unless the
+    # directory states its own (the synthetic benchmark's is uniform)
+    design = read_design_file(data_dir) or SamplingDesign("case_control", PERTURBQA_CUT_FROM, "recorded")
+    return QueryTable(frame, str(data_dir), design=design)
 
 
 @keyword_options
@@ -167,15 +173,23 @@ def read_query_table(
             f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
             f"found {list(map(str, df.columns))}"
         )
-    return QueryTable(validate_frame(df, str(path), require_test=not for_fit), str(path), not for_fit)
+    return QueryTable(
+        validate_frame(df, str(path), require_test=not for_fit),
+        str(path),
+        not for_fit,
+        read_design_file(path.parent, design_file_for(path)),
+    )
 
 
 def write_query_table(table: QueryTable, path: str | Path) -> None:
-    """Write a query table as CSV or Parquet (by suffix)."""
+    """Write a query table as CSV or Parquet (by suffix), and its sampling design beside it
+    (``NAME.design.json``) where the table knows it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = table.frame.astype({c: str for c in ("cell_line", "task", "split")})
     if path.suffix.lower() in {".parquet", ".pq"}:
-        frame.to_parquet(path, index=False)
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     else:
-        csv_safe(frame).to_csv(path, index=False)
+        atomic_write(path, lambda tmp: csv_safe(frame).to_csv(tmp, index=False))
+    if table.design is not None:  # read back by read_query_table: a fit knows how the pairs were chosen
+        atomic_write_text(design_file_for(path), json.dumps(table.design.to_dict()) + "\n")

@@ -165,13 +165,17 @@ def labels_from_anndata(
     lines = obs[cell_line_key].astype(str).to_numpy() if cell_line_key else np.full(len(pert), cell_line)
     universe = pd.DataFrame({"entrez_gene_id": genes, "symbol": genes})
     tables, reports, des = [], {}, []
+    tables_design = None
     for line in sorted(set(lines.tolist())):
         m = lines == line
         if not (pert[m] == str(control)).any():
-            found = sorted(set(pert[m].tolist()))[:8]
+            values = set(pert[m].tolist())
+            likely = likely_controls(values)
+            hint = f"; did you mean --control {likely[0]!r}?" if likely else ""
+            found = likely + sorted(values - set(likely))[: max(0, 8 - len(likely))]
             raise DataValidationError(
                 f"{source}: no control cells ({perturbation_key} == {control!r}) in cell line {line!r}; "
-                f"values include {found}"
+                f"values include {found}{hint}"
             )
         de, skipped = de_table(expr[m], genes, pert[m], str(control), params)
         des.append(de.assign(cell_line=line))
@@ -191,9 +195,10 @@ def labels_from_anndata(
             perturbations=perts,
         )
         tables.append(table.frame)
+        tables_design = table.design
         reports[line] = rep
     return (
-        QueryTable(pd.concat(tables, ignore_index=True), source),
+        QueryTable(pd.concat(tables, ignore_index=True), source, design=tables_design),
         reports,
         pd.concat(des, ignore_index=True),
     )
@@ -216,6 +221,34 @@ def read_h5ad(path: Path) -> Any:
         return ad.read_h5ad(path)
     except (OSError, ValueError, KeyError) as exc:
         raise CorePerturbError(f"{path}: cannot be read as AnnData (.h5ad): {exc}") from None
+
+
+CONTROL_WORDS = (
+    "non-targeting",
+    "nontargeting",
+    "non_targeting",
+    "control",
+    "ctrl",
+    "safe",
+    "scramble",
+    "nt",
+)
+"""Words that mark control guides in a perturbation column (for the hint of a wrong ``--control``)."""
+
+
+def likely_controls(values: set[str]) -> list[str]:
+    """Values of a perturbation column that look like controls, most cells' wording first (``non-targeting``
+    before ``control``), at most three."""
+
+    def rank(v: str) -> int:
+        low = v.lower()
+        for i, w in enumerate(CONTROL_WORDS):
+            if low == w or (len(w) > 2 and w in low):
+                return i
+        return len(CONTROL_WORDS)
+
+    hits = sorted((v for v in values if rank(v) < len(CONTROL_WORDS)), key=lambda v: (rank(v), v))
+    return hits[:3]
 
 
 __all__ = ["DEParams", "de_table", "labels_from_anndata", "log_normalise", "read_h5ad"]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from coreperturb._defaults import TASKS
+from coreperturb.data._design import SamplingDesign
 from coreperturb.errors import DataValidationError
 
 COLUMNS: tuple[str, ...] = ("cell_line", "perturbation", "gene", "task", "label", "split")
@@ -133,11 +134,14 @@ class QueryTable:
         frame: The validated frame. Treat it as read-only.
         source: Where the rows came from (file name or ``"synthetic"``), for messages.
         require_test: Whether every (cell line, task) must have test rows (see :func:`validate_frame`).
+        design: How the table's pairs were chosen, where the loader knows it (``None``: estimated at fit
+            time; see :mod:`coreperturb.data._design`).
     """
 
     frame: pd.DataFrame
     source: str = "<table>"
     require_test: bool = True
+    design: SamplingDesign | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -164,7 +168,7 @@ class QueryTable:
             m &= (self.frame["cell_line"] == cell_line).to_numpy()
         if task is not None:
             m &= (self.frame["task"] == task).to_numpy()
-        return QueryTable(self.frame.loc[m], self.source, self.require_test)
+        return QueryTable(self.frame.loc[m], self.source, self.require_test, self.design)
 
     def split(self, name: str) -> pd.DataFrame:
         """Rows of the ``train`` or ``test`` split (a copy)."""

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from coreperturb import _defaults as d
+from coreperturb.data._design import SamplingDesign
 from coreperturb.data._schema import QueryTable
 from coreperturb.errors import DataValidationError
 
@@ -114,7 +115,8 @@ def signatures_to_queries(
         universe: The measured gene universe (gene ids and, optionally, symbols).
         cell_line: Value of the ``cell_line`` column.
         negatives_per_perturbation: Non-significant genes sampled per perturbation as negatives
-            (fewer if the universe is smaller).
+            (fewer if the universe is smaller; at least the universe's size: every gene, and the table's
+            design is ``complete``, else ``case_control``).
         test_fraction: Share of perturbations held out as unseen test perturbations.
         seed: Seed of the negative sampling and the split.
         tasks: ``de`` and/or ``dir``.
@@ -211,7 +213,10 @@ def signatures_to_queries(
     # two ids with one symbol would make duplicate pairs: keep the first, count the rest
     sym_dup = out.duplicated(["task", "perturbation", "gene"]).to_numpy()
     out = out.loc[~sym_dup].sort_values(["task", "perturbation", "gene"], kind="stable")
-    table = QueryTable(out.drop(columns=["gene_id"]), source)
+    # every significant gene listed, a seeded sample of the others, or all of them: recorded, not guessed
+    whole = negatives_per_perturbation >= len(all_ids)
+    design = SamplingDesign("complete" if whole else "case_control", None, "recorded")
+    table = QueryTable(out.drop(columns=["gene_id"]), source, design=design)
     de = table.frame[table.frame["task"] == "de"] if "de" in tasks else table.frame
     report = SignatureReport(
         n_rows=len(sig),

@@ -11,6 +11,7 @@ Files are written in the same formats as the real data so the same loaders are e
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from coreperturb._deprecation import keyword_options
+from coreperturb.data._design import DESIGN_FILE
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,8 @@ def write_synthetic(
         de, dr = simulate(genes, module, seed * 1000 + k + 1)
         de.to_csv(data_dir / f"{line}-de.csv", index=False)
         dr.to_csv(data_dir / f"{line}-dir.csv", index=False)
+    # each perturbation is asked about a random sample of genes whatever their labels: rates are the genome's
+    (data_dir / DESIGN_FILE).write_text(json.dumps({"kind": "uniform"}) + "\n")
     de, dr = simulate(np.array(drugs), drug_module, seed * 1000 + 999)
     de.to_csv(data_dir / "drugs-de.csv", index=False)
     dr.to_csv(data_dir / "drugs-dir.csv", index=False)

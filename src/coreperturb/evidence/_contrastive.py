@@ -75,15 +75,13 @@ def readable_paths(
 
     ``lead`` (one relation per related perturbation, e.g. its strongest) puts that relation's best link
     first, so that the first link always shows the relation the table names."""
-    cands: list[list[tuple[str, str, str, float]]] = []
+    cands: list[list[tuple[str, str, str, float]]] = [[] for _ in related]
     counts: Counter[tuple[str, str]] = Counter()
-    for q in related:
-        found = []
-        for r in kg.relation_names:
-            for fid, label, contrib in kg.shared_features(p, q, r, top=pool):
-                found.append((r, fid, label, contrib))
+    for r in kg.relation_names:  # one embedding per relation of p and every related perturbation
+        for k, shared in enumerate(kg.shared_features_many(p, related, r, top=pool)):
+            cands[k].extend((r, fid, label, contrib) for fid, label, contrib in shared)
+    for found in cands:
         counts.update({(r, fid) for r, fid, _, _ in found})  # each related perturbation counts a feature once
-        cands.append(found)
     out = []
     for k, found in enumerate(cands):
         ranked = sorted(
@@ -147,10 +145,12 @@ class ContrastiveEvidence:
             }
         )
 
+    @keyword_options
     def for_query(
         self,
         i: int,
         kg: KnowledgeGraph | None = None,
+        *,
         sims: SimilarityBundle | None = None,
         top: int = 10,
         paths: int = 2,

@@ -277,6 +277,37 @@ class KnowledgeGraph:
             for j in order
         ]
 
+    def shared_features_many(
+        self, a: str, others: Sequence[str], relation: str, top: int = 3
+    ) -> list[list[tuple[str, str, float]]]:
+        """:meth:`shared_features` of ``a`` with each of ``others`` (the same lists, in order), from one
+        embedding of them all."""
+        rel = self.relations[relation]
+        if not others:
+            return []
+        if rel.kind == "structure":
+            ts = self.similarity([a], list(others), relation)[0]
+            return [
+                [("tanimoto", f"structural similarity (Tanimoto {float(t):.2f})", float(t))] if t > 0 else []
+                for t in ts
+            ]
+        emb = self.embed([a, *others], relation).tocsr()
+        prod = emb[1:].multiply(emb[0]).tocsr()
+        out = []
+        for i in range(len(others)):
+            lo, hi = prod.indptr[i], prod.indptr[i + 1]
+            data, idx = prod.data[lo:hi], prod.indices[lo:hi]
+            keep = data != 0
+            data, idx = data[keep], idx[keep]
+            order = np.argsort(-data, kind="stable")[:top]
+            out.append(
+                [
+                    (str(rel.feature_ids[idx[j]]), str(rel.feature_labels[idx[j]]), float(data[j]))
+                    for j in order
+                ]
+            )
+        return out
+
     def summary(self) -> pd.DataFrame:
         """One row per relation: name, kind, genes covered, features, non-zeros."""
         rows = []
@@ -299,8 +330,8 @@ def relation_from_pairs(
     kind: str,
     genes: pd.Index,
     gene_col: Iterable[str],
-    feature_col: Iterable[str],
     *,
+    feature_col: Iterable[str],
     labels: Mapping[str, str] | None = None,
     hub_cap: float | None = None,
     n_universe: int | None = None,

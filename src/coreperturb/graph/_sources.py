@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -524,9 +525,8 @@ def build_kg(
             if rname in relations:
                 raise KnowledgeGraphError(f"two KG sources define relation {rname!r}")
             cap = None if kind == "network" else hub_cap
-            relations[rname] = relation_from_pairs(
-                rname, kind, genes_index, genes, feats, labels=labels, hub_cap=cap, n_universe=n_sources
-            )
+            build = partial(relation_from_pairs, labels=labels, hub_cap=cap, n_universe=n_sources)
+            relations[rname] = build(rname, kind, genes_index, genes, feature_col=feats)
         targets.update(out.targets)
         disp.update(out.names)
     if structures:

@@ -20,6 +20,12 @@ nonconformity is at most ``q``. The calls:
 
 Calibration rows are training perturbations that the scoring model never saw (:func:`calibration_split`):
 ``fit`` fits a copy of each method on the other training perturbations and scores these.
+
+**Over the genome.** Where the table asks each perturbation about a sample of its not-DE genes, its
+calibration rows are not the pairs a user asks about. Each row then carries a weight (1 for a DE row, ``1 /
+s_p`` for an asked not-DE row: the genome pairs it stands for), and ``q`` is the weighted quantile with the new
+row's mass (the largest weight of the category) at infinity: weighted split conformal (Tibshirani et al. 2019)
+under the known sampling of the rows, so that the guarantee holds over the readout genes, not the table.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ class MondrianConformal:
     bin_scores: tuple[np.ndarray, ...]
     genes: tuple[str, ...] = ()
     gene_scores: tuple[np.ndarray, ...] = ()
+    bin_weights: tuple[np.ndarray, ...] = ()
+    gene_weights: tuple[np.ndarray, ...] = ()
 
     @classmethod
     def fit(
@@ -67,27 +75,56 @@ class MondrianConformal:
         *,
         n_bins: int = N_PRIOR_BINS,
         min_gene_rows: int = MIN_GENE_ROWS,
+        weights: np.ndarray | None = None,
     ) -> MondrianConformal:
-        """From calibration rows: each row's P(positive), true label, gene prior and gene."""
+        """From calibration rows: each row's P(positive), true label, gene prior and gene; ``weights``: each
+        row's sampling weight (rows of weight 0 are left out; ``None``: every row counts once)."""
         p = np.asarray(scores, dtype=np.float64)
         y = np.asarray(labels, dtype=np.int64)
         pr = np.asarray(prior, dtype=np.float64)
         g = np.asarray(genes).astype(str)
         ok = np.isfinite(p) & np.isfinite(pr)
+        w = None if weights is None else np.asarray(weights, dtype=np.float64)
+        if w is not None:
+            ok &= np.isfinite(w) & (w > 0)
+            w = w[ok]
         p, y, pr, g = p[ok], y[ok], pr[ok], g[ok]
         nonconf = np.where(y == 1, 1.0 - p, p)
         edges = np.unique(np.quantile(pr, np.linspace(0, 1, n_bins + 1)[1:-1])) if len(pr) else np.zeros(0)
         b = np.searchsorted(edges, pr, side="right")
-        bin_scores = tuple(np.sort(nonconf[b == i]) for i in range(len(edges) + 1))
         counts = pd.Series(g).value_counts()
         own = sorted(str(x) for x in counts.index[counts.to_numpy() >= min_gene_rows])
-        gene_scores = tuple(np.sort(nonconf[g == x]) for x in own)
-        return cls(edges, bin_scores, tuple(own), gene_scores)
+        masks = [b == i for i in range(len(edges) + 1)]
+        gmasks = [g == x for x in own]
+        if w is None:
+            return cls(
+                edges,
+                tuple(np.sort(nonconf[m]) for m in masks),
+                tuple(own),
+                tuple(np.sort(nonconf[m]) for m in gmasks),
+            )
+        sorted_bins = [np.argsort(nonconf[m], kind="stable") for m in masks]
+        sorted_genes = [np.argsort(nonconf[m], kind="stable") for m in gmasks]
+        return cls(
+            edges,
+            tuple(nonconf[m][o] for m, o in zip(masks, sorted_bins, strict=True)),
+            tuple(own),
+            tuple(nonconf[m][o] for m, o in zip(gmasks, sorted_genes, strict=True)),
+            tuple(w[m][o] for m, o in zip(masks, sorted_bins, strict=True)),
+            tuple(w[m][o] for m, o in zip(gmasks, sorted_genes, strict=True)),
+        )
 
     @staticmethod
-    def quantile(sorted_scores: np.ndarray, confidence: float) -> float:
-        """The conformal threshold of one category: the ``ceil((n + 1) * confidence)``-th smallest score."""
+    def quantile(sorted_scores: np.ndarray, confidence: float, weights: np.ndarray | None = None) -> float:
+        """The conformal threshold of one category: the ``ceil((n + 1) * confidence)``-th smallest score;
+        with ``weights`` (aligned with the sorted scores), the smallest score whose cumulative weight reaches
+        ``confidence`` of the total plus the new row's (the category's largest weight)."""
         n = len(sorted_scores)
+        if weights is not None and n:
+            cum = np.cumsum(weights)
+            need = confidence * (cum[-1] + float(weights.max()))
+            at = int(np.searchsorted(cum, need, side="left"))
+            return 1.0 if at >= n else float(sorted_scores[at])
         rank = int(np.ceil((n + 1) * confidence))
         return 1.0 if rank > n or n == 0 else float(sorted_scores[rank - 1])
 
@@ -98,10 +135,15 @@ class MondrianConformal:
         if not 0 < confidence < 1:
             raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
         pr = np.asarray(prior, dtype=np.float64)
-        q_bin = np.array([self.quantile(s, confidence) for s in self.bin_scores])
+        bw = self.bin_weights or (None,) * len(self.bin_scores)
+        q_bin = np.array([self.quantile(s, confidence, w) for s, w in zip(self.bin_scores, bw, strict=True)])
         q = q_bin[np.searchsorted(self.edges, np.nan_to_num(pr, nan=0.0), side="right")]
         if self.genes:
-            q_gene = pd.Series([self.quantile(s, confidence) for s in self.gene_scores], index=self.genes)
+            gw = self.gene_weights or (None,) * len(self.gene_scores)
+            q_gene = pd.Series(
+                [self.quantile(s, confidence, w) for s, w in zip(self.gene_scores, gw, strict=True)],
+                index=self.genes,
+            )
             own = pd.Index(np.asarray(genes).astype(str)).map(q_gene).to_numpy(dtype=np.float64)
             q = np.where(np.isfinite(own), own, q)
         return np.where(np.isfinite(pr), q, np.nan)

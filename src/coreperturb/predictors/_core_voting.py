@@ -363,6 +363,13 @@ class CoreVoting(Predictor):
         """
         return self._score(*self._matrix(queries.reset_index(drop=True), self.prepared_pool()))
 
+    def predict_with_features(self, queries: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+        """:meth:`predict_with_evidence` and the model features of each query (:meth:`features`), from one
+        retrieval (what ``explain`` shows)."""
+        names, x, counts = self._matrix(queries.reset_index(drop=True), self.prepared_pool())
+        p, counts = self._score(names, x.copy(order="F"), counts)
+        return p, counts, pd.DataFrame(x, columns=names)
+
     def predict_grid(
         self, perturbations: Sequence[str], genes: Sequence[str]
     ) -> tuple[np.ndarray, pd.DataFrame]:

@@ -27,7 +27,7 @@ from coreperturb.errors import CorePerturbError
 from coreperturb.stages import GRID_COLUMNS, GridPlan
 
 SUFFIXES = (".parquet", ".csv", ".h5ad")
-LAYERS = ("p_de", "p_up", "p_prior", "excess", "effect", "p_de_up", "p_de_down", "effect_up", "effect_down")
+LAYERS = tuple(c for c in GRID_COLUMNS if c.startswith(("p_", "excess", "effect")))
 """The float32 layers of an ``.h5ad`` prediction file (perturbations × genes)."""
 
 
@@ -49,6 +49,8 @@ def _schema() -> Any:
             ("p_de_down", pa.float64()),
             ("effect_up", pa.float64()),
             ("effect_down", pa.float64()),
+            ("excess_up", pa.float64()),
+            ("excess_down", pa.float64()),
             ("n_pos_evidence", pa.int32()),
             ("n_neg_evidence", pa.int32()),
             ("kg_coverage", pa.float32()),

@@ -54,10 +54,13 @@ td:first-child, th:first-child { text-align: left; } .meta, .note { color: #555;
 """
 
 NOTE = (
+    "p_de and p_prior are the chance over the line's readout genes (the genome scale; `coreperturb predict` "
+    "says so, or that an older model keeps its table's scale). "
     "excess = p_de − p_prior: how much more likely the gene is DE under this perturbation than under a usual "
     "one (p_prior: the gene's training DE rate, what gene frequency alone predicts). Lists hold only genes with "
-    "excess ≥ {floor} (below it, genes responded no more often than their priors on held-out training "
-    "perturbations), so a list may be short: the rest would be guesses. call: DE / not DE / uncertain at the "
+    "excess ≥ {floor} and positive evidence (below it, genes did not respond reliably more often than their "
+    "priors on held-out training perturbations), so a list may be short: the rest would be guesses. "
+    "call: DE / not DE / uncertain at the "
     "model's confidence (conformal; the true answer lies in the call with that probability per prior decile). "
     "Lists ranked by p_de are mostly genes that respond to any perturbation, so each perturbation's specific "
     "responders stand beside the genes gene frequency would list. n+ / n−: related training perturbations that "
@@ -100,7 +103,24 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     out["flag"] = out["flag"].fillna("").astype(str) if "flag" in out.columns else ""
     if "excess" not in out.columns:  # files of earlier releases
         out["excess"] = out["p_de"] - out["p_prior"]
+    # a table a user wrote with the core columns only: what it does not say is absent, not an error
+    for col, empty in OPTIONAL_COLUMNS.items():
+        if col not in out.columns:
+            out[col] = [empty] * len(out)
+    if "effect" not in out.columns:
+        out["effect"] = np.nan
     return out
+
+
+OPTIONAL_COLUMNS: dict[str, float | bool | str] = {
+    "n_pos_evidence": np.nan,
+    "n_neg_evidence": np.nan,
+    "on_target": False,
+    "call": "",
+    "call_dir": "",
+    "kg_coverage": np.nan,
+}
+"""Columns of ``coreperturb predict`` a report can do without (filled as unknown)."""
 
 
 def _fmt_table(df: pd.DataFrame) -> str:
@@ -123,7 +143,7 @@ def _markdown(df: pd.DataFrame) -> str:
     return markdown_table(fmt)
 
 
-_KEY = {"excess": "excess", "effect": "effect", "up": "effect_up", "down": "effect_down"}
+_KEY = {"excess": "excess", "effect": "effect", "up": "excess_up", "down": "excess_down"}
 
 
 def _ranked(d: pd.DataFrame, rank_by: str, top: int, first: str) -> pd.DataFrame:
@@ -131,14 +151,14 @@ def _ranked(d: pd.DataFrame, rank_by: str, top: int, first: str) -> pd.DataFrame
     :func:`coreperturb.stages.rank_key` (rows without a key left out)."""
     from coreperturb.stages._ranking import MIN_EXCESS, passes_floor, rank_key
 
-    key = _KEY[rank_by]
+    key = _KEY[rank_by] if _KEY[rank_by] in d.columns else f"effect_{rank_by}"  # files of earlier releases
     cols = [first, key, "p_de", "p_prior", "n_pos_evidence", "n_neg_evidence"]
     if key != "excess":
         cols.insert(2, "excess")
     if rank_by in ("up", "down"):
         cols.insert(3, "p_up")
     cols += [c for c in ("call", "call_dir") if c in d.columns and d[c].astype(str).ne("").any()]
-    d = d.loc[passes_floor(d, MIN_EXCESS)]
+    d = d.loc[passes_floor(d, MIN_EXCESS, rank_by=rank_by if key.startswith("excess") else "excess")]
     k = rank_key(d, rank_by)
     sub = d.assign(_k=k).dropna(subset=["_k"]).sort_values("_k", ascending=False, kind="stable").head(top)
     return sub[cols].rename(columns={"n_pos_evidence": "n+", "n_neg_evidence": "n−"})
@@ -170,8 +190,8 @@ def _heatmap(d: pd.DataFrame, perts: list[str], top: int) -> str:
     values = wide.to_numpy(dtype=float)
     vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(genes) + 2), max(2.5, 0.32 * len(perts) + 1.2)))
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("#d9d9d9")  # grey: the pair is not in the file (a --top file keeps each row's best genes)
+    # grey: the pair is not in the file (a --top file keeps each row's best genes)
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#d9d9d9")
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize=7)
     ax.set_yticks(range(len(perts)), perts, fontsize=7)
@@ -301,8 +321,8 @@ def build_prediction_report(
         tables = []
         if has_dir:
             for rank_by, title in (
-                ("up", "specific, up (by effect_up, p_up ≥ 0.5)"),
-                ("down", "specific, down (by effect_down, p_up < 0.5)"),
+                ("up", "specific, up (by excess_up, p_up ≥ 0.5)"),
+                ("down", "specific, down (by excess_down, p_up < 0.5)"),
             ):
                 listed = _responders(d, rank_by, top)
                 tables.append(

@@ -24,7 +24,18 @@ SUMMARY_METRICS: tuple[str, ...] = (
 )
 """The columns of the benchmark summary: PerturbQA's key metric first, then pooled, calibration, the
 ranking metrics of the way users read results (specificity as excess DE over the prior) and the conformal
-calls' coverage and abstention."""
+calls' coverage and abstention, all among the benchmark's asked pairs (the table's scale)."""
+GENOME_METRICS: tuple[str, ...] = (
+    "genome_observed_de",
+    "genome_expected_de",
+    "genome_de_ratio",
+    "genome_prior_ratio",
+    "genome_coverage",
+    "genome_de_calls",
+    "genome_de_call_precision",
+)
+"""The columns of the second summary: what P(DE), the priors and the DE calls mean over the genome
+(whole-list test perturbations, :mod:`coreperturb.evaluation._genome`)."""
 
 
 def summary_table(metrics: pd.DataFrame, names: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
@@ -63,4 +74,4 @@ def missing_metrics(metrics: pd.DataFrame, names: Sequence[str] = SUMMARY_METRIC
     return out
 
 
-__all__ = ["SUMMARY_METRICS", "missing_metrics", "summary_table"]
+__all__ = ["GENOME_METRICS", "SUMMARY_METRICS", "missing_metrics", "summary_table"]

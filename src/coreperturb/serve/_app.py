@@ -214,7 +214,7 @@ def create_app(
         format: str = fmt_q,
     ) -> Any:
         """The genes one perturbation changes, most specific first (``rank_by=excess``: p_de − p_prior), only
-        those above the floor (``p_de − p_prior >= 0.03``): a list may be shorter than ``top``."""
+        those above the floor (:data:`coreperturb.stages.MIN_EXCESS`): a list may be shorter than ``top``."""
         return answer(
             lambda: ranking_json(
                 service.perturbation(_check_name(name, "name"), top, rank_by, cell_line), "gene", format
@@ -307,7 +307,7 @@ def create_app(
                     ("down", "down", "specific responders, down"),
                 ):
                     r = service.perturbation(name, top, rank_by, line)
-                    c = [*cols[:1], f"effect_{rank_by}", "p_up", *cols[1:5], "call_dir", *cols[5:]]
+                    c = [*cols[:1], RANK_BY[rank_by], "p_up", *cols[1:5], "call_dir", *cols[5:]]
                     tables.append(
                         {
                             "title": title + short_note(len(r.rows), top),
@@ -373,7 +373,8 @@ def create_app(
             for rank_by, cls, title in modes:
                 r = service.gene(name, top, rank_by, line)
                 key = RANK_BY[rank_by]
-                c = [pair_cols[0], key, *(["p_up"] if rank_by != "excess" else []), *pair_cols[1:]]
+                direction = ["p_up", "call_dir"] if rank_by != "excess" else []
+                c = [pair_cols[0], key, *direction[:1], *pair_cols[1:5], *direction[1:], *pair_cols[5:]]
                 c = list(dict.fromkeys(c))
                 tables.append(
                     {

@@ -70,11 +70,13 @@ _HOME = """{% extends "base" %}{% block body %}
 <h1>What would a perturbation do?</h1>
 <p>Type a gene (a CRISPRi knockdown) or a drug above. A perturbation's page lists the genes it changes
 <b>specifically</b>, ranked by <i>excess</i> (p_de − prior): how much more likely a gene is DE under it than the
-gene usually is (its prior, what gene frequency alone predicts). Only genes with an excess of at least 0.03 are
-listed, so a list may be short: the rest would be guesses. Each row's <i>call</i> (DE, not DE or uncertain) holds the
+gene usually is (its prior, what gene frequency alone predicts). Only genes with an excess of at least {{ health.floor }} (over
+the genome) and some positive evidence are listed, so a list may be short: the rest would be guesses. Each row's <i>call</i> (DE, not DE or uncertain) holds the
 true answer with 90% probability. A gene's page lists the perturbations that raise or lower it.</p>
 <p class="note">Model: {{ health.method }} on {{ health.cell_lines|join(", ") }} ({{ health.readout_genes }} readout genes,
-{{ health.known_perturbations }} perturbations known to the model and its KG). JSON API: schema at <a href="/openapi.json">/openapi.json</a>.</p>
+{{ health.known_perturbations }} perturbations known to the model and its KG). P(DE) and priors are the chance over
+the line's readout genes{% for l, sc in health.scale.items() %}{% if sc != "genome" %} (not for {{ l }}: the rate among its table's asked pairs){% endif %}{% endfor %};
+sampling design: {{ health.design }}. JSON API: schema at <a href="/openapi.json">/openapi.json</a>.</p>
 {% if examples %}<p>Try: {% for e in examples %}<a href="/perturbation/{{ e|urlencode }}">{{ e }}</a>{% if not loop.last %}, {% endif %}{% endfor %}</p>{% endif %}
 {% endblock %}"""
 

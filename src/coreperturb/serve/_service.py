@@ -232,6 +232,7 @@ class PredictionService:
         top: int = TOP,
         rank_by: str = DEFAULT_RANK_BY,
         cell_line: str | None = None,
+        *,
         min_excess: float | None = MIN_EXCESS,
     ) -> Ranked:
         """The ``top`` genes of one perturbation, ranked by ``rank_by``, among those above the floor
@@ -261,6 +262,7 @@ class PredictionService:
         top: int = TOP,
         rank_by: str = "down",
         cell_line: str | None = None,
+        *,
         min_excess: float | None = MIN_EXCESS,
     ) -> Ranked:
         """The ``top`` candidate perturbations that move one gene most, ranked by ``rank_by``, among those
@@ -466,6 +468,9 @@ class PredictionService:
             "readout_genes": len(self._genes),
             "known_perturbations": len(self._known),
             "predictions_file": self.predictions is not None,
+            "floor": MIN_EXCESS,
+            "scale": {line: self.models.scale_name(line) for line in self.cell_lines},
+            "design": self.models.design.describe() if self.models.design is not None else "not recorded",
         }
 
 

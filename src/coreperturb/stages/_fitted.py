@@ -11,17 +11,22 @@ import numpy as np
 import pandas as pd
 
 from coreperturb._config import FitConfig
+from coreperturb.data._design import SamplingDesign, perturbation_design, row_weights, summarise
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._conformal import DEFAULT_CONFIDENCE, MondrianConformal
+from coreperturb.predictors._scale import MIN_SCALE_PERTURBATIONS, ScaleMap
 
 _CACHE_LOCK = threading.RLock()
 
 TRAIN_COLUMNS: tuple[str, ...] = ("cell_line", "task", "perturbation", "gene", "label")
 """Columns of the training rows a fitted model keeps (its evidence pool)."""
 CALIBRATION_COLUMNS: tuple[str, ...] = ("cell_line", "task", "method", "gene", "label", "score", "p_prior")
-"""Columns of the conformal calibration rows (:func:`coreperturb.stages._fitting.calibration_rows`)."""
+"""Columns of the conformal calibration rows (:func:`coreperturb.stages._fitting.calibration_rows`); they
+also carry ``perturbation`` (:data:`CALIBRATION_EXTRA`) since the genome scale weights rows by it."""
+CALIBRATION_EXTRA: tuple[str, ...] = ("perturbation",)
+"""Calibration columns that models of earlier releases lack (without them: no genome scale)."""
 
 
 def context_rows(rows: pd.DataFrame, cell_line: str, task: str) -> pd.DataFrame:
@@ -49,6 +54,8 @@ class FittedModels:
         calibration: Conformal calibration rows (:data:`CALIBRATION_COLUMNS`) of every method that asks no
             LLM; ``None`` for models of earlier releases (no calls).
         confidence: Confidence of the calls (:mod:`coreperturb.predictors._conformal`), default 0.9.
+        design: How the training table's pairs were chosen (:class:`SamplingDesign`); ``None`` for models of
+            earlier releases (their numbers stay on the table's scale).
     """
 
     kg: KnowledgeGraph
@@ -60,6 +67,7 @@ class FittedModels:
     warnings: tuple[str, ...] = ()
     calibration: pd.DataFrame | None = None
     confidence: float = DEFAULT_CONFIDENCE
+    design: SamplingDesign | None = None
 
     @property
     def cell_lines(self) -> list[str]:
@@ -146,6 +154,16 @@ class FittedModels:
             ]
             if rows.empty:
                 return None
+            if task == "de" and self.genome_scaled(cell_line):
+                scale, prior_scale = self.scale(cell_line, method), self.prior_scale(cell_line)
+                assert scale is not None and prior_scale is not None
+                return MondrianConformal.fit(
+                    scale(rows["score"].to_numpy()),
+                    rows["label"].to_numpy(),
+                    prior_scale(rows["p_prior"].to_numpy()),
+                    rows["gene"].to_numpy(),
+                    weights=self.calibration_weights(cell_line, rows),
+                )
             return MondrianConformal.fit(
                 rows["score"].to_numpy(),
                 rows["label"].to_numpy(),
@@ -170,6 +188,73 @@ class FittedModels:
         if conf is None:
             return np.full(len(scores), "", dtype=object)
         return conf.calls(scores, prior, genes, task, self.confidence)
+
+    def genome_scaled(self, cell_line: str) -> bool:
+        """Whether this line's DE probabilities, priors and calls are corrected to the genome scale: the
+        design samples not-DE pairs (``case_control``) and the calibration rows name their perturbations."""
+        cal = self.calibration
+        return (
+            self.design is not None
+            and self.design.corrects
+            and cal is not None
+            and "perturbation" in cal.columns
+            and bool(((cal["cell_line"] == cell_line) & (cal["task"] == "de")).any())
+        )
+
+    def scale_name(self, cell_line: str) -> str:
+        """``genome`` or ``table`` (the training table's sample: models of earlier releases); one word for
+        every output that says which scale its numbers are on."""
+        if self.design is None:
+            return "table"
+        return "genome" if not self.design.corrects or self.genome_scaled(cell_line) else "table"
+
+    def perturbation_design(self, cell_line: str) -> pd.DataFrame:
+        """Per training perturbation of the line's DE rows: :func:`perturbation_design` (computed once)."""
+        design = self.design or SamplingDesign("uniform", None, "none")
+        return self.cached(
+            f"design/{cell_line}",
+            lambda: perturbation_design(
+                self.training_rows(cell_line, "de"), len(self.readout_genes(cell_line, "de")), design
+            ),
+        )
+
+    def design_summary(self, cell_line: str) -> dict[str, float]:
+        """The line's design in numbers (:func:`coreperturb.data._design.summarise`)."""
+        return summarise(self.perturbation_design(cell_line), len(self.readout_genes(cell_line, "de")))
+
+    def calibration_weights(self, cell_line: str, rows: pd.DataFrame) -> np.ndarray:
+        """Genome weight of calibration (or any labelled DE) rows of the line (:func:`row_weights`)."""
+        return row_weights(
+            rows["perturbation"].to_numpy(), rows["label"].to_numpy(), self.perturbation_design(cell_line)
+        )
+
+    def _fit_scale(self, cell_line: str, key: str, method: str | None) -> ScaleMap | None:
+        if not self.genome_scaled(cell_line):
+            return None
+        cal = self.calibration
+        assert cal is not None
+        rows = cal.loc[(cal["cell_line"] == cell_line) & (cal["task"] == "de")]
+        if method is not None:
+            rows = rows.loc[rows["method"] == method]
+        else:  # the priors: every method's rows share the split and the priors; one method's rows suffice
+            rows = rows.loc[rows["method"] == rows["method"].iloc[0]] if len(rows) else rows
+        design = self.perturbation_design(cell_line)
+        if rows.empty:  # an LLM method has no calibration rows: the prior correction alone
+            return ScaleMap.prior_shift(float(np.median(design["not_de_share"])) if len(design) else 1.0)
+        w = self.calibration_weights(cell_line, rows)
+        share = float(np.median(design["not_de_share"])) if len(design) else 1.0
+        if int((w > 0).sum()) == 0 or rows.loc[w > 0, "perturbation"].nunique() < MIN_SCALE_PERTURBATIONS:
+            return ScaleMap.prior_shift(share)
+        return ScaleMap.fit(rows[key].to_numpy(), rows["label"].to_numpy(), w, share=share)
+
+    def scale(self, cell_line: str, method: str) -> ScaleMap | None:
+        """The map of one method's DE probabilities to the genome scale (``None``: none needed, or none
+        possible; :mod:`coreperturb.predictors._scale`)."""
+        return self.cached(f"scale/{cell_line}/{method}", lambda: self._fit_scale(cell_line, "score", method))
+
+    def prior_scale(self, cell_line: str) -> ScaleMap | None:
+        """The map of the line's gene priors (the gene-frequency score) to the genome scale."""
+        return self.cached(f"prior_scale/{cell_line}", lambda: self._fit_scale(cell_line, "p_prior", None))
 
     def training_rows(self, cell_line: str, task: str) -> pd.DataFrame:
         """Training rows of one unit (their positions are found once)."""

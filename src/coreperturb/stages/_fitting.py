@@ -14,14 +14,21 @@ import pandas as pd
 
 from coreperturb._config import FitConfig
 from coreperturb._deprecation import keyword_options, renamed_options
-from coreperturb._threads import retune
+from coreperturb._threads import ensure_threads, retune
+from coreperturb.data._design import resolve_design
 from coreperturb.data._schema import QueryTable
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import PREDICTORS, Predictor, make_predictor
 from coreperturb.predictors._conformal import calibration_split
 from coreperturb.predictors._effect import gene_prior
-from coreperturb.stages._fitted import CALIBRATION_COLUMNS, TRAIN_COLUMNS, FittedModels, context_rows
+from coreperturb.stages._fitted import (
+    CALIBRATION_COLUMNS,
+    CALIBRATION_EXTRA,
+    TRAIN_COLUMNS,
+    FittedModels,
+    context_rows,
+)
 
 if TYPE_CHECKING:  # the LLM layer loads only where an LLM method is fitted
     from coreperturb._util import Progress
@@ -151,6 +158,7 @@ def fit(
         The fitted models. Transfer methods get the other cell lines' training rows as context.
     """
     config = config or FitConfig()
+    ensure_threads()  # the CLI's thread policy for Python callers too (none of their own: the library's)
     say = on_step or (lambda msg: log.info(msg))
     train = _training_frame(table, all_rows=config.all_rows)
     source = f"{table.source}: " if isinstance(table, QueryTable) and table.source else ""
@@ -198,7 +206,16 @@ def fit(
                 )
             timings[f"{line}/{task}/{method}"] = time.perf_counter() - t
     cal = pd.concat(calibration, ignore_index=True) if calibration else None
-    return FittedModels(kg, models, train, config, kg_recipe, timings, tuple(notes), calibration=cal)
+    design = resolve_design(
+        config.design,
+        train,
+        hint=table.design if isinstance(table, QueryTable) else None,
+        lists_cut_from=config.lists_cut_from,
+    )
+    say(f"sampling design: {design.describe()} ({design.source})")
+    return FittedModels(
+        kg, models, train, config, kg_recipe, timings, tuple(notes), calibration=cal, design=design
+    )
 
 
 def calibration_rows(
@@ -210,7 +227,7 @@ def calibration_rows(
     hold = calibration_split(rows["perturbation"], seed)
     seen, cal = rows.loc[~hold].reset_index(drop=True), rows.loc[hold].reset_index(drop=True)
     if cal.empty or seen["label"].nunique() < 2:
-        return pd.DataFrame(columns=list(CALIBRATION_COLUMNS[3:]))
+        return pd.DataFrame(columns=[*CALIBRATION_COLUMNS[3:], *CALIBRATION_EXTRA])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the full fit has said what there is to say about the data
@@ -223,13 +240,14 @@ def calibration_rows(
             TooLittleDataWarning,
             stacklevel=2,
         )
-        return pd.DataFrame(columns=list(CALIBRATION_COLUMNS[3:]))
+        return pd.DataFrame(columns=[*CALIBRATION_COLUMNS[3:], *CALIBRATION_EXTRA])
     return pd.DataFrame(
         {
             "gene": cal["gene"].astype(str).to_numpy(),
             "label": cal["label"].to_numpy(dtype=np.int8),
             "score": scored["score"].to_numpy(dtype=np.float64),
             "p_prior": gene_prior(seen, cal["gene"].to_numpy()),
+            "perturbation": cal["perturbation"].astype(str).to_numpy(),
         }
     )
 

@@ -18,18 +18,16 @@ from coreperturb._deprecation import keyword_options
 from coreperturb._profiling import stage
 from coreperturb._threads import SingleThreadedBlas, effective_threads, retune
 from coreperturb._util import positions
-from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._effect import effect_score
 from coreperturb.stages._chunking import MAX_PERTURBATIONS_PER_CHUNK, in_order
 from coreperturb.stages._fitted import FittedModels
+from coreperturb.stages._flags import gene_flags, join_flags, perturbation_flags
 from coreperturb.stages._names import (
     UnknownNameWarning,
     candidate_pool,
-    known_perturbation_set,
     resolve_genes,
     resolve_perturbations,
-    unreachable_perturbations,
 )
 from coreperturb.stages._predicting import OnTarget, evidence_counts, score_columns
 from coreperturb.stages._priors import gene_priors as _gene_priors
@@ -56,6 +54,8 @@ GRID_COLUMNS: tuple[str, ...] = (
     "p_de_down",
     "effect_up",
     "effect_down",
+    "excess_up",
+    "excess_down",
     "n_pos_evidence",
     "n_neg_evidence",
     "kg_coverage",
@@ -65,13 +65,6 @@ GRID_COLUMNS: tuple[str, ...] = (
     "flag",
 )
 """Columns written by ``coreperturb predict`` (one row per cell line, perturbation, gene and method)."""
-
-
-def kg_coverage(kg: KnowledgeGraph, perturbations: Sequence[str]) -> np.ndarray:
-    """Share of the KG's relations in which each perturbation (through its targets) has features."""
-    if not kg.relations:
-        return np.zeros(len(perturbations))
-    return kg.coverage(perturbations).mean(axis=1)
 
 
 @dataclass(frozen=True)
@@ -134,39 +127,6 @@ def grid_plan(
     return GridPlan(tuple(units))
 
 
-def _perturbation_flags(
-    models: FittedModels, cell_line: str, perts: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per perturbation: its flag and its KG coverage."""
-    known = known_perturbation_set(models)
-    trained = models.cached(
-        f"trained/{cell_line}", lambda: set(models.training_perturbations(cell_line, "de").astype(str))
-    )
-    cov = kg_coverage(models.kg, list(perts))
-    out_of_reach = unreachable_perturbations(models, cell_line, [p for p in perts if p not in trained])
-    flags = np.array(
-        [
-            "unknown_perturbation"
-            if p not in known
-            else "training_perturbation"
-            if p in trained
-            else "unreachable"
-            if p in out_of_reach
-            else "no_kg_information"
-            if c == 0
-            else ""
-            for p, c in zip(perts, cov, strict=True)
-        ],
-        dtype=object,
-    )
-    return flags, cov
-
-
-def _gene_flags(models: FittedModels, cell_line: str, genes: Sequence[str]) -> np.ndarray:
-    readouts = models.cached(f"readouts/{cell_line}", lambda: models.readout_genes(cell_line, "de"))
-    return np.where(pd.Index(genes).isin(readouts), "", "unknown_gene").astype(object)
-
-
 def _grid_scores(model: Predictor, perts: Sequence[str], genes: Sequence[str], task: str) -> dict[str, Any]:
     """Scores of every perts × genes pair (perturbation-major) of one unit."""
     return score_columns(model.score_grid(perts, genes, task))
@@ -194,7 +154,7 @@ def _method_frames(
     no_score = unknown_gene if unknown_perturbation is None else unknown_gene | unknown_perturbation
     target = OnTarget.of(models, cell_line, base["perturbation"], base["gene"], ~unknown_gene)
     if target.any:
-        flag = _join_flags(
+        flag = join_flags(
             np.asarray(flag, dtype=object), np.where(target.mask, "on_target", "").astype(object)
         )
     for method in methods:
@@ -221,6 +181,9 @@ def _method_frames(
                 dir_scores = score(dir_model, "dir")
             p_up = np.asarray(dir_scores["score"], dtype=np.float64)
         p_de = np.asarray(de["score"], dtype=np.float64).copy()
+        to_genome = models.scale(cell_line, method)
+        if to_genome is not None:  # the chance over the readout genes, not over the table's asked pairs
+            p_de = to_genome(p_de)
         p_up = p_up.copy()
         target.apply("de", p_de)
         target.apply("dir", p_up)  # the rule knows the direction, with or without a direction model
@@ -249,6 +212,8 @@ def _method_frames(
                 "p_de_down": p_de * (1 - p_up),
                 "effect_up": effect_score(p_de * p_up, prior * up_rate, n_ev),
                 "effect_down": effect_score(p_de * (1 - p_up), prior * (1 - up_rate), n_ev),
+                "excess_up": p_de * p_up - prior * up_rate,
+                "excess_down": p_de * (1 - p_up) - prior * (1 - up_rate),
                 "n_pos_evidence": np.asarray(de["n_pos_evidence"], dtype=np.int32),
                 "n_neg_evidence": np.asarray(de["n_neg_evidence"], dtype=np.int32),
                 "kg_coverage": np.asarray(cov_rows, dtype=np.float32),
@@ -271,9 +236,9 @@ def score_pairs(
         "gene": pairs["gene"].astype(str).to_numpy(dtype=object),
     }
     perts = pd.Index(pd.unique(base["perturbation"]))
-    pflag_p, cov_p = _perturbation_flags(models, cell_line, list(perts))
+    pflag_p, cov_p = perturbation_flags(models, cell_line, list(perts))
     pi = positions(perts, base["perturbation"])
-    flag = _join_flags(pflag_p[pi], _gene_flags(models, cell_line, list(base["gene"])))
+    flag = join_flags(pflag_p[pi], gene_flags(models, cell_line, list(base["gene"])))
     q = pd.DataFrame(base)
     yield from _method_frames(
         models,
@@ -313,7 +278,8 @@ def predict_grid(
         direction model (NaN without one), ``p_prior`` (the gene's training DE rate, the gene-frequency
         score), ``effect`` (shrunk log-odds lift of ``p_de`` over ``p_prior``), ``p_de_up`` / ``p_de_down``
         (P(DE and up / down)), ``effect_up`` / ``effect_down`` (their lifts over the gene's prior for the
-        same event), evidence counts of the DE model, ``kg_coverage`` (share of KG relations that know the
+        same event), ``excess_up`` / ``excess_down`` (``p_de_up - p_prior * up_rate``: how much more likely
+        than usual the gene goes up / down; the rankings and floors of direction lists), evidence counts of the DE model, ``kg_coverage`` (share of KG relations that know the
         perturbation) and ``flag`` (``;``-joined: ``unknown_perturbation``, ``no_kg_information``,
         ``training_perturbation``, ``unknown_gene``; empty when nothing is off).
     """
@@ -440,8 +406,8 @@ def score_chunk(
     ranking = Ranking(top) if isinstance(top, int) else top
     perts = list(dict.fromkeys(map(str, perturbations)))
     genes = list(map(str, genes))
-    pflag, cov = _perturbation_flags(models, cell_line, perts)
-    gflag = _gene_flags(models, cell_line, genes)
+    pflag, cov = perturbation_flags(models, cell_line, perts)
+    gflag = gene_flags(models, cell_line, genes)
     n_p, n_g = len(perts), len(genes)
     base = {
         "cell_line": np.full(n_p * n_g, cell_line, dtype=object),
@@ -451,7 +417,7 @@ def score_chunk(
     # the few distinct (perturbation flag, gene flag) pairs are joined once, then spread by code
     pu, pinv = np.unique(pflag.astype(str), return_inverse=True)
     gu, ginv = np.unique(gflag.astype(str), return_inverse=True)
-    table = _join_flags(np.repeat(pu.astype(object), len(gu)), np.tile(gu.astype(object), len(pu)))
+    table = join_flags(np.repeat(pu.astype(object), len(gu)), np.tile(gu.astype(object), len(pu)))
     flag = table[np.repeat(pinv * len(gu), n_g) + np.tile(ginv, n_p)]
     frames = _method_frames(
         models,
@@ -470,10 +436,3 @@ def score_chunk(
                 out, ranking.top, rank_by=ranking.rank_by, per=ranking.per, min_excess=ranking.min_excess
             )
         yield out
-
-
-def _join_flags(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    both = (a != "") & (b != "")
-    out = np.where(a != "", a, b).astype(object)
-    out[both] = a[both] + ";" + b[both]
-    return out

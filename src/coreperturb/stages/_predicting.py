@@ -15,7 +15,9 @@ from coreperturb._deprecation import keyword_options, renamed_options
 from coreperturb._threads import retune
 from coreperturb.data._genes import modality, on_target_mask
 from coreperturb.errors import CorePerturbError
-from coreperturb.evaluation._metrics import call_metrics, evaluate
+from coreperturb.evaluation._calls import call_metrics
+from coreperturb.evaluation._genome import genome_metrics
+from coreperturb.evaluation._metrics import evaluate
 from coreperturb.evidence._contrastive import retrieve_evidence
 from coreperturb.evidence._pool import ObservationPool
 from coreperturb.graph._kg import KnowledgeGraph
@@ -77,7 +79,8 @@ def on_target_rule(models: FittedModels, cell_line: str) -> tuple[float, float] 
     """``(p_de, p_up)`` of a gene perturbation's own target under the model's modality, or ``None`` (drugs).
 
     The data decide where they exist: with at least :data:`MIN_ON_TARGET_ROWS` self pairs (perturbation ==
-    gene) among the training rows of the DE (direction) task, their Beta(1, 1)-smoothed rate. Otherwise the
+    gene) among the training rows of the DE (direction) task, their Beta(1, 1)-smoothed rate (on the genome
+    scale: each asked not-DE self pair weighted as the design says). Otherwise the
     rule: DE with certainty, ``down`` for CRISPRi and knockout, ``up`` for CRISPRa. (PerturbQA has no self
     pairs: its benchmark leaves them out.)
     """
@@ -91,9 +94,13 @@ def on_target_rule(models: FittedModels, cell_line: str) -> tuple[float, float] 
             if task not in models.tasks:
                 continue
             rows = models.training_rows(cell_line, task)
-            own = rows.loc[rows["perturbation"] == rows["gene"], "label"]
+            own_rows = rows.loc[rows["perturbation"] == rows["gene"]]
+            own = own_rows["label"]
             if len(own) >= MIN_ON_TARGET_ROWS:
-                rate = (float(own.sum()) + 1.0) / (len(own) + 2.0)
+                w = np.ones(len(own))
+                if task == "de" and models.genome_scaled(cell_line):  # asked not-DE self pairs stand for more
+                    w = models.calibration_weights(cell_line, own_rows)
+                rate = (float((w * own.to_numpy()).sum()) + 1.0) / (float(w.sum()) + 2.0)
                 p_de, p_up = (rate, p_up) if task == "de" else (p_de, rate)
         return p_de, p_up
 
@@ -181,9 +188,11 @@ def predict(
 
     Returns:
         One row per (query, method), grouped by (cell line, task) then method, queries in input order
-        within a group: the query columns, ``method``, ``score`` (P(positive); NaN where an LLM call
-        failed), ``p_prior`` (the gene's rate in the unit's training rows: the gene-frequency score; NaN
-        for a gene never observed there), ``effect`` (the shrunk log-odds lift of ``score`` over
+        within a group: the query columns, ``method``, ``score`` (P(positive) on the genome scale where the
+        design allows it, :meth:`FittedModels.scale_name`; NaN where an LLM call failed), ``p_prior`` (the
+        gene's rate in the unit's training rows, the gene-frequency score, on the same scale; NaN for a gene
+        never observed there), ``score_sample`` / ``p_prior_sample`` (the same on the scale of the training
+        table's asked pairs: PerturbQA's official metrics read these), ``effect`` (the shrunk lift of ``score`` over
         ``p_prior``, :func:`coreperturb.predictors._effect.effect_score`), ``n_pos_evidence`` /
         ``n_neg_evidence``, ``from_cache``, ``error``, and for LLM methods
         ``p_yes`` / ``score_method`` (raw answer probability and how it was read) and ``rationale`` (the
@@ -211,14 +220,19 @@ def predict(
         train_rows = models.training_rows(str(line), str(task))
         if counts is None:
             counts = evidence_counts(models.kg, train_rows, unit)
-        prior = gene_prior(train_rows, unit["gene"].to_numpy())
+        prior_sample = gene_prior(train_rows, unit["gene"].to_numpy())
+        prior_scale = models.prior_scale(line) if task == "de" else None
+        prior = prior_scale(prior_sample) if prior_scale is not None else prior_sample
         n_ev = counts["n_pos_evidence"].to_numpy() + counts["n_neg_evidence"].to_numpy()
         target = OnTarget.of(
             models, line, unit["perturbation"].to_numpy(), unit["gene"].to_numpy(), np.isfinite(prior)
         )
         for method, res in scored:
-            score = np.asarray(res["score"], dtype=np.float64).copy()
+            score_sample = np.asarray(res["score"], dtype=np.float64).copy()
+            scale = models.scale(line, method) if task == "de" else None
+            score = scale(score_sample) if scale is not None else score_sample.copy()
             target.apply(task, score)
+            target.apply(task, score_sample)
             call = models.calls(line, task, method, score, prior=prior, genes=unit["gene"].to_numpy())
             target.apply(task, score, call)  # the modality's rule decides, not the evidence
             part = unit.assign(
@@ -227,6 +241,8 @@ def predict(
                 p_prior=prior,
                 excess=score - prior,
                 effect=effect_score(score, prior, n_ev),
+                score_sample=score_sample,
+                p_prior_sample=prior_sample,
                 n_pos_evidence=counts["n_pos_evidence"].to_numpy(),
                 n_neg_evidence=counts["n_neg_evidence"].to_numpy(),
                 from_cache=res["from_cache"],
@@ -262,6 +278,7 @@ def evaluate_predictions(
     n_bootstrap: int = 0,
     seed: int = 0,
     kg: KnowledgeGraph | None = None,
+    models: FittedModels | None = None,
 ) -> pd.DataFrame:
     """Metrics of labelled predictions, per (cell line, task, method).
 
@@ -275,6 +292,12 @@ def evaluate_predictions(
         n_bootstrap: Bootstrap resamples over perturbations for 95% CIs.
         seed: Bootstrap seed.
         kg: If given, also count the test perturbations without KG information.
+        models: The fitted models (their sampling design and readout genes): adds the metrics over the
+            genome (:func:`coreperturb.evaluation._genome.genome_metrics`) of the DE task.
+
+    The table-scale metrics (per-gene AUROC, calibration, excess DE@k, coverage among the asked pairs) read
+    ``score_sample`` / ``p_prior_sample`` where the predictions have them; per-gene AUROC is the same on both
+    scales (the genome map is increasing).
 
     Returns:
         Tidy frame: cell_line, task, method, metric, value, ci_low, ci_high.
@@ -286,9 +309,11 @@ def evaluate_predictions(
     keys = ["cell_line", "task", "method"]
     for key, grp in predictions.groupby(keys, sort=False, observed=True):
         line, task, method = (str(k) for k in key)
-        score = grp["score"].to_numpy(dtype=np.float64)
+        sample_col = "score_sample" if "score_sample" in grp.columns else "score"
+        score = grp[sample_col].to_numpy(dtype=np.float64)
         ok = np.isfinite(score)
         g = grp.loc[ok]
+        prior_col = "p_prior_sample" if "p_prior_sample" in g.columns else "p_prior"
         # ranking metrics read "DE" hits: the direction task (up among DE pairs) has none
         rank_col = RANK_BY[DEFAULT_RANK_BY]
         has_effect = task == "de" and "p_prior" in g.columns and rank_col in g.columns
@@ -300,8 +325,16 @@ def evaluate_predictions(
             threshold=thresholds.get((line, task, method), 0.5),
             n_bootstrap=n_bootstrap,
             seed=seed,
-            prior=g["p_prior"].to_numpy(dtype=np.float64) if has_effect else None,
-            effect=g[rank_col].to_numpy(dtype=np.float64) if has_effect else None,
+            prior=g[prior_col].to_numpy(dtype=np.float64) if has_effect else None,
+            # on the table's scale: the table's ranking (p - prior among the asked pairs), as before the
+            # genome scale; the genome lists' own excess is measured by benchmarks/genome_scale.py
+            effect=(
+                (g[sample_col] - g[prior_col]).to_numpy(dtype=np.float64)
+                if has_effect and DEFAULT_RANK_BY == "excess"
+                else g[rank_col].to_numpy(dtype=np.float64)
+                if has_effect
+                else None
+            ),
         )
         perts = sorted(pd.unique(grp["perturbation"].astype(str)))
         extra = {
@@ -318,6 +351,18 @@ def evaluate_predictions(
             extra.update(
                 call_metrics(
                     g["label"].to_numpy(), g["call"].to_numpy(), g["p_prior"].to_numpy(), CALL_LABELS[task][0]
+                )
+            )
+        if models is not None and task == "de" and models.design is not None and line in models.cell_lines:
+            extra.update(
+                genome_metrics(
+                    g["label"].to_numpy(),
+                    g["score"].to_numpy(dtype=np.float64),
+                    g["perturbation"].to_numpy(),
+                    design=models.design,
+                    universe=len(models.readout_genes(line, "de")),
+                    calls=g["call"].to_numpy() if "call" in g.columns else None,
+                    prior=g["p_prior"].to_numpy(dtype=np.float64) if "p_prior" in g.columns else None,
                 )
             )
         m = pd.concat([m, pd.DataFrame({"metric": list(extra), "value": list(extra.values())})])

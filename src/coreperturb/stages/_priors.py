@@ -11,7 +11,8 @@ from coreperturb.stages._fitted import FittedModels
 
 def gene_priors(models: FittedModels, cell_line: str, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: the gene's DE prior and its up-rate among DE observations, both from the line's training
-    rows (NaN for genes never observed, and up-rates NaN without a direction task)."""
+    rows (NaN for genes never observed, and up-rates NaN without a direction task). The DE prior is on the
+    genome scale where the line's design asks for it (:meth:`FittedModels.prior_scale`)."""
     de = models.cached(
         f"prior/{cell_line}/de",
         lambda: pd.Series(
@@ -31,6 +32,9 @@ def gene_priors(models: FittedModels, cell_line: str, genes: np.ndarray) -> tupl
     up, overall_up = models.cached(f"prior/{cell_line}/dir", up_rates)
     gi = pd.Index(genes)
     prior = de.reindex(gi).to_numpy(dtype=np.float64)
+    to_genome = models.prior_scale(cell_line)
+    if to_genome is not None:  # the chance over the readout genes, not over the table's asked pairs
+        prior = to_genome(prior)
     if up.empty:
         return prior, np.full(len(gi), np.nan)
     # a readout gene never DE in training has no direction of its own: the line's overall up-rate

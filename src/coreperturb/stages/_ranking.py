@@ -17,14 +17,15 @@ RANK_BY: dict[str, str] = {
     "excess": "excess",
     "effect": "effect",
     "p_de": "p_de",
-    "up": "effect_up",
-    "down": "effect_down",
+    "up": "excess_up",
+    "down": "excess_down",
 }
 """``rank_by`` name → the column a ranking sorts by (descending). ``excess`` (the default) is ``p_de -
 p_prior``: how much more likely the gene is DE under this perturbation than under a usual one, which
 maximises the expected excess DE of a list when ``p_de`` is calibrated; ``effect`` is the shrunk log risk
-ratio over the prior (the earlier default). ``up`` / ``down`` rank by the lift of P(DE and up) / P(DE and
-down) over the gene's prior for that event, among the rows predicted to go that way (:func:`rank_key`)."""
+ratio over the prior (the earlier default). ``up`` / ``down`` rank by that direction's own excess,
+``P(DE and up) - p_prior * up_rate`` (``excess_up``; ``excess_down`` alike), among the rows predicted to go
+that way (:func:`rank_key`); their floor is that excess too."""
 if tuple(RANK_BY) != RANK_BY_NAMES:  # pragma: no cover - a guard for whoever adds a ranking
     raise AssertionError("coreperturb._defaults.RANK_BY_NAMES must list the keys of RANK_BY")
 RANK_PER: tuple[str, ...] = ("perturbation", "gene")
@@ -42,8 +43,9 @@ class Ranking:
         rank_by: ``excess`` (default: ``p_de - p_prior``), ``effect``, ``p_de``, ``up`` or ``down`` (the lift
             of P(DE and up / down); needs a direction model).
         per: ``perturbation`` or ``gene``.
-        min_excess: The floor: only rows with ``p_de - p_prior >= min_excess`` are listed (default
-            :data:`MIN_EXCESS`); ``None`` lists every row. A list may then be shorter than ``top``: the
+        min_excess: The floor: only rows with ``p_de - p_prior >= min_excess`` (a direction list: that
+            direction's excess) and some positive evidence are listed (default :data:`MIN_EXCESS`; see
+            :func:`passes_floor`); ``None`` lists every row. A list may then be shorter than ``top``: the
             rest would be guesses.
     """
 
@@ -80,8 +82,8 @@ def rank_predictions(
         top: Rows kept per (cell line, method, perturbation) or (cell line, method, gene).
         rank_by: ``excess`` | ``effect`` | ``p_de`` | ``up`` | ``down`` (see :data:`RANK_BY`).
         per: ``perturbation`` (which genes does p change) or ``gene`` (which perturbations change g).
-        min_excess: The floor: keep only rows with ``p_de - p_prior >= min_excess`` (on-target rows always
-            pass; default :data:`MIN_EXCESS`); ``None`` keeps every row.
+        min_excess: The floor (:func:`passes_floor`: ``p_de - p_prior >= min_excess`` and positive evidence;
+            default :data:`MIN_EXCESS`); ``None`` keeps every row.
 
     Returns:
         The kept rows, grouped by perturbation (or gene) in name order, best first within a group; rows
@@ -90,7 +92,7 @@ def rank_predictions(
     """
     r = Ranking(top, rank_by, per, min_excess)
     if r.min_excess is not None:
-        predictions = predictions.loc[passes_floor(predictions, r.min_excess)]
+        predictions = predictions.loc[passes_floor(predictions, r.min_excess, rank_by=r.rank_by)]
     group = [c for c in ("cell_line", "method") if c in predictions.columns] + [r.per]
     key = rank_key(predictions, r.rank_by)
     if r.rank_by in ("up", "down"):  # a row predicted to go the other way is no answer: never listed
@@ -112,19 +114,34 @@ def short_list(n: int, top: int, who: str = "responders") -> str:
     if n >= top:
         return ""
     if not n:
-        return f"no confident {who}: any would be a guess"
-    return f"{n} confident {who if n > 1 else who.removesuffix('s')}; the rest would be guesses"
+        return f"no {who} above the floor: any would be a guess"
+    return f"{n} {who if n > 1 else who.removesuffix('s')} above the floor; the rest would be guesses"
 
 
-def passes_floor(predictions: pd.DataFrame, min_excess: float = MIN_EXCESS) -> np.ndarray:
-    """Rows presented as responders: ``p_de - p_prior >= min_excess``, or on-target rows (decided by the
-    modality's rule, not by the evidence)."""
-    p = predictions["p_de"] if "p_de" in predictions.columns else predictions["score"]
-    excess = p.to_numpy(dtype=np.float64) - predictions["p_prior"].to_numpy(dtype=np.float64)
+def passes_floor(
+    predictions: pd.DataFrame, min_excess: float = MIN_EXCESS, *, rank_by: str = DEFAULT_RANK_BY
+) -> np.ndarray:
+    """Rows presented as responders: ``p_de - p_prior >= min_excess`` (a direction list: that direction's
+    excess, ``excess_up`` / ``excess_down``) with at least one related perturbation that made the gene
+    respond (``n_pos_evidence > 0``: no gene is a responder on no evidence). On-target rows need no evidence;
+    those the modality's rule decides (P(DE) 1) are listed whatever the floor, while a rate from a line's own
+    self pairs must reach the floor like any other estimate."""
+    col = RANK_BY.get(rank_by) if rank_by in ("up", "down") else None
+    if col is not None and col in predictions.columns:
+        excess = predictions[col].to_numpy(dtype=np.float64)
+    else:
+        p = predictions["p_de"] if "p_de" in predictions.columns else predictions["score"]
+        excess = p.to_numpy(dtype=np.float64) - predictions["p_prior"].to_numpy(dtype=np.float64)
+    evidence = np.ones(len(excess), dtype=bool)
+    if "n_pos_evidence" in predictions.columns:
+        evidence = predictions["n_pos_evidence"].to_numpy(dtype=np.float64) > 0
     ok = excess >= min_excess
     if "on_target" in predictions.columns:
-        ok |= predictions["on_target"].to_numpy(dtype=bool)
-    return np.asarray(ok)
+        target = predictions["on_target"].to_numpy(dtype=bool)
+        p_de = (predictions["p_de"] if "p_de" in predictions.columns else predictions["score"]).to_numpy()
+        evidence |= target
+        ok |= target & (p_de >= 1.0)  # the modality's rule: certain, listed whatever the floor
+    return np.asarray(ok & evidence)
 
 
 def rank_key(predictions: pd.DataFrame, rank_by: str) -> np.ndarray:
@@ -134,6 +151,12 @@ def rank_key(predictions: pd.DataFrame, rank_by: str) -> np.ndarray:
     key = RANK_BY.get(rank_by)
     if key is None:
         raise CorePerturbError(f"unknown rank_by {rank_by!r}; choose from {', '.join(RANK_BY)}")
+    if (
+        key not in predictions.columns
+        and rank_by in ("up", "down")
+        and f"effect_{rank_by}" in predictions.columns
+    ):
+        key = f"effect_{rank_by}"  # a file of an earlier release: its direction lists ranked by effect
     if key not in predictions.columns:
         raise CorePerturbError(f"predictions have no {key!r} column to rank by")
     v = predictions[key].to_numpy(dtype=np.float64)

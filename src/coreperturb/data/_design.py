@@ -1,0 +1,223 @@
+"""The sampling design of a table: how its DE and not-DE pairs were chosen, per perturbation.
+
+A screen's table rarely asks every perturbation about every gene. Three designs are told apart:
+
+- ``complete``: every perturbation is asked about (nearly) every readout gene; what the table says holds for
+  the genome as it stands.
+- ``case_control``: each perturbation lists its DE genes and a random sample of its other genes (PerturbQA,
+  ``coreperturb prepare``, the LINCS loader). A not-DE pair of perturbation *p* is asked with probability
+  ``s_p`` (the share of p's not-DE genes the table asks), a DE pair with probability 1, so the table holds
+  ``1 / s_p`` times more DE per not-DE pair than the genome. Where lists were cut (PerturbQA lists about 20 DE
+  genes at most), a long list is a sample of p's DE genes as well: how many there are is not known.
+- ``uniform``: each perturbation is asked about a random sample of genes whatever their label (the built-in
+  synthetic benchmark): the table's DE rate is the genome's.
+
+:func:`perturbation_design` estimates per perturbation what the table's rows allow; the genome-scale
+correction (:mod:`coreperturb.stages._scale`) weights each asked not-DE pair by ``1 / s_p``
+(inverse-probability weighting), the case-control correction of King & Zeng (2001).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coreperturb.errors import DataValidationError
+
+DESIGNS: tuple[str, ...] = ("auto", "complete", "case_control", "uniform")
+"""Names a user may state (``auto``: from the table, see :func:`resolve_design`)."""
+COMPLETE_SHARE = 0.95
+"""``auto``: a table whose perturbations are asked about at least this share of the readout genes (median)
+is ``complete``."""
+PERTURBQA_CUT_FROM = 13
+"""PerturbQA lists at most about 20 DE genes per perturbation and its list lengths pile up at 13–20 (70%
+of perturbations in K562): a list of 13 or more genes may have been cut, a shorter one is the whole list."""
+DESIGN_FILE = "design.json"
+"""A data directory may state its design in this file (``{"kind": ..., "lists_cut_from": ...}``)."""
+
+
+@dataclass(frozen=True)
+class SamplingDesign:
+    """How a table's pairs were chosen (one design for every cell line of a fit).
+
+    Attributes:
+        kind: ``complete``, ``case_control`` or ``uniform`` (see the module docstring).
+        lists_cut_from: ``case_control`` only: lists of at least this many DE genes may have been cut (their
+            perturbations' DE counts are unknown); ``None``: every list is whole.
+        source: Where the design comes from: ``stated`` (by the user), ``recorded`` (by the loader or the
+            data directory's ``design.json``), ``estimated`` (from the table), ``none`` (models of earlier
+            releases).
+    """
+
+    kind: str = "case_control"
+    lists_cut_from: int | None = None
+    source: str = "estimated"
+
+    def __post_init__(self) -> None:
+        if self.kind not in DESIGNS[1:]:
+            raise DataValidationError(
+                f"unknown sampling design {self.kind!r}; choose from {', '.join(DESIGNS[1:])}"
+            )
+        if self.lists_cut_from is not None and self.lists_cut_from < 1:
+            raise DataValidationError(f"lists_cut_from must be >= 1, got {self.lists_cut_from}")
+
+    @property
+    def corrects(self) -> bool:
+        """Whether the table's rates differ from the genome's (only ``case_control``)."""
+        return self.kind == "case_control"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (``model.json``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SamplingDesign:
+        """From :meth:`to_dict` (unknown keys ignored)."""
+        cut = raw.get("lists_cut_from")
+        return cls(
+            str(raw.get("kind", "case_control")),
+            None if cut is None else int(cut),
+            str(raw.get("source", "recorded")),
+        )
+
+    def describe(self) -> str:
+        """One line for the terminal, explain and the explorer."""
+        if self.kind == "complete":
+            return "complete: every perturbation was asked about every readout gene"
+        if self.kind == "uniform":
+            return (
+                "uniform: each perturbation was asked about a random sample of genes; rates are the genome's"
+            )
+        cut = (
+            f"; lists of {self.lists_cut_from} or more DE genes may be cut (their DE counts are unknown)"
+            if self.lists_cut_from
+            else ""
+        )
+        return f"case-control: every DE gene listed, a sample of the other genes asked{cut}"
+
+
+def design_file_for(table_path: str | Path) -> Path:
+    """The design file written beside one table (``queries.parquet`` → ``queries.design.json``)."""
+    return Path(table_path).with_suffix(".design.json")
+
+
+def read_design_file(data_dir: str | Path, own: Path | None = None) -> SamplingDesign | None:
+    """The design a table states: its own file ``own`` (:func:`design_file_for`) where there is one, else
+    the data directory's :data:`DESIGN_FILE`, else ``None``.
+
+    Raises:
+        DataValidationError: The file is not a JSON object with a known ``kind``.
+    """
+    path = own if own is not None and own.is_file() else Path(data_dir) / DESIGN_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataValidationError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DataValidationError(f"{path}: expected a JSON object with 'kind'")
+    return SamplingDesign.from_dict({**raw, "source": "recorded"})
+
+
+def resolve_design(
+    stated: str, rows: pd.DataFrame, *, hint: SamplingDesign | None = None, lists_cut_from: int | None = None
+) -> SamplingDesign:
+    """The design of a fit: what the user stated, else what the loader recorded (``hint``), else estimated
+    from the DE rows (``complete`` where the median perturbation is asked about at least
+    :data:`COMPLETE_SHARE` of its line's readout genes, else ``case_control``)."""
+    if stated not in DESIGNS:
+        raise DataValidationError(f"unknown sampling design {stated!r}; choose from {', '.join(DESIGNS)}")
+    if stated != "auto":
+        return SamplingDesign(stated, lists_cut_from if stated == "case_control" else None, "stated")
+    if hint is not None:
+        cut = lists_cut_from if lists_cut_from is not None else hint.lists_cut_from
+        return SamplingDesign(hint.kind, cut if hint.kind == "case_control" else None, hint.source)
+    de = rows.loc[rows["task"].astype(str) == "de"] if "task" in rows.columns else rows
+    shares = []
+    for _, r in de.groupby("cell_line", sort=True) if "cell_line" in de.columns else [("", de)]:
+        n_genes = r["gene"].nunique()
+        shares.append(r.groupby("perturbation").size().to_numpy() / max(n_genes, 1))
+    share = float(np.median(np.concatenate(shares))) if shares else 1.0
+    kind = "complete" if share >= COMPLETE_SHARE else "case_control"
+    return SamplingDesign(kind, lists_cut_from if kind == "case_control" else None, "estimated")
+
+
+def perturbation_design(rows: pd.DataFrame, universe: int, design: SamplingDesign) -> pd.DataFrame:
+    """Per perturbation of one line's DE rows (perturbation, gene, label): what the design says of it.
+
+    Returns:
+        Indexed by perturbation: ``n_de`` (listed DE genes), ``n_not_de`` (asked not-DE genes), ``whole``
+        (the list is the perturbation's whole DE list: its DE count over the genome is known),
+        ``not_de_share`` (the share of its not-DE genes asked, ``s_p``) and ``weight_not_de`` (``1 / s_p``:
+        how many genome pairs an asked not-DE pair stands for; 1 where the design needs no correction).
+    """
+    lab = rows["label"].to_numpy(dtype=np.int64)
+    per = pd.DataFrame({"perturbation": rows["perturbation"].astype(str).to_numpy(), "de": lab})
+    g = per.groupby("perturbation", sort=True)["de"]
+    n_de = g.sum().astype(np.int64)
+    n_not = (g.size() - n_de).astype(np.int64)
+    whole = np.ones(len(n_de), dtype=bool)
+    if design.kind == "case_control" and design.lists_cut_from is not None:
+        whole = n_de.to_numpy() < design.lists_cut_from
+    if design.corrects:
+        share = n_not.to_numpy() / np.maximum(universe - n_de.to_numpy(), 1)
+        share = np.clip(share, 1e-9, 1.0)
+    else:
+        share = np.ones(len(n_de))
+    return pd.DataFrame(
+        {
+            "n_de": n_de.to_numpy(),
+            "n_not_de": n_not.to_numpy(),
+            "whole": whole,
+            "not_de_share": share,
+            "weight_not_de": np.where(n_not.to_numpy() > 0, 1.0 / share, 0.0),
+        },
+        index=n_de.index,
+    )
+
+
+def row_weights(perturbations: np.ndarray, labels: np.ndarray, per_perturbation: pd.DataFrame) -> np.ndarray:
+    """Genome weight of each row: 1 for a DE row, ``1 / s_p`` for a not-DE row, 0 for rows of perturbations
+    whose lists may be cut (their DE share over the genome is unknown) or that the table does not hold."""
+    pi = per_perturbation.index.get_indexer(pd.Index(np.asarray(perturbations).astype(str)))
+    ok = pi >= 0
+    w_not = np.where(ok, per_perturbation["weight_not_de"].to_numpy()[np.maximum(pi, 0)], 0.0)
+    whole = ok & per_perturbation["whole"].to_numpy(dtype=bool)[np.maximum(pi, 0)]
+    w = np.where(np.asarray(labels) == 1, 1.0, w_not)
+    return np.where(whole & ok, w, 0.0)
+
+
+def summarise(per_perturbation: pd.DataFrame, universe: int) -> dict[str, float]:
+    """The design of one line in numbers (``model.json``, explain, the explorer)."""
+    p = per_perturbation
+    whole = p["whole"].to_numpy()
+    return {
+        "readout_genes": float(universe),
+        "perturbations": float(len(p)),
+        "whole_lists": float(whole.sum()),
+        "median_listed_de": float(np.median(p["n_de"])) if len(p) else float("nan"),
+        "median_listed_de_whole": float(np.median(p.loc[whole, "n_de"])) if whole.any() else float("nan"),
+        "median_not_de_share": float(np.median(p["not_de_share"])) if len(p) else float("nan"),
+        "sample_de_rate": float(p["n_de"].sum() / max((p["n_de"] + p["n_not_de"]).sum(), 1)),
+    }
+
+
+__all__ = [
+    "COMPLETE_SHARE",
+    "DESIGNS",
+    "DESIGN_FILE",
+    "PERTURBQA_CUT_FROM",
+    "SamplingDesign",
+    "design_file_for",
+    "perturbation_design",
+    "read_design_file",
+    "resolve_design",
+    "row_weights",
+    "summarise",
+]

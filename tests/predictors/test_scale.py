@@ -1,0 +1,114 @@
+"""The genome scale: a case-control sample's probabilities mapped back to the genome, and calls whose
+guarantee holds there (simulated designs with a known truth)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from coreperturb.data._design import SamplingDesign, perturbation_design, resolve_design, row_weights
+from coreperturb.evaluation._genome import genome_metrics
+from coreperturb.predictors._conformal import MondrianConformal
+from coreperturb.predictors._scale import ScaleMap
+
+
+def _genome(n_p: int = 300, n_g: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A genome of pairs with a known P(DE) (about 1% DE) and its labels."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(-5.5, 1.5, size=n_p * n_g)
+    p_true = 1 / (1 + np.exp(-z))
+    y = (rng.uniform(size=len(z)) < p_true).astype(int)
+    perts = np.repeat(np.array([f"P{i}" for i in range(n_p)], dtype=object), n_g)
+    return p_true, y, perts
+
+
+def _case_control(y: np.ndarray, perts: np.ndarray, n_not: int, seed: int = 1) -> np.ndarray:
+    """Rows of a case-control table: every DE pair, ``n_not`` random not-DE pairs per perturbation."""
+    rng = np.random.default_rng(seed)
+    keep = y == 1
+    for p in pd.unique(perts):
+        idx = np.flatnonzero((perts == p) & (y == 0))
+        keep[rng.choice(idx, size=min(n_not, len(idx)), replace=False)] = True
+    return np.flatnonzero(keep)
+
+
+def test_scale_map_takes_a_case_control_table_back_to_the_genome() -> None:
+    p_true, y, perts = _genome()
+    rows = _case_control(y, perts, 40)
+    frame = pd.DataFrame({"perturbation": perts[rows], "gene": "g", "label": y[rows]})
+    design = perturbation_design(frame, 1000, SamplingDesign("case_control"))
+    # a model calibrated on the sample: P_sample = odds(p_true) / s (s = 40 / ~990)
+    s = design["not_de_share"].median()
+    odds = p_true[rows] / (1 - p_true[rows]) / s
+    p_sample = odds / (1 + odds)
+    assert y[rows].mean() > 10 * y.mean()  # the table is enriched in DE pairs
+    w = row_weights(frame["perturbation"].to_numpy(), frame["label"].to_numpy(), design)
+    scale = ScaleMap.fit(p_sample, frame["label"].to_numpy(), w, share=float(s))
+    assert 0.8 < scale.b < 1.2 and abs(scale.a - np.log(s)) < 0.3
+    genome = scale(p_sample)
+    # over the genome: Σ P(DE) per perturbation matches its DE genes (weighted by the design)
+    out = genome_metrics(
+        frame["label"], genome, frame["perturbation"], design=SamplingDesign("case_control"), universe=1000
+    )
+    assert 0.85 < out["genome_de_ratio"] < 1.15
+    # the unmapped sample probabilities overstate it many times
+    raw = genome_metrics(
+        frame["label"], p_sample, frame["perturbation"], design=SamplingDesign("case_control"), universe=1000
+    )
+    assert raw["genome_de_ratio"] > 10
+    # increasing: no ranking changes
+    order = np.argsort(p_sample, kind="stable")
+    assert np.all(np.diff(genome[order]) >= 0)
+    assert np.isnan(scale(np.array([np.nan]))[0]) and scale(np.array([1.0]))[0] == 1.0
+
+
+def test_weighted_conformal_covers_the_genome() -> None:
+    p_true, y, perts = _genome(n_p=400, n_g=500, seed=3)
+    rows = _case_control(y, perts, 30, seed=4)
+    frame = pd.DataFrame({"perturbation": perts[rows], "gene": "g", "label": y[rows]})
+    design = perturbation_design(frame, 500, SamplingDesign("case_control"))
+    w = row_weights(frame["perturbation"].to_numpy(), frame["label"].to_numpy(), design)
+    cal = np.isin(frame["perturbation"], [f"P{i}" for i in range(200)])
+    prior = np.full(len(frame), 0.01)
+    genes = np.array(["g"] * len(frame))
+    conf = MondrianConformal.fit(p_true[rows][cal], y[rows][cal], prior[cal], genes[cal], weights=w[cal])
+    # test on whole genome rows of the other perturbations
+    test = ~np.isin(perts, [f"P{i}" for i in range(200)])
+    calls = conf.calls(p_true[test], np.full(test.sum(), 0.01), np.array(["g"] * test.sum()), "de", 0.9)
+    covered = (calls == "uncertain") | ((calls == "DE") == (y[test] == 1))
+    assert covered.mean() >= 0.89
+    de = calls == "DE"
+    assert not de.any() or (y[test][de] == 1).mean() > 0.5
+
+
+def test_resolve_design_prefers_what_was_stated_then_recorded_then_the_table() -> None:
+    rows = pd.DataFrame(
+        {
+            "cell_line": "a",
+            "task": "de",
+            "perturbation": np.repeat(["P1", "P2"], 10),
+            "gene": np.tile([f"G{i}" for i in range(10)], 2),
+            "label": 0,
+        }
+    )
+    assert resolve_design("auto", rows).kind == "complete"  # every gene asked
+    assert resolve_design("auto", rows.iloc[::3]).kind == "case_control"
+    hint = SamplingDesign("uniform", None, "recorded")
+    assert resolve_design("auto", rows.iloc[::3], hint=hint) == hint
+    stated = resolve_design("case_control", rows, hint=hint, lists_cut_from=13)
+    assert (stated.kind, stated.lists_cut_from, stated.source) == ("case_control", 13, "stated")
+
+
+def test_cut_lists_carry_no_weight() -> None:
+    frame = pd.DataFrame(
+        {
+            "perturbation": ["long"] * 20 + ["short"] * 12,
+            "gene": [f"G{i}" for i in range(32)],
+            "label": [1] * 15 + [0] * 5 + [1] * 2 + [0] * 10,
+        }
+    )
+    design = perturbation_design(frame, 100, SamplingDesign("case_control", 13))
+    assert not design.loc["long", "whole"] and design.loc["short", "whole"]
+    w = row_weights(frame["perturbation"].to_numpy(), frame["label"].to_numpy(), design)
+    assert (w[:20] == 0).all()
+    assert w[20] == 1.0 and np.isclose(w[-1], (100 - 2) / 10)
