@@ -94,25 +94,13 @@ class MondrianConformal:
         b = np.searchsorted(edges, pr, side="right")
         counts = pd.Series(g).value_counts()
         own = sorted(str(x) for x in counts.index[counts.to_numpy() >= min_gene_rows])
-        masks = [b == i for i in range(len(edges) + 1)]
-        gmasks = [g == x for x in own]
-        if w is None:
-            return cls(
-                edges,
-                tuple(np.sort(nonconf[m]) for m in masks),
-                tuple(own),
-                tuple(np.sort(nonconf[m]) for m in gmasks),
-            )
-        sorted_bins = [np.argsort(nonconf[m], kind="stable") for m in masks]
-        sorted_genes = [np.argsort(nonconf[m], kind="stable") for m in gmasks]
-        return cls(
-            edges,
-            tuple(nonconf[m][o] for m, o in zip(masks, sorted_bins, strict=True)),
-            tuple(own),
-            tuple(nonconf[m][o] for m, o in zip(gmasks, sorted_genes, strict=True)),
-            tuple(w[m][o] for m, o in zip(masks, sorted_bins, strict=True)),
-            tuple(w[m][o] for m, o in zip(gmasks, sorted_genes, strict=True)),
-        )
+        # each category's scores sorted once; with weights, the weights in the same order
+        cats = [b == i for i in range(len(edges) + 1)] + [g == x for x in own]
+        orders = [np.argsort(nonconf[m], kind="stable") for m in cats]
+        ranked = tuple(nonconf[m][o] for m, o in zip(cats, orders, strict=True))
+        wts = () if w is None else tuple(w[m][o] for m, o in zip(cats, orders, strict=True))
+        n = len(edges) + 1
+        return cls(edges, ranked[:n], tuple(own), ranked[n:], wts[:n], wts[n:])
 
     @staticmethod
     def quantile(sorted_scores: np.ndarray, confidence: float, weights: np.ndarray | None = None) -> float:

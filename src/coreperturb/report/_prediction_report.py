@@ -158,7 +158,7 @@ def _ranked(d: pd.DataFrame, rank_by: str, top: int, first: str) -> pd.DataFrame
     if rank_by in ("up", "down"):
         cols.insert(3, "p_up")
     cols += [c for c in ("call", "call_dir") if c in d.columns and d[c].astype(str).ne("").any()]
-    d = d.loc[passes_floor(d, MIN_EXCESS, rank_by=rank_by if key.startswith("excess") else "excess")]
+    d = d.loc[passes_floor(d, MIN_EXCESS, rank_by=rank_by)]  # without excess_up / _down: the DE excess
     k = rank_key(d, rank_by)
     sub = d.assign(_k=k).dropna(subset=["_k"]).sort_values("_k", ascending=False, kind="stable").head(top)
     return sub[cols].rename(columns={"n_pos_evidence": "n+", "n_neg_evidence": "n−"})

@@ -239,11 +239,11 @@ class FittedModels:
         else:  # the priors: every method's rows share the split and the priors; one method's rows suffice
             rows = rows.loc[rows["method"] == rows["method"].iloc[0]] if len(rows) else rows
         design = self.perturbation_design(cell_line)
-        if rows.empty:  # an LLM method has no calibration rows: the prior correction alone
-            return ScaleMap.prior_shift(float(np.median(design["not_de_share"])) if len(design) else 1.0)
-        w = self.calibration_weights(cell_line, rows)
         share = float(np.median(design["not_de_share"])) if len(design) else 1.0
-        if int((w > 0).sum()) == 0 or rows.loc[w > 0, "perturbation"].nunique() < MIN_SCALE_PERTURBATIONS:
+        if rows.empty:  # an LLM method has no calibration rows: the prior correction alone
+            return ScaleMap.prior_shift(share)
+        w = self.calibration_weights(cell_line, rows)
+        if rows.loc[w > 0, "perturbation"].nunique() < MIN_SCALE_PERTURBATIONS:
             return ScaleMap.prior_shift(share)
         return ScaleMap.fit(rows[key].to_numpy(), rows["label"].to_numpy(), w, share=share)
 
