@@ -268,7 +268,7 @@ def _methods_and_lines(
     for m in meths:
         if m not in models.methods:
             raise CorePerturbError(f"method {m!r} is not in the model; it holds {', '.join(models.methods)}")
-    return meths, models.require_cell_lines(cell_lines or None)
+    return meths, models.require_cell_lines(cell_lines or None, unscreened=True)
 
 
 def _known(models: FittedModels, names: list[str] | None, what: str) -> list[str] | None:

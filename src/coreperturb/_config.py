@@ -7,15 +7,12 @@ configuration-file key, so :meth:`BenchmarkConfig.from_options` builds the tree 
 any mapping table, and :class:`ConfigFile` (the file schema) is derived from the same fields. Checks run once,
 in ``__post_init__``.
 
-A configuration file (TOML or YAML) holds any of those keys, plus the command's own options (``out``, ...)::
+A configuration file (TOML or YAML) holds any of those keys, plus the command's own options (``out``, ...),
+paths relative to the file, never an API key (docs: config files)::
 
-    # run.toml
     data_dir = "../shared/data/perturbqa"
-    kg_dir = "../shared/data/kg"
     cell_lines = "k562,rpe1"
-    methods = "gene_frequency,core_voting,core_reasoning"
-    llm = "openai"   # with base_url and llm_model; API keys never go in the file: $COREPERTURB_API_KEY
-    kg_edges = ["string=string_edges.tsv"]   # NAME=PATH, relative to this file
+    methods = "gene_frequency,core_voting"
 """
 
 from __future__ import annotations
@@ -228,21 +225,21 @@ class FitConfig:
 
     Attributes:
         methods: Registered predictor names.
-        seed: Seed of synthetic data, folds, combiners, LLM calibration samples, the LINCS split and the
-            bootstrap.
+        seed: Seed of synthetic data, folds, combiners, LLM calibration samples, the LINCS split, bootstrap.
         dataset: ``perturbqa`` (``{cell_line}-{task}.csv`` files) or ``lincs`` (signature tables; CORE-Voting
-            then chooses its neighbourhood size, 50 or 100, on training data, as drug neighbourhoods are
-            sparser).
-        all_rows: Fit on every row, the test split too (a model for prediction that uses all the data; never
-            for a benchmark).
+            then chooses its neighbourhood size, 50 or 100, on training data: drug neighbourhoods are sparser).
+        all_rows: Fit on every row, the test split too (a model for prediction; never for a benchmark).
         llm_config: The LLM methods' settings.
         modality: One of :data:`coreperturb.data._genes.MODALITIES` (``crispri``, ``crispra``, ``knockout``,
-            ``drug``); ``None``: ``drug`` for LINCS, else ``crispri``. Sets the on-target rule and the
-            reachable genes.
+            ``drug``; ``None``: ``drug`` for LINCS, else ``crispri``): the on-target rule, the reachable genes.
         cell_line_sex: ``LINE=female|male`` entries over :data:`coreperturb.data._genes.KNOWN_SEX`.
         design: How the table's pairs were chosen: ``auto`` (recorded by the loader, else estimated),
             ``complete``, ``case_control`` or ``uniform``; sets the genome scale (docs: genome scale).
         lists_cut_from: ``case_control``: lists of this many DE genes or more may be cut (PerturbQA: 13).
+        cross_line: With several cell lines, each line's CORE model also reads the other lines' training rows
+            as evidence (chosen on training data); ``False``: its own screen only (the PerturbQA protocol).
+        fit_lines: Fit models for these lines only (default: every line with training rows); the other lines'
+            rows are their evidence and nothing else (e.g. public screens beside your own).
     """
 
     methods: tuple[str, ...] = ("core_voting",)
@@ -254,6 +251,8 @@ class FitConfig:
     cell_line_sex: tuple[str, ...] = ()
     design: str = "auto"
     lists_cut_from: int | None = None
+    cross_line: bool = True
+    fit_lines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", split_names(self.methods) or ())
@@ -266,6 +265,7 @@ class FitConfig:
         name = self.modality if self.modality is not None else DEFAULT_MODALITY.get(self.dataset, "crispri")
         object.__setattr__(self, "modality", modality(name).name)
         object.__setattr__(self, "cell_line_sex", tuple(split_names(self.cell_line_sex) or ()))
+        object.__setattr__(self, "fit_lines", tuple(split_names(self.fit_lines) or ()))
         parse_sexes(self.cell_line_sex)  # a clear error for a bad entry
         if self.design not in DESIGNS or (self.lists_cut_from is not None and self.lists_cut_from < 1):
             raise ConfigError(f"design must be one of {', '.join(DESIGNS)} and lists_cut_from >= 1")

@@ -3,7 +3,7 @@
 :func:`explain` is what ``coreperturb explain`` calls: it takes a fitted model (or fits CORE-Voting on the
 data named by a :class:`~coreperturb.BenchmarkConfig`), resolves the names, refuses a pair for which
 CORE has no evidence at all, and returns an :class:`Explanation` (:func:`explain_voting` does the explaining
-itself). :func:`explain_llm` shows what an LLM method reads and answers (:class:`LLMExplanation`).
+itself). :mod:`coreperturb._llm_explanations` shows what an LLM method reads and answers.
 
 An explanation holds the prediction beside the gene's prior and the effect (the lift over that prior), the
 contrastive evidence (related training perturbations observed on the gene, each with the KG relation that
@@ -35,11 +35,10 @@ from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import Predictor, make_predictor
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.predictors._effect import GENE_PRIOR_STRENGTH, effect_score
-from coreperturb.predictors._llm import LLMPredictor
 from coreperturb.stages import FittedModels, resolve_genes, resolve_perturbations
 from coreperturb.stages._fitted import context_rows
 from coreperturb.stages._names import warn_names
-from coreperturb.stages._predicting import MIN_ON_TARGET_ROWS, OnTarget, on_target_rule
+from coreperturb.stages._on_target import MIN_ON_TARGET_ROWS, OnTarget, on_target_rule
 
 
 @dataclass(frozen=True)
@@ -112,6 +111,26 @@ class Explanation:
             f"related perturbations made it {pos}, {self.n_neg} {neg}"
         )
 
+    def other_lines(self) -> list[str]:
+        """The perturbation in each other cell line whose screen the model read, one sentence each (e.g.
+        ``CAPZB in rpe1: CFL1 DE``); empty for a model of one line's screen."""
+        if self.context is None:
+            return []
+        words = {"de": ("DE", "not DE"), "dir": ("up", "down")}[self.task]
+        out = []
+        for row in self.context[0].itertuples(index=False):
+            head = f"{self.perturbation} in {row.cell_line}: "
+            if not row.perturbation_observed:
+                out.append(head + "not screened there")
+                continue
+            pair = str(row.pair)
+            said = words[0] if pair == "positive" else words[1] if pair == "negative" else "not measured"
+            out.append(
+                f"{head}{self.gene} {said} ({self.perturbation} made {row.perturbation_rate:.0%} of its "
+                f"measured genes {words[0]} there; the line's rate {row.context_rate:.0%})"
+            )
+        return out
+
     def rests_on(self) -> str:
         """What the score rests on when there is no related evidence (empty when there is)."""
         if self.has_evidence:
@@ -157,7 +176,7 @@ def explain_voting(
     table.insert(3, "strongest_relation", strongest_relations(table))  # the relation the first link shows
     table = table.rename(columns={"paths": "link"})
     table = drug_words(kg, perturbation, table)
-    p, counts, feats = model.predict_with_features(q)  # one retrieval for the score and its drivers
+    p, counts, feats = model.predict_with_features(q, sims=sims)  # the score and its drivers, same retrieval
     n_pos = int(counts["n_pos_evidence"].to_numpy()[0])
     n_neg = int(counts["n_neg_evidence"].to_numpy()[0])
     gi = int(positions(model.pool_.genes, [gene])[0])
@@ -191,37 +210,6 @@ def explain_voting(
         drivers=drivers,
         context=context,
     )
-
-
-@dataclass(frozen=True)
-class LLMExplanation:
-    """What an LLM method read and answered for one (perturbation, gene).
-
-    Attributes:
-        perturbation, gene, cell_line, task, method: The query and the method.
-        messages: The chat prompt (``role`` / ``content`` dicts).
-        reasoning_tokens: The rationale length asked for (0 = none).
-        rationale: What the model wrote before answering (``None`` without reasoning).
-        p_yes: P(yes) read from the answer (NaN if the call failed).
-        score_method: How P(yes) was read (``logprobs`` or ``verbal``).
-        score: The method's score (calibrated where the model was fitted with calibration).
-        calibrated: Whether ``score`` is calibrated on training queries.
-        error: Why the call failed (``None`` when it did not).
-    """
-
-    perturbation: str
-    gene: str
-    cell_line: str
-    task: str
-    method: str
-    messages: list[dict[str, str]]
-    reasoning_tokens: int
-    rationale: str | None
-    p_yes: float
-    score_method: str | None
-    score: float
-    calibrated: bool
-    error: str | None
 
 
 def resolve_pair(models: FittedModels, perturbation: str, gene: str) -> tuple[str, str]:
@@ -264,7 +252,7 @@ def check_evidence_exists(
         )
 
 
-def _model_for(models: FittedModels, line: str, task: str, methods: tuple[str, ...], what: str) -> Predictor:
+def model_for(models: FittedModels, line: str, task: str, methods: tuple[str, ...], what: str) -> Predictor:
     for method in methods:
         found = models.models.get((line, task, method))
         if found is not None:
@@ -273,7 +261,7 @@ def _model_for(models: FittedModels, line: str, task: str, methods: tuple[str, .
     raise CorePerturbError(f"explain needs a {what} model for {line}/{task}; the model holds {have}")
 
 
-def _fit_here(
+def fit_here(
     config: BenchmarkConfig,
     cell_line: str | None,
     task: str,
@@ -332,15 +320,15 @@ def explain(
         CorePerturbError: Unknown names, no suitable model, or no evidence at all for the pair.
     """
     if models is not None:
-        line = cell_line or models.cell_lines[0]
+        line = models.require_cell_lines([cell_line or models.cell_lines[0]])[0]  # a screened line's evidence
         order = ("core_voting_transfer",) if transfer else ("core_voting", "core_voting_transfer")
-        model = _model_for(models, line, task, order, "core_voting or core_voting_transfer")
+        model = model_for(models, line, task, order, "core_voting or core_voting_transfer")
         if not model.shows_evidence:
             raise CorePerturbError(f"{model.name} retrieves no evidence to explain")
         kg = models.kg
         perturbation, gene = resolve_pair(models, perturbation, gene)
     else:
-        table, kg, line, perturbation, gene, train = _fit_here(
+        table, kg, line, perturbation, gene, train = fit_here(
             config or BenchmarkConfig(), cell_line, task, perturbation, gene, all_lines=transfer
         )
         seed = (config or BenchmarkConfig()).fit.seed
@@ -415,85 +403,12 @@ def with_call(ex: Explanation, models: FittedModels) -> Explanation:
     return dataclasses.replace(ex, call=str(call[0]))
 
 
-@keyword_options
-def explain_llm(
-    method: str,
-    perturbation: str,
-    gene: str,
-    *,
-    models: FittedModels | None = None,
-    config: BenchmarkConfig | None = None,
-    cell_line: str | None = None,
-    task: str = "de",
-    reasoning_tokens: int | None = None,
-    response_cache: Path | None = None,
-) -> LLMExplanation:
-    """Ask an LLM method about one pair and show what it read (the prompt), wrote and answered.
-
-    Args:
-        method: ``core_reasoning`` or ``llm_isolated``.
-        perturbation: The perturbation of the query.
-        gene: The readout gene of the query.
-        cell_line: The cell line (default: the model's first).
-        task: ``de`` or ``dir``.
-        models: A fitted model holding ``method``; without one, the method is built with the LLM settings of
-            ``config`` (uncalibrated) on the training split of ``config``'s data.
-        config: The data, KG and LLM settings without ``models``.
-        reasoning_tokens: Rationale length (default: the model's).
-        response_cache: The shared LLM response cache (default: the user cache directory).
-
-    Raises:
-        CorePerturbError: Unknown names or no such LLM model.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        if models is not None:
-            line = cell_line or models.cell_lines[0]
-            pred = _model_for(models, line, task, (method,), method)
-            if not pred.uses_llm:
-                raise CorePerturbError(f"{method} asks no LLM")
-            perturbation, gene = resolve_pair(models, perturbation, gene)
-        else:
-            cfg = config or BenchmarkConfig()
-            _, kg, line, perturbation, gene, train = _fit_here(
-                cfg, cell_line, task, perturbation, gene, all_lines=False
-            )
-            pred = make_predictor(
-                method, kg, llm=cfg.fit.llm_settings(), calibration_queries=0, seed=cfg.fit.seed
-            ).fit(train)
-        pred.set_params(result_store=Path(tmp) / "explain.sqlite", response_cache=response_cache)
-        if reasoning_tokens is not None:
-            pred.set_params(reasoning_tokens=reasoning_tokens)
-        q = pd.DataFrame(
-            {"cell_line": [line], "task": [task], "perturbation": [perturbation], "gene": [gene]}
-        )
-        st = pred.score(q).iloc[0]
-        msgs = cast(LLMPredictor, pred).messages(q)[0]
-    err = st.get("error")
-    return LLMExplanation(
-        perturbation=perturbation,
-        gene=gene,
-        cell_line=line,
-        task=task,
-        method=method,
-        messages=msgs,
-        reasoning_tokens=int(pred.get_params().get("reasoning_tokens", 0)),
-        rationale=None if pd.isna(st.get("rationale")) else str(st.get("rationale")),
-        p_yes=float(st["p_yes"]) if pd.notna(st.get("p_yes")) else float("nan"),
-        score_method=None if pd.isna(st.get("score_method")) else str(st.get("score_method")),
-        score=float(st["score"]) if pd.notna(st["score"]) else float("nan"),
-        calibrated=getattr(pred, "calibrator_", None) is not None,
-        error=None if err is None or pd.isna(err) else str(err),
-    )
-
-
 __all__ = [
     "DRIVERS",
     "Explanation",
-    "LLMExplanation",
     "check_evidence_exists",
     "explain",
     "explain_checked",
-    "explain_llm",
     "explain_voting",
     "resolve_pair",
 ]

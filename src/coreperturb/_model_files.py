@@ -162,6 +162,7 @@ def save_model(
                     "estimators": sorted(state.estimators),
                     "estimator_kinds": kinds,
                     "uses_context": bool(getattr(model, "context_", None) is not None),
+                    "context_lines": list(models.evidence_lines(line, task, method)),
                     "n_train_rows": len(models.training_rows(line, task)),
                 }
             )
@@ -202,6 +203,7 @@ def save_model(
             "kg": kg_info,
             "units": units,
             "data_warnings": list(models.warnings),
+            "screens": models.screens(),
             **({"sampling_design": _design_json(models)} if models.design is not None else {}),
             "files": files,
         }

@@ -9,6 +9,7 @@ import sys
 
 from coreperturb.cli import (  # noqa: F401  (each module registers its command)
     benchmark,
+    design,
     explain,
     fit,
     llm_server,

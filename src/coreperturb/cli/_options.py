@@ -156,6 +156,22 @@ ListsCutOpt = Annotated[
         help="case_control: DE lists of at least this many genes may have been cut (PerturbQA: 13)."
     ),
 ]
+CrossLineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cross-line/--per-line",
+        help="With several cell lines, each line's CORE model also reads the other lines' training rows as "
+        "evidence (default); --per-line: each line learns from its own screen only (the PerturbQA paper's "
+        "protocol).",
+    ),
+]
+FitLinesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated cell lines to fit models for (default: every line with training rows); the "
+        "other lines' rows are then evidence for them and nothing else (e.g. public screens beside yours).",
+    ),
+]
 CellLineSexOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from coreperturb._api import PredictReport
-    from coreperturb._explanations import Explanation, LLMExplanation
+    from coreperturb._explanations import Explanation
+    from coreperturb._llm_explanations import LLMExplanation
     from coreperturb.stages import FittedModels, Ranking
 
 
@@ -164,6 +165,9 @@ def show_explanation(ex: Explanation, *, wide: bool) -> None:
     if ex.context is not None:
         contexts, similar = ex.context
         p, g, line = ex.perturbation, ex.gene, ex.cell_line
+        out_console.print("cross-line evidence (the other lines' screens, training rows):")
+        for sentence in ex.other_lines():
+            out_console.print(f"  {sentence}", markup=False, highlight=False)
         print_frame(contexts, f"{p} in the other cell lines (training rows; pair = {p} → {g})")
         print_frame(
             similar, f"{line} perturbations measured on {g} that responded like {p} in the other lines"
@@ -212,7 +216,8 @@ def scale_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
     """One line saying which scale p_de, p_prior and the calls are on, per cell line."""
     parts = []
     for line in cell_lines:
-        if line not in models.cell_lines:
+        if not models.screened(line):
+            parts.append(f"{line}: no screen, the mean of {', '.join(models.source_lines(line))}'s")
             continue
         n = len(models.readout_genes(line, "de")) if "de" in models.tasks else 0
         if models.scale_name(line) == "genome":
@@ -229,10 +234,24 @@ def scale_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
     return f"scale of p_de, p_prior and calls — {'; '.join(parts)}. Design: {design}"
 
 
+def evidence_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
+    """Which other lines' screens each line's default model reads (empty when none reads any)."""
+    method = models.default_method
+    parts = [
+        f"{line} reads {', '.join(others)}"
+        for line in cell_lines
+        if line in models.cell_lines and (others := models.evidence_lines(line, "de", method))
+    ]
+    return f"cross-line evidence ({method}): {'; '.join(parts)}" if parts else ""
+
+
 def after_predict(models: FittedModels, rep: PredictReport, cell_lines: Sequence[str]) -> None:
     """What ``predict`` says once the file is written: the scale of its numbers, what the named
     perturbations are (screened, hardly known to the KG) and which lists are short."""
     say(scale_line(models, cell_lines))
+    evidence = evidence_line(models, cell_lines)
+    if evidence:
+        say(evidence)
     for line in rep.notes:
         say(line)
     short = rep.short_lists()

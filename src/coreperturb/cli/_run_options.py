@@ -88,6 +88,8 @@ def _run_template(
     cell_line_sex: o.CellLineSexOpt = None,
     design: o.DesignOpt = "auto",
     lists_cut_from: o.ListsCutOpt = None,
+    cross_line: o.CrossLineOpt = True,
+    fit_lines: o.FitLinesOpt = None,
 ) -> None:
     """The data / KG / fit / LLM options that ``benchmark`` and ``fit`` share (declared once)."""
 

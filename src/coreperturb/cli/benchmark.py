@@ -14,8 +14,9 @@ from coreperturb.cli._app import command, fail, use_threads
 MethodsOpt = Annotated[
     str,
     typer.Option(
-        help="Comma-separated predictor names: gene_frequency, knn_retrieval, core_voting, core_voting_transfer "
-        "(adds the other loaded cell lines' training rows as context), llm_isolated, core_reasoning."
+        help="Comma-separated predictor names: gene_frequency, knn_retrieval, core_voting (with several lines it "
+        "reads the other lines' training rows, see --per-line), core_voting_transfer (the same, refusing a single "
+        "line), llm_isolated, core_reasoning."
     ),
 ]
 _DEFAULT_METHODS = ",".join(DEFAULT_METHODS)
@@ -94,6 +95,12 @@ def benchmark(
         print_metrics(genome, "over the genome (test perturbations whose DE lists are whole)")
     for line in [*missing_metrics(result.metrics), *result.warnings]:
         note(line)
+    if result.fitted is not None:
+        from coreperturb.cli._render import evidence_line
+
+        cross = evidence_line(result.fitted, result.fitted.cell_lines)
+        if cross:
+            say(f"{cross} (--per-line: each line's own screen only, the PerturbQA paper's protocol)")
     for method, st in result.llm_stats.items():
         say(f"{method}: {st.summary()}")
     say(f"wrote {', '.join(p.name for p in written)} to {out_dir} in {result.timings['total']:.1f}s")

@@ -89,7 +89,7 @@ def explain(
     """
     from coreperturb._config import BenchmarkConfig
     from coreperturb._explanations import explain as library_explain
-    from coreperturb._explanations import explain_llm
+    from coreperturb._llm_explanations import explain_llm
     from coreperturb._model_files import load_model
     from coreperturb.cli._render import show_explanation, show_llm_explanation
     from coreperturb.predictors._base import LLM_METHODS

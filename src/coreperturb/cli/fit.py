@@ -36,8 +36,9 @@ def fit(
     methods: Annotated[
         str,
         typer.Option(
-            help="Comma-separated predictors to fit: core_voting (default), core_voting_transfer (needs several "
-            "cell lines), gene_frequency, knn_retrieval, llm_isolated, core_reasoning."
+            help="Comma-separated predictors to fit: core_voting (default; with several lines it reads the "
+            "other lines' screens, see --per-line), gene_frequency, knn_retrieval, llm_isolated, core_reasoning "
+            "(core_voting_transfer: core_voting that refuses a single line)."
         ),
     ] = "core_voting",
     kg_store: o.KgStoreOpt = "embed",

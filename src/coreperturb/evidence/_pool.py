@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -21,9 +22,17 @@ def _sorted_codes(values: pd.Series) -> tuple[pd.Index, np.ndarray]:
     return pd.Index(np.asarray(uniques, dtype=object)[order]), rank[codes]
 
 
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """``a``, read-only: a cached rate is shared by every caller."""
+    a.flags.writeable = False
+    return a
+
+
 @dataclass(frozen=True)
 class ObservationPool:
     """Training outcomes: which (perturbation, gene) pairs were observed and which were positive.
+
+    Never changed after it is built: its rates are computed once (cached on the instance).
 
     Attributes:
         perturbations: Row index (training perturbations).
@@ -53,15 +62,15 @@ class ObservationPool:
         M = sp.csr_matrix((np.ones(int(keep.sum())), (pi[keep], gi[keep])), shape=shape)
         return cls(perts, genes, Y, M)
 
-    @property
+    @cached_property
     def gene_pos(self) -> np.ndarray:
-        """Positives per gene."""
-        return np.asarray(self.Y.sum(axis=0)).ravel()
+        """Positives per gene (read-only)."""
+        return _frozen(np.asarray(self.Y.sum(axis=0)).ravel())
 
-    @property
+    @cached_property
     def gene_obs(self) -> np.ndarray:
-        """Observations per gene."""
-        return np.asarray(self.M.sum(axis=0)).ravel()
+        """Observations per gene (read-only)."""
+        return _frozen(np.asarray(self.M.sum(axis=0)).ravel())
 
     def gene_rate(self, prior: float = 0.5) -> np.ndarray:
         """Smoothed positive rate of each gene: (pos + 2·prior·global_rate) / (obs + 2·prior)."""
@@ -73,16 +82,16 @@ class ObservationPool:
         gi = positions(self.genes, genes)
         return np.where(gi >= 0, self.gene_rate()[np.maximum(gi, 0)], self.global_rate)
 
-    @property
+    @cached_property
     def global_rate(self) -> float:
         """Overall positive rate."""
         return float(self.Y.sum() / max(self.M.sum(), 1))
 
-    @property
+    @cached_property
     def perturbation_rate(self) -> np.ndarray:
         """Positive rate of each training perturbation over its observed genes (its 'strength')."""
         obs = np.asarray(self.M.sum(axis=1)).ravel()
-        return np.asarray(self.Y.sum(axis=1)).ravel() / np.maximum(obs, 1)
+        return _frozen(np.asarray(self.Y.sum(axis=1)).ravel() / np.maximum(obs, 1))
 
     def subset(self, perturbations: pd.Index) -> ObservationPool:
         """Pool restricted to some perturbations (same gene columns)."""

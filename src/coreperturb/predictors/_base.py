@@ -42,7 +42,7 @@ class Predictor(ABC):
     files, explain and the explorer never ask which class they hold:
 
     * :meth:`fit` ``(train, context=None)`` on training rows (perturbation, gene, label); ``context`` is
-      used only where :attr:`uses_context` is true (training rows of the same task in other cell lines).
+      used only where :attr:`reads_context` is true (training rows of the same task in other cell lines).
     * :meth:`predict_proba` returns ``(n, 2)`` like scikit-learn classifiers; :meth:`score` returns a frame
       with ``score`` and whatever evidence the method has (:data:`SCORE_COLUMNS`).
     * :meth:`fitted_state` / :meth:`from_fitted_state` save and rebuild a fitted predictor (model files).
@@ -57,6 +57,8 @@ class Predictor(ABC):
     Attributes:
         name: The registry name.
         uses_context: ``fit`` needs ``context`` rows (transfer methods).
+        reads_context: ``fit`` uses ``context`` rows when it is given them (CORE-Voting: a fit of several
+            lines gives them by default, :attr:`coreperturb.FitConfig.cross_line`).
         uses_llm: The method asks an LLM (its per-run result store, response cache and rationale length
             are parameters: ``result_store``, ``response_cache``, ``reasoning_tokens``).
         shows_evidence: The method retrieves contrastive evidence per query (``evidence(queries)``), which
@@ -65,6 +67,7 @@ class Predictor(ABC):
 
     name: str = "predictor"
     uses_context: bool = False
+    reads_context: bool = False
     uses_llm: bool = False
     shows_evidence: bool = False
     threshold_: float = 0.5

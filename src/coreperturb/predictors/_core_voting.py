@@ -21,7 +21,7 @@ from coreperturb._util import logit, positions
 from coreperturb.errors import DataValidationError
 from coreperturb.evaluation._metrics import best_f1_threshold, grouped_auroc
 from coreperturb.evidence._context import ContextEvidence, check_context
-from coreperturb.evidence._contrastive import ContrastiveEvidence, retrieve_evidence
+from coreperturb.evidence._contrastive import ContrastiveEvidence, build_evidence
 from coreperturb.evidence._features import FeatureParams, PreparedPool, features_at
 from coreperturb.evidence._pool import ObservationPool
 from coreperturb.evidence._similarity import SimilarityBundle, relational_similarity
@@ -127,6 +127,7 @@ class CoreVoting(Predictor):
 
     name = "core_voting"
     uses_context = False
+    reads_context = True
     shows_evidence = True
     context_: ContextEvidence | None = None
 
@@ -214,11 +215,12 @@ class CoreVoting(Predictor):
         return pd.DataFrame(x, columns=names), counts
 
     def _matrix(
-        self, queries: pd.DataFrame, prepared: PreparedPool
+        self, queries: pd.DataFrame, prepared: PreparedPool, sims: SimilarityBundle | None = None
     ) -> tuple[list[str], np.ndarray, pd.DataFrame]:
         pool = prepared.pool
-        with stage("retrieval"):
-            sims = self.similarities(sorted(pd.unique(queries["perturbation"].astype(str))), pool, prepared)
+        if sims is None:
+            with stage("retrieval"):
+                sims = self._query_similarities(queries, prepared)
         qi = positions(sims.queries, queries["perturbation"].astype(str))
         gi = positions(pool.genes, queries["gene"].astype(str))
         return self._assemble(queries, qi, gi, sims, prepared)
@@ -363,10 +365,13 @@ class CoreVoting(Predictor):
         """
         return self._score(*self._matrix(queries.reset_index(drop=True), self.prepared_pool()))
 
-    def predict_with_features(self, queries: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    def predict_with_features(
+        self, queries: pd.DataFrame, *, sims: SimilarityBundle | None = None
+    ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
         """:meth:`predict_with_evidence` and the model features of each query (:meth:`features`), from one
-        retrieval (what ``explain`` shows)."""
-        names, x, counts = self._matrix(queries.reset_index(drop=True), self.prepared_pool())
+        retrieval (what ``explain`` shows); ``sims``: those :meth:`evidence` returned for the same queries
+        (the retrieval is then not repeated)."""
+        names, x, counts = self._matrix(queries.reset_index(drop=True), self.prepared_pool(), sims)
         p, counts = self._score(names, x.copy(order="F"), counts)
         return p, counts, pd.DataFrame(x, columns=names)
 
@@ -402,8 +407,17 @@ class CoreVoting(Predictor):
         return np.asarray(p, dtype=np.float64), counts.reset_index(drop=True)
 
     def evidence(self, queries: pd.DataFrame) -> tuple[ContrastiveEvidence, SimilarityBundle]:
-        """Contrastive evidence for queries (first-class object) and the similarities behind it."""
-        return retrieve_evidence(self.kg, queries, self.pool_, relations=self.relations, top_k=self._k())
+        """Contrastive evidence for queries (first-class object) and the similarities behind it
+        (:func:`~coreperturb.evidence.retrieve_evidence`, reading the pool's embeddings built once)."""
+        prepared = self.prepared_pool()
+        q = queries.reset_index(drop=True)
+        sims = self._query_similarities(q, prepared)
+        return build_evidence(q, prepared.pool, sims), sims
+
+    def _query_similarities(self, queries: pd.DataFrame, prepared: PreparedPool) -> SimilarityBundle:
+        """Similarities of the queries' perturbations (sorted, each once) to the pool's."""
+        perts = sorted(pd.unique(queries["perturbation"].astype(str)))
+        return self.similarities(perts, prepared.pool, prepared)
 
     def context_evidence(
         self, perturbation: str, gene: str, top: int = 8

@@ -417,7 +417,9 @@ def create_app(
         neg = ev[ev["evidence"] == "negative"][cols] if len(ev) else pd.DataFrame(columns=cols)
         return page("explain", title=f"{e['perturbation']} → {e['gene']}", e=e,
                     pos=Markup(table_html(pos, link=related)), neg=Markup(table_html(neg, link=related)),
-                    drivers=Markup(table_html(pd.DataFrame(e["drivers"]))), q=e["perturbation"])  # fmt: skip
+                    drivers=Markup(table_html(pd.DataFrame(e["drivers"]))), q=e["perturbation"],
+                    similar=Markup(table_html(pd.DataFrame(e["similar_in_other_lines"]), link=related))
+                    if e["similar_in_other_lines"] else "")  # fmt: skip
 
     return app
 

@@ -119,6 +119,10 @@ model predicts without its own rows, not a measurement.</div>{% endif %}
 <div><h3 class="down">Negative evidence: related perturbations that left it unchanged</h3>{{ neg }}</div>
 </div>
 <h3>What the score rests on</h3>{{ drivers }}
+{% if e.other_lines %}<h3>Cross-line evidence: {{ e.perturbation }} in the other cell lines' screens</h3>
+<ul>{% for s in e.other_lines %}<li>{{ s }}</li>{% endfor %}</ul>
+{% if similar %}<p class="note">{{ e.cell_line }} perturbations measured on {{ e.gene }} that responded like
+{{ e.perturbation }} in the other lines:</p>{{ similar }}{% endif %}{% endif %}
 <p class="note"><a href="/perturbation/{{ e.perturbation|urlencode }}">all genes of {{ e.perturbation }}</a> ·
 <a href="/gene/{{ e.gene|urlencode }}">what moves {{ e.gene }}</a> ·
 <a href="/api/explain?perturbation={{ e.perturbation|urlencode }}&gene={{ e.gene|urlencode }}">JSON</a></p>

@@ -9,12 +9,11 @@ file of ``coreperturb predict``, it reads rankings from there instead of scoring
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,6 +24,7 @@ from coreperturb._defaults import EVIDENCE_ROWS, GENE_JOBS, TOP
 from coreperturb._explanations import explain_checked
 from coreperturb.errors import CorePerturbError
 from coreperturb.predictors._core_voting import CoreVoting
+from coreperturb.serve._turns import Kind, Turns
 from coreperturb.stages import (
     DEFAULT_RANK_BY,
     GRID_COLUMNS,
@@ -144,13 +144,9 @@ class PredictionService:
         self.predictions = predictions
         self.method = models.default_method
         self.cell_lines = models.cell_lines
-        # one scoring at a time: the fitted models keep lazily built caches (prepared pools, binned trees)
-        # that are not safe to build from two threads at once (two at a time failed requests under load)
-        self._lock = threading.Lock()
-        # answers a person waits for go first: a background gene ranking takes the lock one small chunk at a
-        # time, and only while no such answer is waiting for it
-        self._waiting = 0
-        self._turn = threading.Condition()
+        # one scoring at a time (the fitted models build caches lazily, not safe from two threads at once:
+        # two at a time failed requests under load), an explanation before a ranking before a background chunk
+        self._turns = Turns()
         self._cache = _LRU(cache_size)
         self._gene_cache = _LRU(gene_cache_size)
         self._known = sorted(set(known_perturbations(models)))
@@ -244,7 +240,7 @@ class PredictionService:
         def score() -> pd.DataFrame:
             rows = self._from_file("perturbation", canon, line)
             if rows is None:
-                with self._foreground():
+                with self._turns.hold(Kind.RANKING):
                     plan = grid_plan(self.models, [canon], cell_lines=[line])
                     rows = pd.concat(
                         list(predict_grid(self.models, plan, methods=[self.method])), ignore_index=True
@@ -293,30 +289,6 @@ class PredictionService:
         ranked = rank_predictions(rows, top, rank_by=rank_by, per="gene", min_excess=min_excess)
         return Ranked(name, canon, renamed, "", ranked.reindex(columns=list(RESULT_COLUMNS)))
 
-    @contextlib.contextmanager
-    def _foreground(self) -> Iterator[None]:
-        """The scoring lock for an answer someone waits for (ahead of background gene rankings)."""
-        with self._turn:
-            self._waiting += 1
-        try:
-            with self._lock:
-                yield
-        finally:
-            with self._turn:
-                self._waiting -= 1
-                self._turn.notify_all()
-
-    @contextlib.contextmanager
-    def _background(self) -> Iterator[None]:
-        """The scoring lock for a background chunk: taken only while no foreground answer waits."""
-        while True:
-            with self._turn:
-                self._turn.wait_for(lambda: self._waiting == 0, timeout=1.0)
-            with self._lock:
-                if self._waiting == 0:
-                    yield
-                    return
-
     def _start_gene_job(self, gene: str, line: str) -> dict[str, Any]:
         """Start (once) scoring every candidate on ``gene``; returns the job (``done``, ``total``, and
         ``finished``: an event set when it ends). A chunk is one scoring pass (about 1 s on 2 cores):
@@ -353,7 +325,7 @@ class PredictionService:
                             self.idle_job_s,
                         )
                         return
-                    with self._background():
+                    with self._turns.hold(Kind.BACKGROUND):
                         plan = grid_plan(self.models, cands[lo : lo + chunk], genes=[gene], cell_lines=[line])
                         job["parts"].extend(
                             predict_grid(self.models, plan, methods=[self.method], pairs_per_chunk=50_000)
@@ -381,7 +353,7 @@ class PredictionService:
         model = self.models.models.get((line, "de", self.method))
         if model is None or not model.shows_evidence:
             raise BadRequest(f"explanations need a CORE-Voting model; {self.method} is not one")
-        with self._foreground():
+        with self._turns.hold(Kind.PAIR):  # one turn for the evidence and the direction
             try:  # explain's own path: the on-target rule, or a refusal of a pair without evidence
                 ex = explain_checked(
                     cast(CoreVoting, model),
@@ -395,11 +367,11 @@ class PredictionService:
                 )
             except CorePerturbError as exc:
                 raise BadRequest(str(exc)) from None
+            direction = self._direction(line, p, g)
         trained = p in self.models.cached(
             f"trained/{line}", lambda: set(self.models.training_perturbations(line, "de").astype(str))
         )
         evidence = ex.compact_evidence()
-        direction = self._direction(line, p, g)
         return {
             "perturbation": p,
             "gene": g,
@@ -420,18 +392,19 @@ class PredictionService:
             "rests_on": ex.rests_on(),
             "evidence": records(evidence),
             "drivers": records(ex.drivers),
+            "other_lines": ex.other_lines(),
+            "similar_in_other_lines": records(ex.context[1]) if ex.context is not None else [],
         }
 
     def _direction(self, line: str, perturbation: str, gene: str) -> dict[str, Any]:
         """``p_up`` (P(up | DE)) and ``call_dir`` of one pair, as ``predict`` gives them (empty without a
-        direction model)."""
+        direction model); the caller holds the turn."""
         if (line, "dir", self.method) not in self.models.models:
             return {"p_up": None, "call_dir": ""}
         from coreperturb.stages._grids import score_pairs
 
         pair = pd.DataFrame({"perturbation": [perturbation], "gene": [gene]})
-        with self._foreground():
-            row = next(iter(score_pairs(self.models, line, pair, [self.method])))
+        row = next(iter(score_pairs(self.models, line, pair, [self.method])))
         p_up = float(row["p_up"].to_numpy(dtype=np.float64)[0])
         return {"p_up": p_up if np.isfinite(p_up) else None, "call_dir": str(row["call_dir"].iat[0])}
 

@@ -19,6 +19,7 @@ from coreperturb.stages._names import (
     resolve_genes,
     resolve_perturbations,
 )
+from coreperturb.stages._pilots import propose_pilot
 from coreperturb.stages._predicting import evaluate_predictions, predict
 from coreperturb.stages._priors import readout_priors
 from coreperturb.stages._ranking import DEFAULT_RANK_BY, RANK_BY, Ranking, rank_predictions
@@ -40,6 +41,7 @@ __all__ = [
     "grid_plan",
     "predict",
     "predict_grid",
+    "propose_pilot",
     "rank_predictions",
     "readout_priors",
     "resolve_genes",

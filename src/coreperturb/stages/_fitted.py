@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,19 +118,48 @@ class FittedModels:
                     store[key] = make()
         return store[key]
 
-    def require_cell_lines(self, cell_lines: Sequence[str] | None = None) -> list[str]:
-        """``cell_lines`` (default: every line of the model), each checked to be in the model.
+    def require_cell_lines(
+        self, cell_lines: Sequence[str] | None = None, *, unscreened: bool = False
+    ) -> list[str]:
+        """``cell_lines`` (default: every line of the model), each checked to be in the model; with
+        ``unscreened``, a line with no screen in the model is answered from the lines it holds
+        (:meth:`source_lines`), with a warning (naming a held line its name is close to: a typo?).
 
         Raises:
             CorePerturbError: A cell line the model does not hold, naming those it does.
         """
         lines = list(cell_lines) if cell_lines is not None else self.cell_lines
         for line in lines:
-            if line not in self.cell_lines:
+            if line in self.cell_lines:
+                continue
+            close = difflib.get_close_matches(
+                line.lower(), [c.lower() for c in self.cell_lines], n=1, cutoff=0.75
+            )
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if not unscreened:
                 raise CorePerturbError(
-                    f"cell line {line!r} is not in the model; it holds {', '.join(self.cell_lines)}"
+                    f"cell line {line!r} is not in the model{hint}; it holds {', '.join(self.cell_lines)}"
+                )
+            said: set[str] = self.cached("unscreened_said", set)
+            if line not in said:  # once per model and line
+                said.add(line)
+                warnings.warn(
+                    f"cell line {line!r} has no screen in this model{hint}: answered from the screens of "
+                    f"{', '.join(self.cell_lines)} (their predictions averaged, calls calibrated on their "
+                    "held-out perturbations; rows flagged no_screen)",
+                    UserWarning,
+                    stacklevel=2,
                 )
         return lines
+
+    def screened(self, cell_line: str) -> bool:
+        """Whether the model holds this line's own screen."""
+        return cell_line in self.cell_lines
+
+    def source_lines(self, cell_line: str) -> tuple[str, ...]:
+        """The screened lines that answer for ``cell_line``: the line itself where the model holds its screen;
+        for a line with none, every line the model holds (their answers averaged)."""
+        return (cell_line,) if self.screened(cell_line) else tuple(self.cell_lines)
 
     def model(self, cell_line: str, task: str, method: str) -> Predictor:
         """The fitted predictor of one unit.
@@ -148,30 +180,38 @@ class FittedModels:
             return None
 
         def make() -> MondrianConformal | None:
-            assert cal is not None
-            rows = cal.loc[
-                (cal["cell_line"] == cell_line) & (cal["task"] == task) & (cal["method"] == method)
+            parts = [
+                a
+                for line in self.source_lines(cell_line)
+                if (a := self._calibration_arrays(line, task, method))
             ]
-            if rows.empty:
+            if not parts:
                 return None
-            if task == "de" and self.genome_scaled(cell_line):
-                scale, prior_scale = self.scale(cell_line, method), self.prior_scale(cell_line)
-                assert scale is not None and prior_scale is not None
-                return MondrianConformal.fit(
-                    scale(rows["score"].to_numpy()),
-                    rows["label"].to_numpy(),
-                    prior_scale(rows["p_prior"].to_numpy()),
-                    rows["gene"].to_numpy(),
-                    weights=self.calibration_weights(cell_line, rows),
-                )
-            return MondrianConformal.fit(
-                rows["score"].to_numpy(),
-                rows["label"].to_numpy(),
-                rows["p_prior"].to_numpy(),
-                rows["gene"].to_numpy(),
-            )
+            if len(parts) == 1:
+                scores, labels, prior, genes, weights = parts[0]
+                return MondrianConformal.fit(scores, labels, prior, genes, weights=weights)
+            # a line with no screen: the calibration rows of every line that answers for it, pooled
+            cat = [np.concatenate([p[i] for p in parts]) for i in range(4)]
+            w = np.concatenate([p[4] if p[4] is not None else np.ones(len(p[1])) for p in parts])
+            return MondrianConformal.fit(cat[0], cat[1], cat[2], cat[3], weights=w)
 
         return self.cached(f"conformal/{cell_line}/{task}/{method}", make)
+
+    def _calibration_arrays(self, cell_line: str, task: str, method: str) -> tuple[Any, ...]:
+        """``(scores, labels, priors, genes, weights)`` of one unit's calibration rows on the scale of its
+        outputs (weights ``None``: every row counts once); ``()`` without rows."""
+        cal = self.calibration
+        assert cal is not None
+        rows = cal.loc[(cal["cell_line"] == cell_line) & (cal["task"] == task) & (cal["method"] == method)]
+        if rows.empty:
+            return ()
+        scores, prior = rows["score"].to_numpy(), rows["p_prior"].to_numpy()
+        labels, genes = rows["label"].to_numpy(), rows["gene"].to_numpy()
+        if task == "de" and self.genome_scaled(cell_line):
+            scale, prior_scale = self.scale(cell_line, method), self.prior_scale(cell_line)
+            assert scale is not None and prior_scale is not None
+            return scale(scores), labels, prior_scale(prior), genes, self.calibration_weights(cell_line, rows)
+        return scores, labels, prior, genes, None
 
     def calls(
         self,
@@ -193,12 +233,15 @@ class FittedModels:
         """Whether this line's DE probabilities, priors and calls are corrected to the genome scale: the
         design samples not-DE pairs (``case_control``) and the calibration rows name their perturbations."""
         cal = self.calibration
-        return (
+        return bool(
             self.design is not None
             and self.design.corrects
             and cal is not None
             and "perturbation" in cal.columns
-            and bool(((cal["cell_line"] == cell_line) & (cal["task"] == "de")).any())
+            and self.cached(
+                f"calibrated/{cell_line}",
+                lambda: bool(((cal["cell_line"] == cell_line) & (cal["task"] == "de")).any()),
+            )
         )
 
     def scale_name(self, cell_line: str) -> str:
@@ -269,6 +312,32 @@ class FittedModels:
         """Training rows of ``task`` in every other cell line (the context of transfer methods)."""
         return context_rows(self.train, cell_line, task)
 
+    def evidence_lines(self, cell_line: str, task: str, method: str) -> tuple[str, ...]:
+        """The other cell lines whose training rows one model reads as evidence (empty: its own screen only)."""
+        model = self.models.get((cell_line, task, method))
+        context = getattr(model, "context_", None)
+        return tuple(sorted(map(str, context.pools))) if context is not None else ()
+
+    def screens(self) -> list[dict[str, Any]]:
+        """The screens the models learned from, one per (cell line, task): rows, perturbations, genes, DE (or up)
+        rows and a digest of the rows (sha256 of their (perturbation, gene, label) hashes, sorted)."""
+        out = []
+        for (line, task), rows in self.train.groupby(["cell_line", "task"], sort=True, observed=True):
+            key = rows[["perturbation", "gene", "label"]].astype({"perturbation": str, "gene": str})
+            hashed = np.sort(pd.util.hash_pandas_object(key, index=False).to_numpy())
+            out.append(
+                {
+                    "cell_line": str(line),
+                    "task": str(task),
+                    "rows": len(rows),
+                    "perturbations": int(rows["perturbation"].nunique()),
+                    "genes": int(rows["gene"].nunique()),
+                    "positive_rows": int(rows["label"].sum()),
+                    "digest": hashlib.sha256(hashed.tobytes()).hexdigest(),
+                }
+            )
+        return out
+
     def training_perturbations(self, cell_line: str, task: str = "de") -> pd.Index:
         """Perturbations observed in the training rows of one unit (computed once)."""
         return self.cached(
@@ -277,8 +346,11 @@ class FittedModels:
         )
 
     def readout_genes(self, cell_line: str, task: str = "de") -> pd.Index:
-        """Genes observed in the training rows of one unit (sorted; computed once)."""
-        return self.cached(
-            f"readout_genes/{cell_line}/{task}",
-            lambda: pd.Index(sorted(pd.unique(self.training_rows(cell_line, task)["gene"]))),
-        )
+        """Genes observed in the training rows of one unit (sorted; computed once); for a line with no
+        screen, those of the lines that answer for it."""
+
+        def make() -> pd.Index:
+            genes = [self.training_rows(line, task)["gene"] for line in self.source_lines(cell_line)]
+            return pd.Index(sorted(pd.unique(pd.concat(genes)))) if genes else pd.Index([])
+
+        return self.cached(f"readout_genes/{cell_line}/{task}", make)

@@ -76,6 +76,30 @@ def data_warnings(train: pd.DataFrame, kg: KnowledgeGraph) -> list[str]:
     return out
 
 
+PILOT_PERTURBATIONS = 100
+"""Beside other lines' screens, a line's own screen of fewer training perturbations than this was answered
+better from the other lines alone (``benchmarks/new_line.py``, HepG2 pilots: 50 random perturbations 0.64
+per-gene AUROC, no screen 0.70; 200: 0.71)."""
+
+
+def pilot_notes(train: pd.DataFrame, config: FitConfig) -> list[str]:
+    """One line per fitted line whose own DE screen is a small pilot beside other lines' screens."""
+    lines = sorted(set(train["cell_line"]))
+    if not config.cross_line or len(lines) < 2:
+        return []
+    de = train.loc[train["task"] == "de"]
+    out = []
+    for line in config.fit_lines or lines:
+        n = int(de.loc[de["cell_line"] == line, "perturbation"].nunique())
+        if 0 < n < PILOT_PERTURBATIONS:
+            out.append(
+                f"{line}/de: a pilot of {n} perturbations beside other lines' screens: below "
+                f"{PILOT_PERTURBATIONS}, the other lines' answer for a line with no screen scored higher in "
+                "benchmarks/new_line.py (docs: several screens)"
+            )
+    return out
+
+
 def _training_frame(table: QueryTable | pd.DataFrame, *, all_rows: bool = False) -> pd.DataFrame:
     frame = table.frame if isinstance(table, QueryTable) else table
     missing = [c for c in ("cell_line", "task", "perturbation", "gene", "label") if c not in frame.columns]
@@ -155,7 +179,8 @@ def fit(
         kg_recipe: How the KG was built, recorded in model files.
 
     Returns:
-        The fitted models. Transfer methods get the other cell lines' training rows as context.
+        The fitted models. CORE models of one line also read the other lines' training rows of the same task
+        (:attr:`FitConfig.cross_line`; transfer methods always do).
     """
     config = config or FitConfig()
     ensure_threads()  # the CLI's thread policy for Python callers too (none of their own: the library's)
@@ -168,14 +193,23 @@ def fit(
                 f"{source}{line}/{task}: every training label is {int(rows['label'].iloc[0])}; nothing to learn "
                 "(a fit needs both positive and negative pairs)"
             )
-    notes = data_warnings(train, kg)
+    notes = data_warnings(train, kg) + pilot_notes(train, config)
     for msg in notes:
         warnings.warn(msg, TooLittleDataWarning, stacklevel=2)
     models: dict[tuple[str, str, str], Predictor] = {}
     calibration: list[pd.DataFrame] = []
     timings: dict[str, float] = {}
     backend: Backend | None = None
+    present = set(train["cell_line"])
+    unknown = [line for line in config.fit_lines if line not in present]
+    if unknown:
+        raise CorePerturbError(
+            f"fit_lines names {', '.join(unknown)}, which have no training rows; lines with rows: "
+            f"{', '.join(sorted(present))}"
+        )
     for (line, task), rows in train.groupby(["cell_line", "task"], sort=True):
+        if config.fit_lines and line not in config.fit_lines:
+            continue  # evidence for the lines fitted, no model of its own
         rows = rows.reset_index(drop=True)
         for method in config.methods:
             retune()
@@ -185,7 +219,7 @@ def fit(
                     "TRAIN queries)"
                 )
             else:
-                say(f"{line}/{task}: fitting {method}")
+                say(f"{line}/{task}: fitting {method}{_reads_other_lines(method, train, str(line), config)}")
             t = time.perf_counter()
             if uses_llm(method) and backend is None:
                 from coreperturb.llm._backends import make_backend
@@ -194,7 +228,7 @@ def fit(
             model = make_model(
                 method, kg, config, backend=backend, llm_progress=llm_progress, workdir=workdir
             )
-            context = context_rows(train, str(line), str(task)) if model.uses_context else None
+            context = _context_for(model, train, str(line), str(task), config)
             model.fit(rows, context=context)
             models[(str(line), str(task), method)] = model
             if not model.uses_llm:
@@ -216,6 +250,28 @@ def fit(
     return FittedModels(
         kg, models, train, config, kg_recipe, timings, tuple(notes), calibration=cal, design=design
     )
+
+
+def _reads_other_lines(method: str, train: pd.DataFrame, line: str, config: FitConfig) -> str:
+    """`` with the screens of LINE, ...`` where a model of ``method`` reads other lines' rows (else "")."""
+    cls = PREDICTORS.get(method)
+    if not (
+        getattr(cls, "uses_context", False) or (config.cross_line and getattr(cls, "reads_context", False))
+    ):
+        return ""
+    others = sorted(set(train["cell_line"].astype(str)) - {line})
+    return f" with the screens of {', '.join(others)}" if others else ""
+
+
+def _context_for(
+    model: Predictor, train: pd.DataFrame, line: str, task: str, config: FitConfig
+) -> pd.DataFrame | None:
+    """The other lines' training rows of ``task`` a model of ``line`` is fitted with: always for a transfer
+    method, by default (:attr:`FitConfig.cross_line`) for one that reads them; ``None`` when there are none."""
+    if not (model.uses_context or (config.cross_line and model.reads_context)):
+        return None
+    rows = context_rows(train, line, task)
+    return rows if model.uses_context or not rows.empty else None
 
 
 def calibration_rows(

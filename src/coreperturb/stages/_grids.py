@@ -19,17 +19,18 @@ from coreperturb._profiling import stage
 from coreperturb._threads import SingleThreadedBlas, effective_threads, retune
 from coreperturb._util import positions
 from coreperturb.predictors._base import Predictor
-from coreperturb.predictors._effect import effect_score
 from coreperturb.stages._chunking import MAX_PERTURBATIONS_PER_CHUNK, in_order
 from coreperturb.stages._fitted import FittedModels
 from coreperturb.stages._flags import gene_flags, join_flags, perturbation_flags
+from coreperturb.stages._frames import grid_frame
 from coreperturb.stages._names import (
     UnknownNameWarning,
     candidate_pool,
     resolve_genes,
     resolve_perturbations,
 )
-from coreperturb.stages._predicting import OnTarget, evidence_counts, score_columns
+from coreperturb.stages._on_target import OnTarget
+from coreperturb.stages._predicting import evidence_counts, score_columns
 from coreperturb.stages._priors import gene_priors as _gene_priors
 from coreperturb.stages._ranking import (
     DEFAULT_RANK_BY,
@@ -39,6 +40,7 @@ from coreperturb.stages._ranking import (
     merge_top,
     rank_predictions,
 )
+from coreperturb.stages._unscreened import unscreened_frames
 
 GRID_COLUMNS: tuple[str, ...] = (
     "cell_line",
@@ -99,10 +101,11 @@ def grid_plan(
         perturbations: Canonical perturbation names (see :func:`resolve_perturbations`); ``None`` = every
             candidate of each cell line (:func:`candidate_perturbations`).
         genes: Readout genes (default: the genes observed in the cell line's training rows).
-        cell_lines: Cell lines (default: all in the model).
+        cell_lines: Cell lines (default: all in the model); a line with no screen in the model is answered
+            from the lines it holds (:meth:`FittedModels.source_lines`; rows flagged ``no_screen``).
     """
     units = []
-    for line in models.require_cell_lines(cell_lines):
+    for line in models.require_cell_lines(cell_lines, unscreened=True):
         if perturbations is not None:
             perts = list(perturbations)
         else:
@@ -148,6 +151,19 @@ def _method_frames(
     gene); ``score(model, task)`` scores them with one fitted model. Rows of genes never a readout in
     training, and of perturbations neither the model nor the KG knows (``unknown_perturbation``, a row
     mask), get NaN scores and no call: nothing is known of them, not even a prior for a typo's effect."""
+    if not models.screened(cell_line):
+        yield from unscreened_frames(
+            models,
+            cell_line,
+            base,
+            methods,
+            frames=_method_frames,
+            flag=flag,
+            cov_rows=cov_rows,
+            score=score,
+            unknown_perturbation=unknown_perturbation,
+        )
+        return
     n = len(base["gene"])
     prior, up_rate = _gene_priors(models, cell_line, base["gene"])
     unknown_gene = ~np.isfinite(prior)
@@ -189,7 +205,6 @@ def _method_frames(
         target.apply("dir", p_up)  # the rule knows the direction, with or without a direction model
         p_de[no_score] = np.nan
         p_up[no_score] = np.nan
-        n_ev = np.asarray(de["n_pos_evidence"], dtype=np.float64) + np.asarray(de["n_neg_evidence"])
         call = models.calls(cell_line, "de", method, p_de, prior=prior, genes=base["gene"])
         call_dir = (
             models.calls(cell_line, "dir", method, p_up, prior=up_rate, genes=base["gene"])
@@ -199,29 +214,15 @@ def _method_frames(
         target.apply("de", p_de, call)  # the modality's rule decides, not the evidence
         if dir_model is not None:
             target.apply("dir", p_up, call_dir)
-        yield pd.DataFrame(
-            {
-                **base,
-                "method": np.full(n, method, dtype=object),
-                "p_de": p_de,
-                "p_up": p_up,
-                "p_prior": prior,
-                "excess": p_de - prior,
-                "effect": effect_score(p_de, prior, n_ev),
-                "p_de_up": p_de * p_up,
-                "p_de_down": p_de * (1 - p_up),
-                "effect_up": effect_score(p_de * p_up, prior * up_rate, n_ev),
-                "effect_down": effect_score(p_de * (1 - p_up), prior * (1 - up_rate), n_ev),
-                "excess_up": p_de * p_up - prior * up_rate,
-                "excess_down": p_de * (1 - p_up) - prior * (1 - up_rate),
-                "n_pos_evidence": np.asarray(de["n_pos_evidence"], dtype=np.int32),
-                "n_neg_evidence": np.asarray(de["n_neg_evidence"], dtype=np.int32),
-                "kg_coverage": np.asarray(cov_rows, dtype=np.float32),
-                "on_target": target.mask,
-                "call": call,
-                "call_dir": call_dir,
-                "flag": flag,
-            }
+        yield grid_frame(
+            base,
+            method,
+            (p_de, p_up, prior, up_rate),
+            (de["n_pos_evidence"], de["n_neg_evidence"]),
+            cov_rows=cov_rows,
+            on_target=target.mask,
+            calls=(call, call_dir),
+            flag=flag,
         )
 
 

@@ -1,0 +1,191 @@
+"""A line with no screen of its own is answered from the lines the model holds: what each of them measured of a
+pair where it did, its model's answer elsewhere, averaged (:meth:`FittedModels.source_lines`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coreperturb.predictors._base import Predictor
+from coreperturb.predictors._effect import effect_score
+from coreperturb.stages._fitted import FittedModels
+from coreperturb.stages._flags import join_flags
+from coreperturb.stages._frames import grid_frame
+from coreperturb.stages._on_target import OnTarget
+from coreperturb.stages._priors import gene_priors
+
+
+def nanmean(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Row-wise mean over the arrays that are finite there (NaN where none is)."""
+    x = np.vstack([np.asarray(a, dtype=np.float64) for a in arrays])
+    ok = np.isfinite(x)
+    n = ok.sum(axis=0)
+    return np.where(n > 0, np.where(ok, x, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
+
+
+def measured(
+    models: FittedModels, line: str, task: str, perturbations: np.ndarray, genes: np.ndarray
+) -> np.ndarray:
+    """What ``line``'s screen measured of each pair: its label where the pair was asked (DE: 1 / 0; direction:
+    up 1 / down 0), NaN elsewhere (the line's model answers there). Chosen on training pairs over its model's
+    answer alone and over also reading an unlisted gene of a whole DE list as not DE
+    (``benchmarks/new_line.py --choose``)."""
+
+    def make() -> pd.Series:
+        rows = models.training_rows(line, task)
+        labels = pd.Series(
+            rows["label"].to_numpy(dtype=np.float64),
+            index=pd.MultiIndex.from_arrays([rows["perturbation"].astype(str), rows["gene"].astype(str)]),
+        )
+        return labels[~labels.index.duplicated()]
+
+    labels = models.cached(f"measured/{line}/{task}", make)
+    key = pd.MultiIndex.from_arrays([np.asarray(perturbations).astype(str), np.asarray(genes).astype(str)])
+    return labels.reindex(key).to_numpy(dtype=np.float64)
+
+
+def _measured_or(
+    answer: pd.Series, models: FittedModels, line: str, task: str, pairs: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """A source line's answer: its screen's measurement where it has one, else its model's."""
+    model = answer.to_numpy(dtype=np.float64)
+    if task not in models.tasks or not np.isfinite(model).any():
+        return model
+    seen = measured(models, line, task, *pairs)
+    return np.where(np.isfinite(seen) & np.isfinite(model), seen, model)
+
+
+def _sum(parts: Sequence[pd.DataFrame], column: str) -> np.ndarray:
+    return np.sum([p[column].to_numpy(dtype=np.float64) for p in parts], axis=0)
+
+
+def unscreened_frames(
+    models: FittedModels,
+    cell_line: str,
+    base: dict[str, np.ndarray],
+    methods: Sequence[str],
+    *,
+    frames: Callable[..., Iterator[pd.DataFrame]],
+    flag: np.ndarray,
+    cov_rows: np.ndarray,
+    score: Callable[[Predictor, str], dict[str, Any]],
+    unknown_perturbation: np.ndarray | None,
+) -> Iterator[pd.DataFrame]:
+    """A line with no screen of its own: each source line's answer (:meth:`FittedModels.source_lines`),
+    averaged where the source reads the gene out (its measurement where it measured the pair:
+    :func:`coreperturb.stages._unscreened.measured`); evidence counts summed over the screens; calls from the
+    sources' calibration rows pooled; every row flagged ``no_screen``."""
+    n = len(base["gene"])
+    sources = models.source_lines(cell_line)
+    priors = [gene_priors(models, line, base["gene"]) for line in sources]
+    prior, up_rate = nanmean([p[0] for p in priors]), nanmean([p[1] for p in priors])
+    target = OnTarget.of(models, cell_line, base["perturbation"], base["gene"], np.isfinite(prior))
+    flag = join_flags(np.asarray(flag, dtype=object), np.full(n, "no_screen", dtype=object))
+    if target.any:
+        flag = join_flags(flag, np.where(target.mask, "on_target", "").astype(object))
+    for method in methods:
+        parts = [
+            next(
+                frames(
+                    models,
+                    line,
+                    {**base, "cell_line": np.full(n, line, dtype=object)},
+                    [method],
+                    flag=np.full(n, "", dtype=object),
+                    cov_rows=cov_rows,
+                    score=score,
+                    unknown_perturbation=unknown_perturbation,
+                )
+            )
+            for line in sources
+        ]
+        # each screened line's answer: what its screen measured of the pair where it did, its model elsewhere
+        pairs = (base["perturbation"], base["gene"])
+        p_de = nanmean(
+            [_measured_or(p["p_de"], models, s, "de", pairs) for s, p in zip(sources, parts, strict=True)]
+        )
+        p_up = nanmean(
+            [_measured_or(p["p_up"], models, s, "dir", pairs) for s, p in zip(sources, parts, strict=True)]
+        )
+        has_dir = any((line, "dir", method) in models.models for line in sources)
+        call = models.calls(cell_line, "de", method, p_de, prior=prior, genes=base["gene"])
+        call_dir = (
+            models.calls(cell_line, "dir", method, p_up, prior=up_rate, genes=base["gene"])
+            if has_dir
+            else np.full(n, "", dtype=object)
+        )
+        target.apply("de", p_de, call)
+        if has_dir:
+            target.apply("dir", p_up, call_dir)
+        yield grid_frame(
+            base,
+            method,
+            (p_de, p_up, prior, up_rate),
+            (_sum(parts, "n_pos_evidence"), _sum(parts, "n_neg_evidence")),
+            cov_rows=cov_rows,
+            on_target=target.mask,
+            calls=(call, call_dir),
+            flag=flag,
+        )
+
+
+def unscreened_unit(
+    models: FittedModels,
+    unit: pd.DataFrame,
+    line: str,
+    task: str,
+    methods: Sequence[str],
+    *,
+    predict: Callable[..., pd.DataFrame],
+) -> list[pd.DataFrame]:
+    """The queries of a line with no screen: each source line's answer (:meth:`FittedModels.source_lines`: its
+    measurement where its screen has one, :func:`coreperturb.stages._unscreened.measured`, else its model)
+    averaged where the source reads the gene out, evidence counts summed, calls from the sources' pooled
+    calibration rows; ``flag`` says ``no_screen``."""
+    sources = models.source_lines(line)
+    answers = [predict(models, unit.assign(cell_line=s), methods=methods) for s in sources]
+    genes = unit["gene"].to_numpy()
+    parts = []
+    for method in methods:
+        rows = [a.loc[a["method"] == method].reset_index(drop=True) for a in answers]
+
+        def mean(column: str, rows: list[pd.DataFrame] = rows) -> np.ndarray:
+            """Each source's answer: its screen's measurement of the pair where it has one, else its model."""
+            each = []
+            for s, r in zip(sources, rows, strict=True):
+                model = r[column].to_numpy(dtype=np.float64)
+                if column in ("score", "score_sample"):
+                    seen = measured(models, s, task, unit["perturbation"].to_numpy(), genes)
+                    model = np.where(np.isfinite(seen) & np.isfinite(model), seen, model)
+                each.append(model)
+            return nanmean(each)
+
+        score, prior = mean("score"), mean("p_prior")
+        n_pos = np.sum([r["n_pos_evidence"].to_numpy() for r in rows], axis=0)
+        n_neg = np.sum([r["n_neg_evidence"].to_numpy() for r in rows], axis=0)
+        target = OnTarget.of(models, line, unit["perturbation"].to_numpy(), genes, np.isfinite(prior))
+        target.apply(task, score)
+        call = models.calls(line, task, method, score, prior=prior, genes=genes)
+        target.apply(task, score, call)
+        part = rows[0].assign(
+            cell_line=line,
+            score=score,
+            p_prior=prior,
+            excess=score - prior,
+            effect=effect_score(score, prior, n_pos + n_neg),
+            score_sample=mean("score_sample"),
+            p_prior_sample=mean("p_prior_sample"),
+            n_pos_evidence=n_pos,
+            n_neg_evidence=n_neg,
+            on_target=target.mask,
+            call=call,
+            flag="no_screen",
+        )
+        parts.append(part)
+    return parts
+
+
+__all__ = ["measured", "nanmean", "unscreened_frames", "unscreened_unit"]
