@@ -213,13 +213,12 @@ def fit(
         rows = rows.reset_index(drop=True)
         for method in config.methods:
             retune()
-            if uses_llm(method) and config.llm_config.calibration_queries > 0:
+            calibrating = uses_llm(method) and config.llm_config.calibration_queries > 0
+            if calibrating:
                 say(
                     f"{line}/{task}: {method} calibration (scoring up to {config.llm_config.calibration_queries} held-out "
                     "TRAIN queries)"
                 )
-            else:
-                say(f"{line}/{task}: fitting {method}{_reads_other_lines(method, train, str(line), config)}")
             t = time.perf_counter()
             if uses_llm(method) and backend is None:
                 from coreperturb.llm._backends import make_backend
@@ -229,6 +228,12 @@ def fit(
                 method, kg, config, backend=backend, llm_progress=llm_progress, workdir=workdir
             )
             context = _context_for(model, train, str(line), str(task), config)
+            if not calibrating:
+                read = sorted(pd.unique(context["cell_line"].astype(str))) if context is not None else []
+                say(
+                    f"{line}/{task}: fitting {method}"
+                    + (f" with the screens of {', '.join(read)}" if read else "")
+                )
             model.fit(rows, context=context)
             models[(str(line), str(task), method)] = model
             if not model.uses_llm:
@@ -250,17 +255,6 @@ def fit(
     return FittedModels(
         kg, models, train, config, kg_recipe, timings, tuple(notes), calibration=cal, design=design
     )
-
-
-def _reads_other_lines(method: str, train: pd.DataFrame, line: str, config: FitConfig) -> str:
-    """`` with the screens of LINE, ...`` where a model of ``method`` reads other lines' rows (else "")."""
-    cls = PREDICTORS.get(method)
-    if not (
-        getattr(cls, "uses_context", False) or (config.cross_line and getattr(cls, "reads_context", False))
-    ):
-        return ""
-    others = sorted(set(train["cell_line"].astype(str)) - {line})
-    return f" with the screens of {', '.join(others)}" if others else ""
 
 
 def _context_for(

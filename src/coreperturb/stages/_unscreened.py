@@ -154,14 +154,12 @@ def unscreened_unit(
 
         def mean(column: str, rows: list[pd.DataFrame] = rows) -> np.ndarray:
             """Each source's answer: its screen's measurement of the pair where it has one, else its model."""
-            each = []
-            for s, r in zip(sources, rows, strict=True):
-                model = r[column].to_numpy(dtype=np.float64)
-                if column in ("score", "score_sample"):
-                    seen = measured(models, s, task, unit["perturbation"].to_numpy(), genes)
-                    model = np.where(np.isfinite(seen) & np.isfinite(model), seen, model)
-                each.append(model)
-            return nanmean(each)
+            if column not in ("score", "score_sample"):
+                return nanmean([r[column].to_numpy(dtype=np.float64) for r in rows])
+            pairs = (unit["perturbation"].to_numpy(), genes)
+            return nanmean(
+                [_measured_or(r[column], models, s, task, pairs) for s, r in zip(sources, rows, strict=True)]
+            )
 
         score, prior = mean("score"), mean("p_prior")
         n_pos = np.sum([r["n_pos_evidence"].to_numpy() for r in rows], axis=0)
