@@ -2,7 +2,7 @@
 
     python benchmarks/new_line.py [--shared ../shared/data] [--cell-lines k562,rpe1,hepg2,jurkat]
                                   [--held-out hepg2] [--pilots 0,25,50,100,200,all] [--draws 3]
-                                  [--out new_line.csv]
+                                  [--designed] [--own-model] [--out new_line.csv]
 
 For each held-out line H (``--held-out``, default every line of ``--cell-lines``) and pilot size N:
 
@@ -11,8 +11,10 @@ For each held-out line H (``--held-out``, default every line of ``--cell-lines``
   ``predict`` as a line the model has no screen of (the other lines' answers averaged, calls calibrated on
   their held-out perturbations). No row of H is read for fitting, calibration, priors or any default.
 * N > 0, a pilot screen: N perturbations drawn at random from H's TRAINING split (``--draws`` draws per N),
-  their rows added as H's own screen; only H's model is fitted (``FitConfig.fit_lines``), reading the other
-  lines as evidence; H's test pairs are predicted. ``all``: H's whole training split.
+  their rows added as H's own screen; every line is fitted as ``fit`` fits it by default, so H's answer blends
+  its own model's with the other lines' (``FitConfig.other_lines_weight``); H's test pairs are predicted.
+  ``all``: H's whole training split. ``--own-model``: only H's model is fitted (``FitConfig.fit_lines``),
+  reading the other lines as evidence, and its answer alone is scored (the protocol of earlier releases).
 
 ``--designed`` adds, per N, the pilot :func:`coreperturb.stages._pilots.propose_pilot` proposes from the other
 lines' screens and the KG alone (``coreperturb design``; deterministic), among H's training perturbations,
@@ -21,7 +23,8 @@ scored beside the random draws (the paired difference is printed per draw).
 ``--choose`` chooses how a screened line answers for a line with no screen, on TRAINING pairs only: the other
 lines are fitted as for N = 0 and H's training pairs (never its test split) are scored with each candidate
 answer of a screened line: its model's; its measurement of the pair where it has one (DE or not), else its
-model's; that, plus "not DE" for a gene its whole DE list leaves out; its measured DE pairs only.
+model's; that, plus "not DE" for a gene its whole DE list leaves out; its measured DE pairs only; beside them
+the copy baseline.
 
 Scored on H's test split (its test perturbations are never a pilot): per-gene AUROC (PerturbQA's macro
 mean), excess DE@10 of the table (mean of label - p_prior_sample over each test perturbation's 10 highest
@@ -122,10 +125,13 @@ def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> 
             )
             variants["measured DE"].append(np.where(seen & (lab == 1), 1.0, model))
         y, genes = pairs["label"].to_numpy(), pairs["gene"].to_numpy()
+        means = {}
         for name, each in variants.items():
             x = np.vstack(each)
             ok = np.isfinite(x)
-            mean = np.where(ok, x, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
+            means[name] = np.where(ok, x, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
+        means["copy"] = copy_baseline(others, pairs)  # the baseline, for comparison
+        for name, mean in means.items():
             auroc = float(grouped_auroc(y, mean, genes)[0])
             results.append({"held_out": line, "answer": name, "per_gene_auroc_train_pairs": auroc})
             print(f"{line}: {name}: per-gene AUROC on its training pairs {auroc:.4f}", flush=True)
@@ -145,6 +151,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=3, help="random pilots per N")
     ap.add_argument("--designed", action="store_true", help="also the designed pilot of each N > 0")
     ap.add_argument("--choose", action="store_true", help="choose the no-screen answer on training pairs")
+    ap.add_argument("--own-model", action="store_true", help="pilots: fit and score H's own model alone")
     ap.add_argument("--out", type=Path, default=None, help="CSV of every figure")
     args = ap.parse_args()
     start(args)
@@ -185,7 +192,7 @@ def main() -> None:
                     )
                 mine = own.loc[(own["split"] == "train") & own["perturbation"].isin(pilot)]
                 fitted = pd.concat([others, mine], ignore_index=True)
-                config = FitConfig(seed=0, fit_lines=(line,) if n else ())
+                config = FitConfig(seed=0, fit_lines=(line,) if n and args.own_model else ())
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     models = fit(QueryTable(fitted, require_test=False, design=table.design), kg, config)

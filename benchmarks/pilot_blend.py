@@ -1,62 +1,117 @@
-"""Would a pilot line's own model do better mixed with the answer for a line with no screen? (training pairs only)
+"""Would a line's own model do better mixed with the answer for a line with no screen? (training pairs only)
 
-    python benchmarks/pilot_blend.py [--shared ../shared/data] [--held-out hepg2] [--pilots 25,50,100,200,400]
-                                     [--draws 3]
+    python benchmarks/pilot_blend.py [--shared ../shared/data] [--held-out hepg2[,k562,...]]
+                                     [--pilots 25,50,100,200,400,0.75] [--draws 3] [--out FILE.csv]
 
-The other PerturbQA lines are fitted with every row they have; for each pilot size N and draw, N of the held-out
-line's TRAINING perturbations become its own screen (only its model is fitted, the other lines as evidence) and
-the rest of its training pairs are scored (its test split is never read) by ``w * own + (1 - w) * no_screen`` for
-w in 0, 0.25, 0.5, 0.75, 1, where ``no_screen`` is the library's answer for a line the model holds no screen of.
-Prints the per-gene AUROC of every w.
+For each line named by ``--held-out``, the other PerturbQA lines are fitted on their TRAINING rows (their test
+split is never read; nor is the held-out line's). For each pilot size N (a number below 1: that share of the
+line's training perturbations, e.g. 0.75 for a fold of a full screen) and draw, N of the held-out line's
+training perturbations become its own screen (only its model is fitted, the other lines as evidence; its own
+answer, unblended) and the rest of its training pairs are scored by ``w * own + (1 - w) * no_screen``, where
+``no_screen`` is the library's answer for a line the model holds no screen of. Blends are scored on the genome
+scale (``score``) and on the table's (``score_sample``, where the library blends). Prints the per-gene AUROC of
+every w, writes them (with N) to ``--out``, and chooses the weight K of ``w = N / (N + K)``
+(``FitConfig.other_lines_weight``): the smallest K within 0.001 of the largest mean gain over the line's own
+answer, over every line, size and draw (``--choose FILE`` repeats the choice from a written CSV).
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from _common import parser, start
+from _common import parser, start, write_frame
 from coreperturb import build_kg, fit, load_perturbqa, predict
 from coreperturb.data._schema import QueryTable
 from coreperturb.evaluation._metrics import grouped_auroc
 from coreperturb.stages import FitConfig
 
-WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--held-out", default="hepg2", help="the line piloted")
-    ap.add_argument("--pilots", default="25,50,100,200,400", help="pilot sizes N")
+    ap.add_argument("--held-out", default="hepg2", help="the lines piloted, comma-separated")
+    ap.add_argument("--pilots", default="25,50,100,200,400", help="pilot sizes N (below 1: a share)")
     ap.add_argument("--draws", type=int, default=3, help="random pilots per N")
+    ap.add_argument("--out", type=Path, default=None, help="CSV of every (line, N, draw, scale, w) AUROC")
+    ap.add_argument("--choose", type=Path, default=None, help="only choose K from an earlier --out CSV")
     args = ap.parse_args()
+    if args.choose is not None:
+        choose_weight(pd.read_csv(args.choose))
+        return
     start(args)
     warnings.simplefilter("ignore")
-    line = args.held_out
     kg = build_kg(args.shared / "kg")
     table = load_perturbqa(args.shared / "perturbqa", args.cell_lines, ["de"])
     frame = table.frame.astype({"cell_line": str, "perturbation": str, "gene": str})
-    others = frame.loc[frame["cell_line"] != line].assign(split="train")
-    own = frame.loc[(frame["cell_line"] == line) & (frame["split"] == "train")]
-    perts = np.sort(own["perturbation"].unique())
-    none = fit(QueryTable(others, require_test=False, design=table.design), kg, FitConfig(seed=0))
-    for n in map(int, args.pilots.split(",")):
-        for draw in range(args.draws):
-            pilot = np.random.default_rng(7 + 100 * draw + n).choice(perts, size=n, replace=False)
-            val = own.loc[~own["perturbation"].isin(pilot)].reset_index(drop=True)
-            mine = own.loc[own["perturbation"].isin(pilot)]
-            fitted = QueryTable(pd.concat([others, mine]), require_test=False, design=table.design)
-            piloted = fit(fitted, kg, FitConfig(seed=0, fit_lines=(line,)))
-            a = predict(piloted, val)["score"].to_numpy()
-            b = predict(none, val.assign(cell_line=f"{line}_unscreened"))["score"].to_numpy()
-            y, genes = val["label"].to_numpy(), val["gene"].to_numpy()
-            res = {w: grouped_auroc(y, w * a + (1 - w) * b, genes)[0] for w in WEIGHTS}
-            print(
-                f"{line} N={n} draw {draw}: " + "  ".join(f"w={w}: {v:.4f}" for w, v in res.items()),
-                flush=True,
-            )
+    frame = frame.loc[frame["split"] == "train"]
+    records = []
+    for line in args.held_out.split(","):
+        others = frame.loc[frame["cell_line"] != line]
+        own = frame.loc[frame["cell_line"] == line]
+        perts = np.sort(own["perturbation"].unique())
+        none = fit(QueryTable(others, require_test=False, design=table.design), kg, FitConfig(seed=0))
+        for size in args.pilots.split(","):
+            n = round(float(size) * len(perts)) if float(size) < 1 else int(size)
+            for draw in range(args.draws):
+                pilot = np.random.default_rng(7 + 100 * draw + n).choice(perts, size=n, replace=False)
+                val = own.loc[~own["perturbation"].isin(pilot)].reset_index(drop=True)
+                mine = own.loc[own["perturbation"].isin(pilot)]
+                fitted = QueryTable(pd.concat([others, mine]), require_test=False, design=table.design)
+                piloted = fit(fitted, kg, FitConfig(seed=0, fit_lines=(line,)))
+                a = predict(piloted, val)
+                b = predict(none, val.assign(cell_line=f"{line}_unscreened"))
+                y, genes = val["label"].to_numpy(), val["gene"].to_numpy()
+                for scale in ("score", "score_sample"):
+                    sa, sb = a[scale].to_numpy(), b[scale].to_numpy()
+                    sb = np.where(np.isfinite(sb), sb, sa)
+                    res = {w: grouped_auroc(y, w * sa + (1 - w) * sb, genes)[0] for w in WEIGHTS}
+                    records += [
+                        {"line": line, "n": n, "draw": draw, "scale": scale, "w": w, "auroc": v}
+                        for w, v in res.items()
+                    ]
+                    print(
+                        f"{line} N={n} draw {draw} {scale}: "
+                        + "  ".join(f"w={w}: {v:.4f}" for w, v in res.items()),
+                        flush=True,
+                    )
+                if args.out is not None:
+                    write_frame(pd.DataFrame(records), args.out)
+    choose_weight(pd.DataFrame(records))
+
+
+TIE = 0.001
+"""Mean gains this close to the largest count as a tie, which the smallest K wins."""
+CANDIDATES = (0.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0)
+
+
+def choose_weight(records: pd.DataFrame) -> None:
+    """The other lines' weight K of ``w = N / (N + K)``: per candidate, the AUROC of every (line, N, draw) at
+    that w (linear between the grid's weights, table scale), its mean gain over the line's own answer alone
+    (K = 0) and the worst gain; the library's default is the smallest K within :data:`TIE` of the largest mean
+    gain (the least change to full screens)."""
+    rows = records.loc[records["scale"] == "score_sample"]
+    out = []
+    for k in CANDIDATES:
+        gains = []
+        for (_, n, _), cell in rows.groupby(["line", "n", "draw"]):
+            cell = cell.sort_values("w")
+            w = n / (n + k) if k > 0 else 1.0
+            at = float(np.interp(w, cell["w"], cell["auroc"]))
+            gains.append(at - float(cell.loc[cell["w"] == 1.0, "auroc"].iloc[0]))
+        out.append({"K": k, "mean_gain": np.mean(gains), "worst_gain": np.min(gains), "cells": len(gains)})
+    table = pd.DataFrame(out)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+    best = table["mean_gain"].max()
+    near = table.loc[table["mean_gain"] >= best - TIE]
+    print(
+        f"largest mean gain {best:+.4f}; the smallest K within {TIE} of it (the least change to full screens): "
+        f"K = {near['K'].min():g}"
+    )
 
 
 if __name__ == "__main__":

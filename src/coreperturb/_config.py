@@ -3,9 +3,8 @@
 ``BenchmarkConfig(data, kg, fit, evaluate)`` holds a :class:`DataConfig`, a :class:`KGConfig`, a
 :class:`FitConfig` (with its :class:`LLMConfig`) and an :class:`EvaluateConfig`. Every leaf field has a name
 that is unique in the tree and equals its command-line flag (``data_dir`` is ``--data-dir``) and its
-configuration-file key, so :meth:`BenchmarkConfig.from_options` builds the tree from flat options without
-any mapping table, and :class:`ConfigFile` (the file schema) is derived from the same fields. Checks run once,
-in ``__post_init__``.
+configuration-file key, so :meth:`BenchmarkConfig.from_options` builds the tree from flat options with no mapping
+table, and :class:`ConfigFile` (the file schema) is derived from the same fields; checks run in ``__post_init__``.
 
 A configuration file (TOML or YAML) holds any of those keys, plus the command's own options (``out``, ...),
 paths relative to the file, never an API key (docs: config files)::
@@ -13,6 +12,8 @@ paths relative to the file, never an API key (docs: config files)::
     data_dir = "../shared/data/perturbqa"
     cell_lines = "k562,rpe1"
     methods = "gene_frequency,core_voting"
+
+It runs over 500 lines because the tree is one place: every section, its checks and the file schema together.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from coreperturb import _defaults as d
-from coreperturb._defaults import DEFAULT_METHODS, EXECUTOR, RAY_WORKERS, TASKS
+from coreperturb._defaults import DEFAULT_METHODS, EXECUTOR, OTHER_LINES_WEIGHT, RAY_WORKERS, TASKS
 from coreperturb._util import split_names
 from coreperturb.data._design import DESIGNS
 from coreperturb.data._genes import DEFAULT_MODALITY, modality, parse_sexes
@@ -240,6 +241,8 @@ class FitConfig:
             as evidence (chosen on training data); ``False``: its own screen only (the PerturbQA protocol).
         fit_lines: Fit models for these lines only (default: every line with training rows); the other lines'
             rows are their evidence and nothing else (e.g. public screens beside your own).
+        other_lines_weight: K: with ``cross_line``, a line's CORE answer is ``w * own + (1 - w) * the other lines'``,
+            ``w = N / (N + K)`` (N: its own training perturbations); 0: its own alone (docs: several screens).
     """
 
     methods: tuple[str, ...] = ("core_voting",)
@@ -253,6 +256,7 @@ class FitConfig:
     lists_cut_from: int | None = None
     cross_line: bool = True
     fit_lines: tuple[str, ...] = ()
+    other_lines_weight: float = OTHER_LINES_WEIGHT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", split_names(self.methods) or ())
@@ -269,6 +273,8 @@ class FitConfig:
         parse_sexes(self.cell_line_sex)  # a clear error for a bad entry
         if self.design not in DESIGNS or (self.lists_cut_from is not None and self.lists_cut_from < 1):
             raise ConfigError(f"design must be one of {', '.join(DESIGNS)} and lists_cut_from >= 1")
+        if not self.other_lines_weight >= 0:  # NaN too
+            raise ConfigError(f"other_lines_weight must be >= 0, got {self.other_lines_weight}")
 
     def llm_settings(self) -> LLMSettings:
         """How LLM methods reach their model (:meth:`LLMConfig.settings`)."""

@@ -50,6 +50,11 @@ TASKS: tuple[str, ...] = ("de", "dir")
 """``de``: is the gene differentially expressed; ``dir``: given DE, does it go up."""
 DEFAULT_METHODS: tuple[str, ...] = ("gene_frequency", "knn_retrieval", "core_voting")
 """The methods ``fit`` and ``benchmark`` run when none are named."""
+OTHER_LINES_WEIGHT = 200.0
+"""With several lines, a line's CORE answer is ``w * own + (1 - w) * the other lines' answer`` with ``w = N / (N +
+OTHER_LINES_WEIGHT)`` (N: the line's own training perturbations; ``FitConfig.other_lines_weight``, 0 = its own
+answer alone): the other lines' answer counts as this many perturbations of the line's own screen. Chosen on
+training pairs (``python benchmarks/pilot_blend.py``; docs: several screens)."""
 NEGATIVES_PER_PERTURBATION = 200
 """Signature tables (LINCS): non-significant genes sampled per perturbation as negatives."""
 SIGNATURE_TEST_FRACTION = 0.3

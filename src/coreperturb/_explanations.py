@@ -36,6 +36,7 @@ from coreperturb.predictors._base import Predictor, make_predictor
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.predictors._effect import GENE_PRIOR_STRENGTH, effect_score
 from coreperturb.stages import FittedModels, resolve_genes, resolve_perturbations
+from coreperturb.stages._blend import blend_of, others_answer
 from coreperturb.stages._fitted import context_rows
 from coreperturb.stages._names import warn_names
 from coreperturb.stages._on_target import MIN_ON_TARGET_ROWS, OnTarget, on_target_rule
@@ -64,6 +65,8 @@ class Explanation:
             not the evidence, decides the prediction then. Empty otherwise.
         scale: ``genome`` (P(DE) and the prior: the chance over the line's readout genes) or ``table`` (among
             the table's asked pairs: older models); empty for the direction task and without a fitted model.
+        blend: How ``p`` mixes the line's own answer with the other lines' (:mod:`coreperturb.stages._blend`),
+            in words; empty where the own answer stands alone.
     """
 
     perturbation: str
@@ -83,6 +86,7 @@ class Explanation:
     call: str = ""
     rule: str = ""
     scale: str = ""
+    blend: str = ""
 
     @property
     def has_evidence(self) -> bool:
@@ -368,6 +372,32 @@ def explain_checked(
     return with_call(ex, models) if models is not None else ex
 
 
+def _blended(ex: Explanation, models: FittedModels) -> Explanation:
+    """``ex`` with its own answer blended with the other lines' as ``predict`` blends it (stages._blend)."""
+    b = blend_of(models, ex.cell_line, ex.task, ex.method)
+    if b is None:
+        return ex
+    q = pd.DataFrame({"perturbation": [ex.perturbation], "gene": [ex.gene]})
+    others = others_answer(
+        models,
+        (ex.cell_line, ex.task, ex.method),
+        b.sources,
+        pairs=q,
+        score_with=lambda m, _: m.score(q)["score"].to_numpy(),
+    )
+    if not np.isfinite(others[0]):
+        return ex
+    p = float(b.mix(np.array([ex.p]), others)[0])
+    words = (
+        f"every screen counts: on the table's scale, this line's own answer {ex.p:.3f} x {b.own_weight:.2f} "
+        f"({b.own_perturbations} own perturbations) + the other lines' answer {others[0]:.3f} x "
+        f"{1 - b.own_weight:.2f} ({', '.join(b.sources)}: their measurement where their screens asked the pair, "
+        "else their models)"
+    )
+    effect = float(effect_score(np.array([p]), np.array([ex.p_prior]), np.array([ex.n_pos + ex.n_neg]))[0])
+    return dataclasses.replace(ex, p=p, effect=effect, blend=words)
+
+
 def with_call(ex: Explanation, models: FittedModels) -> Explanation:
     """``ex`` with its conformal call, and for an on-target pair the modality's rule in place of the
     evidence-based score (:func:`coreperturb.stages.on_target_rule`)."""
@@ -385,6 +415,7 @@ def with_call(ex: Explanation, models: FittedModels) -> Explanation:
         return dataclasses.replace(
             ex, p=target.score(ex.task), effect=float("nan"), rule=text, call=target.call(ex.task)
         )
+    ex = _blended(ex, models)
     if ex.task == "de":  # the same scale as predict's p_de and p_prior (the genome, where the design allows)
         scale, prior_scale = models.scale(ex.cell_line, ex.method), models.prior_scale(ex.cell_line)
         if scale is not None and prior_scale is not None:

@@ -46,6 +46,8 @@ def fit_config_of(raw: dict[str, Any]) -> FitConfig:
     fit_fields = {f.name for f in dataclasses.fields(FitConfig)} - {"llm_config"}
     cfg = {k: v for k, v in raw.items() if k in fit_fields}
     cfg["methods"] = tuple(cfg.get("methods", ()))
+    # models of earlier releases answered each line from its own model alone (their calibration rows say so)
+    cfg.setdefault("other_lines_weight", 0.0)
     return FitConfig(**cfg, llm_config=LLMConfig(**llm))
 
 

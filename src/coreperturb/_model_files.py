@@ -17,11 +17,9 @@ A model directory holds:
   logistic regressions; :mod:`coreperturb.predictors._portable`), read with ``allow_pickle=False`` and
   scored without scikit-learn, bit for bit as ``predict_proba``;
 * ``estimators.skops`` — only for estimators those arrays cannot hold (a custom combiner), written with
-  ``skops.io`` and loaded with an explicit list of trusted types (every estimator of a format 1 or 2
-  model);
-* ``kg.npz`` / ``kg.json`` — the knowledge graph (CSR arrays, ``allow_pickle=False``; names in JSON),
-  unless the model was saved with ``kg_store="reference"``, in which case the KG is rebuilt from the files
-  named in ``model.json`` and must hash to the same content.
+  ``skops.io`` and loaded with an explicit list of trusted types (every estimator of a format 1 or 2 model);
+* ``kg.npz`` / ``kg.json`` — the knowledge graph (CSR arrays, ``allow_pickle=False``; names in JSON); with
+  ``kg_store="reference"``, rebuilt from the files named in ``model.json`` to the same content hash.
 
 Every failure to load names the file and says what is wrong in one line (:class:`ModelFileError`).
 
@@ -62,6 +60,7 @@ from coreperturb.graph._store import KG_ARRAYS, KG_META, kg_hash, load_kg, save_
 from coreperturb.predictors._base import PREDICTORS, FittedState
 from coreperturb.predictors._portable import from_portable, to_portable
 from coreperturb.stages import FittedModels
+from coreperturb.stages._blend import blend_record
 from coreperturb.stages._fitted import CALIBRATION_COLUMNS, CALIBRATION_EXTRA, TRAIN_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -163,6 +162,7 @@ def save_model(
                     "estimator_kinds": kinds,
                     "uses_context": bool(getattr(model, "context_", None) is not None),
                     "context_lines": list(models.evidence_lines(line, task, method)),
+                    "blend": blend_record(models, line, task, method),
                     "n_train_rows": len(models.training_rows(line, task)),
                 }
             )

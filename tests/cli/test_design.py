@@ -1,4 +1,4 @@
-"""``coreperturb design`` and ``predict --cell-lines`` for a line with no screen: what they parse and print."""
+"""``coreperturb design``, ``predict --cell-lines`` for a line with no screen, and how a line blends the others."""
 
 from __future__ import annotations
 
@@ -34,3 +34,31 @@ def test_predict_for_a_line_with_no_screen_says_so(model_dir: Path, tmp_path: Pa
     assert "hek293: no screen, the mean of synth_a, synth_b's" in res.output
     rows = pd.read_csv(out)
     assert (rows["cell_line"] == "hek293").all() and rows["flag"].str.contains("no_screen").all()
+
+
+def test_predict_says_how_each_line_blends_the_other_lines(model_dir: Path, tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model-dir",
+            str(model_dir),
+            "--perturbations",
+            "G0001",
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "synth_a reads synth_b (answers: own screen (" in text and ", synth_b 0." in text
+    bad = runner.invoke(app, ["fit", "--other-lines-weight", "-1", "--out", str(tmp_path / "m")])
+    assert bad.exit_code == 2 and "other-lines-weight" in bad.output
+
+
+def test_explain_says_how_its_answer_was_blended(model_dir: Path) -> None:
+    args = ["explain", "--model-dir", str(model_dir), "--perturbation", "G0001", "--gene", "G0140"]
+    res = runner.invoke(app, [*args, "--cell-line", "synth_a"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "every screen counts: on the table's scale, this line's own answer" in text and "(synth_b:" in text

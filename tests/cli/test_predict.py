@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from coreperturb._defaults import MIN_EXCESS
 from coreperturb._model_files import load_model
 from coreperturb.cli import app
 from coreperturb.data._synthetic import SyntheticPaths
@@ -58,7 +59,8 @@ def test_predict_grid_to_parquet_csv_h5ad(model_dir: Path, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     c = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     assert len(c) == 14 and list(c.columns) == list(GRID_COLUMNS)
-    floored = p[(p["excess"] >= 0.03) | p["on_target"]]  # the default floor
+    # the default floor: an excess of MIN_EXCESS with positive evidence, or the perturbation's own target
+    floored = p[((p["excess"] >= MIN_EXCESS) & (p["n_pos_evidence"] > 0)) | p["on_target"]]
     best = floored.sort_values("excess", ascending=False).groupby("perturbation").head(7)  # default: excess
     assert set(zip(c["perturbation"], c["gene"], strict=True)) == set(
         zip(best["perturbation"], best["gene"], strict=True)
@@ -446,6 +448,7 @@ def test_cli_per_gene_rank_by_down_round_trip(model_dir: Path, tmp_path: Path) -
         models, genes=["G0010", "G0020"], top=4, rank_by="down", per="gene", cell_lines=["synth_a"]
     )
     assert list(got["gene"]) == list(want["gene"]) and list(got["perturbation"]) == list(want["perturbation"])
-    assert got.groupby("gene").size().to_dict() == {"G0010": 4, "G0020": 4}
+    sizes = got.groupby("gene").size()  # at most 4 above the floor
+    assert set(sizes.index) == {"G0010", "G0020"} and sizes.le(4).all() and sizes.sum() >= 6
     res = runner.invoke(app, [*args, "--rank-by", "down", "--out", str(out)])
     assert res.exit_code == 2 and "give --top N too" in res.output

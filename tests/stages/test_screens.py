@@ -3,6 +3,7 @@ answered from the others."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -41,11 +42,76 @@ def test_a_fit_of_several_lines_reads_the_other_lines_by_default(
     assert only_a.cell_lines == ["synth_a"] and only_a.evidence_lines("synth_a", "de", "core_voting") == (
         "synth_b",
     )
-    assert np.allclose(
-        predict(only_a, q[q["cell_line"] == "synth_a"])["score"], a.loc[a["cell_line"] == "synth_a", "score"]
+    # synth_b without a model of its own: synth_a's own answer, unblended (as with other_lines_weight 0)
+    alone = fit(table, kg, FitConfig(seed=0, other_lines_weight=0))
+    own = predict(alone, q)
+    assert np.array_equal(
+        predict(only_a, q[q["cell_line"] == "synth_a"])["score"].to_numpy(),
+        own.loc[own["cell_line"] == "synth_a", "score"].to_numpy(),
     )
     with pytest.raises(CorePerturbError, match="fit_lines names synth_z"):
         fit(table, kg, FitConfig(fit_lines=("synth_z",)))
+
+
+def test_each_line_blends_its_own_answer_with_the_other_lines(
+    two_lines: tuple[QueryTable, KnowledgeGraph],
+) -> None:
+    from coreperturb.stages._blend import blend_of
+    from coreperturb.stages._unscreened import measured
+
+    table, kg = two_lines
+    blend = fit(table, kg, FitConfig(seed=0))
+    alone = fit(table, kg, FitConfig(seed=0, other_lines_weight=0))
+    assert blend_of(alone, "synth_a", "de", "core_voting") is None
+    b = blend_of(blend, "synth_a", "de", "core_voting")
+    n = len(blend.training_perturbations("synth_a"))
+    assert b is not None and b.sources == ("synth_b",) and b.own_weight == n / (n + 200)
+    q = table.split("test")
+    q = q.loc[q["cell_line"] == "synth_a"].head(2000).reset_index(drop=True)
+    own = predict(alone, q)["score_sample"].to_numpy()
+    # synth_b's answer: its measurement where its screen asked the pair, its own model elsewhere
+    other = predict(alone, q.assign(cell_line="synth_b"))["score_sample"].to_numpy()
+    seen = measured(alone, "synth_b", "de", q["perturbation"].to_numpy(), q["gene"].to_numpy())
+    assert np.isfinite(seen).any()
+    other = np.where(np.isfinite(seen), seen, other)
+    got = predict(blend, q)
+    want = b.own_weight * own + (1 - b.own_weight) * other
+    rule = got["on_target"].to_numpy()  # the modality's rule decides a perturbation's own target
+    assert np.allclose(got["score_sample"][~rule], want[~rule], rtol=0, atol=1e-12)
+    # the genome map and the calls are calibrated on blended calibration rows, which no answer read
+    cal, cal0 = blend.calibration, alone.calibration
+    assert cal is not None and cal0 is not None
+    assert not np.allclose(cal["score"], cal0["score"])
+    assert np.array_equal(cal["label"], cal0["label"])
+    # the grid path blends as the query path does
+    plan = grid_plan(blend, list(q["perturbation"].unique()[:3]), cell_lines=["synth_a"])
+    grid = pd.concat(list(predict_grid(blend, plan)), ignore_index=True)
+    rows = predict(blend, grid[["perturbation", "gene"]].assign(cell_line="synth_a"))
+    keep = ~grid["on_target"].to_numpy() & np.isfinite(grid["p_de"].to_numpy())
+    assert np.allclose(grid["p_de"].to_numpy()[keep], rows["score"].to_numpy()[keep], rtol=0, atol=1e-12)
+    # and explain says the same number, and how it was blended
+    from coreperturb import explain
+
+    at = grid.loc[keep].iloc[0]
+    ex = explain(str(at["perturbation"]), str(at["gene"]), blend, cell_line="synth_a")
+    assert abs(ex.p - float(at["p_de"])) < 1e-12 and "synth_b" in ex.blend
+
+
+def test_a_line_answers_without_the_labels_it_is_checked_on(
+    two_lines: tuple[QueryTable, KnowledgeGraph],
+) -> None:
+    from coreperturb.stages._fitted import context_rows
+
+    table, kg = two_lines
+    models = fit(table, kg, FitConfig(seed=0, other_lines_weight=0))
+    model = models.model("synth_b", "de", "core_voting")
+    context = context_rows(models.train, "synth_b", "de")
+    p = str(context["perturbation"].iloc[0])
+    q = context.loc[context["perturbation"] == p, ["perturbation", "gene"]]
+    assert model.features(q)["ctx_pair_n"].gt(0).all()  # synth_b's model reads synth_a's label of each pair
+    hidden = model.with_context(context.loc[context["perturbation"] != p])
+    assert hidden.features(q)["ctx_pair_n"].eq(0).all() and hidden.model_ is model.model_
+    assert model.features(q)["ctx_pair_n"].gt(0).all()  # the model itself is unchanged
 
 
 def test_model_files_record_the_screens_they_learned_from(model_dir: Path) -> None:
@@ -61,6 +127,24 @@ def test_model_files_record_the_screens_they_learned_from(model_dir: Path) -> No
         "synth_b": ["synth_a"],
     }
     assert models.evidence_lines("synth_a", "de", "core_voting") == ("synth_b",)  # rebuilt on load
+    blends = {(u["cell_line"], u["task"], u["method"]): u["blend"] for u in meta["units"]}
+    n = len(models.training_perturbations("synth_a", "de"))
+    assert blends[("synth_a", "de", "core_voting")] == {
+        "own_weight": n / (n + 200),
+        "other_lines": ["synth_b"],
+        "own_perturbations": n,
+    }
+    assert blends[("synth_a", "de", "gene_frequency")] is None
+
+
+def test_models_of_earlier_releases_answer_from_their_own_screen() -> None:
+    from coreperturb._model_compat import fit_config_of
+    from coreperturb._provenance import jsonable
+
+    assert fit_config_of({"methods": ["core_voting"]}).other_lines_weight == 0.0  # no blend: as fitted
+    assert fit_config_of(jsonable(FitConfig())).other_lines_weight == 200.0
+    with pytest.raises(Exception, match="other_lines_weight must be >= 0"):
+        FitConfig(other_lines_weight=-1)
 
 
 def test_a_line_with_no_screen_is_the_mean_of_the_screened_lines(model_dir: Path) -> None:
@@ -73,8 +157,10 @@ def test_a_line_with_no_screen_is_the_mean_of_the_screened_lines(model_dir: Path
     with pytest.warns(UserWarning, match="'hek293' has no screen in this model: answered from the screens"):
         plan = grid_plan(models, perts, cell_lines=["hek293"])
     new = pd.concat(list(predict_grid(models, plan)), ignore_index=True)
+    # each screened line's own answer (not blended with the other line's)
+    own = dataclasses.replace(models, config=dataclasses.replace(models.config, other_lines_weight=0))
     each = [
-        pd.concat(list(predict_grid(models, grid_plan(models, perts, cell_lines=[line]))), ignore_index=True)
+        pd.concat(list(predict_grid(own, grid_plan(own, perts, cell_lines=[line]))), ignore_index=True)
         for line in models.cell_lines
     ]
     assert (new["cell_line"] == "hek293").all() and new["flag"].str.contains("no_screen").all()
@@ -140,5 +226,8 @@ def test_a_small_pilot_beside_other_screens_is_named(two_lines: tuple[QueryTable
     pilot = train.loc[(train["cell_line"] == "synth_b") | train["perturbation"].isin(few)]
     notes = pilot_notes(pilot, FitConfig())
     assert len(notes) == 1 and notes[0].startswith("synth_a/de: a pilot of 30 perturbations")
+    assert "weigh its own model 0.13 and the other lines' 0.87" in notes[0]
+    alone = pilot_notes(pilot, FitConfig(fit_lines=("synth_a",)))
+    assert len(alone) == 1 and "its own model alone answers" in alone[0]
     assert pilot_notes(pilot, FitConfig(cross_line=False)) == []
     assert pilot_notes(train, FitConfig()) == []  # full screens

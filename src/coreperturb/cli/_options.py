@@ -165,6 +165,15 @@ CrossLineOpt = Annotated[
         "protocol).",
     ),
 ]
+OtherLinesWeightOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        help="With several lines, each line's CORE answer is w * its own + (1 - w) * the other lines' answer, "
+        "w = N / (N + this) for a line of N own training perturbations: the other lines' answer counts as this "
+        "many perturbations of the line's own screen; 0: each line's own answer alone.",
+    ),
+]
 FitLinesOpt = Annotated[
     str | None,
     typer.Option(

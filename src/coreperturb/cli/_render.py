@@ -149,6 +149,8 @@ def show_explanation(ex: Explanation, *, wide: bool) -> None:
         f"KG information for the perturbation: {'yes' if ex.kg_info else 'no'})"
     )
     out_console.print(escape(ex.summary()))
+    if ex.blend:
+        out_console.print(ex.blend, markup=False, highlight=False)
     if ex.rule:
         out_console.print(f"[yellow]{escape(ex.rule)}[/]")
     if not ex.has_evidence:
@@ -236,12 +238,16 @@ def scale_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
 
 def evidence_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
     """Which other lines' screens each line's default model reads (empty when none reads any)."""
+    from coreperturb.stages._blend import blend_of
+
     method = models.default_method
-    parts = [
-        f"{line} reads {', '.join(others)}"
-        for line in cell_lines
-        if line in models.cell_lines and (others := models.evidence_lines(line, "de", method))
-    ]
+    parts = []
+    for line in cell_lines:
+        if line not in models.cell_lines or not (others := models.evidence_lines(line, "de", method)):
+            continue
+        blend = blend_of(models, line, "de", method)
+        mix = f" (answers: {blend.describe()})" if blend is not None else ""
+        parts.append(f"{line} reads {', '.join(others)}{mix}")
     return f"cross-line evidence ({method}): {'; '.join(parts)}" if parts else ""
 
 

@@ -90,6 +90,7 @@ def _run_template(
     lists_cut_from: o.ListsCutOpt = None,
     cross_line: o.CrossLineOpt = True,
     fit_lines: o.FitLinesOpt = None,
+    other_lines_weight: o.OtherLinesWeightOpt = d.OTHER_LINES_WEIGHT,
 ) -> None:
     """The data / KG / fit / LLM options that ``benchmark`` and ``fit`` share (declared once)."""
 

@@ -5,6 +5,7 @@ A little over 500 lines: the estimator, its transfer variant and their model-fil
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import warnings
@@ -418,6 +419,20 @@ class CoreVoting(Predictor):
         """Similarities of the queries' perturbations (sorted, each once) to the pool's."""
         perts = sorted(pd.unique(queries["perturbation"].astype(str)))
         return self.similarities(perts, prepared.pool, prepared)
+
+    def with_context(self, context: pd.DataFrame) -> CoreVoting:
+        """A copy that reads ``context`` (other lines' training rows) in place of the rows it was fitted with,
+        its combiner unchanged: e.g. without some perturbations of one line, to answer as it would where that
+        line never screened them (``fit`` blends a line's calibration pairs with the other lines' answers
+        this way, so that no answer reads the labels it is checked on)."""
+        if self.context_ is None:
+            return self
+        check_context(context, self.train_)
+        out = copy.copy(self)
+        out.context_ = ContextEvidence.from_frame(
+            context, self.module_k, self.module_self, prior_strength=self.prior_strength
+        )
+        return out
 
     def context_evidence(
         self, perturbation: str, gene: str, top: int = 8

@@ -107,6 +107,7 @@ rate) is {{ prior }}.</p>
 _EXPLAIN = """{% extends "base" %}{% block body %}
 <h1>{{ e.perturbation }} → {{ e.gene }} <span class="note">({{ e.cell_line }}, {{ e.method }})</span></h1>
 <p>{{ e.summary }}</p>
+{% if e.blend %}<p class="note">{{ e.blend }}</p>{% endif %}
 {% if e.p_up is not none %}<p>Direction, if DE: P(up) = {{ "%.3f"|format(e.p_up) }}{% if e.call_dir %}; call: <b>{{ e.call_dir }}</b>{% endif %}
 (the direction model, trained on the pairs that were DE).</p>{% endif %}
 {% if e.on_target %}<div class="warn">{{ e.on_target }}</div>{% endif %}

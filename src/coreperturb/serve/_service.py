@@ -389,6 +389,7 @@ class PredictionService:
             "kg_information": ex.kg_info,
             "training_perturbation": trained,
             "summary": ex.summary(),
+            "blend": ex.blend,
             "rests_on": ex.rests_on(),
             "evidence": records(evidence),
             "drivers": records(ex.drivers),

@@ -22,6 +22,7 @@ from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import PREDICTORS, Predictor, make_predictor
 from coreperturb.predictors._conformal import calibration_split
 from coreperturb.predictors._effect import gene_prior
+from coreperturb.stages._blend import blend_calibration
 from coreperturb.stages._fitted import (
     CALIBRATION_COLUMNS,
     CALIBRATION_EXTRA,
@@ -77,25 +78,37 @@ def data_warnings(train: pd.DataFrame, kg: KnowledgeGraph) -> list[str]:
 
 
 PILOT_PERTURBATIONS = 100
-"""Beside other lines' screens, a line's own screen of fewer training perturbations than this was answered
-better from the other lines alone (``benchmarks/new_line.py``, HepG2 pilots: 50 random perturbations 0.64
-per-gene AUROC, no screen 0.70; 200: 0.71)."""
+"""Beside other lines' screens, a line's own screen of fewer training perturbations than this is a pilot: its
+own model alone scored below the answer for a line with no screen (``benchmarks/new_line.py --own-model``,
+HepG2: 50 random perturbations 0.64 per-gene AUROC, no screen 0.70), so its answers lean on the other lines'
+(:attr:`FitConfig.other_lines_weight`)."""
 
 
 def pilot_notes(train: pd.DataFrame, config: FitConfig) -> list[str]:
-    """One line per fitted line whose own DE screen is a small pilot beside other lines' screens."""
+    """One line per fitted line whose own DE screen is a small pilot beside other lines' screens: how much
+    its answers lean on the other lines', or that they cannot (no other line fitted, no blend)."""
     lines = sorted(set(train["cell_line"]))
     if not config.cross_line or len(lines) < 2:
         return []
     de = train.loc[train["task"] == "de"]
+    fitted = config.fit_lines or lines
+    k = config.other_lines_weight
     out = []
-    for line in config.fit_lines or lines:
+    for line in fitted:
         n = int(de.loc[de["cell_line"] == line, "perturbation"].nunique())
-        if 0 < n < PILOT_PERTURBATIONS:
+        if not 0 < n < PILOT_PERTURBATIONS:
+            continue
+        head = f"{line}/de: a pilot of {n} perturbations beside other lines' screens: "
+        if k > 0 and any(other != line for other in fitted):
             out.append(
-                f"{line}/de: a pilot of {n} perturbations beside other lines' screens: below "
-                f"{PILOT_PERTURBATIONS}, the other lines' answer for a line with no screen scored higher in "
-                "benchmarks/new_line.py (docs: several screens)"
+                head + f"its answers weigh its own model {n / (n + k):.2f} and the other lines' "
+                f"{k / (n + k):.2f} (other_lines_weight {k:g}; docs: several screens)"
+            )
+        else:
+            out.append(
+                head + "its own model alone answers (no other line is fitted, or other_lines_weight is 0); "
+                "below " + f"{PILOT_PERTURBATIONS} perturbations the other lines' answer scored higher "
+                "(benchmarks/new_line.py; docs: several screens)"
             )
     return out
 
@@ -180,7 +193,8 @@ def fit(
 
     Returns:
         The fitted models. CORE models of one line also read the other lines' training rows of the same task
-        (:attr:`FitConfig.cross_line`; transfer methods always do).
+        (:attr:`FitConfig.cross_line`; transfer methods always do), and their answers are blended with the other
+        lines' answers (:attr:`FitConfig.other_lines_weight`, :mod:`coreperturb.stages._blend`).
     """
     config = config or FitConfig()
     ensure_threads()  # the CLI's thread policy for Python callers too (none of their own: the library's)
@@ -252,9 +266,10 @@ def fit(
         lists_cut_from=config.lists_cut_from,
     )
     say(f"sampling design: {design.describe()} ({design.source})")
-    return FittedModels(
+    fitted = FittedModels(
         kg, models, train, config, kg_recipe, timings, tuple(notes), calibration=cal, design=design
     )
+    return blend_calibration(fitted, say)
 
 
 def _context_for(

@@ -19,6 +19,7 @@ from coreperturb._profiling import stage
 from coreperturb._threads import SingleThreadedBlas, effective_threads, retune
 from coreperturb._util import positions
 from coreperturb.predictors._base import Predictor
+from coreperturb.stages._blend import blended
 from coreperturb.stages._chunking import MAX_PERTURBATIONS_PER_CHUNK, in_order
 from coreperturb.stages._fitted import FittedModels
 from coreperturb.stages._flags import gene_flags, join_flags, perturbation_flags
@@ -135,6 +136,13 @@ def _grid_scores(model: Predictor, perts: Sequence[str], genes: Sequence[str], t
     return score_columns(model.score_grid(perts, genes, task))
 
 
+def _scorer(
+    score: Callable[[Predictor, str], dict[str, Any]], task: str
+) -> Callable[[Predictor, str], np.ndarray]:
+    """A source line's model's raw answers of ``task`` for the pairs ``score`` scores."""
+    return lambda model, _: np.asarray(score(model, task)["score"], dtype=np.float64)
+
+
 def _method_frames(
     models: FittedModels,
     cell_line: str,
@@ -146,11 +154,13 @@ def _method_frames(
     score: Callable[[Predictor, str], dict[str, Any]],
     unknown_perturbation: np.ndarray | None = None,
     side_by_side: bool = True,
+    blend: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """One frame of :data:`GRID_COLUMNS` per method for the pairs in ``base`` (cell_line, perturbation,
     gene); ``score(model, task)`` scores them with one fitted model. Rows of genes never a readout in
     training, and of perturbations neither the model nor the KG knows (``unknown_perturbation``, a row
-    mask), get NaN scores and no call: nothing is known of them, not even a prior for a typo's effect."""
+    mask), get NaN scores and no call: nothing is known of them, not even a prior for a typo's effect. With
+    ``blend``, a CORE answer is blended with the other lines' (:mod:`coreperturb.stages._blend`)."""
     if not models.screened(cell_line):
         yield from unscreened_frames(
             models,
@@ -197,6 +207,12 @@ def _method_frames(
                 dir_scores = score(dir_model, "dir")
             p_up = np.asarray(dir_scores["score"], dtype=np.float64)
         p_de = np.asarray(de["score"], dtype=np.float64).copy()
+        if blend:  # with the other lines' answers, on the table's scale (stages._blend)
+            pairs = pd.DataFrame({"perturbation": base["perturbation"], "gene": base["gene"]})
+            p_de, p_up = (  # the direction too, where there is a model of it (else p_up stays NaN)
+                blended(models, (cell_line, task, method), own, pairs=pairs, score_with=_scorer(score, task))
+                for task, own in (("de", p_de), ("dir", p_up))
+            )
         to_genome = models.scale(cell_line, method)
         if to_genome is not None:  # the chance over the readout genes, not over the table's asked pairs
             p_de = to_genome(p_de)

@@ -21,6 +21,7 @@ from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._conformal import CALL_LABELS
 from coreperturb.predictors._effect import effect_score, gene_prior
+from coreperturb.stages._blend import blended
 from coreperturb.stages._fitted import FittedModels
 from coreperturb.stages._on_target import OnTarget
 from coreperturb.stages._ranking import DEFAULT_RANK_BY, RANK_BY
@@ -46,6 +47,11 @@ def _unit_queries(models: FittedModels, queries: pd.DataFrame) -> pd.DataFrame:
     if "task" not in q.columns:
         q["task"] = "de"
     return q.astype({"cell_line": str, "task": str, "perturbation": str, "gene": str})
+
+
+def _scorer(q: pd.DataFrame) -> Callable[[Predictor, str], np.ndarray]:
+    """A source line's model's raw answers for the queries ``q``."""
+    return lambda model, _: model.score(q)["score"].to_numpy()
 
 
 def _score_unit(model: Predictor, q: pd.DataFrame) -> dict[str, Any]:
@@ -104,7 +110,22 @@ def predict(
         ``p_yes`` / ``score_method`` (raw answer probability and how it was read) and ``rationale`` (the
         model's reasoning with ``reasoning_tokens``; empty otherwise).
     """
-    say = on_step or (lambda msg: log.info(msg))
+    return _predict(models, queries, methods=methods, say=on_step or (lambda msg: log.info(msg)))
+
+
+def _unblended(models: FittedModels, queries: pd.DataFrame, *, methods: Sequence[str]) -> pd.DataFrame:
+    """Each line's own answers (not blended with the other lines'): what a line with no screen averages."""
+    return _predict(models, queries, methods=methods, say=lambda msg: log.info(msg), blend=False)
+
+
+def _predict(
+    models: FittedModels,
+    queries: pd.DataFrame,
+    *,
+    methods: Sequence[str] | None,
+    say: Callable[[str], None],
+    blend: bool = True,
+) -> pd.DataFrame:
     q = _unit_queries(models, queries)
     methods = list(methods) if methods is not None else models.methods
     parts: list[pd.DataFrame] = []
@@ -114,7 +135,7 @@ def predict(
         unit = q.iloc[np.sort(idx)].reset_index(drop=True)
         if not models.screened(line):
             models.require_cell_lines([line], unscreened=True)  # says so once
-            parts.extend(unscreened_unit(models, unit, line, task, methods, predict=predict))
+            parts.extend(unscreened_unit(models, unit, line, task, methods, predict=_unblended))
             continue
         scored: list[tuple[str, dict[str, Any]]] = []
         counts: pd.DataFrame | None = None
@@ -122,6 +143,10 @@ def predict(
             retune()
             say(f"{line}/{task}: scoring {len(unit)} queries with {method}")
             res = _score_unit(models.model(str(line), str(task), method), unit)
+            if blend:  # with the other lines' answers (stages._blend)
+                res["score"] = blended(
+                    models, (line, task, method), res["score"], pairs=unit, score_with=_scorer(unit)
+                )
             if "n_pos_evidence" in res:
                 counts = pd.DataFrame(
                     {"n_pos_evidence": res["n_pos_evidence"], "n_neg_evidence": res["n_neg_evidence"]}

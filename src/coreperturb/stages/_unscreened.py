@@ -98,6 +98,7 @@ def unscreened_frames(
                     cov_rows=cov_rows,
                     score=score,
                     unknown_perturbation=unknown_perturbation,
+                    blend=False,  # each screened line's own answer
                 )
             )
             for line in sources
