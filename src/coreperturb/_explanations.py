@@ -36,7 +36,7 @@ from coreperturb.predictors._base import Predictor, make_predictor
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.predictors._effect import GENE_PRIOR_STRENGTH, effect_score
 from coreperturb.stages import FittedModels, resolve_genes, resolve_perturbations
-from coreperturb.stages._blend import blend_of, others_answer
+from coreperturb.stages._blend import blend_of, others_answer, query_scorer
 from coreperturb.stages._fitted import context_rows
 from coreperturb.stages._names import warn_names
 from coreperturb.stages._on_target import MIN_ON_TARGET_ROWS, OnTarget, on_target_rule
@@ -383,7 +383,7 @@ def _blended(ex: Explanation, models: FittedModels) -> Explanation:
         (ex.cell_line, ex.task, ex.method),
         b.sources,
         pairs=q,
-        score_with=lambda m, _: m.score(q)["score"].to_numpy(),
+        score_with=query_scorer(q),
     )
     if not np.isfinite(others[0]):
         return ex

@@ -25,7 +25,7 @@ import pandas as pd
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.stages._fitted import FittedModels
-from coreperturb.stages._unscreened import measured, nanmean
+from coreperturb.stages._unscreened import measured_or, nanmean
 
 ScoreWith = Callable[[Predictor, str], np.ndarray]
 """``score_with(model, line)``: a source line's model's raw answers (the training table's scale) for the pairs."""
@@ -108,9 +108,13 @@ def others_answer(
     for s in sources:
         model = np.asarray(score_with(models.model(s, task, method), s), dtype=np.float64)
         model = np.where(models.readout_genes(s, task).get_indexer(pd.Index(genes)) >= 0, model, np.nan)
-        seen = measured(models, s, task, perts, genes)
-        answers.append(np.where(np.isfinite(seen) & np.isfinite(model), seen, model))
+        answers.append(measured_or(model, models, s, task, (perts, genes)))
     return nanmean(answers)
+
+
+def query_scorer(queries: pd.DataFrame) -> ScoreWith:
+    """``score_with`` for query rows: a source line's model's raw answers (its ``score``) for ``queries``."""
+    return lambda model, _: model.score(queries)["score"].to_numpy()
 
 
 def blended(
@@ -173,4 +177,12 @@ def blend_calibration(models: FittedModels, say: Callable[[str], None]) -> Fitte
     return replace(models, calibration=cal.assign(score=scores))
 
 
-__all__ = ["Blend", "blend_calibration", "blend_of", "blend_record", "blended", "others_answer"]
+__all__ = [
+    "Blend",
+    "blend_calibration",
+    "blend_of",
+    "blend_record",
+    "blended",
+    "others_answer",
+    "query_scorer",
+]

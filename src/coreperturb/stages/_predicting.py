@@ -21,7 +21,7 @@ from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._conformal import CALL_LABELS
 from coreperturb.predictors._effect import effect_score, gene_prior
-from coreperturb.stages._blend import blended
+from coreperturb.stages._blend import blended, query_scorer
 from coreperturb.stages._fitted import FittedModels
 from coreperturb.stages._on_target import OnTarget
 from coreperturb.stages._ranking import DEFAULT_RANK_BY, RANK_BY
@@ -47,11 +47,6 @@ def _unit_queries(models: FittedModels, queries: pd.DataFrame) -> pd.DataFrame:
     if "task" not in q.columns:
         q["task"] = "de"
     return q.astype({"cell_line": str, "task": str, "perturbation": str, "gene": str})
-
-
-def _scorer(q: pd.DataFrame) -> Callable[[Predictor, str], np.ndarray]:
-    """A source line's model's raw answers for the queries ``q``."""
-    return lambda model, _: model.score(q)["score"].to_numpy()
 
 
 def _score_unit(model: Predictor, q: pd.DataFrame) -> dict[str, Any]:
@@ -145,7 +140,7 @@ def _predict(
             res = _score_unit(models.model(str(line), str(task), method), unit)
             if blend:  # with the other lines' answers (stages._blend)
                 res["score"] = blended(
-                    models, (line, task, method), res["score"], pairs=unit, score_with=_scorer(unit)
+                    models, (line, task, method), res["score"], pairs=unit, score_with=query_scorer(unit)
                 )
             if "n_pos_evidence" in res:
                 counts = pd.DataFrame(

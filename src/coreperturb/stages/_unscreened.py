@@ -47,11 +47,15 @@ def measured(
     return labels.reindex(key).to_numpy(dtype=np.float64)
 
 
-def _measured_or(
-    answer: pd.Series, models: FittedModels, line: str, task: str, pairs: tuple[np.ndarray, np.ndarray]
+def measured_or(
+    answer: pd.Series | np.ndarray,
+    models: FittedModels,
+    line: str,
+    task: str,
+    pairs: tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """A source line's answer: its screen's measurement where it has one, else its model's."""
-    model = answer.to_numpy(dtype=np.float64)
+    model = np.asarray(answer, dtype=np.float64)
     if task not in models.tasks or not np.isfinite(model).any():
         return model
     seen = measured(models, line, task, *pairs)
@@ -106,10 +110,10 @@ def unscreened_frames(
         # each screened line's answer: what its screen measured of the pair where it did, its model elsewhere
         pairs = (base["perturbation"], base["gene"])
         p_de = nanmean(
-            [_measured_or(p["p_de"], models, s, "de", pairs) for s, p in zip(sources, parts, strict=True)]
+            [measured_or(p["p_de"], models, s, "de", pairs) for s, p in zip(sources, parts, strict=True)]
         )
         p_up = nanmean(
-            [_measured_or(p["p_up"], models, s, "dir", pairs) for s, p in zip(sources, parts, strict=True)]
+            [measured_or(p["p_up"], models, s, "dir", pairs) for s, p in zip(sources, parts, strict=True)]
         )
         has_dir = any((line, "dir", method) in models.models for line in sources)
         call = models.calls(cell_line, "de", method, p_de, prior=prior, genes=base["gene"])
@@ -159,7 +163,7 @@ def unscreened_unit(
                 return nanmean([r[column].to_numpy(dtype=np.float64) for r in rows])
             pairs = (unit["perturbation"].to_numpy(), genes)
             return nanmean(
-                [_measured_or(r[column], models, s, task, pairs) for s, r in zip(sources, rows, strict=True)]
+                [measured_or(r[column], models, s, task, pairs) for s, r in zip(sources, rows, strict=True)]
             )
 
         score, prior = mean("score"), mean("p_prior")
@@ -187,4 +191,4 @@ def unscreened_unit(
     return parts
 
 
-__all__ = ["measured", "nanmean", "unscreened_frames", "unscreened_unit"]
+__all__ = ["measured", "measured_or", "nanmean", "unscreened_frames", "unscreened_unit"]
