@@ -2,6 +2,7 @@
 
     python benchmarks/genome_scale.py [--shared ../shared] [--cell-lines k562,rpe1,hepg2,jurkat]
                                       [--max-perturbations 150] [--out genome.csv] [--dataset lincs]
+                                      [--together]
 
 Per line: fit ``gene_frequency`` and ``core_voting`` (DE and direction) on the training split, then
 
@@ -12,7 +13,12 @@ Per line: fit ``gene_frequency`` and ``core_voting`` (DE and direction) on the t
    (fewer than 13 listed genes in PerturbQA, every LINCS compound; at most ``--max-perturbations``): there every gene's label is known (DE
    iff listed), so Σ P(DE) per perturbation against its listed DE genes, and the excess DE@10 of the
    default lists over the genome (mean of label - p_prior over the listed genes; gene_frequency's is 0 by
-   construction) are exact.
+   construction) are exact, and so is the precision of the ``DE`` calls there (``grid_de_call_precision``,
+   off-target pairs: no sampled not-DE pair stands for 50-90 others; a perturbation's own target is never
+   asked in PerturbQA, so its label is unknown and its call is left out).
+
+``--together`` fits the lines in one model (the default of a fit of several lines: each line's answer blends
+the other lines'); without it, one model per line.
 
 Every default was chosen on training data; the test split is scored once here.
 """
@@ -73,6 +79,11 @@ def grid_figures(grid: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for method, g in grid.groupby("method", sort=False):
         per = g.groupby("perturbation").agg(expected=("p_de", "sum"), observed=("label", "sum"))
+        # a perturbation's own target is never asked in PerturbQA (its label is unknown, not "not listed")
+        off = ~g["on_target"].to_numpy(dtype=bool) if "on_target" in g.columns else np.ones(len(g), bool)
+        called = g.loc[off & (g["call"] == "DE").to_numpy()] if "call" in g.columns else g.iloc[:0]
+        lifted = g.loc[off & (g["excess"] >= MIN_EXCESS).to_numpy()]
+        has_ev = lifted["n_pos_evidence"].to_numpy() > 0
         floored = rank_predictions(g, 10, min_excess=MIN_EXCESS)
         unfloored = rank_predictions(g, 10, min_excess=None)
         rows.append(
@@ -88,6 +99,16 @@ def grid_figures(grid: pd.DataFrame) -> pd.DataFrame:
                 else float("nan"),
                 "grid_listed_per_perturbation": len(floored) / max(len(per), 1),
                 "grid_precision_at_10": float(unfloored["label"].mean()),
+                "grid_de_calls_per_perturbation": len(called) / max(len(per), 1),
+                # past the floor on the line's own evidence (listed) or without it (left out of lists)
+                "grid_above_floor_with_evidence_de_rate": float(lifted.loc[has_ev, "label"].mean())
+                if has_ev.any()
+                else float("nan"),
+                "grid_above_floor_without_evidence": int((~has_ev).sum()),
+                "grid_above_floor_without_evidence_de_rate": float(lifted.loc[~has_ev, "label"].mean())
+                if (~has_ev).any()
+                else float("nan"),
+                "grid_de_call_precision": float(called["label"].mean()) if len(called) else float("nan"),
             }
         )
     return pd.DataFrame(rows).set_index("method")
@@ -106,29 +127,42 @@ def main() -> None:
         default="perturbqa",
         help="lincs: the LINCS drugs, beside the potency-only baseline knn_retrieval",
     )
+    ap.add_argument(
+        "--together", action="store_true", help="one model of every line (blended), not one per line"
+    )
     args = ap.parse_args()
     start(args, args.dataset)
     kg = build_kg(args.shared / "kg")
     tables = []
     methods = ["gene_frequency", "core_voting"] + (["knn_retrieval"] if args.dataset == "lincs" else [])
-    for line in args.cell_lines if args.dataset == "perturbqa" else ["lincs"]:
+    lines = args.cell_lines if args.dataset == "perturbqa" else ["lincs"]
+    fitted: dict[str, tuple] = {}
+    calls: list[pd.DataFrame] = []
+    for line in lines:
         if args.dataset == "lincs":
             table, _ = load_lincs(args.shared / "lincs", seed=args.seed)
             line = table.cell_lines[0]
+        elif args.together:
+            table = load_perturbqa(args.shared / "perturbqa", list(lines), ["de", "dir"])
         else:
             table = load_perturbqa(args.shared / "perturbqa", [line], ["de", "dir"])
-        config = FitConfig(methods=tuple(methods), seed=args.seed, dataset=args.dataset)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            models = fit(table, kg, config)
-        test = table.frame.loc[table.frame["split"] == "test"]
-        preds = predict(models, test)
+        if "all" not in fitted or not args.together:
+            config = FitConfig(methods=tuple(methods), seed=args.seed, dataset=args.dataset)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                models = fit(table, kg, config)
+            test_all = table.frame.loc[table.frame["split"] == "test"]
+            fitted["all"] = (models, test_all, predict(models, test_all))
+        models, test_all, preds_all = fitted["all"]
+        test = test_all.loc[test_all["cell_line"] == line]
+        preds = preds_all.loc[preds_all["cell_line"] == line]
         m = evaluate_predictions(preds, models.thresholds, models=models)
         m = m.loc[(m["task"] == "de") & m["metric"].isin(KEEP)].pivot(
             index="method", columns="metric", values="value"
         )
         grid = genome_query(models, test, line, args.max_perturbations, args.seed, methods)
         m = m.join(grid_figures(grid))
+        calls.append(grid.loc[grid["call"] == "DE"].assign(cell_line=line))
         m.insert(0, "cell_line", line)
         print(m.T.to_string(float_format=lambda v: f"{v:.4g}"), flush=True)
         tables.append(m.reset_index())
@@ -136,6 +170,8 @@ def main() -> None:
     print(out.groupby("method").mean(numeric_only=True).T.to_string(float_format=lambda v: f"{v:.4g}"))
     if args.out is not None:
         write_frame(out, args.out)
+        # every DE call of the genome-wide queries, labelled: which pairs the calls name
+        write_frame(pd.concat(calls, ignore_index=True), args.out.with_suffix(".de_calls.csv"))
 
 
 if __name__ == "__main__":

@@ -33,13 +33,15 @@ from coreperturb.evidence._contrastive import strongest_relations
 from coreperturb.evidence._words import DIR_DRIVERS, DRIVERS, drug_words
 from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import Predictor, make_predictor
+from coreperturb.predictors._conformal import CALL_LABELS
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.predictors._effect import GENE_PRIOR_STRENGTH, effect_score
 from coreperturb.stages import FittedModels, resolve_genes, resolve_perturbations
-from coreperturb.stages._blend import blend_of, others_answer, query_scorer
+from coreperturb.stages._blend import blend_of, query_scorer, source_answers
 from coreperturb.stages._fitted import context_rows
 from coreperturb.stages._names import warn_names
 from coreperturb.stages._on_target import MIN_ON_TARGET_ROWS, OnTarget, on_target_rule
+from coreperturb.stages._unscreened import nanmean
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,8 @@ class Explanation:
         drivers: What the score rests on besides the listed evidence (``feature``, ``meaning``, ``value``).
         context: For transfer models, ``(contexts, similar)`` of
             :meth:`coreperturb.evidence.ContextEvidence.for_query`.
-        call: The conformal call at the model's confidence (``DE`` / ``not DE`` / ``uncertain``; ``up`` /
-            ``down`` / ``uncertain``); empty without calibration.
+        call: The conformal call at the model's confidence (``DE`` / ``not DE`` / ``uncertain``, ``DE`` also
+            where P(DE) reaches the confidence; ``up`` / ``down`` / ``uncertain``); empty without calibration.
         rule: For an on-target pair (the perturbation's own target), what the modality's rule says; the rule,
             not the evidence, decides the prediction then. Empty otherwise.
         scale: ``genome`` (P(DE) and the prior: the chance over the line's readout genes) or ``table`` (among
@@ -378,24 +380,37 @@ def _blended(ex: Explanation, models: FittedModels) -> Explanation:
     if b is None:
         return ex
     q = pd.DataFrame({"perturbation": [ex.perturbation], "gene": [ex.gene]})
-    others = others_answer(
-        models,
-        (ex.cell_line, ex.task, ex.method),
-        b.sources,
-        pairs=q,
-        score_with=query_scorer(q),
-    )
+    key = (ex.cell_line, ex.task, ex.method)
+    per_source = source_answers(models, key, b.sources, pairs=q, score_with=query_scorer(q))
+    others = nanmean([a for a, _ in per_source])
     if not np.isfinite(others[0]):
         return ex
     p = float(b.mix(np.array([ex.p]), others)[0])
     words = (
         f"every screen counts: on the table's scale, this line's own answer {ex.p:.3f} x {b.own_weight:.2f} "
         f"({b.own_perturbations} own perturbations) + the other lines' answer {others[0]:.3f} x "
-        f"{1 - b.own_weight:.2f} ({', '.join(b.sources)}: their measurement where their screens asked the pair, "
-        "else their models)"
+        f"{1 - b.own_weight:.2f} ({'; '.join(_source_words(ex, b.sources, per_source))})"
     )
     effect = float(effect_score(np.array([p]), np.array([ex.p_prior]), np.array([ex.n_pos + ex.n_neg]))[0])
     return dataclasses.replace(ex, p=p, effect=effect, blend=words)
+
+
+def _source_words(
+    ex: Explanation, sources: tuple[str, ...], answers: list[tuple[np.ndarray, np.ndarray]]
+) -> list[str]:
+    """Each other line's part of the blend: ``p in rpe1: g DE (measured)``, its model's answer, or that it
+    does not read out the gene."""
+    labels = CALL_LABELS[ex.task]
+    words = []
+    for source, (answer, seen) in zip(sources, answers, strict=True):
+        if bool(seen[0]):
+            said = labels[0] if answer[0] >= 0.5 else labels[1]
+            words.append(f"{ex.perturbation} in {source}: {ex.gene} {said} (measured)")
+        elif np.isfinite(answer[0]):
+            words.append(f"{source}: not measured there, its model {answer[0]:.3f}")
+        else:
+            words.append(f"{source}: does not read out {ex.gene}")
+    return words
 
 
 def with_call(ex: Explanation, models: FittedModels) -> Explanation:

@@ -112,3 +112,40 @@ def test_cut_lists_carry_no_weight() -> None:
     w = row_weights(frame["perturbation"].to_numpy(), frame["label"].to_numpy(), design)
     assert (w[:20] == 0).all()
     assert w[20] == 1.0 and np.isclose(w[-1], (100 - 2) / 10)
+
+
+def test_de_calls_at_the_confidence_are_right_that_often_over_the_genome() -> None:
+    # a genome with a few strong responders (about 0.3% of pairs) among rare DE pairs
+    rng = np.random.default_rng(7)
+    n_p, n_g = 300, 500
+    z = np.where(
+        rng.uniform(size=n_p * n_g) < 0.003, rng.normal(4.0, 1.5, n_p * n_g), rng.normal(-6, 1.5, n_p * n_g)
+    )
+    p_true = 1 / (1 + np.exp(-z))
+    y = (rng.uniform(size=len(z)) < p_true).astype(int)
+    perts = np.repeat(np.array([f"P{i}" for i in range(n_p)], dtype=object), n_g)
+    rows = _case_control(y, perts, 20, seed=8)
+    frame = pd.DataFrame({"perturbation": perts[rows], "gene": "g", "label": y[rows]})
+    w = row_weights(
+        frame["perturbation"].to_numpy(),
+        frame["label"].to_numpy(),
+        perturbation_design(frame, n_g, SamplingDesign("case_control")),
+    )
+    cal = np.isin(frame["perturbation"], [f"P{i}" for i in range(150)])
+    conf = MondrianConformal.fit(
+        p_true[rows][cal], y[rows][cal], np.full(cal.sum(), 0.01), np.array(["g"] * cal.sum()), weights=w[cal]
+    )
+    test = ~np.isin(perts, [f"P{i}" for i in range(150)])
+    prior, genes = np.full(test.sum(), 0.01), np.array(["g"] * test.sum())
+    calls = conf.calls(p_true[test], prior, genes, "de", 0.9)
+    pos, neg = conf.sets(p_true[test], prior, genes, 0.9)
+    de = calls == "DE"
+    assert (pos & ~neg).sum() < 0.75 * de.sum()  # the coverage sets alone name the rare label less often
+    assert de.sum() > 100 and (y[test][de] == 1).mean() >= 0.88  # right at least 90% of the time, up to noise
+    covered = (calls == "uncertain") | (de == (y[test] == 1))
+    assert covered.mean() >= 0.89
+    # the direction task keeps its sets: no call from the probability alone
+    empty = ~pos & ~neg & (p_true[test] >= 0.9)
+    assert empty.any() and set(conf.calls(p_true[test][empty], prior[empty], genes[empty], "dir", 0.9)) == {
+        "uncertain"
+    }

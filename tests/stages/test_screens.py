@@ -95,6 +95,15 @@ def test_each_line_blends_its_own_answer_with_the_other_lines(
     at = grid.loc[keep].iloc[0]
     ex = explain(str(at["perturbation"]), str(at["gene"]), blend, cell_line="synth_a")
     assert abs(ex.p - float(at["p_de"])) < 1e-12 and "synth_b" in ex.blend
+    # each other line's part in words: its measurement as such ("p in synth_b: g DE"), else its model's answer
+    for i in (np.flatnonzero(np.isfinite(seen) & ~rule)[0], np.flatnonzero(~np.isfinite(seen) & ~rule)[0]):
+        pert, gene = str(q.at[i, "perturbation"]), str(q.at[i, "gene"])
+        words = explain(pert, gene, blend, cell_line="synth_a").blend
+        if np.isfinite(seen[i]):
+            said = "DE" if seen[i] == 1 else "not DE"
+            assert f"{pert} in synth_b: {gene} {said} (measured)" in words, words
+        else:
+            assert "synth_b: not measured there, its model 0." in words, words
 
 
 def test_a_line_answers_without_the_labels_it_is_checked_on(

@@ -232,7 +232,8 @@ ConfidenceOpt = Annotated[
         min=0.5,
         max=0.999,
         help="Confidence of the calls (call / call_dir: DE, not DE or uncertain): the true answer lies in the "
-        "call with at least this probability, per prior decile of the genes (conformal prediction).",
+        "call with at least this probability, per prior decile of the genes (conformal prediction); a pair "
+        "whose P(DE) reaches it is called DE (at least this share of such calls are right if P is calibrated).",
     ),
 ]
 

@@ -25,7 +25,7 @@ import pandas as pd
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.stages._fitted import FittedModels
-from coreperturb.stages._unscreened import measured_or, nanmean
+from coreperturb.stages._unscreened import measured, measured_or, nanmean
 
 ScoreWith = Callable[[Predictor, str], np.ndarray]
 """``score_with(model, line)``: a source line's model's raw answers (the training table's scale) for the pairs."""
@@ -101,15 +101,32 @@ def others_answer(
     """The other lines' answer for each pair of the unit ``key`` (cell line, task, method): per source line its
     measurement where its screen asked the pair, its model's answer elsewhere (NaN for a gene it never read
     out), averaged over the lines that answer."""
+    return nanmean([a for a, _ in source_answers(models, key, sources, pairs=pairs, score_with=score_with)])
+
+
+def source_answers(
+    models: FittedModels,
+    key: tuple[str, str, str],
+    sources: tuple[str, ...],
+    *,
+    pairs: pd.DataFrame,
+    score_with: ScoreWith,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per source line, ``(answer, measured)`` for each pair of the unit ``key``: its measurement where its
+    screen asked the pair (``measured`` True), else its model's answer (NaN for a gene it never read out)."""
     _, task, method = key
     perts = pairs["perturbation"].astype(str).to_numpy()
     genes = pairs["gene"].astype(str).to_numpy()
-    answers = []
+    out = []
     for s in sources:
         model = np.asarray(score_with(models.model(s, task, method), s), dtype=np.float64)
         model = np.where(models.readout_genes(s, task).get_indexer(pd.Index(genes)) >= 0, model, np.nan)
-        answers.append(measured_or(model, models, s, task, (perts, genes)))
-    return nanmean(answers)
+        seen = (
+            measured(models, s, task, perts, genes) if task in models.tasks else np.full(len(genes), np.nan)
+        )
+        answer = measured_or(model, models, s, task, (perts, genes), seen=seen)
+        out.append((answer, np.isfinite(model) & np.isfinite(seen)))
+    return out
 
 
 def query_scorer(queries: pd.DataFrame) -> ScoreWith:
@@ -185,4 +202,5 @@ __all__ = [
     "blended",
     "others_answer",
     "query_scorer",
+    "source_answers",
 ]

@@ -53,12 +53,15 @@ def measured_or(
     line: str,
     task: str,
     pairs: tuple[np.ndarray, np.ndarray],
+    *,
+    seen: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A source line's answer: its screen's measurement where it has one, else its model's."""
+    """A source line's answer: its screen's measurement where it has one, else its model's (``seen``: the
+    line's :func:`measured` of the pairs, where the caller has it already)."""
     model = np.asarray(answer, dtype=np.float64)
     if task not in models.tasks or not np.isfinite(model).any():
         return model
-    seen = measured(models, line, task, *pairs)
+    seen = measured(models, line, task, *pairs) if seen is None else seen
     return np.where(np.isfinite(seen) & np.isfinite(model), seen, model)
 
 
