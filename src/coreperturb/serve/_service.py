@@ -402,10 +402,10 @@ class PredictionService:
         direction model); the caller holds the turn."""
         if (line, "dir", self.method) not in self.models.models:
             return {"p_up": None, "call_dir": ""}
-        from coreperturb.stages._grids import score_pairs
+        from coreperturb.stages._grids import score_direction
 
         pair = pd.DataFrame({"perturbation": [perturbation], "gene": [gene]})
-        row = next(iter(score_pairs(self.models, line, pair, [self.method])))
+        row = score_direction(self.models, line, pair, self.method)  # its DE is explain's already
         p_up = float(row["p_up"].to_numpy(dtype=np.float64)[0])
         return {"p_up": p_up if np.isfinite(p_up) else None, "call_dir": str(row["call_dir"].iat[0])}
 

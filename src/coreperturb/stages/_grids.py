@@ -21,6 +21,7 @@ from coreperturb._util import positions
 from coreperturb.predictors._base import Predictor
 from coreperturb.stages._blend import blended
 from coreperturb.stages._chunking import MAX_PERTURBATIONS_PER_CHUNK, in_order
+from coreperturb.stages._direction import direction_answer, scorer
 from coreperturb.stages._fitted import FittedModels
 from coreperturb.stages._flags import gene_flags, join_flags, perturbation_flags
 from coreperturb.stages._frames import grid_frame
@@ -136,13 +137,6 @@ def _grid_scores(model: Predictor, perts: Sequence[str], genes: Sequence[str], t
     return score_columns(model.score_grid(perts, genes, task))
 
 
-def _scorer(
-    score: Callable[[Predictor, str], dict[str, Any]], task: str
-) -> Callable[[Predictor, str], np.ndarray]:
-    """A source line's model's raw answers of ``task`` for the pairs ``score`` scores."""
-    return lambda model, _: np.asarray(score(model, task)["score"], dtype=np.float64)
-
-
 def _method_frames(
     models: FittedModels,
     cell_line: str,
@@ -174,7 +168,6 @@ def _method_frames(
             unknown_perturbation=unknown_perturbation,
         )
         return
-    n = len(base["gene"])
     prior, up_rate = _gene_priors(models, cell_line, base["gene"])
     unknown_gene = ~np.isfinite(prior)
     no_score = unknown_gene if unknown_perturbation is None else unknown_gene | unknown_perturbation
@@ -201,35 +194,28 @@ def _method_frames(
             c = evidence_counts(models.kg, models.training_rows(cell_line, "de"), q)
             de["n_pos_evidence"] = c["n_pos_evidence"].to_numpy()
             de["n_neg_evidence"] = c["n_neg_evidence"].to_numpy()
-        p_up = np.full(n, np.nan)
-        if dir_model is not None:
-            if dir_scores is None:
-                dir_scores = score(dir_model, "dir")
-            p_up = np.asarray(dir_scores["score"], dtype=np.float64)
         p_de = np.asarray(de["score"], dtype=np.float64).copy()
         if blend:  # with the other lines' answers, on the table's scale (stages._blend)
             pairs = pd.DataFrame({"perturbation": base["perturbation"], "gene": base["gene"]})
-            p_de, p_up = (  # the direction too, where there is a model of it (else p_up stays NaN)
-                blended(models, (cell_line, task, method), own, pairs=pairs, score_with=_scorer(score, task))
-                for task, own in (("de", p_de), ("dir", p_up))
+            p_de = blended(
+                models, (cell_line, "de", method), p_de, pairs=pairs, score_with=scorer(score, "de")
             )
         to_genome = models.scale(cell_line, method)
         if to_genome is not None:  # the chance over the readout genes, not over the table's asked pairs
             p_de = to_genome(p_de)
-        p_up = p_up.copy()
         target.apply("de", p_de)
-        target.apply("dir", p_up)  # the rule knows the direction, with or without a direction model
         p_de[no_score] = np.nan
-        p_up[no_score] = np.nan
         call = models.calls(cell_line, "de", method, p_de, prior=prior, genes=base["gene"])
-        call_dir = (
-            models.calls(cell_line, "dir", method, p_up, prior=up_rate, genes=base["gene"])
-            if dir_model is not None
-            else np.full(n, "", dtype=object)
-        )
         target.apply("de", p_de, call)  # the modality's rule decides, not the evidence
-        if dir_model is not None:
-            target.apply("dir", p_up, call_dir)
+        p_up, call_dir = direction_answer(
+            models,
+            (cell_line, method),
+            base,
+            (up_rate, target, no_score),
+            score=score,
+            blend=blend,
+            own=dir_scores,
+        )
         yield grid_frame(
             base,
             method,
@@ -242,11 +228,32 @@ def _method_frames(
         )
 
 
-def score_pairs(
-    models: FittedModels, cell_line: str, pairs: pd.DataFrame, methods: Sequence[str]
-) -> Iterator[pd.DataFrame]:
-    """Score (perturbation, gene) pairs of one cell line with every method: one frame per method with
-    the columns of :data:`GRID_COLUMNS` (see :func:`predict_grid`)."""
+def score_direction(models: FittedModels, cell_line: str, pairs: pd.DataFrame, method: str) -> pd.DataFrame:
+    """``p_up`` and ``call_dir`` of (perturbation, gene) pairs of one screened cell line, as
+    :func:`score_pairs` gives them, without scoring their DE (the explorer's direction row)."""
+    base, _, _, unknown_perturbation = _pair_setup(models, cell_line, pairs)
+    if not models.screened(cell_line):  # the no-screen answer is built from whole frames
+        frame = next(iter(score_pairs(models, cell_line, pairs, [method])))
+        return frame[["p_up", "call_dir"]].reset_index(drop=True)
+    prior, up_rate = _gene_priors(models, cell_line, base["gene"])
+    unknown_gene = ~np.isfinite(prior)
+    target = OnTarget.of(models, cell_line, base["perturbation"], base["gene"], ~unknown_gene)
+    q = pd.DataFrame(base)
+    p_up, call_dir = direction_answer(
+        models,
+        (cell_line, method),
+        base,
+        (up_rate, target, unknown_gene | unknown_perturbation),
+        score=lambda m, task: score_columns(m.score(q.assign(task=task))),
+        blend=True,
+    )
+    return pd.DataFrame({"p_up": p_up, "call_dir": call_dir})
+
+
+def _pair_setup(
+    models: FittedModels, cell_line: str, pairs: pd.DataFrame
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """``(base, flag, cov_rows, unknown_perturbation)`` of query pairs of one cell line."""
     base = {
         "cell_line": np.full(len(pairs), cell_line, dtype=object),
         "perturbation": pairs["perturbation"].astype(str).to_numpy(dtype=object),
@@ -256,6 +263,15 @@ def score_pairs(
     pflag_p, cov_p = perturbation_flags(models, cell_line, list(perts))
     pi = positions(perts, base["perturbation"])
     flag = join_flags(pflag_p[pi], gene_flags(models, cell_line, list(base["gene"])))
+    return base, flag, cov_p[pi], (pflag_p == "unknown_perturbation")[pi]
+
+
+def score_pairs(
+    models: FittedModels, cell_line: str, pairs: pd.DataFrame, methods: Sequence[str]
+) -> Iterator[pd.DataFrame]:
+    """Score (perturbation, gene) pairs of one cell line with every method: one frame per method with
+    the columns of :data:`GRID_COLUMNS` (see :func:`predict_grid`)."""
+    base, flag, cov_rows, unknown_perturbation = _pair_setup(models, cell_line, pairs)
     q = pd.DataFrame(base)
     yield from _method_frames(
         models,
@@ -263,9 +279,9 @@ def score_pairs(
         base,
         methods,
         flag=flag,
-        cov_rows=cov_p[pi],
+        cov_rows=cov_rows,
         score=lambda m, task: score_columns(m.score(q.assign(task=task))),
-        unknown_perturbation=(pflag_p == "unknown_perturbation")[pi],
+        unknown_perturbation=unknown_perturbation,
     )
 
 
