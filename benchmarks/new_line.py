@@ -24,7 +24,8 @@ scored beside the random draws (the paired difference is printed per draw).
 lines are fitted as for N = 0 and H's training pairs (never its test split) are scored with each candidate
 answer of a screened line: its model's; its measurement of the pair where it has one (DE or not), else its
 model's; that, plus "not DE" for a gene its whole DE list leaves out; its measured DE pairs only; beside them
-the copy baseline.
+the copy baseline, and mixes of the measured answer with it on the table's scale (``v * answer + (1 - v) *
+copy``, the answer's model part as ``score_sample``).
 
 Scored on H's test split (its test perturbations are never a pilot): per-gene AUROC (PerturbQA's macro
 mean), excess DE@10 of the table (mean of label - p_prior_sample over each test perturbation's 10 highest
@@ -94,15 +95,15 @@ def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             models = fit(QueryTable(others, require_test=False, design=design), kg, FitConfig(seed=0))
-            answers = {
-                s: predict(models, pairs.assign(cell_line=s))["score"].to_numpy() for s in models.cell_lines
-            }
+            scored = {s: predict(models, pairs.assign(cell_line=s)) for s in models.cell_lines}
+            answers = {s: p["score"].to_numpy() for s, p in scored.items()}
         key = pd.MultiIndex.from_frame(pairs[["perturbation", "gene"]])
         variants: dict[str, list[np.ndarray]] = {
             "model": [],
             "measured": [],
             "measured + whole lists": [],
             "measured DE": [],
+            "measured, table scale": [],
         }
         for s, model in answers.items():
             rows = others.loc[others["cell_line"] == s]
@@ -124,6 +125,10 @@ def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> 
                 np.where(seen, lab, np.where(implied & np.isfinite(model), 0.0, model))
             )
             variants["measured DE"].append(np.where(seen & (lab == 1), 1.0, model))
+            sample = scored[s]["score_sample"].to_numpy()
+            variants["measured, table scale"].append(
+                np.where(np.isfinite(lab) & np.isfinite(sample), lab, sample)
+            )
         y, genes = pairs["label"].to_numpy(), pairs["gene"].to_numpy()
         means = {}
         for name, each in variants.items():
@@ -131,6 +136,10 @@ def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> 
             ok = np.isfinite(x)
             means[name] = np.where(ok, x, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
         means["copy"] = copy_baseline(others, pairs)  # the baseline, for comparison
+        for v in (0.25, 0.5, 0.75):  # the answer mixed with the copy baseline, both on the table's scale
+            means[f"mix {v} measured + {1 - v} copy"] = (
+                v * means["measured, table scale"] + (1 - v) * means["copy"]
+            )
         for name, mean in means.items():
             auroc = float(grouped_auroc(y, mean, genes)[0])
             results.append({"held_out": line, "answer": name, "per_gene_auroc_train_pairs": auroc})
