@@ -90,20 +90,6 @@ def blend_record(models: FittedModels, cell_line: str, task: str, method: str) -
     }
 
 
-def others_answer(
-    models: FittedModels,
-    key: tuple[str, str, str],
-    sources: tuple[str, ...],
-    *,
-    pairs: pd.DataFrame,
-    score_with: ScoreWith,
-) -> np.ndarray:
-    """The other lines' answer for each pair of the unit ``key`` (cell line, task, method): per source line its
-    measurement where its screen asked the pair, its model's answer elsewhere (NaN for a gene it never read
-    out), averaged over the lines that answer."""
-    return nanmean([a for a, _ in source_answers(models, key, sources, pairs=pairs, score_with=score_with)])
-
-
 def source_answers(
     models: FittedModels,
     key: tuple[str, str, str],
@@ -113,7 +99,8 @@ def source_answers(
     score_with: ScoreWith,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per source line, ``(answer, measured)`` for each pair of the unit ``key``: its measurement where its
-    screen asked the pair (``measured`` True), else its model's answer (NaN for a gene it never read out)."""
+    screen asked the pair (``measured`` True), else its model's answer (NaN for a gene it never read out).
+    The other lines' answer is their mean over the lines that answer."""
     _, task, method = key
     perts = pairs["perturbation"].astype(str).to_numpy()
     genes = pairs["gene"].astype(str).to_numpy()
@@ -149,7 +136,8 @@ def blended(
     b = blend_of(models, *key)
     if b is None or not len(own):
         return own
-    return b.mix(own, others_answer(models, key, b.sources, pairs=pairs, score_with=score_with))
+    answers = source_answers(models, key, b.sources, pairs=pairs, score_with=score_with)
+    return b.mix(own, nanmean([a for a, _ in answers]))
 
 
 def _hiding(models: FittedModels, key: tuple[str, str, str], rows: pd.DataFrame) -> ScoreWith:
@@ -200,7 +188,6 @@ __all__ = [
     "blend_of",
     "blend_record",
     "blended",
-    "others_answer",
     "query_scorer",
     "source_answers",
 ]

@@ -231,23 +231,28 @@ def _method_frames(
 def score_direction(models: FittedModels, cell_line: str, pairs: pd.DataFrame, method: str) -> pd.DataFrame:
     """``p_up`` and ``call_dir`` of (perturbation, gene) pairs of one screened cell line, as
     :func:`score_pairs` gives them, without scoring their DE (the explorer's direction row)."""
-    base, _, _, unknown_perturbation = _pair_setup(models, cell_line, pairs)
     if not models.screened(cell_line):  # the no-screen answer is built from whole frames
         frame = next(iter(score_pairs(models, cell_line, pairs, [method])))
         return frame[["p_up", "call_dir"]].reset_index(drop=True)
+    base, _, _, unknown_perturbation = _pair_setup(models, cell_line, pairs)
     prior, up_rate = _gene_priors(models, cell_line, base["gene"])
     unknown_gene = ~np.isfinite(prior)
     target = OnTarget.of(models, cell_line, base["perturbation"], base["gene"], ~unknown_gene)
-    q = pd.DataFrame(base)
     p_up, call_dir = direction_answer(
         models,
         (cell_line, method),
         base,
         (up_rate, target, unknown_gene | unknown_perturbation),
-        score=lambda m, task: score_columns(m.score(q.assign(task=task))),
+        score=_query_score(base),
         blend=True,
     )
     return pd.DataFrame({"p_up": p_up, "call_dir": call_dir})
+
+
+def _query_score(base: dict[str, np.ndarray]) -> Callable[[Predictor, str], dict[str, Any]]:
+    """``score(model, task)`` of the query pairs in ``base``."""
+    q = pd.DataFrame(base)
+    return lambda m, task: score_columns(m.score(q.assign(task=task)))
 
 
 def _pair_setup(
@@ -272,7 +277,6 @@ def score_pairs(
     """Score (perturbation, gene) pairs of one cell line with every method: one frame per method with
     the columns of :data:`GRID_COLUMNS` (see :func:`predict_grid`)."""
     base, flag, cov_rows, unknown_perturbation = _pair_setup(models, cell_line, pairs)
-    q = pd.DataFrame(base)
     yield from _method_frames(
         models,
         cell_line,
@@ -280,7 +284,7 @@ def score_pairs(
         methods,
         flag=flag,
         cov_rows=cov_rows,
-        score=lambda m, task: score_columns(m.score(q.assign(task=task))),
+        score=_query_score(base),
         unknown_perturbation=unknown_perturbation,
     )
 
