@@ -25,11 +25,16 @@ lines are fitted as for N = 0 and H's training pairs (never its test split) are 
 answer of a screened line: its model's; its measurement of the pair where it has one (DE or not), else its
 model's; that, plus "not DE" for a gene its whole DE list leaves out; its measured DE pairs only; beside them
 the copy baseline, and mixes of the measured answer with it on the table's scale (``v * answer + (1 - v) *
-copy``, the answer's model part as ``score_sample``).
+copy``, the answer's model part as ``score_sample``); and the product's own answer for a line with no screen
+(``predict`` with H's name), its ``score`` and its ``score_sample`` (the sources averaged on the tables' scale:
+the ranking ``score`` has since averaging there was chosen).
 
 Scored on H's test split (its test perturbations are never a pilot): per-gene AUROC (PerturbQA's macro
 mean), excess DE@10 of the table (mean of label - p_prior_sample over each test perturbation's 10 highest
-score_sample - p_prior_sample), coverage of the calls at 0.9 and the share of uncertain calls. Beside them the
+score_sample - p_prior_sample), coverage of the calls at 0.9 and the share of uncertain calls; and over the
+genome (whole-list test perturbations, asked not-DE pairs weighted by the genome pairs they stand for):
+sum of P(DE) / DE genes, the DE rate of pairs with P(DE) >= 0.2 beside their mean P(DE), the calls' coverage,
+and their coverage among the DE pairs. Beside them the
 copy baseline of a line held out whole: the pair's mean label in the other lines where it was measured there,
 else the perturbation's DE rate there times the gene's over the overall rate (the gene's rate for a
 perturbation no other line screened).
@@ -46,6 +51,7 @@ import pandas as pd
 
 from _common import parser, start, write_frame
 from coreperturb import build_kg, fit, load_perturbqa, predict
+from coreperturb.data._design import SamplingDesign, perturbation_design, row_weights
 from coreperturb.data._schema import QueryTable
 from coreperturb.evaluation._calls import call_metrics
 from coreperturb.evaluation._metrics import grouped_auroc
@@ -74,7 +80,29 @@ def excess_at_10(pred: pd.DataFrame) -> float:
     return float((top["label"] - top["p_prior_sample"]).mean())
 
 
-def score(pred: pd.DataFrame) -> dict[str, float]:
+def genome_figures(pred: pd.DataFrame, universe: int, design: SamplingDesign) -> dict[str, float]:
+    """Over the genome, off-target pairs of the whole-list test perturbations, each asked not-DE pair weighted
+    by the genome pairs it stands for (:func:`row_weights`): sum of P(DE) over DE genes; the genome DE rate
+    of pairs with P(DE) >= 0.2 beside their mean P(DE); coverage of the calls, and among the DE pairs."""
+    p = pred.loc[~pred["on_target"].astype(bool)]
+    y, s = p["label"].to_numpy(dtype=np.int64), p["score"].to_numpy(dtype=np.float64)
+    rows = p.assign(label=y)
+    w = row_weights(p["perturbation"].to_numpy(), y, perturbation_design(rows, universe, design))
+    c = p["call"].to_numpy().astype(str)
+    ok, called, hi = np.isfinite(s) & (w > 0), (c != "") & (w > 0), np.isfinite(s) & (s >= 0.2) & (w > 0)
+    cov = (c == "uncertain") | ((c == "DE") & (y == 1)) | ((c == "not DE") & (y == 0))
+    return {
+        "genome_sum_p_over_de": float((w * s)[ok].sum() / max((w * y)[ok].sum(), 1e-12)),
+        "genome_high_p_mean": float(s[hi].mean()) if hi.any() else float("nan"),
+        "genome_high_p_de_rate": float((w * y)[hi].sum() / w[hi].sum()) if hi.any() else float("nan"),
+        "genome_coverage": float((w * cov)[called].sum() / w[called].sum()) if called.any() else float("nan"),
+        "coverage_de_pairs": float(cov[called & (y == 1)].mean())
+        if (called & (y == 1)).any()
+        else float("nan"),
+    }
+
+
+def score(pred: pd.DataFrame, universe: int, design: SamplingDesign) -> dict[str, float]:
     y, s, genes = pred["label"].to_numpy(), pred["score"].to_numpy(), pred["gene"].to_numpy()
     calls = call_metrics(y, pred["call"].to_numpy(), pred["p_prior"].to_numpy(), "DE")
     return {
@@ -83,6 +111,7 @@ def score(pred: pd.DataFrame) -> dict[str, float]:
         "coverage": calls.get("coverage", float("nan")),
         "coverage_min_prior_decile": calls.get("coverage_min_prior_decile", float("nan")),
         "uncertain_rate": calls.get("uncertain_rate", float("nan")),
+        **genome_figures(pred, universe, design),
     }
 
 
@@ -97,6 +126,7 @@ def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> 
             models = fit(QueryTable(others, require_test=False, design=design), kg, FitConfig(seed=0))
             scored = {s: predict(models, pairs.assign(cell_line=s)) for s in models.cell_lines}
             answers = {s: p["score"].to_numpy() for s, p in scored.items()}
+            product = predict(models, pairs)  # the product's answer for a line with no screen
         key = pd.MultiIndex.from_frame(pairs[["perturbation", "gene"]])
         variants: dict[str, list[np.ndarray]] = {
             "model": [],
@@ -136,6 +166,8 @@ def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> 
             ok = np.isfinite(x)
             means[name] = np.where(ok, x, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
         means["copy"] = copy_baseline(others, pairs)  # the baseline, for comparison
+        means["no-screen rule (product): genome scale"] = product["score"].to_numpy()
+        means["no-screen rule (product): table scale"] = product["score_sample"].to_numpy()
         for v in (0.25, 0.5, 0.75):  # the answer mixed with the copy baseline, both on the table's scale
             means[f"mix {v} measured + {1 - v} copy"] = (
                 v * means["measured, table scale"] + (1 - v) * means["copy"]
@@ -172,6 +204,7 @@ def main() -> None:
         choose(frame, kg, table.design, held)
         return
     rows = []
+    design = table.design or SamplingDesign("uniform", None, "none")
     for line in held:
         others = frame.loc[frame["cell_line"] != line].assign(split="train")  # complete screens
         own = frame.loc[frame["cell_line"] == line]
@@ -206,7 +239,7 @@ def main() -> None:
                     warnings.simplefilter("ignore")
                     models = fit(QueryTable(fitted, require_test=False, design=table.design), kg, config)
                     pred = predict(models, test)
-                figures = score(pred)
+                figures = score(pred, own["gene"].nunique(), design)
                 method = "core_voting (designed pilot)" if draw == "designed" else "core_voting"
                 rows.append({"held_out": line, "n": n, "draw": str(draw), "method": method, **figures})
                 print(

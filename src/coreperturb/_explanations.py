@@ -27,7 +27,7 @@ import pandas as pd
 from coreperturb import _defaults as d
 from coreperturb._config import BenchmarkConfig, DataConfig, FitConfig
 from coreperturb._deprecation import keyword_options
-from coreperturb._util import positions
+from coreperturb._util import nanmean, positions
 from coreperturb.errors import CorePerturbError
 from coreperturb.evidence._contrastive import strongest_relations
 from coreperturb.evidence._words import DIR_DRIVERS, DRIVERS, drug_words
@@ -41,7 +41,6 @@ from coreperturb.stages._blend import blend_of, query_scorer, source_answers
 from coreperturb.stages._fitted import context_rows
 from coreperturb.stages._names import warn_names
 from coreperturb.stages._on_target import MIN_ON_TARGET_ROWS, OnTarget, on_target_rule
-from coreperturb.stages._unscreened import nanmean
 
 
 @dataclass(frozen=True)

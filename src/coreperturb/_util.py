@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,14 @@ def split_names(value: Any) -> tuple[str, ...] | None:
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
     out = tuple(v.strip() for v in items if str(v).strip())
     return out or None
+
+
+def nanmean(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Row-wise mean over the arrays that are finite there (NaN where none is)."""
+    x = np.vstack([np.asarray(a, dtype=np.float64) for a in arrays])
+    ok = np.isfinite(x)
+    n = ok.sum(axis=0)
+    return np.where(n > 0, np.where(ok, x, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
 
 
 def logit(p: np.ndarray, eps: float = 1e-6) -> np.ndarray:

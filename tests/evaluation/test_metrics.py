@@ -40,6 +40,15 @@ def test_constant_within_gene_is_exactly_half() -> None:
     assert METRICS.get("macro_per_gene_auroc")(y, s, g, p, 0.5) == 0.5
 
 
+def test_rows_without_a_score_are_left_out_not_ranked_as_misses() -> None:
+    y, s, g, p = _fixture(2)
+    gap = s.copy()
+    gap[::7] = np.nan
+    kept = np.isfinite(gap)
+    got = METRICS.get("macro_per_gene_auroc")(y, gap, g, p, 0.5)
+    assert got == pytest.approx(METRICS.get("macro_per_gene_auroc")(y[kept], s[kept], g[kept], p[kept], 0.5))
+
+
 def test_single_class_genes_are_skipped() -> None:
     y = np.array([1, 1, 0, 1])
     s = np.array([0.9, 0.1, 0.2, 0.8])

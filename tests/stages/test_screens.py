@@ -240,3 +240,76 @@ def test_a_small_pilot_beside_other_screens_is_named(two_lines: tuple[QueryTable
     assert len(alone) == 1 and "its own model alone answers" in alone[0]
     assert pilot_notes(pilot, FitConfig(cross_line=False)) == []
     assert pilot_notes(train, FitConfig()) == []  # full screens
+
+
+def test_a_line_with_no_screen_averages_on_the_tables_scale_then_maps_to_the_genome(
+    two_lines: tuple[QueryTable, KnowledgeGraph],
+) -> None:
+    """Case-control screens: the no-screen answer is the sources' table-scale answers (their measurement where
+    they have one) averaged, then each source's genome map averaged over it; grid and queries agree, and the
+    pooled calls read the calibration rows on that scale."""
+    from coreperturb.stages._unscreened import measured
+
+    table, kg = two_lines
+    models = fit(table, kg, FitConfig(seed=0, design="case_control", lists_cut_from=30))
+    assert all(models.scale(line, "core_voting") is not None for line in models.cell_lines)
+    perts = [str(models.training_perturbations("synth_a")[0]), "G0001"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        new = pd.concat(list(predict_grid(models, grid_plan(models, perts, cell_lines=["hek293"]))))
+    new = new.loc[(new["method"] == "core_voting") & ~new["on_target"]].reset_index(drop=True)
+    q = new[["perturbation", "gene"]].assign(cell_line="hek293", task="de")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = predict(models, q, methods=["core_voting"])
+        alone = dataclasses.replace(models, config=dataclasses.replace(models.config, other_lines_weight=0))
+        own = [
+            predict(alone, q.assign(cell_line=line), methods=["core_voting"]) for line in models.cell_lines
+        ]
+    pairs = (q["perturbation"].to_numpy(), q["gene"].to_numpy())
+    parts = []
+    for line, o in zip(models.cell_lines, own, strict=True):
+        seen = measured(models, line, "de", *pairs)
+        assert np.isfinite(seen).any()  # synth_a measured its training perturbation
+        parts.append(np.where(np.isfinite(seen) & o["score"].notna(), seen, o["score_sample"]))
+    table_scale = np.nanmean(np.vstack(parts), axis=0)
+    assert np.allclose(rows["score_sample"], table_scale, equal_nan=True)
+    maps = [models.scale(line, "core_voting") for line in models.cell_lines]
+    reads = [q["gene"].isin(models.readout_genes(line)).to_numpy() for line in models.cell_lines]
+    expected = np.nanmean(
+        [np.where(r, m(table_scale), np.nan) for m, r in zip(maps, reads, strict=True)], axis=0
+    )
+    assert np.allclose(rows["score"], expected, equal_nan=True)
+    # a gene no screen reads out: the mean of every line's map, as a screened line answers a gene it never read
+    lost = predict(models, q.head(3).assign(gene="NOT_A_READOUT"), methods=["core_voting"])
+    every = np.mean([m(lost["score_sample"].to_numpy()) for m in maps], axis=0)
+    assert np.isfinite(lost["score"]).all() and np.allclose(lost["score"], every)
+    assert not np.allclose(rows["score"], np.nanmean([o["score"] for o in own], axis=0), equal_nan=True)
+    assert np.allclose(new["p_de"], rows["score"], rtol=0, atol=1e-12, equal_nan=True)
+    assert (new["call"].to_numpy() == rows["call"].to_numpy()).all()
+    # the pooled calibration rows go to the genome as the answers do
+    from coreperturb.predictors._conformal import MondrianConformal
+
+    conf, cal = models.conformal("hek293", "de", "core_voting"), models.calibration
+    assert conf is not None and cal is not None
+    arrays = []
+    for line in models.cell_lines:
+        c = cal.loc[(cal["task"] == "de") & (cal["method"] == "core_voting") & (cal["cell_line"] == line)]
+        prior_scale = models.prior_scale(line)
+        assert prior_scale is not None
+        arrays.append(
+            (
+                models.no_screen_genome("hek293", "core_voting", c["score"].to_numpy(), c["gene"].to_numpy()),
+                c["label"].to_numpy(),
+                prior_scale(c["p_prior"].to_numpy()),
+                c["gene"].to_numpy(),
+                models.calibration_weights(line, c),
+            )
+        )
+    pooled = MondrianConformal.fit(
+        *(np.concatenate([a[i] for a in arrays]) for i in range(4)),
+        weights=np.concatenate([a[4] for a in arrays]),
+    )
+    prior = np.linspace(0, 0.2, 50)
+    genes = np.full(50, "G0001")
+    assert np.array_equal(conf.thresholds(prior, genes), pooled.thresholds(prior, genes))

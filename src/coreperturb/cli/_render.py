@@ -219,7 +219,9 @@ def scale_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
     parts = []
     for line in cell_lines:
         if not models.screened(line):
-            parts.append(f"{line}: no screen, the mean of {', '.join(models.source_lines(line))}'s")
+            genome = any(models.scale_name(s) == "genome" for s in models.source_lines(line))
+            how = " (P(DE) averaged on their tables' scale, then mapped to the genome)" if genome else ""
+            parts.append(f"{line}: no screen, the mean of {', '.join(models.source_lines(line))}'s{how}")
             continue
         n = len(models.readout_genes(line, "de")) if "de" in models.tasks else 0
         if models.scale_name(line) == "genome":

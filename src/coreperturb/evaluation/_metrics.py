@@ -42,9 +42,14 @@ def grouped_auroc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) ->
     """Mean AUROC over groups having both classes, and how many groups counted.
 
     Uses the rank-sum (Mann-Whitney) identity per group with average ranks for ties, vectorised over groups;
-    equal to averaging ``sklearn.metrics.roc_auc_score`` per group.
+    equal to averaging ``sklearn.metrics.roc_auc_score`` per group. Rows without a finite score are left
+    out (a rank of NaN would count as a miss).
     """
-    df = pd.DataFrame({"g": groups, "y": labels.astype(np.int64), "s": scores})
+    s = np.asarray(scores, dtype=np.float64)
+    scored = np.isfinite(s)
+    if not scored.all():
+        labels, s, groups = np.asarray(labels)[scored], s[scored], np.asarray(groups)[scored]
+    df = pd.DataFrame({"g": groups, "y": np.asarray(labels).astype(np.int64), "s": s})
     df["r"] = df.groupby("g", sort=False)["s"].rank(method="average")
     agg = df.groupby("g", sort=False).agg(n=("y", "size"), npos=("y", "sum"))
     rsum = df.loc[df["y"] == 1].groupby("g", sort=False)["r"].sum()

@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coreperturb._util import nanmean
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.stages._fitted import FittedModels
-from coreperturb.stages._unscreened import measured, measured_or, nanmean
+from coreperturb.stages._unscreened import measured, measured_or
 
 ScoreWith = Callable[[Predictor, str], np.ndarray]
 """``score_with(model, line)``: a source line's model's raw answers (the training table's scale) for the pairs."""

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from coreperturb._config import FitConfig
+from coreperturb._util import nanmean
 from coreperturb.data._design import SamplingDesign, perturbation_design, row_weights, summarise
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph._kg import KnowledgeGraph
@@ -180,10 +181,11 @@ class FittedModels:
             return None
 
         def make() -> MondrianConformal | None:
+            pooled = None if self.screened(cell_line) else cell_line
             parts = [
                 a
                 for line in self.source_lines(cell_line)
-                if (a := self._calibration_arrays(line, task, method))
+                if (a := self._calibration_arrays(line, task, method, pooled_for=pooled))
             ]
             if not parts:
                 return None
@@ -197,9 +199,13 @@ class FittedModels:
 
         return self.cached(f"conformal/{cell_line}/{task}/{method}", make)
 
-    def _calibration_arrays(self, cell_line: str, task: str, method: str) -> tuple[Any, ...]:
+    def _calibration_arrays(
+        self, cell_line: str, task: str, method: str, *, pooled_for: str | None = None
+    ) -> tuple[Any, ...]:
         """``(scores, labels, priors, genes, weights)`` of one unit's calibration rows on the scale of its
-        outputs (weights ``None``: every row counts once); ``()`` without rows."""
+        outputs (weights ``None``: every row counts once); ``()`` without rows. ``pooled_for``: a line with
+        no screen that pools these rows; their DE scores then go to the genome as its answers do
+        (:meth:`no_screen_genome`)."""
         cal = self.calibration
         assert cal is not None
         rows = cal.loc[(cal["cell_line"] == cell_line) & (cal["task"] == task) & (cal["method"] == method)]
@@ -210,7 +216,16 @@ class FittedModels:
         if task == "de" and self.genome_scaled(cell_line):
             scale, prior_scale = self.scale(cell_line, method), self.prior_scale(cell_line)
             assert scale is not None and prior_scale is not None
-            return scale(scores), labels, prior_scale(prior), genes, self.calibration_weights(cell_line, rows)
+            weights = self.calibration_weights(cell_line, rows)
+            if pooled_for is not None:
+                return (
+                    self.no_screen_genome(pooled_for, method, scores, genes),
+                    labels,
+                    prior_scale(prior),
+                    genes,
+                    weights,
+                )
+            return scale(scores), labels, prior_scale(prior), genes, weights
         return scores, labels, prior, genes, None
 
     def calls(
@@ -294,6 +309,25 @@ class FittedModels:
         """The map of one method's DE probabilities to the genome scale (``None``: none needed, or none
         possible; :mod:`coreperturb.predictors._scale`)."""
         return self.cached(f"scale/{cell_line}/{method}", lambda: self._fit_scale(cell_line, "score", method))
+
+    def no_screen_genome(
+        self, cell_line: str, method: str, scores: np.ndarray, genes: np.ndarray
+    ) -> np.ndarray:
+        """A line with no screen: its DE probabilities on the table's scale (the source lines' answers
+        averaged there) on the genome scale, each row the mean of the maps (:meth:`scale`) of the source lines
+        that read its gene out (of every source line for a gene none reads out: its answer is their models'
+        alone, as a screened line's query of a gene it never read out); a source line without a map keeps the
+        table's number. Averaging on the table's scale, then mapping, was chosen on training pairs over
+        averaging genome-scale answers (``benchmarks/new_line.py --choose``)."""
+        p = np.asarray(scores, dtype=np.float64)
+        g = pd.Index(np.asarray(genes).astype(str))
+        mapped, reads = [], []
+        for line in self.source_lines(cell_line):
+            to_genome = self.scale(line, method)
+            mapped.append(p if to_genome is None else to_genome(p))
+            reads.append(g.isin(self.readout_genes(line, "de")))
+        anyone = np.any(reads, axis=0)
+        return nanmean([np.where(r | ~anyone, m, np.nan) for m, r in zip(mapped, reads, strict=True)])
 
     def prior_scale(self, cell_line: str) -> ScaleMap | None:
         """The map of the line's gene priors (the gene-frequency score) to the genome scale."""

@@ -149,12 +149,14 @@ def _method_frames(
     unknown_perturbation: np.ndarray | None = None,
     side_by_side: bool = True,
     blend: bool = True,
+    genome: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """One frame of :data:`GRID_COLUMNS` per method for the pairs in ``base`` (cell_line, perturbation,
     gene); ``score(model, task)`` scores them with one fitted model. Rows of genes never a readout in
     training, and of perturbations neither the model nor the KG knows (``unknown_perturbation``, a row
     mask), get NaN scores and no call: nothing is known of them, not even a prior for a typo's effect. With
-    ``blend``, a CORE answer is blended with the other lines' (:mod:`coreperturb.stages._blend`)."""
+    ``blend``, a CORE answer is blended with the other lines' (:mod:`coreperturb.stages._blend`); without
+    ``genome``, ``p_de`` stays on the training table's scale (a source line's part of a no-screen answer)."""
     if not models.screened(cell_line):
         yield from unscreened_frames(
             models,
@@ -200,7 +202,7 @@ def _method_frames(
             p_de = blended(
                 models, (cell_line, "de", method), p_de, pairs=pairs, score_with=scorer(score, "de")
             )
-        to_genome = models.scale(cell_line, method)
+        to_genome = models.scale(cell_line, method) if genome else None
         if to_genome is not None:  # the chance over the readout genes, not over the table's asked pairs
             p_de = to_genome(p_de)
         target.apply("de", p_de)

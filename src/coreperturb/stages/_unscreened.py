@@ -1,5 +1,6 @@
 """A line with no screen of its own is answered from the lines the model holds: what each of them measured of a
-pair where it did, its model's answer elsewhere, averaged (:meth:`FittedModels.source_lines`)."""
+pair where it did, its model's answer elsewhere, averaged (:meth:`FittedModels.source_lines`); DE answers are
+averaged on the training tables' scale, then mapped to the genome (:meth:`FittedModels.no_screen_genome`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coreperturb._util import nanmean
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._effect import effect_score
 from coreperturb.stages._fitted import FittedModels
@@ -16,14 +18,6 @@ from coreperturb.stages._flags import join_flags
 from coreperturb.stages._frames import grid_frame
 from coreperturb.stages._on_target import OnTarget
 from coreperturb.stages._priors import gene_priors
-
-
-def nanmean(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Row-wise mean over the arrays that are finite there (NaN where none is)."""
-    x = np.vstack([np.asarray(a, dtype=np.float64) for a in arrays])
-    ok = np.isfinite(x)
-    n = ok.sum(axis=0)
-    return np.where(n > 0, np.where(ok, x, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
 
 
 def measured(
@@ -106,14 +100,20 @@ def unscreened_frames(
                     score=score,
                     unknown_perturbation=unknown_perturbation,
                     blend=False,  # each screened line's own answer
+                    genome=False,  # on its table's scale: averaged there, then mapped (no_screen_genome)
                 )
             )
             for line in sources
         ]
         # each screened line's answer: what its screen measured of the pair where it did, its model elsewhere
         pairs = (base["perturbation"], base["gene"])
-        p_de = nanmean(
-            [measured_or(p["p_de"], models, s, "de", pairs) for s, p in zip(sources, parts, strict=True)]
+        p_de = models.no_screen_genome(
+            cell_line,
+            method,
+            nanmean(
+                [measured_or(p["p_de"], models, s, "de", pairs) for s, p in zip(sources, parts, strict=True)]
+            ),
+            base["gene"],
         )
         p_up = nanmean(
             [measured_or(p["p_up"], models, s, "dir", pairs) for s, p in zip(sources, parts, strict=True)]
@@ -169,7 +169,9 @@ def unscreened_unit(
                 [measured_or(r[column], models, s, task, pairs) for s, r in zip(sources, rows, strict=True)]
             )
 
-        score, prior = mean("score"), mean("p_prior")
+        prior, score_sample = mean("p_prior"), mean("score_sample")
+        # DE: averaged on the tables' scale, then mapped to the genome (FittedModels.no_screen_genome)
+        score = models.no_screen_genome(line, method, score_sample, genes) if task == "de" else mean("score")
         n_pos = np.sum([r["n_pos_evidence"].to_numpy() for r in rows], axis=0)
         n_neg = np.sum([r["n_neg_evidence"].to_numpy() for r in rows], axis=0)
         target = OnTarget.of(models, line, unit["perturbation"].to_numpy(), genes, np.isfinite(prior))
@@ -182,7 +184,7 @@ def unscreened_unit(
             p_prior=prior,
             excess=score - prior,
             effect=effect_score(score, prior, n_pos + n_neg),
-            score_sample=mean("score_sample"),
+            score_sample=score_sample,
             p_prior_sample=mean("p_prior_sample"),
             n_pos_evidence=n_pos,
             n_neg_evidence=n_neg,
@@ -194,4 +196,4 @@ def unscreened_unit(
     return parts
 
 
-__all__ = ["measured", "measured_or", "nanmean", "unscreened_frames", "unscreened_unit"]
+__all__ = ["measured", "measured_or", "unscreened_frames", "unscreened_unit"]
