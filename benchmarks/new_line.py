@@ -51,9 +51,10 @@ import pandas as pd
 
 from _common import parser, start, write_frame
 from coreperturb import build_kg, fit, load_perturbqa, predict
-from coreperturb.data._design import SamplingDesign, perturbation_design, row_weights
+from coreperturb.data._design import SamplingDesign
 from coreperturb.data._schema import QueryTable
 from coreperturb.evaluation._calls import call_metrics
+from coreperturb.evaluation._genome import genome_metrics, genome_weights
 from coreperturb.evaluation._metrics import grouped_auroc
 from coreperturb.stages import FitConfig, FittedModels
 from coreperturb.stages._fitted import TRAIN_COLUMNS
@@ -82,23 +83,21 @@ def excess_at_10(pred: pd.DataFrame) -> float:
 
 def genome_figures(pred: pd.DataFrame, universe: int, design: SamplingDesign) -> dict[str, float]:
     """Over the genome, off-target pairs of the whole-list test perturbations, each asked not-DE pair weighted
-    by the genome pairs it stands for (:func:`row_weights`): sum of P(DE) over DE genes; the genome DE rate
-    of pairs with P(DE) >= 0.2 beside their mean P(DE); coverage of the calls, and among the DE pairs."""
+    by the genome pairs it stands for: :func:`genome_metrics`'s Σ P(DE) / DE genes (``genome_de_ratio``) and
+    calls' coverage; beside them the genome DE rate of pairs with P(DE) >= 0.2 and their mean P(DE), and the
+    calls' coverage among the DE pairs."""
     p = pred.loc[~pred["on_target"].astype(bool)]
     y, s = p["label"].to_numpy(dtype=np.int64), p["score"].to_numpy(dtype=np.float64)
-    rows = p.assign(label=y)
-    w = row_weights(p["perturbation"].to_numpy(), y, perturbation_design(rows, universe, design))
-    c = p["call"].to_numpy().astype(str)
-    ok, called, hi = np.isfinite(s) & (w > 0), (c != "") & (w > 0), np.isfinite(s) & (s >= 0.2) & (w > 0)
-    cov = (c == "uncertain") | ((c == "DE") & (y == 1)) | ((c == "not DE") & (y == 0))
+    perts, c = p["perturbation"].to_numpy(), p["call"].to_numpy().astype(str)
+    m = genome_metrics(y, s, perts, design=design, universe=universe, calls=c)
+    w, _ = genome_weights(y, perts, design, universe)
+    hi, de = np.isfinite(s) & (s >= 0.2) & (w > 0), (c != "") & (w > 0) & (y == 1)
     return {
-        "genome_sum_p_over_de": float((w * s)[ok].sum() / max((w * y)[ok].sum(), 1e-12)),
+        "genome_de_ratio": m.get("genome_de_ratio", float("nan")),
         "genome_high_p_mean": float(s[hi].mean()) if hi.any() else float("nan"),
         "genome_high_p_de_rate": float((w * y)[hi].sum() / w[hi].sum()) if hi.any() else float("nan"),
-        "genome_coverage": float((w * cov)[called].sum() / w[called].sum()) if called.any() else float("nan"),
-        "coverage_de_pairs": float(cov[called & (y == 1)].mean())
-        if (called & (y == 1)).any()
-        else float("nan"),
+        "genome_coverage": m.get("genome_coverage", float("nan")),
+        "coverage_de_pairs": float((c[de] != "not DE").mean()) if de.any() else float("nan"),
     }
 
 

@@ -216,16 +216,12 @@ class FittedModels:
         if task == "de" and self.genome_scaled(cell_line):
             scale, prior_scale = self.scale(cell_line, method), self.prior_scale(cell_line)
             assert scale is not None and prior_scale is not None
-            weights = self.calibration_weights(cell_line, rows)
-            if pooled_for is not None:
-                return (
-                    self.no_screen_genome(pooled_for, method, scores, genes),
-                    labels,
-                    prior_scale(prior),
-                    genes,
-                    weights,
-                )
-            return scale(scores), labels, prior_scale(prior), genes, weights
+            scores = (
+                scale(scores)
+                if pooled_for is None
+                else self.no_screen_genome(pooled_for, method, scores, genes)
+            )
+            return scores, labels, prior_scale(prior), genes, self.calibration_weights(cell_line, rows)
         return scores, labels, prior, genes, None
 
     def calls(
