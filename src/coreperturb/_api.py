@@ -458,8 +458,13 @@ def _predict_pairs(
     pairs_per_chunk: int,
     start: Callable[[int, str], AbstractContextManager[Progress]],
 ) -> int:
-    """Score the listed pairs (per cell line), streamed to ``out``; returns the rows written."""
+    """Score the listed pairs (per cell line), streamed to ``out``; returns the rows written. A line the
+    table names that the model holds no screen of is scored too (answered from the screened lines)."""
     pairs = read_pairs(models, path)
+    if "cell_line" in pairs.columns:
+        lines = lines + [
+            x for x in pd.unique(pairs["cell_line"]) if not models.screened(x) and x not in lines
+        ]
     total = len(pairs) * len(lines)
     with PredictionWriter(out, None, methods) as writer, start(total, "pairs") as tick:
         done = 0

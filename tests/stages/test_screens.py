@@ -197,6 +197,28 @@ def test_a_line_with_no_screen_is_the_mean_of_the_screened_lines(model_dir: Path
     assert np.allclose(rows["score"], new["p_de"].head(50))
 
 
+def test_a_query_table_may_name_a_line_with_no_screen(model_dir: Path, tmp_path: Path) -> None:
+    """``predict --queries``: rows of a line the model holds no screen of are answered (flagged, warned about),
+    beside the rows of a screened line, as ``--cell-lines NEW`` answers them."""
+    from coreperturb import predict_to_file
+
+    models = load_model(model_dir)
+    q = tmp_path / "q.csv"
+    pd.DataFrame(
+        {
+            "cell_line": ["hek293", "hek293", "synth_a"],
+            "perturbation": "G0001",
+            "gene": ["G0002", "G0003", "G0002"],
+        }
+    ).to_csv(q, index=False)
+    with pytest.warns(UserWarning, match="'hek293' has no screen in this model"):
+        predict_to_file(models, tmp_path / "out.csv", queries=q, methods=["core_voting"])
+    out = pd.read_csv(tmp_path / "out.csv")
+    new = out.loc[out["cell_line"] == "hek293"]
+    assert len(new) == 2 and new["flag"].str.contains("no_screen").all() and new["p_de"].notna().all()
+    assert (out["cell_line"] == "synth_a").sum() == 1
+
+
 def test_a_line_name_close_to_a_screened_one_says_so(model_dir: Path) -> None:
     models = load_model(model_dir)
     with pytest.raises(CorePerturbError, match="did you mean 'synth_a'"):

@@ -225,7 +225,7 @@ def read_pairs(models: FittedModels, path: Path) -> pd.DataFrame:
     about and kept, so that their rows are flagged).
 
     Raises:
-        CorePerturbError: A missing column, an empty value (naming the row) or an unknown cell line.
+        CorePerturbError: A missing column or an empty value (naming the row).
     """
     raw = read_any(path).rename(columns=COLUMN_ALIASES)
     for col in ("perturbation", "gene"):
@@ -244,9 +244,6 @@ def read_pairs(models: FittedModels, path: Path) -> pd.DataFrame:
         pairs[col] = given.map(dict(zip(uniq, res.names, strict=True)))
     if "cell_line" in raw.columns:
         pairs["cell_line"] = raw["cell_line"].astype(str)
-        unknown = sorted(set(pairs["cell_line"]) - set(models.cell_lines))
-        if unknown:
-            raise CorePerturbError(
-                f"{path}: cell line(s) {unknown} not in the model; it holds {models.cell_lines}"
-            )
+        # a line with no screen in the model is answered from the lines it holds, with a warning
+        models.require_cell_lines(sorted(set(pairs["cell_line"]) - set(models.cell_lines)), unscreened=True)
     return pairs
