@@ -31,7 +31,7 @@ from coreperturb.stages import DEFAULT_RANK_BY, FittedModels, GridPlan, Ranking,
 from coreperturb.stages._chunking import pair_chunks
 from coreperturb.stages._flags import gene_notes, perturbation_notes
 from coreperturb.stages._grids import score_pairs
-from coreperturb.stages._names import read_pairs, resolve_genes, resolve_perturbations
+from coreperturb.stages._names import query_lines, read_pairs, resolve_genes, resolve_perturbations
 from coreperturb.stages._ranking import check_ranking
 
 if TYPE_CHECKING:
@@ -215,6 +215,8 @@ class PredictReport:
     notes: tuple[str, ...] = ()
     """Lines about the named perturbations (screened ones, ones the KG hardly knows):
     :func:`coreperturb.stages._flags.perturbation_notes`."""
+    cell_lines: tuple[str, ...] = ()
+    """The cell lines answered (with a query table, the lines it names that the model holds no screen of)."""
 
     def short_lists(self) -> dict[str, int]:
         """The ranked groups listing fewer than ``top`` rows (few responders above the floor), fewest first."""
@@ -359,8 +361,15 @@ def predict_to_file(
                 raise CorePerturbError(
                     "the ray executor scores perturbation × gene grids; a query table runs locally"
                 )
-            rows = _predict_pairs(
-                models, Path(queries), lines, meths, out=out, pairs_per_chunk=pairs_per_chunk, start=start
+            rows, lines = _predict_pairs(
+                models,
+                Path(queries),
+                lines,
+                meths,
+                out=out,
+                pairs_per_chunk=pairs_per_chunk,
+                start=start,
+                chosen=bool(cell_lines),
             )
             n_pairs = rows // len(meths)
         else:
@@ -414,9 +423,20 @@ def predict_to_file(
                 + (gene_notes(models, gnames, lines_done) if gnames else [])
             )
             return PredictReport(
-                out, rows, n_pairs, tuple(meths), time.perf_counter() - t0, prof, listed, ranking, notes
+                out,
+                rows,
+                n_pairs,
+                tuple(meths),
+                time.perf_counter() - t0,
+                prof,
+                listed,
+                ranking,
+                notes,
+                tuple(lines_done),
             )
-    return PredictReport(out, rows, n_pairs, tuple(meths), time.perf_counter() - t0, prof)
+    return PredictReport(
+        out, rows, n_pairs, tuple(meths), time.perf_counter() - t0, prof, cell_lines=tuple(lines)
+    )
 
 
 def _list_name(line: str, method: str, name: str, *, several: bool) -> str:
@@ -457,25 +477,23 @@ def _predict_pairs(
     out: Path,
     pairs_per_chunk: int,
     start: Callable[[int, str], AbstractContextManager[Progress]],
-) -> int:
-    """Score the listed pairs (per cell line), streamed to ``out``; returns the rows written. A line the
-    table names that the model holds no screen of is scored too (answered from the screened lines)."""
+    chosen: bool = False,
+) -> tuple[int, list[str]]:
+    """Score the listed pairs (per cell line), streamed to ``out``; returns the rows written and the lines
+    answered: :func:`~coreperturb.stages._names.query_lines` (``chosen``: the lines were named)."""
     pairs = read_pairs(models, path)
-    if "cell_line" in pairs.columns:
-        lines = lines + [
-            x for x in pd.unique(pairs["cell_line"]) if not models.screened(x) and x not in lines
-        ]
-    total = len(pairs) * len(lines)
+    lines = query_lines(models, pairs, lines, chosen=chosen, path=path)
+    per_line = [pairs if "cell_line" not in pairs.columns else pairs[pairs["cell_line"] == x] for x in lines]
+    total = sum(map(len, per_line))
     with PredictionWriter(out, None, methods) as writer, start(total, "pairs") as tick:
         done = 0
-        for line in lines:
-            sub = pairs if "cell_line" not in pairs.columns else pairs[pairs["cell_line"] == line]
+        for line, sub in zip(lines, per_line, strict=True):
             for part in pair_chunks(sub, pairs_per_chunk):
                 for frame in score_pairs(models, line, part, methods):
                     writer.write(frame)
                 done += len(part)
                 tick(done, total)
-    return writer.rows
+    return writer.rows, lines
 
 
 __all__ = [

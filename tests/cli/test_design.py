@@ -36,6 +36,16 @@ def test_predict_for_a_line_with_no_screen_says_so(model_dir: Path, tmp_path: Pa
     assert (rows["cell_line"] == "hek293").all() and rows["flag"].str.contains("no_screen").all()
 
 
+def test_a_query_table_names_the_scale_of_a_line_with_no_screen(model_dir: Path, tmp_path: Path) -> None:
+    q = tmp_path / "q.csv"
+    pd.DataFrame({"cell_line": ["hek293", "synth_a"], "perturbation": "G0001", "gene": "G0002"}).to_csv(
+        q, index=False
+    )
+    res = predict(model_dir, "--queries", str(q), "--out", str(tmp_path / "p.csv"))
+    assert res.exit_code == 0, res.output
+    assert "hek293: no screen, the mean of synth_a, synth_b's" in " ".join(res.output.split())
+
+
 def test_predict_says_how_each_line_blends_the_other_lines(model_dir: Path, tmp_path: Path) -> None:
     res = runner.invoke(
         app,

@@ -219,6 +219,30 @@ def test_a_query_table_may_name_a_line_with_no_screen(model_dir: Path, tmp_path:
     assert (out["cell_line"] == "synth_a").sum() == 1
 
 
+def test_rows_of_lines_not_asked_for_are_left_out_with_a_warning(model_dir: Path, tmp_path: Path) -> None:
+    """With lines named, a query table's rows of the other lines (screened or not) are not dropped silently."""
+    from coreperturb import predict_to_file
+
+    models = load_model(model_dir)
+    q = tmp_path / "q.csv"
+    pd.DataFrame(
+        {"cell_line": ["synth_a", "synth_b", "hek293"], "perturbation": "G0001", "gene": "G0002"}
+    ).to_csv(q, index=False)
+    out = tmp_path / "out.csv"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rep = predict_to_file(models, out, queries=q, methods=["core_voting"], cell_lines=["synth_a"])
+    said = [str(w.message) for w in seen]
+    assert any("2 row(s) of cell line(s) synth_b, hek293 left out" in m for m in said)
+    assert not any("'hek293' has no screen" in m for m in said)  # not answered, so not announced
+    assert list(pd.read_csv(out)["cell_line"]) == ["synth_a"] and rep.cell_lines == ("synth_a",)
+    with pytest.raises(CorePerturbError, match="every row names a cell line outside those asked for"):
+        predict_to_file(models, tmp_path / "none.csv", queries=q, cell_lines=["hek999"])
+    with pytest.warns(UserWarning, match="'hek293' has no screen"):
+        rep = predict_to_file(load_model(model_dir), out, queries=q, methods=["core_voting"])
+    assert rep.cell_lines == ("synth_a", "synth_b", "hek293") and len(pd.read_csv(out)) == 3
+
+
 def test_a_line_name_close_to_a_screened_one_says_so(model_dir: Path) -> None:
     models = load_model(model_dir)
     with pytest.raises(CorePerturbError, match="did you mean 'synth_a'"):

@@ -253,11 +253,11 @@ def evidence_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
     return f"cross-line evidence ({method}): {'; '.join(parts)}" if parts else ""
 
 
-def after_predict(models: FittedModels, rep: PredictReport, cell_lines: Sequence[str]) -> None:
-    """What ``predict`` says once the file is written: the scale of its numbers, what the named
-    perturbations are (screened, hardly known to the KG) and which lists are short."""
-    say(scale_line(models, cell_lines))
-    evidence = evidence_line(models, cell_lines)
+def after_predict(models: FittedModels, rep: PredictReport) -> None:
+    """What ``predict`` says once the file is written: the scale of its numbers (of every line answered),
+    what the named perturbations are (screened, hardly known to the KG) and which lists are short."""
+    say(scale_line(models, rep.cell_lines))
+    evidence = evidence_line(models, rep.cell_lines)
     if evidence:
         say(evidence)
     for line in rep.notes:

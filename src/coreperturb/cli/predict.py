@@ -145,4 +145,4 @@ def predict(
         f"wrote {rep.rows} rows to {rep.path} ({rep.pairs} pairs x {len(rep.methods)} method(s) in "
         f"{rep.seconds:.1f}s, {rep.pairs * len(rep.methods) / max(rep.seconds, 1e-9):,.0f} pairs/s)"
     )
-    after_predict(models, rep, split_names(cell_lines) or models.cell_lines)
+    after_predict(models, rep)

@@ -243,7 +243,34 @@ def read_pairs(models: FittedModels, path: Path) -> pd.DataFrame:
         warn_names(res, col)
         pairs[col] = given.map(dict(zip(uniq, res.names, strict=True)))
     if "cell_line" in raw.columns:
-        pairs["cell_line"] = raw["cell_line"].astype(str)
-        # a line with no screen in the model is answered from the lines it holds, with a warning
-        models.require_cell_lines(sorted(set(pairs["cell_line"]) - set(models.cell_lines)), unscreened=True)
+        pairs["cell_line"] = raw["cell_line"].astype(str)  # which lines are answered: query_lines
     return pairs
+
+
+def query_lines(
+    models: FittedModels, pairs: pd.DataFrame, lines: list[str], *, chosen: bool, path: Path
+) -> list[str]:
+    """The lines a query table is answered for: ``lines``, plus the lines the table names that the model holds
+    no screen of (answered from the screened lines) unless the lines were ``chosen``; rows of the other lines
+    are left out with one warning.
+
+    Raises:
+        CorePerturbError: Every row names a line outside those asked for.
+    """
+    if "cell_line" not in pairs.columns:
+        return lines
+    named = [str(x) for x in pd.unique(pairs["cell_line"])]
+    if not chosen:  # a line with no screen in the model is answered from the lines it holds, with a warning
+        new = [x for x in named if not models.screened(x) and x not in lines]
+        lines = lines + models.require_cell_lines(new, unscreened=True) if new else lines
+    left = [x for x in named if x not in lines]
+    n = int(pairs["cell_line"].isin(left).sum())
+    asked = ", ".join(lines)
+    if n == len(pairs):
+        raise CorePerturbError(f"{path}: every row names a cell line outside those asked for ({asked})")
+    if n:
+        warnings.warn(
+            f"{path}: {n} row(s) of cell line(s) {', '.join(left)} left out: not among those asked for ({asked})",
+            stacklevel=3,
+        )
+    return lines
