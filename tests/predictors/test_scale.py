@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from coreperturb.data._design import SamplingDesign, perturbation_design, resolve_design, row_weights
 from coreperturb.evaluation._genome import genome_metrics
 from coreperturb.predictors._conformal import MondrianConformal
 from coreperturb.predictors._scale import ScaleMap
+from tests.conftest import SHARED
 
 
 def _genome(n_p: int = 300, n_g: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,6 +99,42 @@ def test_resolve_design_prefers_what_was_stated_then_recorded_then_the_table() -
     assert resolve_design("auto", rows.iloc[::3], hint=hint) == hint
     stated = resolve_design("case_control", rows, hint=hint, lists_cut_from=13)
     assert (stated.kind, stated.lists_cut_from, stated.source) == ("case_control", 13, "stated")
+
+
+def _lists(lengths: np.ndarray) -> pd.DataFrame:
+    """DE rows of perturbations with the given DE list lengths, 20 asked not-DE genes each."""
+    rows = [(f"P{i}", f"G{j}", int(j < n)) for i, n in enumerate(lengths) for j in range(int(n) + 20)]
+    return pd.DataFrame(rows, columns=["perturbation", "gene", "label"]).assign(cell_line="a", task="de")
+
+
+def test_lists_piled_up_under_a_cap_are_estimated_cut_and_long_tailed_ones_whole() -> None:
+    from coreperturb.data._design import cut_note, estimate_cut
+
+    rng = np.random.default_rng(0)
+    natural = np.maximum(
+        rng.geometric(1 / 15, size=400), 1
+    )  # long-tailed, as a screen that lists every DE gene
+    capped = np.minimum(natural, rng.integers(13, 21, size=400))  # kept at most 13-20 of them, as PerturbQA
+    assert estimate_cut(_lists(natural))[0] is None
+    cut, share, longest = estimate_cut(_lists(capped))
+    assert longest == 20 and cut == 13 and share >= 0.4
+    design = resolve_design("auto", _lists(capped))
+    assert (design.kind, design.lists_cut_from, design.source) == ("case_control", 13, "estimated")
+    assert "the DE lists look cut" in str(cut_note(_lists(capped), design))
+    assert resolve_design("auto", _lists(natural)).lists_cut_from is None
+    assert resolve_design("case_control", _lists(capped)).lists_cut_from is None  # stated: taken as said
+    assert resolve_design("auto", _lists(capped), lists_cut_from=17).lists_cut_from == 17
+    assert estimate_cut(_lists(np.full(50, 8)))[0] is None  # short lists: a cap cannot be told apart
+
+
+@pytest.mark.skipif(not (SHARED / "perturbqa").is_dir(), reason=f"PerturbQA data not found under {SHARED}")
+def test_a_perturbqa_file_read_as_an_own_table_is_estimated_cut_at_13() -> None:
+    from coreperturb.data import read_query_table
+
+    for line in ("k562", "rpe1"):
+        table = read_query_table(SHARED / "perturbqa" / f"{line}-de.csv", for_fit=True)
+        design = resolve_design("auto", table.frame)
+        assert (design.kind, design.lists_cut_from) == ("case_control", 13), line
 
 
 def test_cut_lists_carry_no_weight() -> None:

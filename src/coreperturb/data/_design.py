@@ -37,6 +37,14 @@ is ``complete``."""
 PERTURBQA_CUT_FROM = 13
 """PerturbQA lists at most about 20 DE genes per perturbation and its list lengths pile up at 13–20 (70%
 of perturbations in K562): a list of 13 or more genes may have been cut, a shorter one is the whole list."""
+CUT_PILE_SHARE = 0.4
+"""``auto``: DE lists look cut where at least this share of the perturbations that list a DE gene list at least
+:data:`CUT_FRACTION` of the longest list (PerturbQA 0.55–0.75: its lengths pile up under a cap; LINCS, whose
+lists are whole and long-tailed, 0.02)."""
+CUT_FRACTION = 0.65
+"""The start of the pile-up, as a share of the longest list: ``ceil(0.65 * 20) = 13`` for PerturbQA."""
+MIN_CUT_CAP = 10
+"""Lists no longer than this are too short to tell a cap from a screen with few DE genes per perturbation."""
 DESIGN_FILE = "design.json"
 """A data directory may state its design in this file (``{"kind": ..., "lists_cut_from": ...}``)."""
 
@@ -130,7 +138,8 @@ def resolve_design(
 ) -> SamplingDesign:
     """The design of a fit: what the user stated, else what the loader recorded (``hint``), else estimated
     from the DE rows (``complete`` where the median perturbation is asked about at least
-    :data:`COMPLETE_SHARE` of its line's readout genes, else ``case_control``)."""
+    :data:`COMPLETE_SHARE` of its line's readout genes, else ``case_control``, its lists cut where they pile
+    up under a cap: :func:`estimate_cut`)."""
     if stated not in DESIGNS:
         raise DataValidationError(f"unknown sampling design {stated!r}; choose from {', '.join(DESIGNS)}")
     if stated != "auto":
@@ -140,12 +149,51 @@ def resolve_design(
         return SamplingDesign(hint.kind, cut if hint.kind == "case_control" else None, hint.source)
     de = rows.loc[rows["task"].astype(str) == "de"] if "task" in rows.columns else rows
     shares = []
-    for _, r in de.groupby("cell_line", sort=True) if "cell_line" in de.columns else [("", de)]:
+    for _, r in (
+        de.groupby("cell_line", sort=True, observed=True) if "cell_line" in de.columns else [("", de)]
+    ):
         n_genes = r["gene"].nunique()
         shares.append(r.groupby("perturbation").size().to_numpy() / max(n_genes, 1))
     share = float(np.median(np.concatenate(shares))) if shares else 1.0
-    kind = "complete" if share >= COMPLETE_SHARE else "case_control"
-    return SamplingDesign(kind, lists_cut_from if kind == "case_control" else None, "estimated")
+    if share >= COMPLETE_SHARE:
+        return SamplingDesign("complete", None, "estimated")
+    cut = lists_cut_from if lists_cut_from is not None else estimate_cut(de)[0]
+    return SamplingDesign("case_control", cut, "estimated")
+
+
+def estimate_cut(rows: pd.DataFrame) -> tuple[int | None, float, int]:
+    """``(lists_cut_from, share, longest)`` of a case-control table's DE rows: whether its DE lists look cut.
+
+    A screen that lists every DE gene has long-tailed list lengths (most perturbations change few genes, a
+    few change hundreds). A table that keeps at most about N DE genes per perturbation piles its lengths up
+    just under N. Where at least :data:`CUT_PILE_SHARE` of the perturbations that list a DE gene list
+    ``ceil(CUT_FRACTION * longest)`` or more, lists that long may have been cut (``None``: they look whole).
+    """
+    de = rows.loc[rows["label"].to_numpy() == 1]
+    keys = ["cell_line", "perturbation"] if "cell_line" in de.columns else ["perturbation"]
+    n = de.groupby(keys, sort=False, observed=True).size().to_numpy()
+    longest = int(n.max()) if len(n) else 0
+    if longest <= MIN_CUT_CAP:
+        return None, 0.0, longest
+    start = int(np.ceil(CUT_FRACTION * longest))
+    share = float((n >= start).mean())
+    return (start if share >= CUT_PILE_SHARE else None), share, longest
+
+
+def cut_note(rows: pd.DataFrame, design: SamplingDesign) -> str | None:
+    """One line saying why an estimated design holds lists to be cut (``None`` where it does not)."""
+    if design.source != "estimated" or design.lists_cut_from is None:
+        return None
+    de = rows.loc[rows["task"].astype(str) == "de"] if "task" in rows.columns else rows
+    cut, share, longest = estimate_cut(de)
+    if cut != design.lists_cut_from:
+        return None
+    return (
+        f"the DE lists look cut: {share:.0%} of the perturbations list {cut}–{longest} DE genes, piled up "
+        f"under the longest ({longest}), where whole lists are long-tailed; their DE counts are taken as "
+        "unknown (fit --lists-cut-from N or FitConfig(lists_cut_from=N) states the cut; --design case_control "
+        "takes every list as whole)"
+    )
 
 
 def perturbation_design(rows: pd.DataFrame, universe: int, design: SamplingDesign) -> pd.DataFrame:
@@ -210,11 +258,15 @@ def summarise(per_perturbation: pd.DataFrame, universe: int) -> dict[str, float]
 
 __all__ = [
     "COMPLETE_SHARE",
+    "CUT_FRACTION",
+    "CUT_PILE_SHARE",
     "DESIGNS",
     "DESIGN_FILE",
     "PERTURBQA_CUT_FROM",
     "SamplingDesign",
+    "cut_note",
     "design_file_for",
+    "estimate_cut",
     "perturbation_design",
     "read_design_file",
     "resolve_design",

@@ -15,7 +15,7 @@ import pandas as pd
 from coreperturb._config import FitConfig
 from coreperturb._deprecation import keyword_options, renamed_options
 from coreperturb._threads import ensure_threads, retune
-from coreperturb.data._design import resolve_design
+from coreperturb.data._design import cut_note, resolve_design
 from coreperturb.data._schema import QueryTable
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph._kg import KnowledgeGraph
@@ -266,6 +266,8 @@ def fit(
         lists_cut_from=config.lists_cut_from,
     )
     say(f"sampling design: {design.describe()} ({design.source})")
+    if note := cut_note(train, design):
+        say(note)
     fitted = FittedModels(
         kg, models, train, config, kg_recipe, timings, tuple(notes), calibration=cal, design=design
     )
