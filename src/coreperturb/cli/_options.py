@@ -153,7 +153,8 @@ DesignOpt = Annotated[
 ListsCutOpt = Annotated[
     int | None,
     typer.Option(
-        help="case_control: DE lists of at least this many genes may have been cut (PerturbQA: 13)."
+        help="case_control: DE lists of at least this many genes may have been cut (PerturbQA: 13). With --design "
+        "auto it is estimated where the list lengths pile up under a cap; a stated case_control takes lists as whole."
     ),
 ]
 CrossLineOpt = Annotated[
