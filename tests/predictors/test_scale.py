@@ -122,7 +122,10 @@ def test_lists_piled_up_under_a_cap_are_estimated_cut_and_long_tailed_ones_whole
     assert (design.kind, design.lists_cut_from, design.source) == ("case_control", 13, "estimated")
     assert "the DE lists look cut" in str(cut_note(_lists(capped), design))
     assert resolve_design("auto", _lists(natural)).lists_cut_from is None
-    assert resolve_design("case_control", _lists(capped)).lists_cut_from is None  # stated: taken as said
+    stated = resolve_design("case_control", _lists(capped))
+    assert stated.lists_cut_from is None  # stated: taken as said, with a note that the lists look cut
+    assert "the stated case_control design takes every list as whole" in str(cut_note(_lists(capped), stated))
+    assert cut_note(_lists(natural), resolve_design("case_control", _lists(natural))) is None
     assert resolve_design("auto", _lists(capped), lists_cut_from=17).lists_cut_from == 17
     assert estimate_cut(_lists(np.full(50, 8)))[0] is None  # short lists: a cap cannot be told apart
 

@@ -181,18 +181,29 @@ def estimate_cut(rows: pd.DataFrame) -> tuple[int | None, float, int]:
 
 
 def cut_note(rows: pd.DataFrame, design: SamplingDesign) -> str | None:
-    """One line saying why an estimated design holds lists to be cut (``None`` where it does not)."""
-    if design.source != "estimated" or design.lists_cut_from is None:
+    """One line on lists that look cut (:func:`estimate_cut`): why an estimated design holds them cut, or that
+    a stated ``case_control`` design without a cut takes them as whole; ``None`` otherwise."""
+    stated_whole = (
+        design.source == "stated" and design.kind == "case_control" and design.lists_cut_from is None
+    )
+    if not stated_whole and (design.source != "estimated" or design.lists_cut_from is None):
         return None
     de = rows.loc[rows["task"].astype(str) == "de"] if "task" in rows.columns else rows
     cut, share, longest = estimate_cut(de)
-    if cut != design.lists_cut_from:
+    if cut is None or (not stated_whole and cut != design.lists_cut_from):
         return None
-    return (
+    seen = (
         f"the DE lists look cut: {share:.0%} of the perturbations list {cut}–{longest} DE genes, piled up "
-        f"under the longest ({longest}), where whole lists are long-tailed; their DE counts are taken as "
-        "unknown (fit --lists-cut-from N or FitConfig(lists_cut_from=N) states the cut; --design case_control "
-        "takes every list as whole)"
+        f"under the longest ({longest}), where whole lists are long-tailed"
+    )
+    if stated_whole:
+        return (
+            f"{seen}, but the stated case_control design takes every list as whole, so the genome scale counts "
+            f"their DE genes as known; fit --lists-cut-from {cut} (FitConfig(lists_cut_from={cut})) states the cut"
+        )
+    return (
+        f"{seen}; their DE counts are taken as unknown (fit --lists-cut-from N or FitConfig(lists_cut_from=N) "
+        "states the cut; --design case_control takes every list as whole)"
     )
 
 

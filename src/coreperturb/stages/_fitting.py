@@ -266,7 +266,9 @@ def fit(
         lists_cut_from=config.lists_cut_from,
     )
     say(f"sampling design: {design.describe()} ({design.source})")
-    if note := cut_note(train, design):
+    if (note := cut_note(train, design)) and design.source == "stated":
+        warnings.warn(note, UserWarning, stacklevel=2)  # a statement that looks wrong: never silent
+    elif note:
         say(note)
     fitted = FittedModels(
         kg, models, train, config, kg_recipe, timings, tuple(notes), calibration=cal, design=design
