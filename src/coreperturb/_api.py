@@ -349,6 +349,8 @@ def predict_to_file(
     check_ranking(models, ranking, meths)
     start = progress_bar or _no_progress
     t0 = time.perf_counter()
+    listed: dict[str, int] | None = None
+    notes: tuple[str, ...] = ()
     with profiling() if profile else contextlib.nullcontext() as prof:
         if queries is not None:
             if ranking is not None:
@@ -417,25 +419,14 @@ def predict_to_file(
             rows, n_pairs = writer.rows, plan.n_pairs
             if prof is not None:
                 prof.add("writing", writer.busy_seconds)
-            lines_done = [u[0] for u in plan.units]
+            lines = [u[0] for u in plan.units]
             notes = tuple(
-                (perturbation_notes(models, names, lines_done) if names else [])
-                + (gene_notes(models, gnames, lines_done) if gnames else [])
+                (perturbation_notes(models, names, lines) if names else [])
+                + (gene_notes(models, gnames, lines) if gnames else [])
             )
-            return PredictReport(
-                out,
-                rows,
-                n_pairs,
-                tuple(meths),
-                time.perf_counter() - t0,
-                prof,
-                listed,
-                ranking,
-                notes,
-                tuple(lines_done),
-            )
+    seconds = time.perf_counter() - t0
     return PredictReport(
-        out, rows, n_pairs, tuple(meths), time.perf_counter() - t0, prof, cell_lines=tuple(lines)
+        out, rows, n_pairs, tuple(meths), seconds, prof, listed, ranking, notes, tuple(lines)
     )
 
 
