@@ -163,7 +163,9 @@ def show_explanation(ex: Explanation, *, wide: bool) -> None:
             print_frame(part, f"{side} evidence: related perturbations that {label}")
         else:
             out_console.print(f"{side} evidence: none (no related perturbation that {label})")
-    print_frame(ex.drivers, "what the score rests on (model features for this pair)")
+    print_frame(
+        ex.drivers, "what the score rests on (model features for this pair, on the training table's scale)"
+    )
     if ex.context is not None:
         contexts, similar = ex.context
         p, g, line = ex.perturbation, ex.gene, ex.cell_line

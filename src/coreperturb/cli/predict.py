@@ -94,7 +94,8 @@ def predict(
     """Predict P(DE) and P(up | DE) for perturbations x genes with a saved model.
 
     Writes one row per (cell_line, perturbation, gene, method) with p_de, p_up (NaN without a direction
-    model), p_prior (the gene's training DE rate: what gene frequency alone predicts), excess (p_de - p_prior:
+    model), p_prior (the gene's DE rate under the training perturbations, on p_de's scale: what gene frequency alone
+    predicts), excess (p_de - p_prior:
     how much more likely DE under this perturbation than usual), effect (the shrunk log risk ratio of p_de
     over p_prior), p_de_up / p_de_down (P(DE and up / down)), effect_up / effect_down, n_pos_evidence / n_neg_evidence (related
     training perturbations that made the gene DE / left it unchanged), kg_coverage (share of KG relations that

@@ -8,7 +8,7 @@ import pandas as pd
 from coreperturb.graph._kg import KnowledgeGraph
 
 DRIVERS: dict[str, str] = {
-    "base": "gene prior: log-odds of its training DE rate",
+    "base": "gene prior on the training table's scale: log-odds of its DE rate among the pairs asked",
     "vote_combined": "related perturbations' vote on this gene (log-odds, shrunk to the prior)",
     "module_vote": "related perturbations' vote on the gene's co-responding genes (lift over their rate)",
     "strength_combined": "how often related perturbations change any gene (log-odds)",

@@ -247,7 +247,7 @@ def effect_plot(rows: pd.DataFrame, highlight: list[str]) -> str:
     ax.scatter(hi["p_prior"], hi["excess"], s=18, c="#b2182b", zorder=3)
     _labels(fig, ax, hi)
     ax.axhline(0, color="#444", lw=0.6)
-    ax.set_xlabel("gene prior (training DE rate)")
+    ax.set_xlabel("gene prior (p_prior: its DE rate under the training perturbations)")
     ax.set_ylabel("excess (p_de − prior)")
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")

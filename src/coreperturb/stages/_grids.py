@@ -314,8 +314,8 @@ def predict_grid(
 
     Yields:
         Frames with the columns of :data:`GRID_COLUMNS`: ``p_de`` = P(DE), ``p_up`` = P(up | DE) from the
-        direction model (NaN without one), ``p_prior`` (the gene's training DE rate, the gene-frequency
-        score), ``effect`` (shrunk log-odds lift of ``p_de`` over ``p_prior``), ``p_de_up`` / ``p_de_down``
+        direction model (NaN without one), ``p_prior`` (the gene's DE rate under the training perturbations, on
+        ``p_de``'s scale: the gene-frequency score), ``effect`` (shrunk log-odds lift of ``p_de`` over ``p_prior``), ``p_de_up`` / ``p_de_down``
         (P(DE and up / down)), ``effect_up`` / ``effect_down`` (their lifts over the gene's prior for the
         same event), ``excess_up`` / ``excess_down`` (``p_de_up - p_prior * up_rate``: how much more likely
         than usual the gene goes up / down; the rankings and floors of direction lists), evidence counts of the DE model, ``kg_coverage`` (share of KG relations that know the
