@@ -266,7 +266,7 @@ def query_lines(
     left = [x for x in named if x not in lines]
     n = int(pairs["cell_line"].isin(left).sum())
     asked = ", ".join(lines)
-    if n == len(pairs):
+    if n and n == len(pairs):
         raise CorePerturbError(f"{path}: every row names a cell line outside those asked for ({asked})")
     if n:
         warnings.warn(
