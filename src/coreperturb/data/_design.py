@@ -147,7 +147,7 @@ def resolve_design(
     if hint is not None:
         cut = lists_cut_from if lists_cut_from is not None else hint.lists_cut_from
         return SamplingDesign(hint.kind, cut if hint.kind == "case_control" else None, hint.source)
-    de = rows.loc[rows["task"].astype(str) == "de"] if "task" in rows.columns else rows
+    de = _de_rows(rows)
     shares = []
     for _, r in (
         de.groupby("cell_line", sort=True, observed=True) if "cell_line" in de.columns else [("", de)]
@@ -159,6 +159,11 @@ def resolve_design(
         return SamplingDesign("complete", None, "estimated")
     cut = lists_cut_from if lists_cut_from is not None else estimate_cut(de)[0]
     return SamplingDesign("case_control", cut, "estimated")
+
+
+def _de_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The DE task's rows (every row of a table without a task column)."""
+    return rows.loc[rows["task"].astype(str) == "de"] if "task" in rows.columns else rows
 
 
 def estimate_cut(rows: pd.DataFrame) -> tuple[int | None, float, int]:
@@ -188,7 +193,7 @@ def cut_note(rows: pd.DataFrame, design: SamplingDesign) -> str | None:
     )
     if not stated_whole and (design.source != "estimated" or design.lists_cut_from is None):
         return None
-    de = rows.loc[rows["task"].astype(str) == "de"] if "task" in rows.columns else rows
+    de = _de_rows(rows)
     cut, share, longest = estimate_cut(de)
     if cut is None or (not stated_whole and cut != design.lists_cut_from):
         return None
