@@ -61,7 +61,8 @@ def genome_query(
     """Every readout gene × the whole-list test perturbations, labelled (DE iff listed)."""
     de = test.loc[test["task"] == "de"]
     n_de = de.groupby("perturbation")["label"].sum()
-    cut = models.design.lists_cut_from if models.design is not None else None
+    design = models.design_of(line)
+    cut = design.lists_cut_from if design is not None else None
     whole = sorted(n_de.index[n_de.to_numpy() < (cut or np.inf)].astype(str))
     rng = np.random.default_rng(seed)
     if len(whole) > max_perts:

@@ -47,7 +47,6 @@ def test_from_options_builds_the_tree_and_round_trips() -> None:
         ({"test_fraction": 1.5}, "test_fraction"),
         ({"bootstrap": -1}, "bootstrap"),
         ({"concurrency": 0}, "concurrency"),
-        ({"data_dir": "x", "queries": "y"}, "not both"),
         ({"data_dir": "x"}, "need a KG"),
         ({"no_such_setting": 1}, "unknown setting"),
     ],

@@ -117,6 +117,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "h.all.gmt").write_text("HALLMARK_X\tna\tG0001\tG0002\tG0003\nHALLMARK_Y\tna\tG0004\tG0005\n")
     (root / "more_genes.txt").write_text("G0011\nG0012\n")
     shutil.copy(root / "syn/data/synth_a-de.csv", root / "screen.csv")
+    shutil.copy(root / "syn/data/synth_b-de.csv", root / "my_screen.csv")
     shutil.copy(root / "syn/data/drugs-de.csv", root / "my_drug_screen.csv")
     structures = (root / "syn/kg/drug_structures.tsv").read_text().splitlines()
     (root / "my_compounds.csv").write_text("\n".join(s.replace("\t", ",") for s in structures) + "\n")

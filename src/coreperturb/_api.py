@@ -22,9 +22,8 @@ from coreperturb._defaults import EXECUTOR, PAIRS_PER_CHUNK, RAY_WORKERS
 from coreperturb._deprecation import keyword_options, renamed_options
 from coreperturb._files import exclusive
 from coreperturb._model_files import KG_STORES, check_model_target, load_model, save_model
-from coreperturb._pipeline import load_inputs
+from coreperturb._pipeline import data_tasks, load_inputs
 from coreperturb._profiling import Profile, profiling, stage
-from coreperturb.data._io import read_query_table
 from coreperturb.errors import ConfigError, CorePerturbError
 from coreperturb.report._prediction_files import SUFFIXES, PredictionWriter, check_output_path
 from coreperturb.stages import DEFAULT_RANK_BY, FittedModels, GridPlan, Ranking, fit, grid_plan, predict_grid
@@ -40,21 +39,6 @@ if TYPE_CHECKING:
 
 def _no_progress(total: int, unit: str) -> AbstractContextManager[Progress]:
     return contextlib.nullcontext(lambda done, tot: None)
-
-
-def data_tasks(config: BenchmarkConfig) -> tuple[str, ...]:
-    """Every task present in the data named by ``config`` (what ``fit`` trains when no task is named): de,
-    plus dir where its files / rows exist."""
-    data = config.data
-    if data.queries is not None:
-        return tuple(read_query_table(data.queries, cell_line=data.cell_line, for_fit=True).tasks)
-    if data.data_dir is None or config.fit.dataset == "lincs":
-        return ("de", "dir")  # the synthetic default and LINCS signatures (up / down) hold both
-    from coreperturb.data._io import present_cell_lines
-
-    lines = data.cell_lines or tuple(present_cell_lines(data.data_dir, ("de",)))
-    has_dir = all((data.data_dir / f"{line}-dir.csv").is_file() for line in lines)
-    return ("de", "dir") if has_dir else ("de",)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,15 @@ def _path(value: Any) -> Path | None:
     return None if value is None or value == "" else Path(value)
 
 
+def _paths(value: Any) -> tuple[Path, ...] | None:
+    """One path or several (``None``: none)."""
+    if value is None or isinstance(value, (str, Path)):
+        one = _path(value)
+        return None if one is None else (one,)
+    out = tuple(Path(v) for v in value if v not in (None, ""))
+    return out or None
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which query rows to load.
@@ -82,8 +91,11 @@ class DataConfig:
     Attributes:
         data_dir: Directory of ``{cell_line}-{task}.csv`` files (or the LINCS directory); ``None`` and no
             ``queries`` = generate the synthetic benchmark.
-        queries: A tidy query table (CSV / TSV / Parquet, as ``coreperturb prepare`` writes) instead.
-        cell_lines: Cell lines to load (default: every line present in the data).
+        queries: Tidy query tables (CSV / TSV / Parquet, as ``coreperturb prepare`` writes; one path or
+            several) instead, or beside ``data_dir``: your screens next to public ones, each line reading the
+            others' (each table keeps its own sampling design).
+        cell_lines: Cell lines to load (default: every line present in the data; beside ``data_dir``, lines of
+            either source).
         cell_line: The cell line of a ``queries`` file without a ``cell_line`` column (default: its name).
         tasks: ``de`` and/or ``dir``.
         negatives_per_perturbation: ``lincs`` only: non-significant genes sampled per perturbation.
@@ -91,7 +103,7 @@ class DataConfig:
     """
 
     data_dir: Path | None = None
-    queries: Path | None = None
+    queries: tuple[Path, ...] | None = None
     cell_lines: tuple[str, ...] | None = None
     cell_line: str | None = None
     tasks: tuple[str, ...] = ("de",)
@@ -100,11 +112,14 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", _path(self.data_dir))
-        object.__setattr__(self, "queries", _path(self.queries))
+        object.__setattr__(self, "queries", _paths(self.queries))
+        if self.queries is not None and len(self.queries) > 1 and self.cell_line is not None:
+            raise ConfigError(
+                "cell_line names the line of one query table; with several, give each a cell_line column "
+                "(or name each file after its line)"
+            )
         object.__setattr__(self, "cell_lines", split_names(self.cell_lines))
         object.__setattr__(self, "tasks", split_names(self.tasks) or ("de",))
-        if self.data_dir is not None and self.queries is not None:
-            raise ConfigError("give either a data directory (data_dir) or a query table (queries), not both")
         bad = [t for t in self.tasks if t not in TASKS]
         if bad:
             raise ConfigError(f"unknown task(s) {bad}; use de and/or dir")
@@ -414,8 +429,8 @@ ConfigFile: type[BaseModel] = _build_file_model()
 """Every key a configuration file may set: the tree's leaves and :data:`COMMAND_KEYS` (derived, not
 written again)."""
 
-_PATH_KEYS = {"data_dir", "queries", "kg_dir", "response_cache", "out", "save_model"}
-_FILE_LIST_KEYS = {"kg_edges", "kg_gmt", "kg_structures"}
+_PATH_KEYS = {"data_dir", "kg_dir", "response_cache", "out", "save_model"}
+_FILE_LIST_KEYS = {"kg_edges", "kg_gmt", "kg_structures", "queries"}
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -466,10 +481,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in cfg.model_dump(exclude_none=True).items():
         if k in _FILE_LIST_KEYS:
-            # NAME=PATH entries: keep a list; resolve relative paths against the file
+            # (NAME=)PATH entries: keep a list; resolve relative paths against the file
             fixed = []
             for item in [v] if isinstance(v, str) else list(v):
-                name, sep, p = str(item).rpartition("=")
+                name, sep, p = str(item).rpartition("=") if k != "queries" else ("", "", str(item))
                 pth = Path(p)
                 if not pth.is_absolute():
                     pth = (path.parent / pth).resolve()

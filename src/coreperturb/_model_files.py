@@ -204,7 +204,7 @@ def save_model(
             "units": units,
             "data_warnings": list(models.warnings),
             "screens": models.screens(),
-            **({"sampling_design": _design_json(models)} if models.design is not None else {}),
+            **({"sampling_design": models.design_record()} if models.design is not None else {}),
             "files": files,
         }
         meta[DIGEST_KEY] = content_digest(meta)
@@ -312,11 +312,15 @@ class _KG(BaseModel):
     recipe: dict[str, Any] | None = None
 
 
-class _DesignJson(BaseModel):
+class _LineDesignJson(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     kind: Literal["complete", "case_control", "uniform"]
     lists_cut_from: int | None = None
     source: str = "recorded"
+
+
+class _DesignJson(_LineDesignJson):
+    by_line: dict[str, _LineDesignJson] | None = None
 
 
 class _FitConfigJson(BaseModel):
@@ -445,6 +449,10 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
         warnings=tuple(meta.get("data_warnings", ())),
         calibration=calibration,
         design=SamplingDesign.from_dict(meta["sampling_design"]) if "sampling_design" in meta else None,
+        line_designs={
+            str(line): SamplingDesign.from_dict(raw)
+            for line, raw in (meta.get("sampling_design", {}).get("by_line") or {}).items()
+        },
     )
     for u in meta["units"]:
         line, task, method = u["cell_line"], u["task"], u["method"]
@@ -523,20 +531,6 @@ def _load_skops(est_path: Path, trusted: Sequence[str]) -> dict[str, Any]:
     except Exception as exc:  # skops raises many kinds on a damaged file
         raise ModelFileError(f"{est_path}: cannot be loaded: {exc}") from None
     return dict(loaded)
-
-
-def _design_json(models: FittedModels) -> dict[str, Any]:
-    """The design and, per line, what it says in numbers (for readers of model.json)."""
-    assert models.design is not None
-    return {
-        **models.design.to_dict(),
-        "lines": {
-            line: {k: (v if np.isfinite(v) else None) for k, v in models.design_summary(line).items()}
-            for line in models.cell_lines
-            if "de" in models.tasks
-        },
-        "scale": {line: models.scale_name(line) for line in models.cell_lines},
-    }
 
 
 def _read_rows(path: Path, columns: Sequence[str], names: Sequence[str]) -> pd.DataFrame:

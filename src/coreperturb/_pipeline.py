@@ -19,7 +19,7 @@ import pandas as pd
 from coreperturb._config import DEFAULT_METHODS, BenchmarkConfig
 from coreperturb._deprecation import keyword_options, renamed_options
 from coreperturb.data._io import load_perturbqa, present_cell_lines, read_query_table
-from coreperturb.data._schema import QueryTable
+from coreperturb.data._schema import QueryTable, combine_tables
 from coreperturb.data._signatures import load_lincs
 from coreperturb.data._synthetic import write_synthetic
 from coreperturb.errors import CorePerturbError
@@ -104,6 +104,88 @@ class Inputs:
     kg_recipe: dict[str, Any]
 
 
+def data_tasks(config: BenchmarkConfig) -> tuple[str, ...]:
+    """Every task present in the data named by ``config`` (what ``fit`` trains when no task is named): de,
+    plus dir where its files / rows exist."""
+    data = config.data
+    if data.queries is not None:
+        tasks = {
+            t for q in data.queries for t in read_query_table(q, cell_line=data.cell_line, for_fit=True).tasks
+        }
+        return tuple(sorted(tasks))
+    if data.data_dir is None or config.fit.dataset == "lincs":
+        return ("de", "dir")  # the synthetic default and LINCS signatures (up / down) hold both
+    from coreperturb.data._io import present_cell_lines
+
+    lines = data.cell_lines or tuple(present_cell_lines(data.data_dir, ("de",)))
+    has_dir = all((data.data_dir / f"{line}-dir.csv").is_file() for line in lines)
+    return ("de", "dir") if has_dir else ("de",)
+
+
+def _own_table(config: BenchmarkConfig, *, for_fit: bool, beside: bool) -> QueryTable:
+    """The ``queries`` tables (each with its own design), their lines and tasks those asked for (with a data
+    directory beside them, the lines asked for may be the directory's)."""
+    data = config.data
+    assert data.queries is not None
+    table = combine_tables(
+        [read_query_table(q, cell_line=data.cell_line, for_fit=for_fit) for q in data.queries]
+    )
+    named = ", ".join(map(str, data.queries))
+    lines = data.cell_lines
+    keep = np.ones(len(table), dtype=bool)
+    have = set(table.frame["cell_line"].astype(str))
+    if lines:
+        miss = sorted(set(lines) - have)
+        if miss and not beside:
+            raise CorePerturbError(f"{named}: no rows for cell line(s) {miss}; present: {sorted(have)}")
+        if beside and not have & set(lines):
+            raise CorePerturbError(
+                f"{named}: none of its cell line(s) {sorted(have)} is among --cell-lines {list(lines)}"
+            )
+        keep &= table.frame["cell_line"].astype(str).isin(list(lines)).to_numpy()
+    if data.tasks:
+        keep &= table.frame["task"].astype(str).isin(list(data.tasks)).to_numpy()
+    if not keep.any():
+        raise CorePerturbError(f"{named}: no rows for task(s) {list(data.tasks)}")
+    return table.keep(keep)
+
+
+def _directory_table(
+    config: BenchmarkConfig, data_dir: Path, lines: tuple[str, ...] | None, own: QueryTable | None
+) -> QueryTable:
+    """The data directory's screens (PerturbQA files or LINCS signatures); beside a user's table (``own``),
+    the lines asked for that the table lacks (every line of the directory where none was named)."""
+    data, seed = config.data, config.fit.seed
+    if config.fit.dataset == "lincs":
+        table, report = load_lincs(
+            data_dir,
+            negatives_per_perturbation=data.negatives_per_perturbation,
+            test_fraction=data.test_fraction,
+            seed=seed,
+            tasks=data.tasks,
+        )
+        for line in report.lines():
+            log.log(logging.WARNING if "dropped" in line else logging.INFO, "lincs: %s", line)
+        return table
+    present = present_cell_lines(data_dir, data.tasks)
+    if own is not None and lines:
+        mine = set(own.cell_lines)
+        lines = tuple(x for x in lines if x not in mine)
+        miss = sorted(set(lines) - set(present))
+        if miss:
+            raise CorePerturbError(
+                f"cell line(s) {miss} neither in {', '.join(map(str, data.queries or ()))} ({sorted(mine)}) "
+                f"nor in {data_dir} "
+                f"({', '.join(present)})"
+            )
+        if not lines:
+            raise CorePerturbError(
+                f"--cell-lines names no line of {data_dir} ({', '.join(present)}); name some of them, or leave "
+                "out --data-dir"
+            )
+    return load_perturbqa(data_dir, list(lines or present), data.tasks)
+
+
 def load_inputs(config: BenchmarkConfig, workdir: Path, *, for_fit: bool = False) -> Inputs:
     """Load the query table and KG named by ``config`` (generating the synthetic default if needed).
 
@@ -118,35 +200,12 @@ def load_inputs(config: BenchmarkConfig, workdir: Path, *, for_fit: bool = False
         data_dir = paths.lincs_dir if dataset == "lincs" else paths.data_dir
         kg_dir = kg_dir or paths.kg_dir
         lines = lines or paths.cell_lines
+    tables: list[QueryTable] = []
     if data.queries is not None:
-        table = read_query_table(data.queries, cell_line=data.cell_line, for_fit=for_fit)
-        keep = np.ones(len(table), dtype=bool)
-        for col, want in (("cell_line", lines), ("task", data.tasks)):
-            if want:
-                have = set(table.frame[col].astype(str))
-                miss = sorted(set(want) - have)
-                if miss and col == "cell_line":
-                    raise CorePerturbError(
-                        f"{data.queries}: no rows for cell line(s) {miss}; present: {sorted(have)}"
-                    )
-                keep &= table.frame[col].astype(str).isin(list(want)).to_numpy()
-        if not keep.any():
-            raise CorePerturbError(f"{data.queries}: no rows for task(s) {list(data.tasks)}")
-        table = QueryTable(table.frame.loc[keep], table.source, table.require_test, table.design)
-    elif dataset == "lincs":
-        assert data_dir is not None
-        table, report = load_lincs(
-            data_dir,
-            negatives_per_perturbation=data.negatives_per_perturbation,
-            test_fraction=data.test_fraction,
-            seed=seed,
-            tasks=data.tasks,
-        )
-        for line in report.lines():
-            log.log(logging.WARNING if "dropped" in line else logging.INFO, "lincs: %s", line)
-    else:
-        assert data_dir is not None
-        table = load_perturbqa(data_dir, lines or present_cell_lines(data_dir, data.tasks), data.tasks)
+        tables.append(_own_table(config, for_fit=for_fit, beside=data_dir is not None))
+    if data_dir is not None:
+        tables.append(_directory_table(config, data_dir, lines, tables[0] if tables else None))
+    table = combine_tables(tables)
     genes = pd.unique(pd.concat([table.frame["gene"], table.frame["perturbation"]]).astype(str))
     sources = kgc.kg_sources
     if sources is None and kg_dir is not None:
@@ -287,6 +346,7 @@ __all__ = [
     "BenchmarkConfig",
     "BenchmarkResult",
     "Inputs",
+    "data_tasks",
     "held_out_queries",
     "load_inputs",
     "resolve_inputs",

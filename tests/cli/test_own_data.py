@@ -396,3 +396,19 @@ def test_fuzz_model_directories(case: str, model_dir: Path, tmp_path: Path) -> N
     _one_line_or_ok(res)
     assert res.exit_code == 2, res.output  # every edit is detected
     assert str(d) in _error_lines(res)[0] and not out.exists()
+
+
+def test_fit_reads_queries_repeated_and_beside_a_data_directory(
+    synth_paths: SyntheticPaths, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "lab_a.csv", tmp_path / "lab_b.csv"
+    pd.read_csv(synth_paths.data_dir / "synth_a-de.csv").to_csv(a, index=False)
+    pd.read_csv(synth_paths.data_dir / "synth_a-de.csv").to_csv(b, index=False)
+    two = ["fit", "--queries", str(a), "--queries", str(b), "--kg-dir", str(synth_paths.kg_dir)]
+    res = runner.invoke(app, [*two, "--cell-line", "x", "--out", str(tmp_path / "m0")])
+    assert res.exit_code == 2 and "one query table" in res.output  # both were read as tables
+    beside = ["fit", "--queries", str(a), "--data-dir", str(synth_paths.data_dir)]
+    res = runner.invoke(
+        app, [*beside, "--kg-dir", str(synth_paths.kg_dir), "--cell-lines", "lab_a,nope", "--out", "m1"]
+    )
+    assert res.exit_code == 2 and len(_error_lines(res)) == 1 and "['nope'] neither in" in res.output

@@ -26,10 +26,12 @@ DataDirOpt = Annotated[
     ),
 ]
 QueriesOpt = Annotated[
-    Path | None,
+    list[Path] | None,
     typer.Option(
-        help="A tidy query table instead of --data-dir (CSV/TSV/Parquet with cell_line, perturbation, gene, "
-        "task, label, split: what `coreperturb prepare` writes)."
+        help="A tidy query table (CSV/TSV/Parquet with cell_line, perturbation, gene, task, label, split: what "
+        "`coreperturb prepare` writes); repeatable, one per screen. With --data-dir too, your screens beside the "
+        "directory's. Each line reads the other lines' screens and each table keeps its own sampling design; "
+        "--cell-lines may name lines of any of them."
     ),
 ]
 KgDirOpt = Annotated[

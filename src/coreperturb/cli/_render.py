@@ -232,12 +232,9 @@ def scale_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
             parts.append(
                 f"{line}: the rate among the training table's asked pairs (refit for the genome scale)"
             )
-    design = (
-        models.design.describe()
-        if models.design is not None
-        else "not recorded (a model of an earlier release)"
+    return (
+        f"scale of p_de, p_prior and calls — {'; '.join(parts)}. Design: {models.describe_design(cell_lines)}"
     )
-    return f"scale of p_de, p_prior and calls — {'; '.join(parts)}. Design: {design}"
 
 
 def evidence_line(models: FittedModels, cell_lines: Sequence[str]) -> str:

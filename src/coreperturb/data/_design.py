@@ -51,7 +51,8 @@ DESIGN_FILE = "design.json"
 
 @dataclass(frozen=True)
 class SamplingDesign:
-    """How a table's pairs were chosen (one design for every cell line of a fit).
+    """How a table's pairs were chosen (one design for every cell line of a table; a fit of several tables
+    keeps each table's: :attr:`coreperturb.stages.FittedModels.line_designs`).
 
     Attributes:
         kind: ``complete``, ``case_control`` or ``uniform`` (see the module docstring).

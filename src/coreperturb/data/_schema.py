@@ -6,7 +6,7 @@ One row is one question "is ``gene`` affected by ``perturbation`` in ``cell_line
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +127,21 @@ def validate_frame(
 
 
 @dataclass(frozen=True)
+class TablePart:
+    """The lines one source table brought into a combined :class:`QueryTable`, with its design.
+
+    Attributes:
+        source: The table's file or directory, for messages.
+        cell_lines: Its cell lines.
+        design: Its design where its loader knows it (``None``: estimated at fit time from its rows alone).
+    """
+
+    source: str
+    cell_lines: tuple[str, ...]
+    design: SamplingDesign | None = None
+
+
+@dataclass(frozen=True)
 class QueryTable:
     """A validated tidy table of (cell_line, perturbation, gene, task, label, split) rows.
 
@@ -136,12 +151,15 @@ class QueryTable:
         require_test: Whether every (cell line, task) must have test rows (see :func:`validate_frame`).
         design: How the table's pairs were chosen, where the loader knows it (``None``: estimated at fit
             time; see :mod:`coreperturb.data._design`).
+        parts: Where the table joins tables of several sources (:func:`combine_tables`): each source's lines
+            and design, each design resolved on its own rows; ``()``: one source (``design``).
     """
 
     frame: pd.DataFrame
     source: str = "<table>"
     require_test: bool = True
     design: SamplingDesign | None = None
+    parts: tuple[TablePart, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -168,7 +186,18 @@ class QueryTable:
             m &= (self.frame["cell_line"] == cell_line).to_numpy()
         if task is not None:
             m &= (self.frame["task"] == task).to_numpy()
-        return QueryTable(self.frame.loc[m], self.source, self.require_test, self.design)
+        return self.keep(m)
+
+    def keep(self, rows: np.ndarray) -> QueryTable:
+        """The rows where ``rows`` is true, with the table's source, design and the parts still present."""
+        frame = self.frame.loc[rows]
+        lines = set(frame["cell_line"].astype(str))
+        parts = tuple(
+            TablePart(p.source, kept, p.design)
+            for p in self.parts
+            if (kept := tuple(x for x in p.cell_lines if x in lines))
+        )
+        return QueryTable(frame, self.source, self.require_test, self.design, parts)
 
     def split(self, name: str) -> pd.DataFrame:
         """Rows of the ``train`` or ``test`` split (a copy)."""
@@ -181,3 +210,30 @@ class QueryTable:
                 sub = self.subset(line, task)
                 if len(sub):
                     yield line, task, sub
+
+
+def combine_tables(tables: Sequence[QueryTable]) -> QueryTable:
+    """One table of the rows of several (a user's screen beside a data directory's screens): each keeps its
+    own sampling design (:attr:`QueryTable.parts`); test rows are required where every table requires them.
+
+    Raises:
+        DataValidationError: A cell line is in two of the tables.
+    """
+    if len(tables) == 1:
+        return tables[0]
+    seen: dict[str, str] = {}
+    parts: list[TablePart] = []
+    for t in tables:
+        for line in t.cell_lines:
+            if line in seen:
+                raise DataValidationError(
+                    f"cell line {line!r} is in both {seen[line]} and {t.source}; name your table's line "
+                    "differently (a cell_line column, or --cell-line for a table without one)"
+                )
+            seen[line] = t.source
+        parts += list(t.parts) or [TablePart(t.source, tuple(t.cell_lines), t.design)]
+    frame = pd.concat([t.frame for t in tables], ignore_index=True)
+    for col in ("cell_line", "task", "split"):
+        frame[col] = frame[col].astype(str)
+    source = " + ".join(t.source for t in tables)
+    return QueryTable(frame, source, all(t.require_test for t in tables), tables[0].design, tuple(parts))

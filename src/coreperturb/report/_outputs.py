@@ -29,10 +29,12 @@ def input_files(config: Any, workdir: Path) -> list[Path]:
     kg_dir = kg.kg_dir
     extra = [Path(p) for _, p in (*kg.kg_edges, *kg.kg_gmt)] + [Path(p) for p in kg.kg_structures]
     if data.queries is not None:
-        files = [Path(data.queries), *extra]
-        if kg_dir is not None:
-            files += sorted(p for p in Path(kg_dir).iterdir() if p.is_file())
-        return [f for f in files if f.exists()]
+        if data_dir is None:  # the table alone; with a data directory too, its files as well (below)
+            files = [*map(Path, data.queries), *extra]
+            if kg_dir is not None:
+                files += sorted(p for p in Path(kg_dir).iterdir() if p.is_file())
+            return [f for f in files if f.exists()]
+        files = list(map(Path, data.queries))
     if data_dir is None:
         syn = workdir / "synthetic_input"
         data_dir = syn / ("lincs" if dataset == "lincs" else "data")
@@ -42,6 +44,8 @@ def input_files(config: Any, workdir: Path) -> list[Path]:
         files += [data_dir / f for f in LINCS_FILES.values()]
     else:
         lines = data.cell_lines
+        if lines and data.queries is not None:  # beside a table: the lines the directory holds
+            lines = tuple(x for x in lines if (data_dir / f"{x}-{data.tasks[0]}.csv").is_file())
         for task in data.tasks:
             if lines:
                 files += [data_dir / f"{line}-{task}.csv" for line in lines]

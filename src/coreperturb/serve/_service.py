@@ -444,7 +444,7 @@ class PredictionService:
             "predictions_file": self.predictions is not None,
             "floor": MIN_EXCESS,
             "scale": {line: self.models.scale_name(line) for line in self.cell_lines},
-            "design": self.models.design.describe() if self.models.design is not None else "not recorded",
+            "design": self.models.describe_design(self.cell_lines),
         }
 
 

@@ -60,6 +60,8 @@ class FittedModels:
         confidence: Confidence of the calls (:mod:`coreperturb.predictors._conformal`), default 0.9.
         design: How the training table's pairs were chosen (:class:`SamplingDesign`); ``None`` for models of
             earlier releases (their numbers stay on the table's scale).
+        line_designs: Each line's design where the lines came from tables of different designs (a user's
+            screen beside public ones); empty: ``design`` holds for every line (:meth:`design_of`).
     """
 
     kg: KnowledgeGraph
@@ -72,6 +74,37 @@ class FittedModels:
     calibration: pd.DataFrame | None = None
     confidence: float = DEFAULT_CONFIDENCE
     design: SamplingDesign | None = None
+    line_designs: dict[str, SamplingDesign] = field(default_factory=dict)
+
+    def design_of(self, cell_line: str) -> SamplingDesign | None:
+        """How the line's pairs were chosen (:attr:`line_designs`, else :attr:`design`)."""
+        return self.line_designs.get(cell_line, self.design)
+
+    def describe_design(self, cell_lines: Sequence[str] | None = None) -> str:
+        """The sampling design in words: one for the fit, or per line (of ``cell_lines``, else every line)
+        where the lines' tables differ."""
+        if self.design is None:
+            return "not recorded (a model of an earlier release)"
+        if not self.line_designs:
+            return self.design.describe()
+        lines = [x for x in cell_lines or () if x in self.line_designs] or sorted(self.line_designs)
+        return "; ".join(f"{x}: {self.line_designs[x].describe()}" for x in lines)
+
+    def design_record(self) -> dict[str, Any]:
+        """The design as ``model.json`` records it: the fit's, each line's where they differ (``by_line``), and
+        per line what it says in numbers and the scale of its outputs."""
+        assert self.design is not None
+        by_line = {x: d.to_dict() for x, d in sorted(self.line_designs.items())}
+        return {
+            **self.design.to_dict(),
+            **({"by_line": by_line} if by_line else {}),
+            "lines": {
+                line: {k: (v if np.isfinite(v) else None) for k, v in self.design_summary(line).items()}
+                for line in self.cell_lines
+                if "de" in self.tasks
+            },
+            "scale": {line: self.scale_name(line) for line in self.cell_lines},
+        }
 
     @property
     def cell_lines(self) -> list[str]:
@@ -244,9 +277,10 @@ class FittedModels:
         """Whether this line's DE probabilities, priors and calls are corrected to the genome scale: the
         design samples not-DE pairs (``case_control``) and the calibration rows name their perturbations."""
         cal = self.calibration
+        design = self.design_of(cell_line)
         return bool(
-            self.design is not None
-            and self.design.corrects
+            design is not None
+            and design.corrects
             and cal is not None
             and "perturbation" in cal.columns
             and self.cached(
@@ -258,13 +292,14 @@ class FittedModels:
     def scale_name(self, cell_line: str) -> str:
         """``genome`` or ``table`` (the training table's sample: models of earlier releases); one word for
         every output that says which scale its numbers are on."""
-        if self.design is None:
+        design = self.design_of(cell_line)
+        if design is None:
             return "table"
-        return "genome" if not self.design.corrects or self.genome_scaled(cell_line) else "table"
+        return "genome" if not design.corrects or self.genome_scaled(cell_line) else "table"
 
     def perturbation_design(self, cell_line: str) -> pd.DataFrame:
         """Per training perturbation of the line's DE rows: :func:`perturbation_design` (computed once)."""
-        design = self.design or SamplingDesign("uniform", None, "none")
+        design = self.design_of(cell_line) or SamplingDesign("uniform", None, "none")
         return self.cached(
             f"design/{cell_line}",
             lambda: perturbation_design(

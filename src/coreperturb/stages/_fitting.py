@@ -15,7 +15,7 @@ import pandas as pd
 from coreperturb._config import FitConfig
 from coreperturb._deprecation import keyword_options, renamed_options
 from coreperturb._threads import ensure_threads, retune
-from coreperturb.data._design import cut_note, resolve_design
+from coreperturb.data._design import SamplingDesign, cut_note, resolve_design
 from coreperturb.data._schema import QueryTable
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph._kg import KnowledgeGraph
@@ -259,21 +259,48 @@ def fit(
                 )
             timings[f"{line}/{task}/{method}"] = time.perf_counter() - t
     cal = pd.concat(calibration, ignore_index=True) if calibration else None
-    design = resolve_design(
-        config.design,
-        train,
-        hint=table.design if isinstance(table, QueryTable) else None,
-        lists_cut_from=config.lists_cut_from,
-    )
-    say(f"sampling design: {design.describe()} ({design.source})")
-    if (note := cut_note(train, design)) and design.source == "stated":
-        warnings.warn(note, UserWarning, stacklevel=2)  # a statement that looks wrong: never silent
-    elif note:
-        say(note)
+    design, line_designs = _designs(table, train, config, say)
     fitted = FittedModels(
-        kg, models, train, config, kg_recipe, timings, tuple(notes), calibration=cal, design=design
+        kg,
+        models,
+        train,
+        config,
+        kg_recipe,
+        timings,
+        tuple(notes),
+        calibration=cal,
+        design=design,
+        line_designs=line_designs,
     )
     return blend_calibration(fitted, say)
+
+
+def _designs(
+    table: QueryTable | pd.DataFrame, train: pd.DataFrame, config: FitConfig, say: Callable[[str], None]
+) -> tuple[SamplingDesign, dict[str, SamplingDesign]]:
+    """The fit's sampling design and, where the table joins sources (:attr:`QueryTable.parts`), each line's:
+    every source's design resolved on its own training rows (a stated design holds for all)."""
+    parts = table.parts if isinstance(table, QueryTable) else ()
+    hint = table.design if isinstance(table, QueryTable) else None
+    groups = [(p.source, p.design, train.loc[train["cell_line"].isin(p.cell_lines)]) for p in parts]
+    resolved: list[tuple[str, SamplingDesign, pd.DataFrame]] = []
+    for source, part_hint, rows in groups or [("", hint, train)]:
+        if groups and rows.empty:
+            continue  # a source whose lines have no training rows here
+        d = resolve_design(config.design, rows, hint=part_hint, lists_cut_from=config.lists_cut_from)
+        where = (
+            f" of {source} ({', '.join(sorted(pd.unique(rows['cell_line'].astype(str))))})" if groups else ""
+        )
+        say(f"sampling design{where}: {d.describe()} ({d.source})")
+        if (note := cut_note(rows, d)) and d.source == "stated":
+            warnings.warn(note, UserWarning, stacklevel=3)  # a statement that looks wrong: never silent
+        elif note:
+            say(note)
+        resolved.append((source, d, rows))
+    design = resolved[0][1]
+    if len({d for _, d, _ in resolved}) < 2:
+        return design, {}
+    return design, {str(x): d for _, d, rows in resolved for x in pd.unique(rows["cell_line"].astype(str))}
 
 
 def _context_for(

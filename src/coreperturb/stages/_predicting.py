@@ -286,13 +286,14 @@ def evaluate_predictions(
                     g["label"].to_numpy(), g["call"].to_numpy(), g["p_prior"].to_numpy(), CALL_LABELS[task][0]
                 )
             )
-        if models is not None and task == "de" and models.design is not None and line in models.cell_lines:
+        design = models.design_of(line) if models is not None else None
+        if models is not None and task == "de" and design is not None and line in models.cell_lines:
             extra.update(
                 genome_metrics(
                     g["label"].to_numpy(),
                     g["score"].to_numpy(dtype=np.float64),
                     g["perturbation"].to_numpy(),
-                    design=models.design,
+                    design=design,
                     universe=len(models.readout_genes(line, "de")),
                     calls=g["call"].to_numpy() if "call" in g.columns else None,
                     prior=g["p_prior"].to_numpy(dtype=np.float64) if "p_prior" in g.columns else None,
