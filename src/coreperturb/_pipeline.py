@@ -189,8 +189,9 @@ def _directory_table(
 def load_inputs(config: BenchmarkConfig, workdir: Path, *, for_fit: bool = False) -> Inputs:
     """Load the query table and KG named by ``config`` (generating the synthetic default if needed).
 
-    Cell lines default to every line present: the ``{cell_line}-{task}.csv`` files of ``data_dir``, or
-    the ``cell_line`` values of a ``queries`` file. With ``for_fit`` a ``queries`` file needs no test
+    Cell lines default to every line present: the ``{cell_line}-{task}.csv`` files of ``data_dir`` and the
+    ``cell_line`` values of the ``queries`` files (one table of them all, each keeping its sampling design:
+    :func:`coreperturb.data._schema.combine_tables`). With ``for_fit`` a ``queries`` file needs no test
     rows (and no ``split`` column: then every row is a training row).
     """
     data, kgc, seed, dataset = config.data, config.kg, config.fit.seed, config.fit.dataset

@@ -15,6 +15,7 @@ from coreperturb.data._schema import QueryTable, combine_tables
 from coreperturb.data._synthetic import SyntheticPaths
 from coreperturb.errors import CorePerturbError, DataValidationError
 from coreperturb.stages import FitConfig, fit
+from coreperturb.stages._fitting import shared_name_notes
 
 
 def _own_screen(synth_paths: SyntheticPaths, out: Path) -> Path:
@@ -105,3 +106,13 @@ def test_several_own_tables_fit_together_each_with_its_design(
     run.write_text('queries = ["mine.csv", "lab_b.csv"]\n')
     assert load_config_file(run)["queries"] == [str(mine.resolve()), str(theirs.resolve())]
 
+
+def test_a_line_that_names_its_genes_otherwise_is_told(synth_table: QueryTable) -> None:
+    train = synth_table.frame.loc[synth_table.frame["split"] == "train"]
+    ours = train.assign(cell_line="ours")
+    theirs = train.assign(cell_line="theirs", gene="ENSG_" + train["gene"].astype(str))
+    notes = shared_name_notes(pd.concat([ours, theirs]), FitConfig())
+    assert len(notes) == 2 and notes[0].startswith("ours: 0 of its") and "HGNC symbols" in notes[0]
+    # the same names: nothing to say; one line, or the lines kept apart: nothing either
+    assert shared_name_notes(pd.concat([ours, train.assign(cell_line="theirs")]), FitConfig()) == []
+    assert shared_name_notes(pd.concat([ours, theirs]), FitConfig(cross_line=False)) == []

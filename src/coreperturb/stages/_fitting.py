@@ -113,6 +113,36 @@ def pilot_notes(train: pd.DataFrame, config: FitConfig) -> list[str]:
     return out
 
 
+MIN_SHARED_GENES = 0.2
+"""With several lines, a fitted line whose readout genes the other lines' screens name less often than this
+(share of its genes) gets a note: their evidence has little to match (the four PerturbQA lines share 81-94%)."""
+
+
+def shared_name_notes(train: pd.DataFrame, config: FitConfig) -> list[str]:
+    """One line per fitted line that shares few readout genes with the other lines' screens (another naming
+    of genes, e.g. Ensembl ids beside symbols): cross-line evidence and the blend then have little to read."""
+    lines = sorted(set(train["cell_line"].astype(str)))
+    if not config.cross_line or len(lines) < 2:
+        return []
+    out = []
+    for line in config.fit_lines or lines:
+        own = train.loc[train["cell_line"].astype(str) == line]
+        other = train.loc[train["cell_line"].astype(str) != line]
+        genes = set(own["gene"].astype(str))
+        shared = genes & set(other["gene"].astype(str))
+        if not genes or len(shared) >= MIN_SHARED_GENES * len(genes):
+            continue
+        perts = set(own["perturbation"].astype(str))
+        both = perts & set(other["perturbation"].astype(str))
+        out.append(
+            f"{line}: {len(shared):,} of its {len(genes):,} readout genes and {len(both):,} of its {len(perts):,} "
+            f"perturbations are named in the other lines' screens ({', '.join(x for x in lines if x != line)}): "
+            "their evidence has little to match; name genes and perturbations as they do (e.g. HGNC symbols "
+            "in both, not Ensembl ids in one)"
+        )
+    return out
+
+
 def _training_frame(table: QueryTable | pd.DataFrame, *, all_rows: bool = False) -> pd.DataFrame:
     frame = table.frame if isinstance(table, QueryTable) else table
     missing = [c for c in ("cell_line", "task", "perturbation", "gene", "label") if c not in frame.columns]
@@ -207,7 +237,7 @@ def fit(
                 f"{source}{line}/{task}: every training label is {int(rows['label'].iloc[0])}; nothing to learn "
                 "(a fit needs both positive and negative pairs)"
             )
-    notes = data_warnings(train, kg) + pilot_notes(train, config)
+    notes = data_warnings(train, kg) + pilot_notes(train, config) + shared_name_notes(train, config)
     for msg in notes:
         warnings.warn(msg, TooLittleDataWarning, stacklevel=2)
     models: dict[tuple[str, str, str], Predictor] = {}
