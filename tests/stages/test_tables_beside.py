@@ -113,6 +113,9 @@ def test_a_line_that_names_its_genes_otherwise_is_told(synth_table: QueryTable) 
     theirs = train.assign(cell_line="theirs", gene="ENSG_" + train["gene"].astype(str))
     notes = shared_name_notes(pd.concat([ours, theirs]), FitConfig())
     assert len(notes) == 2 and notes[0].startswith("ours: 0 of its") and "HGNC symbols" in notes[0]
-    # the same names: nothing to say; one line, or the lines kept apart: nothing either
+    # the same names: nothing to say, nor beside a small panel of them; one line, or the lines kept apart:
+    # nothing either
     assert shared_name_notes(pd.concat([ours, train.assign(cell_line="theirs")]), FitConfig()) == []
+    panel = train.loc[train["gene"].isin(sorted(set(train["gene"]))[:20])].assign(cell_line="panel")
+    assert shared_name_notes(pd.concat([ours, panel]), FitConfig()) == []
     assert shared_name_notes(pd.concat([ours, theirs]), FitConfig(cross_line=False)) == []

@@ -114,8 +114,9 @@ def pilot_notes(train: pd.DataFrame, config: FitConfig) -> list[str]:
 
 
 MIN_SHARED_GENES = 0.2
-"""With several lines, a fitted line whose readout genes the other lines' screens name less often than this
-(share of its genes) gets a note: their evidence has little to match (the four PerturbQA lines share 81-94%)."""
+"""With several lines, a fitted line that shares fewer readout genes with the other lines' screens than this
+share of the smaller gene set (its own or theirs) gets a note: their evidence has little to match (the four
+PerturbQA lines share 81-94% of their genes; a small panel beside a genome-wide screen shares all of its own)."""
 
 
 def shared_name_notes(train: pd.DataFrame, config: FitConfig) -> list[str]:
@@ -128,15 +129,16 @@ def shared_name_notes(train: pd.DataFrame, config: FitConfig) -> list[str]:
     for line in config.fit_lines or lines:
         own = train.loc[train["cell_line"].astype(str) == line]
         other = train.loc[train["cell_line"].astype(str) != line]
-        genes = set(own["gene"].astype(str))
-        shared = genes & set(other["gene"].astype(str))
-        if not genes or len(shared) >= MIN_SHARED_GENES * len(genes):
+        genes, theirs = set(own["gene"].astype(str)), set(other["gene"].astype(str))
+        shared = genes & theirs
+        if not genes or len(shared) >= MIN_SHARED_GENES * min(len(genes), len(theirs)):
             continue
         perts = set(own["perturbation"].astype(str))
         both = perts & set(other["perturbation"].astype(str))
         out.append(
-            f"{line}: {len(shared):,} of its {len(genes):,} readout genes and {len(both):,} of its {len(perts):,} "
-            f"perturbations are named in the other lines' screens ({', '.join(x for x in lines if x != line)}): "
+            f"{line}: {len(shared):,} of its {len(genes):,} readout genes are among the other lines' {len(theirs):,} "
+            f"and {len(both):,} of its {len(perts):,} perturbations in their screens "
+            f"({', '.join(x for x in lines if x != line)}): "
             "their evidence has little to match; name genes and perturbations as they do (e.g. HGNC symbols "
             "in both, not Ensembl ids in one)"
         )
