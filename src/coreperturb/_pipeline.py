@@ -174,8 +174,7 @@ def _directory_table(
         miss = sorted(set(lines) - set(present))
         if miss:
             raise CorePerturbError(
-                f"cell line(s) {miss} neither in {', '.join(map(str, data.queries or ()))} ({sorted(mine)}) "
-                f"nor in {data_dir} "
+                f"cell line(s) {miss} neither in {own.source} ({sorted(mine)}) nor in {data_dir} "
                 f"({', '.join(present)})"
             )
         if not lines:

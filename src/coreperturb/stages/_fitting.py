@@ -122,25 +122,25 @@ PerturbQA lines share 81-94% of their genes; a small panel beside a genome-wide 
 def shared_name_notes(train: pd.DataFrame, config: FitConfig) -> list[str]:
     """One line per fitted line that shares few readout genes with the other lines' screens (another naming
     of genes, e.g. Ensembl ids beside symbols): cross-line evidence and the blend then have little to read."""
-    lines = sorted(set(train["cell_line"].astype(str)))
+    line_of = train["cell_line"].astype(str)
+    lines = sorted(set(line_of))
     if not config.cross_line or len(lines) < 2:
         return []
+    genes = {x: set(train.loc[line_of == x, "gene"].astype(str)) for x in lines}
+    perts = {x: set(train.loc[line_of == x, "perturbation"].astype(str)) for x in lines}
     out = []
     for line in config.fit_lines or lines:
-        own = train.loc[train["cell_line"].astype(str) == line]
-        other = train.loc[train["cell_line"].astype(str) != line]
-        genes, theirs = set(own["gene"].astype(str)), set(other["gene"].astype(str))
-        shared = genes & theirs
-        if not genes or len(shared) >= MIN_SHARED_GENES * min(len(genes), len(theirs)):
+        others = [x for x in lines if x != line]
+        theirs = set().union(*(genes[x] for x in others))
+        shared = genes[line] & theirs
+        if not genes[line] or len(shared) >= MIN_SHARED_GENES * min(len(genes[line]), len(theirs)):
             continue
-        perts = set(own["perturbation"].astype(str))
-        both = perts & set(other["perturbation"].astype(str))
+        both = perts[line] & set().union(*(perts[x] for x in others))
         out.append(
-            f"{line}: {len(shared):,} of its {len(genes):,} readout genes are among the other lines' {len(theirs):,} "
-            f"and {len(both):,} of its {len(perts):,} perturbations in their screens "
-            f"({', '.join(x for x in lines if x != line)}): "
-            "their evidence has little to match; name genes and perturbations as they do (e.g. HGNC symbols "
-            "in both, not Ensembl ids in one)"
+            f"{line}: {len(shared):,} of its {len(genes[line]):,} readout genes are among the other lines' "
+            f"{len(theirs):,} and {len(both):,} of its {len(perts[line]):,} perturbations in their screens "
+            f"({', '.join(others)}): their evidence has little to match; name genes and perturbations as they "
+            "do (e.g. HGNC symbols in both, not Ensembl ids in one)"
         )
     return out
 
@@ -314,25 +314,24 @@ def _designs(
     every source's design resolved on its own training rows (a stated design holds for all)."""
     parts = table.parts if isinstance(table, QueryTable) else ()
     hint = table.design if isinstance(table, QueryTable) else None
-    groups = [(p.source, p.design, train.loc[train["cell_line"].isin(p.cell_lines)]) for p in parts]
-    resolved: list[tuple[str, SamplingDesign, pd.DataFrame]] = []
-    for source, part_hint, rows in groups or [("", hint, train)]:
-        if groups and rows.empty:
+    sources = [(p.source, p.design, train.loc[train["cell_line"].isin(p.cell_lines)]) for p in parts]
+    first: SamplingDesign | None = None
+    by_line: dict[str, SamplingDesign] = {}
+    for source, part_hint, rows in sources or [("", hint, train)]:
+        if rows.empty:
             continue  # a source whose lines have no training rows here
         d = resolve_design(config.design, rows, hint=part_hint, lists_cut_from=config.lists_cut_from)
-        where = (
-            f" of {source} ({', '.join(sorted(pd.unique(rows['cell_line'].astype(str))))})" if groups else ""
-        )
+        lines = sorted(pd.unique(rows["cell_line"].astype(str)))
+        where = f" of {source} ({', '.join(lines)})" if parts else ""
         say(f"sampling design{where}: {d.describe()} ({d.source})")
         if (note := cut_note(rows, d)) and d.source == "stated":
             warnings.warn(note, UserWarning, stacklevel=3)  # a statement that looks wrong: never silent
         elif note:
             say(note)
-        resolved.append((source, d, rows))
-    design = resolved[0][1]
-    if len({d for _, d, _ in resolved}) < 2:
-        return design, {}
-    return design, {str(x): d for _, d, rows in resolved for x in pd.unique(rows["cell_line"].astype(str))}
+        first = first or d
+        by_line.update(dict.fromkeys(lines, d))
+    assert first is not None  # a fit has training rows
+    return first, by_line if len(set(by_line.values())) > 1 else {}
 
 
 def _context_for(
