@@ -130,10 +130,12 @@ def shared_name_notes(train: pd.DataFrame, config: FitConfig) -> list[str]:
     perts = {x: set(train.loc[line_of == x, "perturbation"].astype(str)) for x in lines}
     out = []
     for line in config.fit_lines or lines:
+        if line not in genes:
+            continue  # no training rows: fit stops on it with its own message
         others = [x for x in lines if x != line]
         theirs = set().union(*(genes[x] for x in others))
         shared = genes[line] & theirs
-        if not genes[line] or len(shared) >= MIN_SHARED_GENES * min(len(genes[line]), len(theirs)):
+        if len(shared) >= MIN_SHARED_GENES * min(len(genes[line]), len(theirs)):
             continue
         both = perts[line] & set().union(*(perts[x] for x in others))
         out.append(
