@@ -25,7 +25,7 @@ from coreperturb._model_files import KG_STORES, check_model_target, load_model, 
 from coreperturb._pipeline import data_tasks, load_inputs
 from coreperturb._profiling import Profile, profiling, stage
 from coreperturb.errors import ConfigError, CorePerturbError
-from coreperturb.report._prediction_files import SUFFIXES, PredictionWriter, check_output_path
+from coreperturb.report._prediction_files import SUFFIXES, CallTally, PredictionWriter, check_output_path
 from coreperturb.stages import DEFAULT_RANK_BY, FittedModels, GridPlan, Ranking, fit, grid_plan, predict_grid
 from coreperturb.stages._chunking import pair_chunks
 from coreperturb.stages._flags import gene_notes, perturbation_notes
@@ -201,6 +201,8 @@ class PredictReport:
     :func:`coreperturb.stages._flags.perturbation_notes`."""
     cell_lines: tuple[str, ...] = ()
     """The cell lines answered (with a query table, the lines it names that the model holds no screen of)."""
+    calls: CallTally | None = None
+    """The calls of the rows written, per method, and each method's highest P(DE) without a ``DE`` call."""
 
     def short_lists(self) -> dict[str, int]:
         """The ranked groups listing fewer than ``top`` rows (few responders above the floor), fewest first."""
@@ -347,7 +349,7 @@ def predict_to_file(
                 raise CorePerturbError(
                     "the ray executor scores perturbation × gene grids; a query table runs locally"
                 )
-            rows, lines = _predict_pairs(
+            rows, lines, calls = _predict_pairs(
                 models,
                 Path(queries),
                 lines,
@@ -400,7 +402,7 @@ def predict_to_file(
                         _count_listed(listed, frame, ranking, several=len(plan.units) > 1 or len(meths) > 1)
                     with stage("writer wait"):
                         writer.write(frame)
-            rows, n_pairs = writer.rows, plan.n_pairs
+            rows, n_pairs, calls = writer.rows, plan.n_pairs, writer.calls
             if prof is not None:
                 prof.add("writing", writer.busy_seconds)
             lines = [u[0] for u in plan.units]
@@ -410,7 +412,7 @@ def predict_to_file(
             )
     seconds = time.perf_counter() - t0
     return PredictReport(
-        out, rows, n_pairs, tuple(meths), seconds, prof, listed, ranking, notes, tuple(lines)
+        out, rows, n_pairs, tuple(meths), seconds, prof, listed, ranking, notes, tuple(lines), calls
     )
 
 
@@ -453,9 +455,9 @@ def _predict_pairs(
     pairs_per_chunk: int,
     start: Callable[[int, str], AbstractContextManager[Progress]],
     chosen: bool = False,
-) -> tuple[int, list[str]]:
-    """Score the listed pairs (per cell line), streamed to ``out``; returns the rows written and the lines
-    answered: :func:`~coreperturb.stages._names.query_lines` (``chosen``: the lines were named)."""
+) -> tuple[int, list[str], CallTally]:
+    """Score the listed pairs (per cell line), streamed to ``out``; returns the rows written, the lines
+    answered (:func:`~coreperturb.stages._names.query_lines`; ``chosen``: the lines were named) and the calls."""
     pairs = read_pairs(models, path)
     lines = query_lines(models, pairs, lines, chosen=chosen, path=path)
     per_line = [pairs if "cell_line" not in pairs.columns else pairs[pairs["cell_line"] == x] for x in lines]
@@ -468,7 +470,7 @@ def _predict_pairs(
                     writer.write(frame)
                 done += len(part)
                 tick(done, total)
-    return writer.rows, lines
+    return writer.rows, lines, writer.calls
 
 
 __all__ = [

@@ -61,7 +61,7 @@ from coreperturb.predictors._base import PREDICTORS, FittedState
 from coreperturb.predictors._portable import from_portable, to_portable
 from coreperturb.stages import FittedModels
 from coreperturb.stages._blend import blend_record
-from coreperturb.stages._fitted import CALIBRATION_COLUMNS, CALIBRATION_EXTRA, TRAIN_COLUMNS
+from coreperturb.stages._fitted import CALIBRATION_COLUMNS, CALIBRATION_EXTRA, TRAIN_COLUMNS, genome_maps_of
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +321,7 @@ class _LineDesignJson(BaseModel):
 
 class _DesignJson(_LineDesignJson):
     by_line: dict[str, _LineDesignJson] | None = None
+    genome_maps: dict[str, dict[str, dict[str, float]]] | None = None
 
 
 class _FitConfigJson(BaseModel):
@@ -453,6 +454,7 @@ def load_model(directory: str | Path, trusted: Sequence[str] = ()) -> FittedMode
             str(line): SamplingDesign.from_dict(raw)
             for line, raw in (meta.get("sampling_design", {}).get("by_line") or {}).items()
         },
+        genome_maps=genome_maps_of(meta.get("sampling_design") or {}),
     )
     for u in meta["units"]:
         line, task, method = u["cell_line"], u["task"], u["method"]

@@ -55,6 +55,12 @@ def test_predict_grid_to_parquet_csv_h5ad(model_dir: Path, tmp_path: Path) -> No
     assert len(p) == 2 * len(genes) and set(p["method"]) == {"core_voting"}
     assert p["p_de"].between(0, 1).all() and p["p_up"].between(0, 1).all()
     assert (p["n_pos_evidence"] >= 0).all() and (p["kg_coverage"] > 0).all()
+    said = " ".join(res.output.split())  # the calls each row got, counted as the file holds them
+    counts = p["call"].value_counts()
+    assert (
+        f"calls at confidence 0.9 (core_voting): {counts.get('DE', 0):,} DE, {counts['not DE']:,} not DE"
+        in said
+    )
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "p.csv"), "--top", "7"])
     assert res.exit_code == 0, res.output
     c = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)

@@ -49,3 +49,28 @@ def test_background_writer_error_reaches_the_caller(tmp_path: Path) -> None:
         for i in range(2, 6):
             w.write(_chunk(i))
     assert not out.exists() and not list(tmp_path.glob(".*partial"))  # nothing that looks complete
+
+
+def test_the_writer_tallies_calls_and_the_best_pair_left_uncalled(tmp_path: Path) -> None:
+    chunks = []
+    for i in range(3):
+        c = _chunk(i, n=6)
+        c["method"] = "core_voting"
+        c["call"] = ["DE", "not DE", "uncertain", "not DE", "uncertain", ""]
+        c["on_target"] = [True, False, False, False, False, False]
+        c["p_de"] = [1.0, 0.01, 0.3 + i / 10, 0.02, 0.2, np.nan]
+        chunks.append(c)
+    with PredictionWriter(tmp_path / "p.parquet", background=True) as w:
+        for c in chunks:
+            w.write(c)
+    tally = w.calls
+    assert tally.counts["core_voting"] == {"DE": 3, "not DE": 6, "uncertain": 6, "": 3}
+    assert tally.off_target_de["core_voting"] == 0  # the DE calls are the perturbations' own targets
+    p, line, pert, gene = tally.best["core_voting"]
+    assert p == pytest.approx(0.5) and (line, pert, gene) == ("cell_line2_2", "perturbation2_2", "gene2_2")
+    chunks[1].loc[1, "on_target"] = False
+    chunks[1].loc[1, "call"] = "DE"
+    with PredictionWriter(tmp_path / "q.parquet") as w:
+        for c in chunks:
+            w.write(c)
+    assert w.calls.off_target_de["core_voting"] == 1

@@ -252,10 +252,37 @@ def evidence_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
     return f"cross-line evidence ({method}): {'; '.join(parts)}" if parts else ""
 
 
+def calls_lines(rep: PredictReport, confidence: float) -> list[str]:
+    """Per method with calls: how many rows each call got, and where no pair off a perturbation's own target
+    is called ``DE``, the highest P(DE) there (so that no ``DE`` call is not read as no effect)."""
+    out: list[str] = []
+    tally = rep.calls
+    if tally is None:
+        return out
+    for method, counts in tally.counts.items():
+        named = {k: v for k, v in counts.items() if k}
+        if not named:
+            continue  # LLM methods carry no call
+        shown = ", ".join(f"{named.get(c, 0):,} {c}" for c in ("DE", "not DE", "uncertain"))
+        line = f"calls at confidence {confidence:g} ({method}): {shown}"
+        best = tally.best.get(method)
+        if tally.off_target_de.get(method, 0) == 0 and best is not None:
+            p, cell, pert, gene = best
+            line += (
+                f"; no pair beyond a perturbation's own target reaches a DE call, the highest P(DE) being {p:.2f} "
+                f"({pert} → {gene} in {cell}): read P(DE) itself, or a lower --confidence calls pairs whose "
+                "P(DE) reaches it"
+            )
+        out.append(line)
+    return out
+
+
 def after_predict(models: FittedModels, rep: PredictReport) -> None:
     """What ``predict`` says once the file is written: the scale of its numbers (of every line answered),
     what the named perturbations are (screened, hardly known to the KG) and which lists are short."""
     say(scale_line(models, rep.cell_lines))
+    for line in calls_lines(rep, models.confidence):
+        say(line)
     evidence = evidence_line(models, rep.cell_lines)
     if evidence:
         say(evidence)

@@ -1,16 +1,19 @@
 """Genome scale: from P(DE) among a table's asked pairs to P(DE) over every readout gene.
 
 A model fitted on a case-control table (every DE gene listed, a sample of the others asked) learns the odds
-of the sample, ``1 / s`` times the genome's. The correction is a weighted Platt map fitted on the conformal
-calibration rows (training perturbations the scoring model never saw)::
+of the sample, ``1 / s`` times the genome's. The correction is a Platt map fitted on training perturbations
+the scoring model never saw::
 
     logit P_genome = a + b * logit P_sample
 
-with each asked not-DE row weighted by ``1 / s_p`` (how many genome pairs it stands for) and each DE row by 1
-(inverse-probability weighting; the prior correction of King & Zeng 2001 is the special case ``b = 1``,
-``a = log s``). Only perturbations whose DE list is whole count: where a list was cut, the perturbation's DE
-count over the genome is unknown. The map is strictly increasing (``b > 0``), so every ranking within a gene or
-a perturbation, and so every per-gene AUROC, is the same on both scales.
+``fit`` fits it on the calibration grid: up to 100 whole-list calibration perturbations per line asked about
+every readout gene, each pair counted once (:mod:`coreperturb.stages._calibration_grid`). Models of earlier
+releases, which kept no grid, fit it at load on the conformal calibration rows, each asked not-DE row weighted
+by ``1 / s_p`` (how many genome pairs it stands for) and each DE row by 1 (inverse-probability weighting; the
+prior correction of King & Zeng 2001 is the special case ``b = 1``, ``a = log s``). Only perturbations whose
+DE list is whole count: where a list was cut, the perturbation's DE count over the genome is unknown. The map
+is strictly increasing (``b > 0``), so every ranking within a gene or a perturbation, and so every per-gene
+AUROC, is the same on both scales.
 """
 
 from __future__ import annotations
@@ -83,6 +86,15 @@ class ScaleMap:
         if not np.all(np.isfinite(theta)) or theta[1] <= 0:
             return start
         return cls(float(theta[0]), float(theta[1]), len(x))
+
+    def to_dict(self) -> dict[str, float]:
+        """A JSON-able form (``model.json``'s ``sampling_design.genome_maps``)."""
+        return {"a": self.a, "b": self.b, "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, float]) -> ScaleMap:
+        """From :meth:`to_dict`."""
+        return cls(float(raw["a"]), float(raw["b"]), int(raw.get("rows", 0)))
 
 
 __all__ = ["MIN_SCALE_PERTURBATIONS", "ScaleMap"]

@@ -80,6 +80,37 @@ def check_output_path(path: Path) -> None:
         raise CorePerturbError(f"{path}: cannot be written (no write permission in {parent})")
 
 
+class CallTally:
+    """The calls of every row written, per method, and the highest-P(DE) off-target pair not called ``DE``
+    (what a user who finds no ``DE`` call should know: how near the confidence the best pair came)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] = {}
+        self.off_target_de: dict[str, int] = {}
+        """Per method: ``DE`` calls of pairs other than a perturbation's own target."""
+        self.best: dict[str, tuple[float, str, str, str]] = {}
+        """Per method: ``(p_de, cell line, perturbation, gene)`` of the off-target pair with the highest P(DE)
+        among those not called ``DE``."""
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Count one chunk's calls (columns of :data:`GRID_COLUMNS`)."""
+        for method, rows in frame.groupby("method", sort=False, observed=True):
+            m = str(method)
+            seen = self.counts.setdefault(m, {})
+            for call, n in rows["call"].astype(str).value_counts().items():
+                seen[str(call)] = seen.get(str(call), 0) + int(n)
+            off = ~rows["on_target"].astype(bool).to_numpy()
+            is_de = (rows["call"].astype(str) == "DE").to_numpy()
+            self.off_target_de[m] = self.off_target_de.get(m, 0) + int((is_de & off).sum())
+            open_ = rows.loc[~is_de & off]
+            p = open_["p_de"].to_numpy(dtype=np.float64)
+            if np.isfinite(p).any():
+                i = int(np.nanargmax(p))
+                if m not in self.best or p[i] > self.best[m][0]:
+                    r = open_.iloc[i]
+                    self.best[m] = (float(p[i]), str(r["cell_line"]), str(r["perturbation"]), str(r["gene"]))
+
+
 class PredictionWriter:
     """Writes prediction chunks to ``path`` (format by suffix); use as a context manager.
 
@@ -118,6 +149,8 @@ class PredictionWriter:
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
         self._lock = contextlib.ExitStack()
         self.rows = 0
+        self.calls = CallTally()
+        """The calls of the rows written so far (:class:`CallTally`)."""
         self._writer: Any = None
         self._h5: Any = None
         self.background = background
@@ -227,6 +260,7 @@ class PredictionWriter:
         """Append one chunk (columns of :data:`GRID_COLUMNS`)."""
         frame = frame[list(GRID_COLUMNS)]
         self.rows += len(frame)
+        self.calls.add(frame)
         if self._queue is None:
             self._write(frame)
             return
@@ -314,4 +348,4 @@ class PredictionWriter:
             raise failure
 
 
-__all__ = ["LAYERS", "SUFFIXES", "PredictionWriter", "check_output_path"]
+__all__ = ["LAYERS", "SUFFIXES", "CallTally", "PredictionWriter", "check_output_path"]

@@ -72,8 +72,10 @@ _HOME = """{% extends "base" %}{% block body %}
 <b>specifically</b>, ranked by <i>excess</i> (p_de − prior): how much more likely a gene is DE under it than the
 gene usually is (its prior, what gene frequency alone predicts). Only genes with an excess of at least {{ health.floor }} (over
 the genome) and some positive evidence are listed, so a list may be short: the rest would be guesses. Each row's <i>call</i> (DE, not DE or uncertain) holds the
-true answer with 90% probability; a DE call, made where P(DE) reaches 0.9, rests on P(DE)'s calibration and was right
-about 70% of the time over the genome on PerturbQA's lines. A gene's page lists the perturbations that raise or lower it.</p>
+true answer with 90% probability; a DE call is made where P(DE) over the genome reaches 0.9. P(DE) is calibrated on
+every gene of held-out training perturbations, and on PerturbQA's lines no unseen perturbation's gene reaches 0.9 (the
+best-ranked are DE about 7 times in 10, and P(DE) says so): read P(DE) itself. A gene's page lists the perturbations
+that raise or lower it.</p>
 <p class="note">Model: {{ health.method }} on {{ health.cell_lines|join(", ") }} ({{ health.readout_genes }} readout genes,
 {{ health.known_perturbations }} perturbations known to the model and its KG). P(DE) and priors are the chance over
 the line's readout genes{% for l, sc in health.scale.items() %}{% if sc != "genome" %} (not for {{ l }}: the rate among its table's asked pairs){% endif %}{% endfor %};

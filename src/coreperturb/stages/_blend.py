@@ -8,8 +8,9 @@ the task and K :attr:`coreperturb.FitConfig.other_lines_weight` (the other lines
 perturbations of the line's own screen). A pilot of 50 perturbations leans on the other lines (w 0.2), a
 full screen of 1,000 on itself (w 0.83). Chosen on training pairs: ``python benchmarks/pilot_blend.py``.
 
-The calls and the genome map are calibrated on blended calibration rows: each other line answers a line's
-calibration pairs with a context that lacks their perturbations in that line
+The calls and the genome map are calibrated on blended calibration rows (the map on the calibration grid's,
+:mod:`coreperturb.stages._calibration_grid`): each other line answers a line's calibration pairs with a context
+that lacks their perturbations in that line
 (:meth:`coreperturb.predictors.CoreVoting.with_context`), as it answers the line's new perturbations.
 """
 

@@ -33,6 +33,25 @@ CALIBRATION_EXTRA: tuple[str, ...] = ("perturbation",)
 """Calibration columns that models of earlier releases lack (without them: no genome scale)."""
 
 
+def _ready(value: Any) -> Any:
+    """``value`` with the lookup state of its pandas index computed: pandas computes an index's uniqueness and
+    lookup engine at first use, not thread-safely (pandas-dev/pandas #21150, #25870), and chunks scored side by
+    side once read a cached unique index as non-unique ("cannot handle a non-unique multi-index")."""
+    index = value if isinstance(value, pd.Index) else getattr(value, "index", None)
+    if isinstance(index, pd.Index) and len(index):
+        if index.is_unique:
+            index.get_indexer(index[:1])
+        else:
+            index.get_indexer_non_unique(index[:1])
+    return value
+
+
+def genome_maps_of(design_record: dict[str, Any]) -> dict[tuple[str, str], ScaleMap]:
+    """:attr:`FittedModels.genome_maps` from ``model.json``'s ``sampling_design`` record."""
+    raw = design_record.get("genome_maps") or {}
+    return {(str(line), str(k)): ScaleMap.from_dict(m) for line, maps in raw.items() for k, m in maps.items()}
+
+
 def context_rows(rows: pd.DataFrame, cell_line: str, task: str) -> pd.DataFrame:
     """Training rows of ``task`` in every cell line other than ``cell_line``: the context of transfer
     methods (rows with ``split != "train"`` are left out where there is a split column)."""
@@ -62,6 +81,10 @@ class FittedModels:
             earlier releases (their numbers stay on the table's scale).
         line_designs: Each line's design where the lines came from tables of different designs (a user's
             screen beside public ones); empty: ``design`` holds for every line (:meth:`design_of`).
+        genome_maps: The genome maps fitted at fit time on the genome grids of whole-list calibration
+            perturbations, keyed ``(cell_line, method)`` (``(cell_line, "p_prior")``: the gene priors'); a
+            unit without one (models of earlier releases) fits its map on the weighted calibration rows
+            (:meth:`scale`).
     """
 
     kg: KnowledgeGraph
@@ -75,6 +98,7 @@ class FittedModels:
     confidence: float = DEFAULT_CONFIDENCE
     design: SamplingDesign | None = None
     line_designs: dict[str, SamplingDesign] = field(default_factory=dict)
+    genome_maps: dict[tuple[str, str], ScaleMap] = field(default_factory=dict)
 
     def design_of(self, cell_line: str) -> SamplingDesign | None:
         """How the line's pairs were chosen (:attr:`line_designs`, else :attr:`design`)."""
@@ -104,7 +128,15 @@ class FittedModels:
                 if "de" in self.tasks
             },
             "scale": {line: self.scale_name(line) for line in self.cell_lines},
+            **({"genome_maps": self.genome_maps_record()} if self.genome_maps else {}),
         }
+
+    def genome_maps_record(self) -> dict[str, dict[str, dict[str, float]]]:
+        """:attr:`genome_maps` as ``model.json`` records them: ``{line: {method or "p_prior": map}}``."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for (line, key), m in sorted(self.genome_maps.items()):
+            out.setdefault(line, {})[key] = m.to_dict()
+        return out
 
     @property
     def cell_lines(self) -> list[str]:
@@ -149,7 +181,7 @@ class FittedModels:
                 lock = self.__dict__.setdefault("_cache_locks", {}).setdefault(key, threading.RLock())
             with lock:
                 if key not in store:
-                    store[key] = make()
+                    store[key] = _ready(make())
         return store[key]
 
     def require_cell_lines(
@@ -320,6 +352,9 @@ class FittedModels:
     def _fit_scale(self, cell_line: str, key: str, method: str | None) -> ScaleMap | None:
         if not self.genome_scaled(cell_line):
             return None
+        on_grid = self.genome_maps.get((cell_line, method or key))
+        if on_grid is not None:  # fitted at fit time on every readout gene of whole-list perturbations
+            return on_grid
         cal = self.calibration
         assert cal is not None
         rows = cal.loc[(cal["cell_line"] == cell_line) & (cal["task"] == "de")]
@@ -338,7 +373,8 @@ class FittedModels:
 
     def scale(self, cell_line: str, method: str) -> ScaleMap | None:
         """The map of one method's DE probabilities to the genome scale (``None``: none needed, or none
-        possible; :mod:`coreperturb.predictors._scale`)."""
+        possible; :mod:`coreperturb.predictors._scale`): the one fitted on the calibration grid
+        (:attr:`genome_maps`), else one fitted on the weighted calibration rows (models of earlier releases)."""
         return self.cached(f"scale/{cell_line}/{method}", lambda: self._fit_scale(cell_line, "score", method))
 
     def no_screen_genome(

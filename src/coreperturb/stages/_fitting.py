@@ -23,6 +23,7 @@ from coreperturb.predictors._base import PREDICTORS, Predictor, make_predictor
 from coreperturb.predictors._conformal import calibration_split
 from coreperturb.predictors._effect import gene_prior
 from coreperturb.stages._blend import blend_calibration
+from coreperturb.stages._calibration_grid import grid_perturbations, grid_rows, with_genome_maps
 from coreperturb.stages._fitted import (
     CALIBRATION_COLUMNS,
     CALIBRATION_EXTRA,
@@ -244,6 +245,7 @@ def fit(
     notes = data_warnings(train, kg) + pilot_notes(train, config) + shared_name_notes(train, config)
     for msg in notes:
         warnings.warn(msg, TooLittleDataWarning, stacklevel=2)
+    design, line_designs = _designs(table, train, config, say)
     models: dict[tuple[str, str, str], Predictor] = {}
     calibration: list[pd.DataFrame] = []
     timings: dict[str, float] = {}
@@ -286,14 +288,14 @@ def fit(
             models[(str(line), str(task), method)] = model
             if not model.uses_llm:
                 say(f"{line}/{task}: calibrating {method}'s calls on held-out training perturbations")
+                d = line_designs.get(str(line), design) if task == "de" else None
                 calibration.append(
-                    calibration_rows(make_model(method, kg, config), rows, context, config.seed).assign(
-                        cell_line=str(line), task=str(task), method=method
-                    )
+                    calibration_rows(
+                        make_model(method, kg, config), rows, context, config.seed, design=d
+                    ).assign(cell_line=str(line), task=str(task), method=method)
                 )
             timings[f"{line}/{task}/{method}"] = time.perf_counter() - t
     cal = pd.concat(calibration, ignore_index=True) if calibration else None
-    design, line_designs = _designs(table, train, config, say)
     fitted = FittedModels(
         kg,
         models,
@@ -306,7 +308,7 @@ def fit(
         design=design,
         line_designs=line_designs,
     )
-    return blend_calibration(fitted, say)
+    return with_genome_maps(blend_calibration(fitted, say))
 
 
 def _designs(
@@ -348,11 +350,18 @@ def _context_for(
 
 
 def calibration_rows(
-    model: Predictor, rows: pd.DataFrame, context: pd.DataFrame | None, seed: int
+    model: Predictor,
+    rows: pd.DataFrame,
+    context: pd.DataFrame | None,
+    seed: int,
+    *,
+    design: SamplingDesign | None = None,
 ) -> pd.DataFrame:
     """The conformal calibration rows of one unit: ``model`` (unfitted) is fitted on the training
     perturbations outside the calibration slice (:func:`calibration_split`) and scores the slice; each row
-    keeps its gene, label, score and the gene's prior from the rows the model saw."""
+    keeps its gene, label, score and the gene's prior from the rows the model saw. With the DE task's
+    ``design`` where it needs the genome correction, the slice's whole-list perturbations are also asked about
+    every readout gene (rows marked ``grid``: :mod:`coreperturb.stages._calibration_grid`)."""
     hold = calibration_split(rows["perturbation"], seed)
     seen, cal = rows.loc[~hold].reset_index(drop=True), rows.loc[hold].reset_index(drop=True)
     if cal.empty or seen["label"].nunique() < 2:
@@ -362,6 +371,9 @@ def calibration_rows(
             warnings.simplefilter("ignore")  # the full fit has said what there is to say about the data
             model.fit(seen, context=context)
         scored = model.score(cal)
+        grid_of = grid_perturbations(cal, design, seed)
+        genes = np.asarray(sorted(pd.unique(rows["gene"].astype(str))), dtype=object)
+        grid = grid_rows(model, cal, seen, grid_of, genes) if grid_of else None
     except (ValueError, CorePerturbError) as exc:
         warnings.warn(
             f"{model.name}: no calls (conformal calibration on {len(seen)} rows of the other training "
@@ -370,7 +382,7 @@ def calibration_rows(
             stacklevel=2,
         )
         return pd.DataFrame(columns=[*CALIBRATION_COLUMNS[3:], *CALIBRATION_EXTRA])
-    return pd.DataFrame(
+    asked = pd.DataFrame(
         {
             "gene": cal["gene"].astype(str).to_numpy(),
             "label": cal["label"].to_numpy(dtype=np.int8),
@@ -379,6 +391,7 @@ def calibration_rows(
             "perturbation": cal["perturbation"].astype(str).to_numpy(),
         }
     )
+    return asked if grid is None else pd.concat([asked.assign(grid=False), grid], ignore_index=True)
 
 
 def _ray_executor(config: FitConfig) -> Any:
