@@ -115,8 +115,6 @@ def data_tasks(config: BenchmarkConfig) -> tuple[str, ...]:
         return tuple(sorted(tasks))
     if data.data_dir is None or config.fit.dataset == "lincs":
         return ("de", "dir")  # the synthetic default and LINCS signatures (up / down) hold both
-    from coreperturb.data._io import present_cell_lines
-
     lines = data.cell_lines or tuple(present_cell_lines(data.data_dir, ("de",)))
     has_dir = all((data.data_dir / f"{line}-dir.csv").is_file() for line in lines)
     return ("de", "dir") if has_dir else ("de",)

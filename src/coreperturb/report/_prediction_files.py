@@ -97,10 +97,11 @@ class CallTally:
         for method, rows in frame.groupby("method", sort=False, observed=True):
             m = str(method)
             seen = self.counts.setdefault(m, {})
-            for call, n in rows["call"].astype(str).value_counts().items():
+            calls = rows["call"].astype(str)
+            for call, n in calls.value_counts().items():
                 seen[str(call)] = seen.get(str(call), 0) + int(n)
             off = ~rows["on_target"].astype(bool).to_numpy()
-            is_de = (rows["call"].astype(str) == "DE").to_numpy()
+            is_de = (calls == "DE").to_numpy()
             self.off_target_de[m] = self.off_target_de.get(m, 0) + int((is_de & off).sum())
             open_ = rows.loc[~is_de & off]
             p = open_["p_de"].to_numpy(dtype=np.float64)
@@ -150,7 +151,8 @@ class PredictionWriter:
         self._lock = contextlib.ExitStack()
         self.rows = 0
         self.calls = CallTally()
-        """The calls of the rows written so far (:class:`CallTally`)."""
+        """The calls of the rows written (:class:`CallTally`; counted as each chunk is encoded, in the
+        background thread where there is one: complete once the writer is closed)."""
         self._writer: Any = None
         self._h5: Any = None
         self.background = background
@@ -260,7 +262,6 @@ class PredictionWriter:
         """Append one chunk (columns of :data:`GRID_COLUMNS`)."""
         frame = frame[list(GRID_COLUMNS)]
         self.rows += len(frame)
-        self.calls.add(frame)
         if self._queue is None:
             self._write(frame)
             return
@@ -271,6 +272,7 @@ class PredictionWriter:
     def _write(self, frame: pd.DataFrame) -> None:
         t0 = time.perf_counter()
         try:
+            self.calls.add(frame)
             self._encode(frame)
         finally:
             self.busy_seconds += time.perf_counter() - t0

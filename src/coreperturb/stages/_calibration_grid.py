@@ -87,7 +87,7 @@ def with_genome_maps(models: FittedModels) -> FittedModels:
     for (line, method), rows in cal.loc[on_grid].groupby(["cell_line", "method"], sort=True):
         if rows["perturbation"].nunique() < MIN_SCALE_PERTURBATIONS:
             continue
-        share = float(np.median(models.perturbation_design(str(line))["not_de_share"]))
+        share = models.not_de_share(str(line))
         y, ones = rows["label"].to_numpy(), np.ones(len(rows))
         maps[(str(line), str(method))] = ScaleMap.fit(rows["score"].to_numpy(), y, ones, share=share)
         if (str(line), "p_prior") not in maps:  # the priors are the same under every method's grid

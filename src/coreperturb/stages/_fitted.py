@@ -339,6 +339,12 @@ class FittedModels:
             ),
         )
 
+    def not_de_share(self, cell_line: str) -> float:
+        """The median share of a training perturbation's not-DE genes the line's table asks (1 without any):
+        the prior correction, and where a genome map's fit starts."""
+        design = self.perturbation_design(cell_line)
+        return float(np.median(design["not_de_share"])) if len(design) else 1.0
+
     def design_summary(self, cell_line: str) -> dict[str, float]:
         """The line's design in numbers (:func:`coreperturb.data._design.summarise`)."""
         return summarise(self.perturbation_design(cell_line), len(self.readout_genes(cell_line, "de")))
@@ -362,8 +368,7 @@ class FittedModels:
             rows = rows.loc[rows["method"] == method]
         else:  # the priors: every method's rows share the split and the priors; one method's rows suffice
             rows = rows.loc[rows["method"] == rows["method"].iloc[0]] if len(rows) else rows
-        design = self.perturbation_design(cell_line)
-        share = float(np.median(design["not_de_share"])) if len(design) else 1.0
+        share = self.not_de_share(cell_line)
         if rows.empty:  # an LLM method has no calibration rows: the prior correction alone
             return ScaleMap.prior_shift(share)
         w = self.calibration_weights(cell_line, rows)

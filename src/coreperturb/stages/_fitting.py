@@ -372,8 +372,7 @@ def calibration_rows(
             model.fit(seen, context=context)
         scored = model.score(cal)
         grid_of = grid_perturbations(cal, design, seed)
-        genes = np.asarray(sorted(pd.unique(rows["gene"].astype(str))), dtype=object)
-        grid = grid_rows(model, cal, seen, grid_of, genes) if grid_of else None
+        grid = grid_rows(model, cal, seen, grid_of, _readout(rows)) if grid_of else None
     except (ValueError, CorePerturbError) as exc:
         warnings.warn(
             f"{model.name}: no calls (conformal calibration on {len(seen)} rows of the other training "
@@ -392,6 +391,11 @@ def calibration_rows(
         }
     )
     return asked if grid is None else pd.concat([asked.assign(grid=False), grid], ignore_index=True)
+
+
+def _readout(rows: pd.DataFrame) -> np.ndarray:
+    """The readout genes of one unit's training rows, sorted."""
+    return np.asarray(sorted(pd.unique(rows["gene"].astype(str))), dtype=object)
 
 
 def _ray_executor(config: FitConfig) -> Any:
