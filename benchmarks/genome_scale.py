@@ -13,7 +13,8 @@ Per line: fit ``gene_frequency`` and ``core_voting`` (DE and direction) on the t
    (fewer than 13 listed genes in PerturbQA, every LINCS compound; at most ``--max-perturbations``): there every gene's label is known (DE
    iff listed), so Σ P(DE) per perturbation against its listed DE genes, and the excess DE@10 of the
    default lists over the genome (mean of label - p_prior over the listed genes; gene_frequency's is 0 by
-   construction) are exact, and so is the precision of the ``DE`` calls there (``grid_de_call_precision``,
+   construction) are exact, and so are the mean P(DE) over every off-target grid pair against their DE rate
+   (``grid_mean_ratio``; ``grid_prior_ratio`` the same of the gene priors) and the precision of the ``DE`` calls there (``grid_de_call_precision``,
    off-target pairs: no sampled not-DE pair stands for 50-90 others; a perturbation's own target is never
    asked in PerturbQA, so its label is unknown and its call is left out).
 
@@ -94,6 +95,10 @@ def grid_figures(grid: pd.DataFrame) -> pd.DataFrame:
                 "grid_median_expected_de": float(per["expected"].median()),
                 "grid_median_observed_de": float(per["observed"].median()),
                 "grid_median_ratio": float(per["expected"].median() / max(per["observed"].median(), 1e-9)),
+                # mean P(DE) over every off-target grid pair / their DE rate: exact, no weights; beside it the
+                # priors' (how far these test perturbations' DE rate lies from the training one)
+                "grid_mean_ratio": float(g.loc[off, "p_de"].sum() / max(g.loc[off, "label"].sum(), 1)),
+                "grid_prior_ratio": float(g.loc[off, "p_prior"].sum() / max(g.loc[off, "label"].sum(), 1)),
                 "grid_excess_de_at_10": float((unfloored["label"] - unfloored["p_prior"]).mean()),
                 "grid_excess_de_at_10_listed": float((floored["label"] - floored["p_prior"]).mean())
                 if len(floored)

@@ -27,7 +27,10 @@ model's; that, plus "not DE" for a gene its whole DE list leaves out; its measur
 the copy baseline, and mixes of the measured answer with it on the table's scale (``v * answer + (1 - v) *
 copy``, the answer's model part as ``score_sample``); and the product's own answer for a line with no screen
 (``predict`` with H's name), its ``score`` and its ``score_sample`` (the sources averaged on the tables' scale:
-the ranking ``score`` has since averaging there was chosen).
+the ranking ``score`` has since averaging there was chosen); and a measurement weighted 2, 4 or infinitely many
+times a model's answer in that mean (infinite: the measurements alone where any source has one); and that mean
+times the perturbation's strength (its DE rate in the other lines that screened it over theirs) to the power
+0.5 or 1.
 
 Scored on H's test split (its test perturbations are never a pilot): per-gene AUROC (PerturbQA's macro
 mean), excess DE@10 of the table (mean of label - p_prior_sample over each test perturbation's 10 highest
@@ -114,6 +117,31 @@ def score(pred: pd.DataFrame, universe: int, design: SamplingDesign) -> dict[str
     }
 
 
+def perturbation_strength(others: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
+    """Per pair: the mean over the other lines that screened its perturbation of its DE rate there over the
+    line's; 1 where no other line screened it."""
+    rate = others.groupby(["cell_line", "perturbation"])["label"].mean()
+    line_rate = others.groupby("cell_line")["label"].mean()
+    rel = (rate / line_rate.reindex(rate.index.get_level_values(0)).to_numpy()).groupby(level=1).mean()
+    return rel.reindex(pairs["perturbation"]).fillna(1.0).to_numpy(dtype=np.float64)
+
+
+def weighted_measurements(labs: list[np.ndarray], samples: list[np.ndarray], m: float) -> np.ndarray:
+    """Each source's measurement (weight ``m``) where it has one, else its model's table-scale answer (weight
+    1), averaged; ``m`` infinite: the measurements alone wherever a source has one."""
+    lab, sample = np.vstack(labs), np.vstack(samples)
+    seen = np.isfinite(lab)
+    if np.isinf(m):
+        any_seen = seen.any(axis=0)
+        meas = np.where(seen, lab, 0.0).sum(axis=0) / np.maximum(seen.sum(axis=0), 1)
+        ok = np.isfinite(sample)
+        model = np.where(ok, sample, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
+        return np.where(any_seen, meas, model)
+    w = np.where(seen, m, np.where(np.isfinite(sample), 1.0, 0.0))
+    x = np.where(seen, lab, np.where(np.isfinite(sample), sample, 0.0))
+    return (w * x).sum(axis=0) / np.maximum(w.sum(axis=0), 1e-12)
+
+
 def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> None:
     """Per held-out line: per-gene AUROC of each candidate no-screen answer on its TRAINING pairs."""
     results = []
@@ -127,6 +155,8 @@ def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> 
             answers = {s: p["score"].to_numpy() for s, p in scored.items()}
             product = predict(models, pairs)  # the product's answer for a line with no screen
         key = pd.MultiIndex.from_frame(pairs[["perturbation", "gene"]])
+        labs: list[np.ndarray] = []
+        samples: list[np.ndarray] = []
         variants: dict[str, list[np.ndarray]] = {
             "model": [],
             "measured": [],
@@ -158,13 +188,23 @@ def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> 
             variants["measured, table scale"].append(
                 np.where(np.isfinite(lab) & np.isfinite(sample), lab, sample)
             )
+            labs.append(lab)
+            samples.append(sample)
         y, genes = pairs["label"].to_numpy(), pairs["gene"].to_numpy()
         means = {}
+        # a measurement outweighs a model's answer m to 1 (inf: only the measurements where there are any)
+        for m in (2.0, 4.0, np.inf):
+            means[f"measured x{m:g} vs a model, table scale"] = weighted_measurements(labs, samples, m)
         for name, each in variants.items():
             x = np.vstack(each)
             ok = np.isfinite(x)
             means[name] = np.where(ok, x, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
         means["copy"] = copy_baseline(others, pairs)  # the baseline, for comparison
+        strength = perturbation_strength(others, pairs)
+        for gamma in (0.5, 1.0):  # the answer times how strongly the other lines saw the perturbation act
+            means[f"measured, table scale x strength^{gamma:g}"] = np.clip(
+                means["measured, table scale"] * strength**gamma, 0.0, 1.0
+            )
         means["no-screen rule (product): genome scale"] = product["score"].to_numpy()
         means["no-screen rule (product): table scale"] = product["score_sample"].to_numpy()
         for v in (0.25, 0.5, 0.75):  # the answer mixed with the copy baseline, both on the table's scale

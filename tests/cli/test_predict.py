@@ -129,6 +129,9 @@ def test_unknown_and_miscased_names_are_warned_and_flagged(model_dir: Path, tmp_
     assert p.loc[("NOPE1", "G0002"), "flag"] == "unknown_perturbation"
     assert p.loc[("NOPE1", "XYZ9"), "flag"] == "unknown_perturbation;unknown_gene"
     assert p.loc[("NOPE1", "G0002"), "kg_coverage"] == 0
+    # the calls line counts the rows left without a call
+    none = int((p.loc[p["method"] == "core_voting", "call"] == "").sum())
+    assert none >= 4 and f"{none:,} without a call (see the flag column)" in " ".join(res.output.split())
     # only unknown names: nothing useful to predict, one clear line
     res = predict(model_dir, "--perturbations", "NOPE1,NOPE2")
     assert res.exit_code == 2 and "none of the 2 perturbations is known" in res.output

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coreperturb.predictors._conformal import MondrianConformal, calibration_split, coverage
+from coreperturb.predictors._conformal import (
+    CALL_DELTA,
+    MondrianConformal,
+    calibration_split,
+    coverage,
+    pac_rank,
+)
 
 
 def _rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,3 +96,46 @@ def test_calibration_slice_is_whole_perturbations() -> None:
     by_pert = pd.Series(hold).groupby(perts.to_numpy()).agg(["min", "max"])
     assert (by_pert["min"] == by_pert["max"]).all()
     assert 0.1 < hold.mean() < 0.35
+
+
+def test_training_conditional_rank_holds_for_nine_in_ten_calibration_draws() -> None:
+    """Over many calibration draws of 200 rows, the plain rank's coverage (exactly that of a uniform score's
+    quantile) falls below 0.9 about half the time; the delta = 0.1 rank about one time in ten or less."""
+    rng = np.random.default_rng(11)
+    n, draws = 200, 4000
+    scores = np.sort(rng.uniform(size=(draws, n)), axis=1)  # nonconformity uniform: coverage = the quantile
+    plain = scores[:, int(np.ceil((n + 1) * 0.9)) - 1]
+    pac = scores[:, pac_rank(n, 0.9, 0.1) - 1]
+    assert 0.35 < (plain < 0.9).mean() < 0.65
+    assert 0.05 < (pac < 0.9).mean() <= 0.11
+    assert MondrianConformal.quantile(scores[0], 0.9, delta=0.1) == pac[0]
+    assert pac_rank(10, 0.9, 0.1) == 11  # 10 rows cannot promise it: every label (q = 1)
+    assert MondrianConformal.quantile(scores[0][:10], 0.9, delta=0.1) == 1.0
+
+
+def test_weighted_rank_uses_the_effective_number_of_rows() -> None:
+    s = np.linspace(0.001, 1.0, 1000)
+    for n in (50, 300, 1000):  # equal weights: the unweighted rank
+        sub = s[:n]
+        assert MondrianConformal.quantile(sub, 0.9, np.ones(n), delta=0.1) == MondrianConformal.quantile(
+            sub, 0.9, delta=0.1
+        )
+    w = np.ones(1000)
+    w[::10] = 50.0  # 100 rows carry most of the weight: about 190 effective rows, a wider margin
+    assert MondrianConformal.quantile(s, 0.9, w, delta=0.1) >= MondrianConformal.quantile(s, 0.9, w)
+
+
+def test_direction_calls_take_the_training_conditional_rank_and_de_calls_the_plain_one() -> None:
+    assert CALL_DELTA == {"dir": 0.1}
+    p, y, prior = _rows(3000, 5)
+    genes = _genes(len(p))
+    conf = MondrianConformal.fit(p, y, prior, genes)
+    pt, _, prt = _rows(2000, 6)
+    gt = _genes(len(pt))
+    for task, delta in (("dir", 0.1), ("de", None)):
+        np.testing.assert_array_equal(
+            conf.calls(pt, prt, gt, task, 0.9), conf.calls(pt, prt, gt, task, 0.9, delta=delta)
+        )
+    dir_unc = (conf.calls(pt, prt, gt, "dir", 0.9) == "uncertain").mean()
+    plain_unc = (conf.calls(pt, prt, gt, "dir", 0.9, delta=None) == "uncertain").mean()
+    assert dir_unc >= plain_unc

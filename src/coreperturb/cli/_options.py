@@ -28,10 +28,11 @@ DataDirOpt = Annotated[
 QueriesOpt = Annotated[
     list[Path] | None,
     typer.Option(
+        metavar="PATH",
         help="A tidy query table (CSV/TSV/Parquet with cell_line, perturbation, gene, task, label, split: what "
         "`coreperturb prepare` writes); repeatable, one per screen. With --data-dir too, your screens beside the "
         "directory's. Each line reads the other lines' screens and each table keeps its own sampling design; "
-        "--cell-lines may name lines of any of them."
+        "--cell-lines may name lines of any of them.",
     ),
 ]
 KgDirOpt = Annotated[
@@ -235,8 +236,10 @@ ConfidenceOpt = Annotated[
         min=0.5,
         max=0.999,
         help="Confidence of the calls (call / call_dir: DE, not DE or uncertain): the true answer lies in the "
-        "call with at least this probability, per prior decile of the genes (conformal prediction); a pair "
-        "whose P(DE) reaches it is called DE (at least this share of such calls are right if P is calibrated).",
+        "call with at least this probability, per prior decile of the genes (conformal prediction; the "
+        "direction calls with probability 0.9 over the calibration perturbations drawn, not only on average); "
+        "a pair whose P(DE) reaches it is called DE (at least this share of such calls are right if P is "
+        "calibrated).",
     ),
 ]
 

@@ -264,6 +264,8 @@ def calls_lines(rep: PredictReport, confidence: float) -> list[str]:
         if not named:
             continue  # LLM methods carry no call
         shown = ", ".join(f"{named.get(c, 0):,} {c}" for c in ("DE", "not DE", "uncertain"))
+        if counts.get("", 0):  # an unknown name, or a pair no model could score: the flag column says which
+            shown += f", {counts['']:,} without a call (see the flag column)"
         line = f"calls at confidence {confidence:g} ({method}): {shown}"
         best = tally.best.get(method)
         if tally.off_target_de.get(method, 0) == 0 and best is not None:
