@@ -20,10 +20,9 @@ direction calls therefore take the training-conditional ("PAC") rank: ``q`` is t
 ``delta`` from :data:`CALL_DELTA`, 0.1), so each category's coverage is at least the confidence with
 probability 0.9 over the calibration perturbations drawn. With weights, ``n`` is the rows' effective number
 ``(sum w)^2 / sum w^2`` and the level ``k / (n + 1)`` replaces the confidence in the weighted quantile (equal
-weights give the unweighted rank). The DE calls
-keep the plain rank: over the genome their coverage is 0.98 or more in every prior decile either way, and the
-larger ``q`` turns empty sets (read as ``uncertain``) into ``not DE`` calls, covering fewer DE pairs. Both
-chosen on training perturbations (``python benchmarks/call_guarantee.py``, held-out halves of the four-line
+weights give the unweighted rank). The DE calls keep the plain rank: over the genome their coverage is 0.98 or
+more in every prior decile either way, and the larger ``q`` turns empty sets (read as ``uncertain``) into ``not
+DE`` calls, covering fewer DE pairs. Both chosen on training perturbations (``python benchmarks/call_guarantee.py``, held-out halves of the four-line
 model's calibration rows: the direction calls' worst prior decile 0.867 → 0.896, short of 0.87 in 16% of the
 halvings instead of 48%, at 2 points more uncertain calls; the DE calls would cover DE pairs 0.41 instead of
 0.52). The calls:
@@ -145,9 +144,8 @@ class MondrianConformal:
         n = len(sorted_scores)
         if weights is not None and n:
             level = confidence
-            if (
-                delta is not None
-            ):  # the rank of that many unweighted rows, as a share of them plus the new one
+            if delta is not None:
+                # the rank of that many unweighted rows, as a share of them plus the new one
                 m = int(float(weights.sum()) ** 2 / float(np.square(weights).sum()))
                 rank = pac_rank(m, confidence, delta)
                 if rank > m:
