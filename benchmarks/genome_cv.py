@@ -2,7 +2,7 @@
 
     python benchmarks/genome_cv.py [--shared ../shared] [--cell-lines k562,rpe1,hepg2,jurkat]
                                    [--folds 4] [--seed 123] [--run-folds 0,1] [--max-perturbations 150]
-                                   [--out genome_cv.parquet]
+                                   [--out genome_cv.parquet] [--from-grid genome_cv.parquet]
 
 For each fold run: the default model of the lines together (as ``coreperturb fit``) is fitted on the other folds
 of every line's training perturbations; the held-out fold's perturbations whose DE list is whole (fewer than
@@ -15,7 +15,9 @@ Prints, over the off-target grid pairs (a perturbation's own target is never ask
 DE rate in bands of P(DE), the precision of the ``DE`` calls per line, and the DE rate of the k pairs ranked
 first by P(DE) (the best precision any threshold could give), and per line and fold a map refitted on those
 P(DE): on every grid pair, and on the asked pairs only, weighted as a fit without a grid weights them (how far
-each estimate moves from fold to fold). The test split is never read.
+each estimate moves from fold to fold), and Σ P(DE) / DE genes split by whether another line's training rows
+screened the perturbation. ``--from-grid FILE`` prints them from a grid saved with ``--out``, without fitting.
+The test split is never read.
 """
 
 from __future__ import annotations
@@ -107,6 +109,29 @@ def refits(off: pd.DataFrame, table: QueryTable) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def by_screened_elsewhere(off: pd.DataFrame, table: QueryTable) -> pd.DataFrame:
+    """Per line: Σ P(DE) / DE genes over the grids of the held-out perturbations another line's training
+    rows screened, and of the others (a line's test perturbations may be screened elsewhere more often than
+    its calibration perturbations)."""
+    f = table.frame.loc[table.frame["split"].astype(str) == "train"]
+    rows = []
+    for line, grid in off.groupby("cell_line", sort=True):
+        elsewhere = set(f.loc[f["cell_line"].astype(str) != line, "perturbation"].astype(str))
+        screened = grid["perturbation"].astype(str).isin(elsewhere).to_numpy()
+        for name, m in (("screened elsewhere", screened), ("only here", ~screened)):
+            g = grid.loc[m]
+            rows.append(
+                {
+                    "cell_line": line,
+                    "perturbations": name,
+                    "n": g["perturbation"].nunique(),
+                    "sum_p_over_de": g["p_de"].sum() / max(g["label"].sum(), 1),
+                    "sum_prior_over_de": g["p_prior"].sum() / max(g["label"].sum(), 1),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     ap = parser(__doc__, folds=True)
     ap.add_argument("--run-folds", default="0,1", help="which folds to hold out (each is one fit)")
@@ -114,12 +139,18 @@ def main() -> None:
         "--max-perturbations", type=int, default=150, help="whole-list perturbations per line and fold"
     )
     ap.add_argument("--out", type=Path, default=None, help="Parquet of every grid pair (p_de, label, call)")
+    ap.add_argument(
+        "--from-grid", type=Path, default=None, help="a grid written by --out: its figures, without fitting"
+    )
     args = ap.parse_args()
     start(args)
     table = load_perturbqa(args.shared / "perturbqa", args.cell_lines, ["de"])
-    kg = build_kg(args.shared / "kg")
-    runs = [int(x) for x in args.run_folds.split(",") if x]
-    grid = pd.concat([fold_grid(table, kg, args.cell_lines, args, f) for f in runs], ignore_index=True)
+    if args.from_grid is not None:
+        grid = pd.read_parquet(args.from_grid)
+    else:
+        kg = build_kg(args.shared / "kg")
+        runs = [int(x) for x in args.run_folds.split(",") if x]
+        grid = pd.concat([fold_grid(table, kg, args.cell_lines, args, f) for f in runs], ignore_index=True)
     off = grid.loc[~grid["on_target"].astype(bool)].copy()
     off["band"] = pd.cut(off["p_de"], BANDS, right=False)
     print(
@@ -135,6 +166,8 @@ def main() -> None:
     )
     ratio = per.groupby("cell_line").sum()
     print("\nΣ P(DE) / DE genes over the grids:", (ratio["expected"] / ratio["observed"]).round(3).to_dict())
+    print("\nthe same, by whether another line's training rows screened the perturbation:")
+    print(by_screened_elsewhere(off, table).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     calls = off.loc[off["call"] == "DE"]
     print(
         f"\nDE calls: {len(calls)}, right {calls['label'].mean():.3f}" if len(calls) else "\nDE calls: none"

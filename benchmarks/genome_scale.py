@@ -19,7 +19,9 @@ Per line: fit ``gene_frequency`` and ``core_voting`` (DE and direction) on the t
    asked in PerturbQA, so its label is unknown and its call is left out).
 
 ``--together`` fits the lines in one model (the default of a fit of several lines: each line's answer blends
-the other lines'); without it, one model per line.
+the other lines'); without it, one model per line. ``--asking-rates`` only prints how often the whole-list
+test perturbations ask genes that respond often (training DE rate above 0.3) as not-DE genes against the rest:
+the inverse-probability figures (``genome_de_ratio``) assume they are asked alike.
 
 Every default was chosen on training data; the test split is scored once here.
 """
@@ -120,6 +122,33 @@ def grid_figures(grid: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
+def asking_rates(frame: pd.DataFrame, *, frequent: float = 0.3) -> pd.DataFrame:
+    """Per line: how often the whole-list test perturbations ask each readout gene as a not-DE gene, for the
+    genes with a training DE rate above ``frequent`` and for the rest (the inverse-probability estimate over
+    the genome assumes they are asked alike), and the asked not-DE genes' mean training DE rate over the
+    readout genes'."""
+    rows = []
+    for line, f in frame.loc[frame["task"] == "de"].groupby("cell_line", observed=True):
+        train, test = f.loc[f["split"] == "train"], f.loc[f["split"] == "test"]
+        rate = train.groupby("gene", observed=True)["label"].mean()
+        n_de = test.groupby("perturbation", observed=True)["label"].sum()
+        whole = n_de.index[n_de.to_numpy() < 13]
+        negative = test.loc[test["perturbation"].isin(whole) & (test["label"] == 0), "gene"]
+        asks = negative.value_counts().reindex(rate.index).fillna(0)
+        often = (rate > frequent).to_numpy()
+        rows.append(
+            {
+                "cell_line": line,
+                f"asks per gene, DE rate > {frequent}": float(asks[often].mean()),
+                "asks per gene, the rest": float(asks[~often].mean()),
+                "asked not-DE genes' mean DE rate / readout genes'": float(
+                    rate.reindex(negative).mean() / rate.mean()
+                ),
+            }
+        )
+    return pd.DataFrame(rows).set_index("cell_line")
+
+
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--seed", type=int, default=0, help="seed of the fit and of the perturbation sample")
@@ -136,8 +165,17 @@ def main() -> None:
     ap.add_argument(
         "--together", action="store_true", help="one model of every line (blended), not one per line"
     )
+    ap.add_argument(
+        "--asking-rates",
+        action="store_true",
+        help="only print how often frequent responders are asked as not-DE genes (no fit)",
+    )
     args = ap.parse_args()
     start(args, args.dataset)
+    if args.asking_rates:
+        table = load_perturbqa(args.shared / "perturbqa", list(args.cell_lines), ["de"])
+        print(asking_rates(table.frame).to_string(float_format=lambda v: f"{v:.3f}"))
+        return
     kg = build_kg(args.shared / "kg")
     tables = []
     methods = ["gene_frequency", "core_voting"] + (["knn_retrieval"] if args.dataset == "lincs" else [])
