@@ -11,9 +11,10 @@ called at the model's confidence and scored (DE rows on the genome scale, each w
 stands for, as the calls are calibrated). Rules: the plain rank ``ceil((n + 1)(1 - alpha))`` (coverage at
 least the confidence on average over calibration draws) and the training-conditional rank with ``delta`` 0.5,
 0.2, 0.1, 0.05 (at least the confidence with probability ``1 - delta``). Printed per line, task and rule
-(means over the repeats): coverage, the worst prior decile's coverage, the number of deciles below the
-confidence minus 0.03, the share of uncertain calls, and the coverage among the positive (DE, up) rows. Halves calibrate on half the rows a fitted model has,
-so every rule's spread is larger here than in a fitted model.
+(means over the repeats; :func:`~coreperturb.evaluation._calls.call_metrics`, weighted): coverage, the
+worst prior decile's coverage, the share of uncertain calls, and the coverage among the positive (DE, up)
+rows; per rule, the share of halvings whose worst decile is below 0.87. Halves calibrate on half the rows a
+fitted model has, so every rule's spread is larger here than in a fitted model.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pandas as pd
 
 from _common import parser
 from coreperturb import load_model
+from coreperturb.evaluation._calls import call_metrics
 from coreperturb.predictors._conformal import CALL_LABELS, MondrianConformal
 
 RULES: dict[str, float | None] = {
@@ -37,23 +39,15 @@ RULES: dict[str, float | None] = {
 
 
 def figures(
-    y: np.ndarray, calls: np.ndarray, prior: np.ndarray, w: np.ndarray, task: str, level: float
+    y: np.ndarray, calls: np.ndarray, prior: np.ndarray, w: np.ndarray, task: str
 ) -> dict[str, float]:
-    """Weighted coverage, worst prior decile, deciles short of ``level - 0.03``, uncertain share."""
-    ok = (calls != "") & np.isfinite(prior)
-    y, calls, prior, w = y[ok], calls[ok], prior[ok], w[ok]
-    pos = CALL_LABELS[task][0]
-    covered = (calls == "uncertain") | ((calls == pos) == (y == 1))
-    edges = np.unique(np.quantile(prior, np.linspace(0, 1, 11)[1:-1]))
-    dec = np.searchsorted(edges, prior, side="right")
-    frame = pd.DataFrame({"c": covered * w, "w": w, "d": dec}).groupby("d").sum()
-    per = frame["c"] / frame["w"]
+    """:func:`call_metrics` of the called half, each row weighted by the genome pairs it stands for."""
+    m = call_metrics(y, calls, prior, CALL_LABELS[task][0], weights=w)
     return {
-        "coverage": float((covered * w).sum() / w.sum()),
-        "worst_decile": float(per.min()),
-        "deciles_short": float((per < level - 0.03).sum()),
-        "uncertain": float(((calls == "uncertain") * w).sum() / w.sum()),
-        "positive_coverage": float(covered[y == 1].mean()) if (y == 1).any() else float("nan"),
+        "coverage": m["coverage"],
+        "worst_decile": m["coverage_min_prior_decile"],
+        "uncertain": m["uncertain_rate"],
+        "positive_coverage": m["coverage_positive_rows"],
     }
 
 
@@ -82,12 +76,10 @@ def main() -> None:
                     scores[a], labels[a], prior[a], genes[a], weights=None if weights is None else w[a]
                 )
                 calls = conf.calls(scores[b], prior[b], genes[b], str(task), models.confidence, delta=delta)
-                got = figures(
-                    labels[b], np.asarray(calls).astype(str), prior[b], w[b], str(task), models.confidence
-                )
+                got = figures(labels[b], np.asarray(calls).astype(str), prior[b], w[b], str(task))
                 rows.append({"line": line, "task": task, "rule": rule, "repeat": rep, **got})
     out = pd.DataFrame(rows)
-    cols = ["coverage", "worst_decile", "deciles_short", "uncertain", "positive_coverage"]
+    cols = ["coverage", "worst_decile", "uncertain", "positive_coverage"]
     order = {name: i for i, name in enumerate(RULES)}
     for task, t in out.groupby("task"):
         print(f"\n{task}: means over {args.repeats} halvings (DE: over the genome)")

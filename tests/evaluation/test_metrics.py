@@ -111,3 +111,24 @@ def test_no_scored_row_gives_empty_scores_not_zeros() -> None:
     assert np.isnan(out["ece"]) and np.isnan(out["f1"]) and np.isnan(out["brier"])
     assert np.isnan(out["pred_pos_rate"]) and np.isnan(out["true_pos_rate"]) and np.isnan(out["mean_score"])
     assert out["n_genes_per_gene_auroc"] == 0.0
+
+
+def test_call_metrics_weights_count_a_row_as_that_many_rows() -> None:
+    from coreperturb.evaluation._calls import call_metrics
+
+    rng = np.random.default_rng(3)
+    n = 400
+    y = (rng.uniform(size=n) < 0.3).astype(int)
+    calls = rng.choice(np.array(["DE", "not DE", "uncertain", ""]), size=n)
+    prior = rng.uniform(size=n)
+    w = rng.integers(1, 4, size=n)
+    plain = call_metrics(y, calls, prior, "DE")
+    assert call_metrics(y, calls, prior, "DE", weights=np.ones(n)) == pytest.approx(plain)
+    weighted = call_metrics(y, calls, prior, "DE", weights=w.astype(float))
+    rep = np.repeat(
+        np.arange(n), w
+    )  # each row repeated its weight's times (its deciles differ: not compared)
+    edges = call_metrics(y[rep], calls[rep], prior[rep], "DE")
+    for key in ("coverage", "uncertain_rate", "coverage_positive_rows"):
+        assert weighted[key] == pytest.approx(edges[key])
+    assert weighted["n_called"] == plain["n_called"] and weighted["coverage"] != plain["coverage"]

@@ -31,29 +31,42 @@ for _name, _info in {
     CALL_METRICS.register(_name)(_info)
 
 
-def call_metrics(labels: np.ndarray, calls: np.ndarray, prior: np.ndarray, positive: str) -> dict[str, float]:
+def call_metrics(
+    labels: np.ndarray,
+    calls: np.ndarray,
+    prior: np.ndarray,
+    positive: str,
+    *,
+    weights: np.ndarray | None = None,
+) -> dict[str, float]:
     """Coverage and abstention of conformal calls (``positive``: the name of the positive call, e.g. ``DE``).
 
     A call holds the true label when it names it or is ``uncertain``; rows without a call (``""``) are left
-    out. Coverage per prior decile uses the deciles of ``prior`` over the called rows.
+    out. Coverage per prior decile uses the deciles of ``prior`` over the called rows. ``weights``: each row's
+    weight in every share (the genome pairs an asked row stands for); ``n_called`` still counts rows.
     """
     c = np.asarray(calls).astype(str)
     ok = c != ""
     y = np.asarray(labels, dtype=np.int64)[ok]
     c = c[ok]
     pr = np.asarray(prior, dtype=np.float64)[ok]
+    w = np.ones(len(c)) if weights is None else np.asarray(weights, dtype=np.float64)[ok]
     if not len(c):
         return {}
     unc = c == "uncertain"
     covered = unc | ((c == positive) == (y == 1))
-    out = {"coverage": float(covered.mean()), "uncertain_rate": float(unc.mean()), "n_called": float(len(c))}
-    out["coverage_positive_rows"] = float(covered[y == 1].mean()) if (y == 1).any() else float("nan")
+
+    def share(hit: np.ndarray, m: np.ndarray | slice = slice(None)) -> float:
+        return float(np.average(hit[m], weights=w[m]))
+
+    out = {"coverage": share(covered), "uncertain_rate": share(unc), "n_called": float(len(c))}
+    out["coverage_positive_rows"] = share(covered, y == 1) if (y == 1).any() else float("nan")
     fin = np.isfinite(pr)
     if fin.sum() >= 10:
         edges = np.unique(np.quantile(pr[fin], np.linspace(0, 1, 11)[1:-1]))
         b = np.searchsorted(edges, pr[fin], side="right")
-        per = pd.Series(covered[fin]).groupby(b).mean()
-        out["coverage_min_prior_decile"] = float(per.min())
+        per = pd.DataFrame({"c": covered[fin] * w[fin], "w": w[fin]}).groupby(b).sum()
+        out["coverage_min_prior_decile"] = float((per["c"] / per["w"]).min())
     return out
 
 

@@ -24,7 +24,7 @@ weights give the unweighted rank). The DE calls keep the plain rank: over the ge
 more in every prior decile either way, and the larger ``q`` turns empty sets (read as ``uncertain``) into ``not
 DE`` calls, covering fewer DE pairs. Both chosen on training perturbations (``python benchmarks/call_guarantee.py``, held-out halves of the four-line
 model's calibration rows: the direction calls' worst prior decile 0.867 → 0.896, short of 0.87 in 16% of the
-halvings instead of 48%, at 2 points more uncertain calls; the DE calls would cover DE pairs 0.41 instead of
+halvings instead of 48%, at 2 points more uncertain calls; the DE calls would cover DE pairs 0.43 instead of
 0.52). The calls:
 
 - ``{positive}`` → the positive call (``DE``, ``up``); ``{negative}`` → the negative one (``not DE``,
