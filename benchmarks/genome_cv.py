@@ -15,8 +15,10 @@ Prints, over the off-target grid pairs (a perturbation's own target is never ask
 DE rate in bands of P(DE), the precision of the ``DE`` calls per line, and the DE rate of the k pairs ranked
 first by P(DE) (the best precision any threshold could give), and per line and fold a map refitted on those
 P(DE): on every grid pair, and on the asked pairs only, weighted as a fit without a grid weights them (how far
-each estimate moves from fold to fold), and Σ P(DE) / DE genes split by whether another line's training rows
-screened the perturbation. ``--from-grid FILE`` prints them from a grid saved with ``--out``, without fitting.
+each estimate moves from fold to fold), Σ P(DE) / DE genes split by whether another line's training rows
+screened the perturbation, and the inverse-probability estimate of mean P(DE) / DE rate from the asked pairs
+(``metrics.csv``'s ``genome_de_ratio``) against the exact figure, with ``1 / s_p`` alone and with each gene's
+asking factor at several shrinkages (where ``ASKING_PRIOR_ASKS`` and ``ASKING_BINS`` were chosen). ``--from-grid FILE`` prints them from a grid saved with ``--out``, without fitting.
 The test split is never read.
 """
 
@@ -32,7 +34,9 @@ from sklearn.linear_model import LogisticRegression
 from _common import parser, start, write_frame
 from coreperturb import build_kg, fit, load_perturbqa
 from coreperturb._util import logit
+from coreperturb.data._design import PERTURBQA_CUT_FROM, SamplingDesign, asking_factors
 from coreperturb.data._schema import QueryTable
+from coreperturb.evaluation._genome import genome_weights
 from coreperturb.predictors._base import perturbation_folds
 from coreperturb.stages import FitConfig
 from genome_scale import genome_query
@@ -109,6 +113,48 @@ def refits(off: pd.DataFrame, table: QueryTable) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+PRIOR_ASKS = (0.0, 10.0, 30.0, 100.0, 300.0)
+"""Shrinkage of the asking factors compared (``ASKING_PRIOR_ASKS`` is chosen among them here)."""
+
+
+def ipw_against_exact(grid: pd.DataFrame, table: QueryTable) -> pd.DataFrame:
+    """Per line and fold: mean P(DE) / DE rate over every off-target grid pair (exact), against its
+    inverse-probability estimate from the pairs the table asked (``metrics.csv``'s ``genome_de_ratio``), each
+    asked not-DE pair standing for ``1 / s_p`` genome pairs, or for ``1 / (s_p r_g)`` with its gene's asking
+    factor (binned by the grid's gene priors, as ``evaluate`` bins them) shrunk by ``k`` asks; the same for the
+    priors. Last rows: the mean |log(estimate / exact)| over lines and folds of each column."""
+    f = table.frame
+    rows = []
+    for (line, fold), g in grid.dropna(subset=["p_de"]).groupby(["cell_line", "fold"], sort=True):
+        universe = int(g.groupby("perturbation").size().max())
+        g = g.loc[~g["on_target"].astype(bool)]  # a perturbation's own target is decided by rule, not asked
+        t = f.loc[(f["cell_line"].astype(str) == line) & (f["task"].astype(str) == "de")]
+        keys = pd.MultiIndex.from_arrays([t["perturbation"].astype(str), t["gene"].astype(str)])
+        asked = g.loc[pd.MultiIndex.from_arrays([g["perturbation"].astype(str), g["gene"]]).isin(keys)]
+        y, p = asked["label"].to_numpy(), asked["perturbation"].astype(str).to_numpy()
+        design = SamplingDesign("case_control", PERTURBQA_CUT_FROM, "stated")
+        w, whole = genome_weights(y, p, design, universe)
+        priors = g.groupby("gene", sort=False)["p_prior"].first()
+        row = {"cell_line": line, "fold": fold, "exact": g["p_de"].sum() / g["label"].sum()}
+        row["exact prior"] = g["p_prior"].sum() / g["label"].sum()
+        for k in (None, *PRIOR_ASKS):
+            ww = w
+            if k is not None:
+                factor = asking_factors(asked, priors, pd.Index(np.unique(p[whole])), prior_asks=k)
+                ww = np.where(y == 1, w, w / factor.reindex(asked["gene"]).to_numpy())
+            name = "1/s_p" if k is None else f"r_g k={k:g}"
+            row[name] = (ww * asked["p_de"]).sum() / (ww * y).sum()
+            row[f"{name} prior"] = (ww * asked["p_prior"]).sum() / (ww * y).sum()
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    est = [c for c in out.columns if c.startswith(("1/s_p", "r_g"))]
+    err = {
+        c: float(np.abs(np.log(out[c] / out["exact prior" if c.endswith("prior") else "exact"])).mean())
+        for c in est
+    }
+    return pd.concat([out, pd.DataFrame([{"cell_line": "mean |log(est/exact)|", **err}])], ignore_index=True)
+
+
 def by_screened_elsewhere(off: pd.DataFrame, table: QueryTable) -> pd.DataFrame:
     """Per line: Σ P(DE) / DE genes over the grids of the held-out perturbations another line's training
     rows screened, and of the others (a line's test perturbations may be screened elsewhere more often than
@@ -166,6 +212,11 @@ def main() -> None:
     )
     ratio = per.groupby("cell_line").sum()
     print("\nΣ P(DE) / DE genes over the grids:", (ratio["expected"] / ratio["observed"]).round(3).to_dict())
+    print(
+        "\nthe same, exact (every grid pair) against its inverse-probability estimate from the asked pairs "
+        "(each asked not-DE pair for 1 / s_p genome pairs, or 1 / (s_p r_g) with its gene's asking factor):"
+    )
+    print(ipw_against_exact(grid, table).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("\nthe same, by whether another line's training rows screened the perturbation:")
     print(by_screened_elsewhere(off, table).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     calls = off.loc[off["call"] == "DE"]

@@ -19,9 +19,10 @@ Per line: fit ``gene_frequency`` and ``core_voting`` (DE and direction) on the t
    asked in PerturbQA, so its label is unknown and its call is left out).
 
 ``--together`` fits the lines in one model (the default of a fit of several lines: each line's answer blends
-the other lines'); without it, one model per line. ``--asking-rates`` only prints how often the whole-list
-test perturbations ask genes that respond often (training DE rate above 0.3) as not-DE genes against the rest:
-the inverse-probability figures (``genome_de_ratio``) assume they are asked alike.
+the other lines'); without it, one model per line. ``--asking-rates`` only prints, per split, how often the
+whole-list perturbations ask a gene as a not-DE gene per chance, relative to the mean gene, by bin of its
+training DE listings (the asking factors that ``genome_de_ratio`` and the calls' genome weights divide by; a
+bin that ties swallow shows as ``·``).
 
 Every default was chosen on training data; the test split is scored once here.
 """
@@ -36,6 +37,7 @@ import pandas as pd
 
 from _common import parser, start, write_frame
 from coreperturb import build_kg, evaluate_predictions, fit, load_perturbqa, predict
+from coreperturb.data._design import ASKING_BINS, PERTURBQA_CUT_FROM, asking_factors
 from coreperturb.data._signatures import load_lincs
 from coreperturb.stages import FitConfig
 from coreperturb.stages._grids import grid_plan, predict_grid
@@ -122,31 +124,30 @@ def grid_figures(grid: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
-def asking_rates(frame: pd.DataFrame, *, frequent: float = 0.3) -> pd.DataFrame:
-    """Per line: how often the whole-list test perturbations ask each readout gene as a not-DE gene, for the
-    genes with a training DE rate above ``frequent`` and for the rest (the inverse-probability estimate over
-    the genome assumes they are asked alike), and the asked not-DE genes' mean training DE rate over the
-    readout genes'."""
+def asking_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per line and split: each bin's asking factor (:func:`coreperturb.data._design.asking_factors`: how often
+    a gene is asked as a not-DE gene per chance, relative to the mean gene, on the whole-list perturbations),
+    genes binned by their DE listings per training perturbation (:data:`ASKING_BINS`, upper quantiles). The
+    inverse-probability estimate over the genome with ``1 / s_p`` alone assumes every factor is 1."""
     rows = []
     for line, f in frame.loc[frame["task"] == "de"].groupby("cell_line", observed=True):
-        train, test = f.loc[f["split"] == "train"], f.loc[f["split"] == "test"]
-        rate = train.groupby("gene", observed=True)["label"].mean()
-        n_de = test.groupby("perturbation", observed=True)["label"].sum()
-        whole = n_de.index[n_de.to_numpy() < 13]
-        negative = test.loc[test["perturbation"].isin(whole) & (test["label"] == 0), "gene"]
-        asks = negative.value_counts().reindex(rate.index).fillna(0)
-        often = (rate > frequent).to_numpy()
-        rows.append(
-            {
-                "cell_line": line,
-                f"asks per gene, DE rate > {frequent}": float(asks[often].mean()),
-                "asks per gene, the rest": float(asks[~often].mean()),
-                "asked not-DE genes' mean DE rate / readout genes'": float(
-                    rate.reindex(negative).mean() / rate.mean()
-                ),
-            }
-        )
-    return pd.DataFrame(rows).set_index("cell_line")
+        train = f.loc[f["split"] == "train"]
+        rate = train.groupby("gene", observed=True)["label"].sum() / train["perturbation"].nunique()
+        rate.index = rate.index.astype(str)
+        bins = np.searchsorted(np.asarray(ASKING_BINS), rate.rank(pct=True).to_numpy(), side="left")
+        for split in ("train", "test"):
+            t = f.loc[f["split"] == split]
+            n_de = t.groupby("perturbation", observed=True)["label"].sum()
+            whole = pd.Index(n_de.index[n_de.to_numpy() < PERTURBQA_CUT_FROM].astype(str))
+            factor = asking_factors(t, rate, whole).reindex(rate.index).to_numpy()
+            by_bin = pd.Series(factor).groupby(bins).first()
+            rows.append(
+                {"cell_line": line, "split": split, "whole-list perturbations": len(whole)}
+                | {f"<= q{ASKING_BINS[b]:g}": v for b, v in by_bin.items()}
+            )
+    out = pd.DataFrame(rows).set_index(["cell_line", "split"])
+    bins = sorted((c for c in out.columns if c.startswith("<=")), key=lambda c: float(c[4:]))
+    return out[["whole-list perturbations", *bins]]
 
 
 def main() -> None:
@@ -168,13 +169,13 @@ def main() -> None:
     ap.add_argument(
         "--asking-rates",
         action="store_true",
-        help="only print how often frequent responders are asked as not-DE genes (no fit)",
+        help="only print how often genes are asked as not-DE genes, by bin of their DE rate (no fit)",
     )
     args = ap.parse_args()
     start(args, args.dataset)
     if args.asking_rates:
         table = load_perturbqa(args.shared / "perturbqa", list(args.cell_lines), ["de"])
-        print(asking_rates(table.frame).to_string(float_format=lambda v: f"{v:.3f}"))
+        print(asking_rates(table.frame).to_string(float_format=lambda v: f"{v:.2f}", na_rep="·"))
         return
     kg = build_kg(args.shared / "kg")
     tables = []

@@ -398,6 +398,7 @@ def test_genome_scale_round_trips_and_says_its_design(
     design = meta["sampling_design"]
     assert (design["kind"], design["lists_cut_from"], design["source"]) == ("case_control", 30, "stated")
     assert design["scale"] == {line: "genome"} and design["lines"][line]["perturbations"] > 0
+    assert 0 < design["lines"][line]["asking_factor_top"] < 5  # recorded, a relative asking rate
     loaded = load_model(tmp_path / "m")
     after = predict(loaded, test)
     assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())

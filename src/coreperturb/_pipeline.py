@@ -18,7 +18,7 @@ import pandas as pd
 
 from coreperturb._config import DEFAULT_METHODS, BenchmarkConfig
 from coreperturb._deprecation import keyword_options, renamed_options
-from coreperturb.data._io import load_perturbqa, present_cell_lines, read_query_table
+from coreperturb.data._io import load_perturbqa, present_cell_lines, read_query_table, table_tasks
 from coreperturb.data._schema import QueryTable, combine_tables
 from coreperturb.data._signatures import load_lincs
 from coreperturb.data._synthetic import write_synthetic
@@ -109,10 +109,7 @@ def data_tasks(config: BenchmarkConfig) -> tuple[str, ...]:
     plus dir where its files / rows exist."""
     data = config.data
     if data.queries is not None:
-        tasks = {
-            t for q in data.queries for t in read_query_table(q, cell_line=data.cell_line, for_fit=True).tasks
-        }
-        return tuple(sorted(tasks))
+        return tuple(sorted({t for q in data.queries for t in table_tasks(q)}))
     if data.data_dir is None or config.fit.dataset == "lincs":
         return ("de", "dir")  # the synthetic default and LINCS signatures (up / down) hold both
     lines = data.cell_lines or tuple(present_cell_lines(data.data_dir, ("de",)))

@@ -131,3 +131,21 @@ def test_a_pair_repeated_in_another_case_is_rejected(tmp_path: Path) -> None:
         DataValidationError, match=r"q\.csv, row 3: .*'G0128' repeats row 2 .*'g0128'.*letter case"
     ):
         validate_frame(df, "q.csv")
+
+
+def test_table_tasks_reads_the_task_column_alone(tmp_path: Path) -> None:
+    """What fit trains when no task is named: the task column's values, from the column alone (the whole
+    table is checked when it is read), ``de`` without the column; the same from Parquet."""
+    from coreperturb.data._io import table_tasks
+
+    assert table_tasks(_csv(tmp_path / "a.csv", GOOD)) == ("de",)
+    rows = [(*r, t) for r, t in zip(GOOD, ["DE ", "dir", "de", "dir"], strict=True)]
+    both = _csv(tmp_path / "b.csv", rows, header="pert,gene,label,split,task")
+    assert table_tasks(both) == ("de", "dir")
+    pq = tmp_path / "b.parquet"
+    pd.read_csv(both).to_parquet(pq)
+    assert table_tasks(pq) == ("de", "dir")
+    bad = _csv(tmp_path / "c.csv", [(*GOOD[0], "bogus")], header="pert,gene,label,split,task")
+    assert table_tasks(bad) == ()
+    with pytest.raises(DataValidationError, match="bogus"):
+        read_query_table(bad, for_fit=True)

@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coreperturb.data._design import SamplingDesign, perturbation_design, resolve_design, row_weights
+from coreperturb.data._design import (
+    SamplingDesign,
+    asking_factors,
+    perturbation_design,
+    resolve_design,
+    row_weights,
+)
 from coreperturb.evaluation._genome import genome_metrics
 from coreperturb.predictors._conformal import MondrianConformal
 from coreperturb.predictors._scale import ScaleMap
@@ -189,3 +195,77 @@ def test_de_calls_at_the_confidence_are_right_that_often_over_the_genome() -> No
     empty = ~pos & ~neg & (p_true[test] >= 0.9)
     dir_calls = conf.calls(p_true[test][empty], prior[empty], genes[empty], "dir", 0.9, delta=None)
     assert empty.any() and set(dir_calls) == {"uncertain"}
+
+
+def test_asking_factors_undo_a_table_that_asks_frequent_responders_less() -> None:
+    """A table asking its frequent responders as not-DE genes half as often as the rest: the weights that
+    carry each gene's asking factor estimate genome sums again; ``1 / s_p`` alone reads them low."""
+    rng = np.random.default_rng(7)
+    n_p, n_g = 300, 1000
+    rate = np.where(np.arange(n_g) >= 900, 0.25, 0.004)  # the last 100 genes respond often
+    p_true = np.tile(rate, n_p)
+    y = (rng.uniform(size=n_p * n_g) < p_true).astype(int)
+    perts = np.repeat(np.array([f"P{i}" for i in range(n_p)], dtype=object), n_g)
+    genes = np.tile(np.array([f"G{i}" for i in range(n_g)], dtype=object), n_p)
+    ask = np.tile(np.where(rate > 0.1, 0.5, 1.0), n_p) * 0.08
+    keep = (y == 1) | (rng.uniform(size=len(y)) < ask)
+    frame = pd.DataFrame({"perturbation": perts[keep], "gene": genes[keep], "label": y[keep]})
+    # binned by DE listings per perturbation (the asked rows' DE share depends on the asks themselves)
+    gene_rate = frame.groupby("gene")["label"].sum() / n_p
+    factor = asking_factors(frame, gene_rate, pd.Index(pd.unique(frame["perturbation"])))
+    assert factor.loc[[f"G{i}" for i in range(900, 1000)]].between(0.4, 0.65).all()
+    assert factor.loc[[f"G{i}" for i in range(0, 800)]].between(0.9, 1.2).all()
+    design = SamplingDesign("case_control")
+    args = (frame["label"].to_numpy(), p_true[keep], frame["perturbation"].to_numpy())
+    plain = genome_metrics(*args, design=design, universe=n_g, prior=p_true[keep])
+    every_gene = pd.Series(rate, index=[f"G{i}" for i in range(n_g)])  # the readout genes' priors
+    fixed = genome_metrics(
+        *args,
+        design=design,
+        universe=n_g,
+        prior=p_true[keep],
+        genes=frame["gene"].to_numpy(),
+        gene_priors=every_gene,
+    )
+    exact = p_true.sum() / y.sum()
+    assert abs(fixed["genome_de_ratio"] / exact - 1) < 0.06
+    assert plain["genome_de_ratio"] / exact < 0.85
+    # the training side: row weights with the factor are the evaluation's weights
+    per = perturbation_design(frame, n_g, design)
+    w = row_weights(
+        frame["perturbation"].to_numpy(),
+        frame["label"].to_numpy(),
+        per,
+        gene_factor=factor.reindex(frame["gene"]).to_numpy(),
+    )
+    assert abs((w * p_true[keep]).sum() / (w * frame["label"]).sum() / exact - 1) < 0.06
+
+
+def test_asking_factors_are_one_without_what_they_need() -> None:
+    frame = pd.DataFrame({"perturbation": ["A", "A", "B"], "gene": ["x", "y", "x"], "label": [1, 0, 0]})
+    rate = pd.Series({"x": 0.5, "y": np.nan})
+    assert (asking_factors(frame, rate, pd.Index([])) == 1.0).all()  # no whole-list perturbation
+    # one gene with a rate: a single bin, the mean gene itself
+    assert (asking_factors(frame, rate, pd.Index(["A", "B"])) == 1.0).all()
+
+
+def test_asking_factors_of_a_uniform_draw_stay_near_one() -> None:
+    """Not-DE genes drawn uniformly (as ``prepare`` draws them) from a small table: the raw per-bin rates
+    scatter with the few asks, the shrunk factors stay near 1."""
+    rng = np.random.default_rng(3)
+    n_p, n_g = 40, 800
+    rate = pd.Series(rng.beta(0.5, 20, size=n_g), index=[f"G{i}" for i in range(n_g)])
+    parts = []
+    for i in range(n_p):
+        de = rate.index[rng.uniform(size=n_g) < rate.to_numpy()]
+        rest = rate.index.difference(de)
+        asked = rng.choice(rest, size=20, replace=False)
+        parts.append(
+            pd.DataFrame({"perturbation": f"P{i}", "gene": [*de, *asked], "label": [1] * len(de) + [0] * 20})
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    whole = pd.Index(frame["perturbation"].unique())
+    raw = asking_factors(frame, rate, whole, prior_asks=0.0)
+    shrunk = asking_factors(frame, rate, whole)
+    assert (shrunk - 1).abs().max() < (raw - 1).abs().max()
+    assert shrunk.between(0.75, 1.25).all()

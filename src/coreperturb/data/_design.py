@@ -15,6 +15,16 @@ A screen's table rarely asks every perturbation about every gene. Three designs 
 :func:`perturbation_design` estimates per perturbation what the table's rows allow; the genome-scale
 correction (:mod:`coreperturb.stages._scale`) weights each asked not-DE pair by ``1 / s_p``
 (inverse-probability weighting), the case-control correction of King & Zeng (2001).
+
+**Not every not-DE gene is asked alike.** PerturbQA asks a gene that responds to many perturbations less
+often as a not-DE gene than a rarely responding one, even counting only the perturbations where it is not DE:
+in the whole-list training perturbations, the 2% of genes listed DE most often 0.91 times as often as the mean
+gene in K562, 0.80 in RPE1 (``python benchmarks/genome_scale.py --asking-rates``). Under
+``1 / s_p`` alone, the genome sums that inverse-probability weighting estimates then miss part of the
+frequent responders' not-DE pairs, where P(DE) is highest. :func:`asking_factors` measures each gene's
+relative asking rate ``r_g`` per bin of its DE rate (:data:`ASKING_BINS`) on the whole-list perturbations,
+and a not-DE pair stands for ``1 / (s_p r_g)`` genome pairs (:func:`row_weights`,
+:func:`coreperturb.evaluation._genome.genome_weights`).
 """
 
 from __future__ import annotations
@@ -45,6 +55,19 @@ CUT_FRACTION = 0.65
 """The start of the pile-up, as a share of the longest list: ``ceil(0.65 * 20) = 13`` for PerturbQA."""
 MIN_CUT_CAP = 10
 """Lists no longer than this are too short to tell a cap from a screen with few DE genes per perturbation."""
+ASKING_BINS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.0)
+"""Upper quantiles of the genes' DE rate that bin genes for :func:`asking_factors`: deciles, the top one split
+where the frequent responders gather most of Σ P(DE). On the training grids of :data:`ASKING_PRIOR_ASKS`
+(k = 10), mean |log ratio| of the P(DE) and prior estimates: these bins 0.118 and 0.037, plain deciles 0.150 and
+0.046, quintiles 0.159 and 0.057, 20 bins 0.138 and 0.035."""
+ASKING_PRIOR_ASKS = 10.0
+"""Each bin's factor is shrunk towards 1 as if this many more asks had come at the mean rate: ``(asks + k) /
+(expected + k)``, so a bin of few asks (a small table, or one drawn uniformly) stays near 1. Chosen with the
+bins on training perturbations (``python benchmarks/genome_cv.py --run-folds 0,1``: every readout gene of
+72–150 held-out whole-list perturbations per line and fold is labelled, so mean P(DE) / DE rate is known
+exactly there): the inverse-probability estimate from the asked pairs is off by a mean |log ratio| (P(DE) and
+the priors, 4 lines × 2 folds) of 0.142 with ``1 / s_p`` alone, 0.075 with the factors unshrunk, 0.078 with
+k = 10, 0.082 with 30, 0.094 with 100: the largest k within 0.005 of the best."""
 DESIGN_FILE = "design.json"
 """A data directory may state its design in this file (``{"kind": ..., "lists_cut_from": ...}``)."""
 
@@ -247,12 +270,62 @@ def perturbation_design(rows: pd.DataFrame, universe: int, design: SamplingDesig
     )
 
 
-def row_weights(perturbations: np.ndarray, labels: np.ndarray, per_perturbation: pd.DataFrame) -> np.ndarray:
-    """Genome weight of each row: 1 for a DE row, ``1 / s_p`` for a not-DE row, 0 for rows of perturbations
-    whose lists may be cut (their DE share over the genome is unknown) or that the table does not hold."""
+def asking_factors(
+    rows: pd.DataFrame, rate: pd.Series, whole: pd.Index, *, prior_asks: float = ASKING_PRIOR_ASKS
+) -> pd.Series:
+    """``r_g`` per gene: how often the table ``rows`` (perturbation, gene, label) ask it as a not-DE gene,
+    per chance, relative to the mean gene.
+
+    Counted on the perturbations ``whole`` (their DE lists are whole, so a gene they do not list is not DE:
+    each such perturbation is a chance) and pooled per bin of ``rate`` (:data:`ASKING_BINS`, quantiles over
+    every gene ``rate`` holds: pass every readout gene's, since a gene the rows never ask has chances too).
+    ``rate`` must not depend on these asks (DE listings per perturbation, or priors from other rows): the
+    asked rows' own DE share would bin the least-asked genes together. Each bin's factor is shrunk towards 1
+    by ``prior_asks`` asks (:data:`ASKING_PRIOR_ASKS`); 1 for a gene without a rate, or where no whole-list
+    perturbation asks a not-DE gene."""
+    rate = pd.Series(rate, dtype=np.float64)
+    genes = rate.index.astype(str).append(pd.Index(pd.unique(rows["gene"].astype(str)))).unique()
+    ones = pd.Series(1.0, index=genes)
+    held = rows.loc[rows["perturbation"].astype(str).isin(whole)]
+    n_whole = held["perturbation"].nunique()
+    r = rate.set_axis(rate.index.astype(str)).reindex(genes).to_numpy()
+    fin = np.isfinite(r)
+    if n_whole == 0 or not fin.any():
+        return ones
+    lab = held["label"].to_numpy() == 1
+    gene = genes.get_indexer(pd.Index(held["gene"].astype(str)))
+    asks = np.bincount(gene[~lab], minlength=len(genes)).astype(np.float64)
+    chances = n_whole - np.bincount(gene[lab], minlength=len(genes)).astype(np.float64)
+    q = pd.Series(r[fin]).rank(pct=True).to_numpy()
+    b = np.minimum(np.searchsorted(np.asarray(ASKING_BINS), q, side="left"), len(ASKING_BINS) - 1)
+    a_bin = np.bincount(b, weights=asks[fin], minlength=len(ASKING_BINS))
+    c_bin = np.bincount(b, weights=np.maximum(chances[fin], 0.0), minlength=len(ASKING_BINS))
+    if a_bin.sum() <= 0:
+        return ones
+    overall = a_bin.sum() / c_bin.sum()
+    expected = c_bin * overall
+    with np.errstate(invalid="ignore", divide="ignore"):  # an empty bin (0 / 0 unshrunk) keeps 1
+        factor = np.where(expected > 0, (a_bin + prior_asks) / (expected + prior_asks), 1.0)
+    out = np.ones(len(genes))
+    out[fin] = np.where(factor[b] > 0, factor[b], 1.0)
+    return pd.Series(out, index=genes)
+
+
+def row_weights(
+    perturbations: np.ndarray,
+    labels: np.ndarray,
+    per_perturbation: pd.DataFrame,
+    *,
+    gene_factor: np.ndarray | None = None,
+) -> np.ndarray:
+    """Genome weight of each row: 1 for a DE row, ``1 / (s_p r_g)`` for a not-DE row (``gene_factor``: each
+    row's ``r_g`` of :func:`asking_factors`; ``None``: 1), 0 for rows of perturbations whose lists may be cut
+    (their DE share over the genome is unknown) or that the table does not hold."""
     pi = per_perturbation.index.get_indexer(pd.Index(np.asarray(perturbations).astype(str)))
     ok = pi >= 0
     w_not = np.where(ok, per_perturbation["weight_not_de"].to_numpy()[np.maximum(pi, 0)], 0.0)
+    if gene_factor is not None:
+        w_not = w_not / np.asarray(gene_factor, dtype=np.float64)
     whole = ok & per_perturbation["whole"].to_numpy(dtype=bool)[np.maximum(pi, 0)]
     w = np.where(np.asarray(labels) == 1, 1.0, w_not)
     return np.where(whole & ok, w, 0.0)
@@ -274,6 +347,8 @@ def summarise(per_perturbation: pd.DataFrame, universe: int) -> dict[str, float]
 
 
 __all__ = [
+    "ASKING_BINS",
+    "ASKING_PRIOR_ASKS",
     "COMPLETE_SHARE",
     "CUT_FRACTION",
     "CUT_PILE_SHARE",
@@ -281,6 +356,7 @@ __all__ = [
     "DESIGN_FILE",
     "PERTURBQA_CUT_FROM",
     "SamplingDesign",
+    "asking_factors",
     "cut_note",
     "design_file_for",
     "estimate_cut",

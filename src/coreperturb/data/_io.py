@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from coreperturb._defaults import TASKS
 from coreperturb._deprecation import keyword_options
 from coreperturb._escape import csv_safe
 from coreperturb._files import atomic_write, atomic_write_text
@@ -34,8 +35,9 @@ def table_format(path: Path) -> str:
     return "parquet" if last in {".parquet", ".pq"} else "tsv" if last in {".tsv", ".tab", ".txt"} else "csv"
 
 
-def read_any(path: Path) -> pd.DataFrame:
-    """A table file as a frame: Parquet, or CSV / TSV (compressed or not; by suffix).
+def read_any(path: Path, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A table file as a frame: Parquet, or CSV / TSV (compressed or not; by suffix); ``columns``: only those
+    of them the file holds.
 
     A text cell that coreperturb wrote with a leading ``'`` to keep a spreadsheet from running it as a
     formula (:func:`coreperturb._escape.csv_safe`) is read back without it.
@@ -55,9 +57,21 @@ def read_any(path: Path) -> pd.DataFrame:
     try:
         kind = table_format(path)
         if kind == "parquet":
-            return pd.read_parquet(path)
+            if columns is None:
+                return pd.read_parquet(path)
+            import pyarrow.parquet as pq
+
+            names = set(pq.read_schema(path).names)
+            return pd.read_parquet(path, columns=[c for c in columns if c in names])
         sep = "\t" if kind == "tsv" else ","
-        frame = pd.read_csv(path, sep=sep, dtype={"label": "string"}, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            dtype={"label": "string"},
+            keep_default_na=False,
+            na_values=[""],
+            usecols=None if columns is None else (lambda c: c in set(columns)),
+        )
     except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
         raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
     for col in frame.columns:
@@ -179,6 +193,16 @@ def read_query_table(
         not for_fit,
         read_design_file(path.parent, design_file_for(path)),
     )
+
+
+def table_tasks(path: str | Path) -> tuple[str, ...]:
+    """The tasks a query table holds, from its ``task`` column alone (``de`` without one): what ``fit`` trains
+    when no task is named, without reading and checking the whole table twice (it is checked when read)."""
+    frame = read_any(Path(path), columns=("task",))
+    if "task" not in frame.columns:
+        return ("de",)
+    named = set(frame["task"].dropna().astype(str).str.strip().str.lower())
+    return tuple(sorted(named & set(TASKS)))  # any other value stops the whole table's read, with its row
 
 
 def write_query_table(table: QueryTable, path: str | Path) -> None:

@@ -4,7 +4,10 @@ A labelled table asks each perturbation about a sample of its genes (:mod:`corep
 asked row stands for ``w`` genome pairs: a DE row for 1 and an asked not-DE row for ``(U - n_de) / n_not_de``
 under a case-control design (``U`` readout genes), every row for ``U / n_asked`` under a uniform one, and 1
 where the table is complete. Sums weighted so estimate genome sums (inverse-probability weighting, Horvitz &
-Thompson 1952). Perturbations whose lists may have been cut are left out: their DE count is unknown.
+Thompson 1952). Perturbations whose lists may have been cut are left out: their DE count is unknown. Where
+every readout gene's prior is given, an asked not-DE row stands for ``1 / r_g`` times more: its gene's asking rate
+relative to the mean gene, measured on the table's own whole-list perturbations
+(:func:`coreperturb.data._design.asking_factors`; PerturbQA asks frequent responders less often).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from coreperturb.data._design import SamplingDesign
+from coreperturb.data._design import SamplingDesign, asking_factors
 from coreperturb.evaluation._calls import CALL_METRICS
 from coreperturb.evaluation._info import MetricInfo
 
@@ -60,10 +63,18 @@ for _name, _info in {
 
 
 def genome_weights(
-    labels: np.ndarray, perturbations: np.ndarray, design: SamplingDesign, universe: int
+    labels: np.ndarray,
+    perturbations: np.ndarray,
+    design: SamplingDesign,
+    universe: int,
+    *,
+    genes: np.ndarray | None = None,
+    gene_priors: pd.Series | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(weights, whole)`` per row: the genome pairs a row stands for, and whether its perturbation's list
-    is whole (rows of other perturbations get weight 0)."""
+    is whole (rows of other perturbations get weight 0). With each row's gene (``genes``) and every readout
+    gene's prior (``gene_priors``, indexed by gene), a case-control table's not-DE rows also carry their gene's
+    asking factor (module docstring)."""
     y = np.asarray(labels, dtype=np.int64)
     codes, perts = pd.factorize(pd.Series(np.asarray(perturbations).astype(str)))
     n = np.bincount(codes, minlength=len(perts)).astype(np.float64)
@@ -75,6 +86,11 @@ def genome_weights(
     if design.kind == "case_control":
         w_not = np.where(n_not > 0, np.maximum(universe - n_de, n_not) / np.maximum(n_not, 1), 0.0)
         w = np.where(y == 1, 1.0, w_not[codes])
+        if genes is not None and gene_priors is not None:
+            g = np.asarray(genes).astype(str)
+            rows = pd.DataFrame({"perturbation": perts[codes], "gene": g, "label": y})
+            factor = asking_factors(rows, gene_priors, pd.Index(perts[whole_p])).reindex(g).to_numpy()
+            w = np.where(y == 1, w, w / factor)
     elif design.kind == "uniform":
         w = (universe / np.maximum(n, 1))[codes]
     else:
@@ -93,9 +109,13 @@ def genome_metrics(
     calls: np.ndarray | None = None,
     positive: str = "DE",
     prior: np.ndarray | None = None,
+    genes: np.ndarray | None = None,
+    gene_priors: pd.Series | None = None,
 ) -> dict[str, float]:
     """Expected against observed DE genes per perturbation, and the calls' precision and coverage, over the
-    genome (``scores``, ``prior``: genome-scale P(DE) and gene priors; ``calls``: the conformal calls).
+    genome (``scores``, ``prior``: genome-scale P(DE) and gene priors; ``calls``: the conformal calls;
+    ``genes`` with ``gene_priors``, every readout gene's prior: not-DE rows weighted by their gene's asking
+    factor, :func:`genome_weights`).
 
     Returns:
         ``genome_n_whole_perturbations``; ``genome_observed_de`` / ``genome_expected_de`` (median over those
@@ -108,7 +128,7 @@ def genome_metrics(
     y = np.asarray(labels, dtype=np.int64)
     s = np.asarray(scores, dtype=np.float64)
     p = np.asarray(perturbations).astype(str)
-    w, whole = genome_weights(y, p, design, universe)
+    w, whole = genome_weights(y, p, design, universe, genes=genes, gene_priors=gene_priors)
     ok = whole & np.isfinite(s)
     out: dict[str, float] = {"genome_n_whole_perturbations": float(len(np.unique(p[whole])))}
     if not ok.any():

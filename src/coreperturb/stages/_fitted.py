@@ -15,7 +15,13 @@ import pandas as pd
 
 from coreperturb._config import FitConfig
 from coreperturb._util import nanmean
-from coreperturb.data._design import SamplingDesign, perturbation_design, row_weights, summarise
+from coreperturb.data._design import (
+    SamplingDesign,
+    asking_factors,
+    perturbation_design,
+    row_weights,
+    summarise,
+)
 from coreperturb.errors import CorePerturbError
 from coreperturb.graph._kg import KnowledgeGraph
 from coreperturb.predictors._base import Predictor
@@ -346,13 +352,43 @@ class FittedModels:
         return float(np.median(design["not_de_share"])) if len(design) else 1.0
 
     def design_summary(self, cell_line: str) -> dict[str, float]:
-        """The line's design in numbers (:func:`coreperturb.data._design.summarise`)."""
-        return summarise(self.perturbation_design(cell_line), len(self.readout_genes(cell_line, "de")))
+        """The line's design in numbers (:func:`coreperturb.data._design.summarise`), with
+        ``asking_factor_top``: how often the genes listed DE most often (the top bin of
+        :data:`~coreperturb.data._design.ASKING_BINS`) are asked as not-DE genes, relative to the mean gene."""
+        out = summarise(self.perturbation_design(cell_line), len(self.readout_genes(cell_line, "de")))
+        rows = self.training_rows(cell_line, "de")
+        listed = rows["label"].groupby(rows["gene"].astype(str), sort=False).sum()
+        top = str(listed.idxmax()) if len(listed) else None
+        factor = self.asking_factors(cell_line)
+        out["asking_factor_top"] = float(factor.get(top, np.nan)) if top is not None else float("nan")
+        return out
+
+    def asking_factors(self, cell_line: str) -> pd.Series:
+        """Per readout gene of the line's DE training rows: how often the table asks it as a not-DE gene
+        relative to the mean gene (:func:`asking_factors`, binned by its training DE rate; computed once)."""
+
+        def make() -> pd.Series:
+            rows = self.training_rows(cell_line, "de")
+            design = self.perturbation_design(cell_line)
+            # DE listings per perturbation: a rate that does not depend on how often the gene was asked as a
+            # not-DE gene (the asked rows' DE share does, and would bin the least-asked genes together)
+            gene = rows["gene"].astype(str)
+            rate = rows["label"].groupby(gene, sort=False).sum() / max(rows["perturbation"].nunique(), 1)
+            if not (self.design_of(cell_line) or SamplingDesign("uniform")).corrects:
+                return pd.Series(1.0, index=rate.index)
+            return asking_factors(rows, rate, design.index[design["whole"].to_numpy(dtype=bool)])
+
+        return self.cached(f"asking/{cell_line}", make)
 
     def calibration_weights(self, cell_line: str, rows: pd.DataFrame) -> np.ndarray:
-        """Genome weight of calibration (or any labelled DE) rows of the line (:func:`row_weights`)."""
+        """Genome weight of calibration (or any labelled DE) rows of the line (:func:`row_weights`, each
+        not-DE row's gene's asking factor included)."""
+        factor = self.asking_factors(cell_line).reindex(rows["gene"].astype(str)).fillna(1.0).to_numpy()
         return row_weights(
-            rows["perturbation"].to_numpy(), rows["label"].to_numpy(), self.perturbation_design(cell_line)
+            rows["perturbation"].to_numpy(),
+            rows["label"].to_numpy(),
+            self.perturbation_design(cell_line),
+            gene_factor=factor,
         )
 
     def _fit_scale(self, cell_line: str, key: str, method: str | None) -> ScaleMap | None:
