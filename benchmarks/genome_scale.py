@@ -14,7 +14,8 @@ Per line: fit ``gene_frequency`` and ``core_voting`` (DE and direction) on the t
    iff listed), so Σ P(DE) per perturbation against its listed DE genes, and the excess DE@10 of the
    default lists over the genome (mean of label - p_prior over the listed genes; gene_frequency's is 0 by
    construction) are exact, and so are the mean P(DE) over every off-target grid pair against their DE rate
-   (``grid_mean_ratio``; ``grid_prior_ratio`` the same of the gene priors) and the precision of the ``DE`` calls there (``grid_de_call_precision``,
+   (``grid_mean_ratio``, with a 95% bootstrap interval over the perturbations, ``grid_mean_ratio_lo`` /
+   ``_hi``; ``grid_prior_ratio`` the same of the gene priors) and the precision of the ``DE`` calls there (``grid_de_call_precision``,
    off-target pairs: no sampled not-DE pair stands for 50-90 others; a perturbation's own target is never
    asked in PerturbQA, so its label is unknown and its call is left out).
 
@@ -81,6 +82,20 @@ def genome_query(
     return grid
 
 
+def ratio_interval(
+    perturbations: pd.Series, p_de: pd.Series, labels: pd.Series, *, draws: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """A 95% bootstrap interval of Σ P(DE) / Σ DE over the grid, perturbations resampled: how much of a gap
+    between the ratio and 1 a draw of this many perturbations leaves to chance."""
+    per = pd.DataFrame({"p": perturbations.to_numpy(), "e": p_de.to_numpy(), "o": labels.to_numpy()})
+    sums = per.groupby("p", sort=True)[["e", "o"]].sum().to_numpy()
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(sums), size=(draws, len(sums)))
+    ratios = sums[pick, 0].sum(axis=1) / np.maximum(sums[pick, 1].sum(axis=1), 1)
+    lo, hi = np.quantile(ratios, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 def grid_figures(grid: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for method, g in grid.groupby("method", sort=False):
@@ -103,6 +118,14 @@ def grid_figures(grid: pd.DataFrame) -> pd.DataFrame:
                 # priors' (how far these test perturbations' DE rate lies from the training one)
                 "grid_mean_ratio": float(g.loc[off, "p_de"].sum() / max(g.loc[off, "label"].sum(), 1)),
                 "grid_prior_ratio": float(g.loc[off, "p_prior"].sum() / max(g.loc[off, "label"].sum(), 1)),
+                # how far another draw of as many perturbations could land (perturbations resampled)
+                **dict(
+                    zip(
+                        ("grid_mean_ratio_lo", "grid_mean_ratio_hi"),
+                        ratio_interval(g.loc[off, "perturbation"], g.loc[off, "p_de"], g.loc[off, "label"]),
+                        strict=True,
+                    )
+                ),
                 "grid_excess_de_at_10": float((unfloored["label"] - unfloored["p_prior"]).mean()),
                 "grid_excess_de_at_10_listed": float((floored["label"] - floored["p_prior"]).mean())
                 if len(floored)
