@@ -38,7 +38,7 @@ import pandas as pd
 
 from _common import parser, start, write_frame
 from coreperturb import build_kg, evaluate_predictions, fit, load_perturbqa, predict
-from coreperturb.data._design import ASKING_BINS, PERTURBQA_CUT_FROM, asking_factors
+from coreperturb.data._design import ASKING_BINS, PERTURBQA_CUT_FROM, asking_factors, listing_rate
 from coreperturb.data._signatures import load_lincs
 from coreperturb.stages import FitConfig
 from coreperturb.stages._grids import grid_plan, predict_grid
@@ -155,8 +155,7 @@ def asking_rates(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for line, f in frame.loc[frame["task"] == "de"].groupby("cell_line", observed=True):
         train = f.loc[f["split"] == "train"]
-        rate = train.groupby("gene", observed=True)["label"].sum() / train["perturbation"].nunique()
-        rate.index = rate.index.astype(str)
+        rate = listing_rate(train)
         bins = np.searchsorted(np.asarray(ASKING_BINS), rate.rank(pct=True).to_numpy(), side="left")
         for split in ("train", "test"):
             t = f.loc[f["split"] == split]

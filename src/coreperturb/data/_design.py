@@ -311,6 +311,14 @@ def asking_factors(
     return pd.Series(out, index=genes)
 
 
+def listing_rate(rows: pd.DataFrame) -> pd.Series:
+    """Per gene of a table's rows (perturbation, gene, label): the share of the table's perturbations that list
+    it DE. The rate :func:`asking_factors` bins a training table's genes by: unlike the asked rows' own DE
+    share, it does not depend on how often the gene was asked as a not-DE gene."""
+    gene = rows["gene"].astype(str)
+    return rows["label"].groupby(gene, sort=False).sum() / max(rows["perturbation"].nunique(), 1)
+
+
 def row_weights(
     perturbations: np.ndarray,
     labels: np.ndarray,
@@ -360,6 +368,7 @@ __all__ = [
     "cut_note",
     "design_file_for",
     "estimate_cut",
+    "listing_rate",
     "perturbation_design",
     "read_design_file",
     "resolve_design",

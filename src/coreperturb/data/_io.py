@@ -70,7 +70,7 @@ def read_any(path: Path, *, columns: Sequence[str] | None = None) -> pd.DataFram
             dtype={"label": "string"},
             keep_default_na=False,
             na_values=[""],
-            usecols=None if columns is None else (lambda c: c in set(columns)),
+            usecols=None if columns is None else set(columns).__contains__,
         )
     except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
         raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None

@@ -18,6 +18,7 @@ from coreperturb._util import nanmean
 from coreperturb.data._design import (
     SamplingDesign,
     asking_factors,
+    listing_rate,
     perturbation_design,
     row_weights,
     summarise,
@@ -356,11 +357,9 @@ class FittedModels:
         ``asking_factor_top``: how often the genes listed DE most often (the top bin of
         :data:`~coreperturb.data._design.ASKING_BINS`) are asked as not-DE genes, relative to the mean gene."""
         out = summarise(self.perturbation_design(cell_line), len(self.readout_genes(cell_line, "de")))
-        rows = self.training_rows(cell_line, "de")
-        listed = rows["label"].groupby(rows["gene"].astype(str), sort=False).sum()
-        top = str(listed.idxmax()) if len(listed) else None
-        factor = self.asking_factors(cell_line)
-        out["asking_factor_top"] = float(factor.get(top, np.nan)) if top is not None else float("nan")
+        rate = listing_rate(self.training_rows(cell_line, "de"))
+        top = self.asking_factors(cell_line).get(str(rate.idxmax()), np.nan) if len(rate) else np.nan
+        out["asking_factor_top"] = float(top)
         return out
 
     def asking_factors(self, cell_line: str) -> pd.Series:
@@ -370,10 +369,7 @@ class FittedModels:
         def make() -> pd.Series:
             rows = self.training_rows(cell_line, "de")
             design = self.perturbation_design(cell_line)
-            # DE listings per perturbation: a rate that does not depend on how often the gene was asked as a
-            # not-DE gene (the asked rows' DE share does, and would bin the least-asked genes together)
-            gene = rows["gene"].astype(str)
-            rate = rows["label"].groupby(gene, sort=False).sum() / max(rows["perturbation"].nunique(), 1)
+            rate = listing_rate(rows)
             if not (self.design_of(cell_line) or SamplingDesign("uniform")).corrects:
                 return pd.Series(1.0, index=rate.index)
             return asking_factors(rows, rate, design.index[design["whole"].to_numpy(dtype=bool)])

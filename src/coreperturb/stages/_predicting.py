@@ -24,7 +24,7 @@ from coreperturb.predictors._effect import effect_score, gene_prior
 from coreperturb.stages._blend import blended, query_scorer
 from coreperturb.stages._fitted import FittedModels
 from coreperturb.stages._on_target import OnTarget
-from coreperturb.stages._priors import gene_priors
+from coreperturb.stages._priors import line_priors
 from coreperturb.stages._ranking import DEFAULT_RANK_BY, RANK_BY
 from coreperturb.stages._unscreened import unscreened_unit
 
@@ -299,7 +299,7 @@ def evaluate_predictions(
                     calls=g["call"].to_numpy() if "call" in g.columns else None,
                     prior=g["p_prior"].to_numpy(dtype=np.float64) if "p_prior" in g.columns else None,
                     genes=g["gene"].to_numpy(),
-                    gene_priors=readout_prior(models, line),
+                    gene_priors=line_priors(models, line),
                 )
             )
         m = pd.concat([m, pd.DataFrame({"metric": list(extra), "value": list(extra.values())})])
@@ -308,12 +308,6 @@ def evaluate_predictions(
         m.insert(0, "cell_line", line)
         rows.append(m)
     return pd.concat(rows, ignore_index=True)
-
-
-def readout_prior(models: FittedModels, cell_line: str) -> pd.Series:
-    """Every readout gene's DE prior on the line's output scale, indexed by gene."""
-    genes = np.asarray(models.readout_genes(cell_line, "de"), dtype=object)
-    return pd.Series(gene_priors(models, cell_line, genes)[0], index=genes)
 
 
 def llm_stats(models: FittedModels) -> dict[str, RunStats]:

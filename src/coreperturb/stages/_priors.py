@@ -42,18 +42,23 @@ def gene_priors(models: FittedModels, cell_line: str, genes: np.ndarray) -> tupl
     return prior, np.where(np.isfinite(prior), up_rate, np.nan)
 
 
+def line_priors(models: FittedModels, cell_line: str) -> pd.Series:
+    """Every readout gene's DE prior of one line (:func:`gene_priors`), indexed by gene."""
+    genes = np.asarray(models.readout_genes(cell_line, "de"), dtype=object)
+    return pd.Series(gene_priors(models, cell_line, genes)[0], index=genes)
+
+
 def readout_priors(models: FittedModels) -> pd.DataFrame:
     """Every readout gene's prior (the gene-frequency score) per cell line: ``cell_line``, ``gene``,
     ``p_prior``; what gene frequency alone would list, highest first within a line."""
     parts = []
     for line in models.cell_lines:
-        genes = np.asarray(models.readout_genes(line, "de"), dtype=object)
-        prior, _ = gene_priors(models, line, genes)
-        parts.append(pd.DataFrame({"cell_line": line, "gene": genes, "p_prior": prior}))
+        prior = line_priors(models, line)
+        parts.append(pd.DataFrame({"cell_line": line, "gene": prior.index, "p_prior": prior.to_numpy()}))
     out = pd.concat(parts, ignore_index=True)
     return out.sort_values(["cell_line", "p_prior"], ascending=[True, False], kind="stable").reset_index(
         drop=True
     )
 
 
-__all__ = ["gene_priors", "readout_priors"]
+__all__ = ["gene_priors", "line_priors", "readout_priors"]
