@@ -86,14 +86,20 @@ def excess_at_10(pred: pd.DataFrame) -> float:
 
 def genome_figures(pred: pd.DataFrame, universe: int, design: SamplingDesign) -> dict[str, float]:
     """Over the genome, off-target pairs of the whole-list test perturbations, each asked not-DE pair weighted
-    by the genome pairs it stands for: :func:`genome_metrics`'s Σ P(DE) / DE genes (``genome_de_ratio``) and
-    calls' coverage; beside them the genome DE rate of pairs with P(DE) >= 0.2 and their mean P(DE), and the
+    by the genome pairs it stands for (``1 / (s_p r_g)``, as ``evaluate`` weights them): :func:`genome_metrics`'s
+    Σ P(DE) / DE genes (``genome_de_ratio``) and calls' coverage; beside them the genome DE rate of pairs with P(DE) >= 0.2 and their mean P(DE), and the
     calls' coverage among the DE pairs."""
     p = pred.loc[~pred["on_target"].astype(bool)]
     y, s = p["label"].to_numpy(dtype=np.int64), p["score"].to_numpy(dtype=np.float64)
     perts, c = p["perturbation"].to_numpy(), p["call"].to_numpy().astype(str)
-    m = genome_metrics(y, s, perts, design=design, universe=universe, calls=c)
-    w, _ = genome_weights(y, perts, design, universe)
+    # each asked not-DE pair also carries its gene's asking factor, its gene binned by the model's prior (of
+    # the genes the held-out line's test rows ask: a line with no screen has no readout genes of its own)
+    genes = p["gene"].to_numpy()
+    priors = p.groupby("gene", sort=False)["p_prior"].first()
+    m = genome_metrics(
+        y, s, perts, design=design, universe=universe, calls=c, genes=genes, gene_priors=priors
+    )
+    w, _ = genome_weights(y, perts, design, universe, genes=genes, gene_priors=priors)
     hi, de = np.isfinite(s) & (s >= 0.2) & (w > 0), (c != "") & (w > 0) & (y == 1)
     return {
         "genome_de_ratio": m.get("genome_de_ratio", float("nan")),

@@ -269,3 +269,20 @@ def test_asking_factors_of_a_uniform_draw_stay_near_one() -> None:
     shrunk = asking_factors(frame, rate, whole)
     assert (shrunk - 1).abs().max() < (raw - 1).abs().max()
     assert shrunk.between(0.75, 1.25).all()
+
+
+def test_genome_weights_per_design() -> None:
+    """Per row: 1 for a DE row; ``(U - n_de) / n_not_de`` for an asked not-DE row under a case-control design
+    (0 where the list may be cut); ``U / n_asked`` under a uniform one; 1 where the table is complete."""
+    from coreperturb.evaluation._genome import genome_weights
+
+    labels = np.array([1, 1, 0, 0, 0] + [1] * 3 + [0])
+    perts = np.array(["A"] * 5 + ["B"] * 4)
+    w, whole = genome_weights(labels, perts, SamplingDesign("case_control", 3), 100)
+    np.testing.assert_allclose(w, [1, 1, 98 / 3, 98 / 3, 98 / 3, 0, 0, 0, 0])
+    assert whole.tolist() == [True] * 5 + [False] * 4
+    w, whole = genome_weights(labels, perts, SamplingDesign("uniform"), 100)
+    np.testing.assert_allclose(w, [20] * 5 + [25] * 4)
+    assert whole.all()
+    w, _ = genome_weights(labels, perts, SamplingDesign("complete"), 100)
+    assert (w == 1).all()

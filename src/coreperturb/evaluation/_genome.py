@@ -3,7 +3,8 @@
 A labelled table asks each perturbation about a sample of its genes (:mod:`coreperturb.data._design`). Each
 asked row stands for ``w`` genome pairs: a DE row for 1 and an asked not-DE row for ``(U - n_de) / n_not_de``
 under a case-control design (``U`` readout genes), every row for ``U / n_asked`` under a uniform one, and 1
-where the table is complete. Sums weighted so estimate genome sums (inverse-probability weighting, Horvitz &
+where the table is complete (``s_p`` and whether a list is whole come from
+:func:`coreperturb.data._design.perturbation_design`, as the calls' weights do). Sums weighted so estimate genome sums (inverse-probability weighting, Horvitz &
 Thompson 1952). Perturbations whose lists may have been cut are left out: their DE count is unknown. Where
 every readout gene's prior is given, an asked not-DE row stands for ``1 / r_g`` times more: its gene's asking rate
 relative to the mean gene, measured on the table's own whole-list perturbations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from coreperturb.data._design import SamplingDesign, asking_factors
+from coreperturb.data._design import SamplingDesign, asking_factors, perturbation_design, row_weights
 from coreperturb.evaluation._calls import CALL_METRICS
 from coreperturb.evaluation._info import MetricInfo
 
@@ -76,27 +77,20 @@ def genome_weights(
     gene's prior (``gene_priors``, indexed by gene), a case-control table's not-DE rows also carry their gene's
     asking factor (module docstring)."""
     y = np.asarray(labels, dtype=np.int64)
-    codes, perts = pd.factorize(pd.Series(np.asarray(perturbations).astype(str)))
-    n = np.bincount(codes, minlength=len(perts)).astype(np.float64)
-    n_de = np.bincount(codes, weights=y, minlength=len(perts))
-    n_not = n - n_de
-    whole_p = np.ones(len(perts), dtype=bool)
-    if design.kind == "case_control" and design.lists_cut_from is not None:
-        whole_p = n_de < design.lists_cut_from
-    if design.kind == "case_control":
-        w_not = np.where(n_not > 0, np.maximum(universe - n_de, n_not) / np.maximum(n_not, 1), 0.0)
-        w = np.where(y == 1, 1.0, w_not[codes])
-        if genes is not None and gene_priors is not None:
-            g = np.asarray(genes).astype(str)
-            rows = pd.DataFrame({"perturbation": perts[codes], "gene": g, "label": y})
-            factor = asking_factors(rows, gene_priors, pd.Index(perts[whole_p])).reindex(g).to_numpy()
-            w = np.where(y == 1, w, w / factor)
-    elif design.kind == "uniform":
-        w = (universe / np.maximum(n, 1))[codes]
-    else:
-        w = np.ones(len(y))
-    whole = whole_p[codes]
-    return np.where(whole, w, 0.0), whole
+    p = np.asarray(perturbations).astype(str)
+    rows = pd.DataFrame({"perturbation": p, "gene": "", "label": y})
+    per = perturbation_design(rows, universe, design)  # the one home of s_p and of whole lists
+    whole = per["whole"].to_numpy(dtype=bool)[per.index.get_indexer(pd.Index(p))]
+    if design.kind == "uniform":
+        n = (per["n_de"] + per["n_not_de"]).to_numpy(dtype=np.float64)
+        w = (universe / np.maximum(n, 1))[per.index.get_indexer(pd.Index(p))]
+        return np.where(whole, w, 0.0), whole
+    factor = None
+    if design.corrects and genes is not None and gene_priors is not None:
+        g = np.asarray(genes).astype(str)
+        held = pd.Index(per.index[per["whole"].to_numpy(dtype=bool)])
+        factor = asking_factors(rows.assign(gene=g), gene_priors, held).reindex(g).to_numpy()
+    return row_weights(p, y, per, gene_factor=factor), whole
 
 
 def genome_metrics(
