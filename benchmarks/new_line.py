@@ -87,8 +87,8 @@ def excess_at_10(pred: pd.DataFrame) -> float:
 def genome_figures(pred: pd.DataFrame, universe: int, design: SamplingDesign) -> dict[str, float]:
     """Over the genome, off-target pairs of the whole-list test perturbations, each asked not-DE pair weighted
     by the genome pairs it stands for (``1 / (s_p r_g)``, as ``evaluate`` weights them): :func:`genome_metrics`'s
-    Σ P(DE) / DE genes (``genome_de_ratio``) and calls' coverage; beside them the genome DE rate of pairs with P(DE) >= 0.2 and their mean P(DE), and the
-    calls' coverage among the DE pairs."""
+    Σ P(DE) / DE genes (``genome_de_ratio``) and calls' coverage; beside them the genome DE rate of pairs with
+    P(DE) >= 0.2 and their mean P(DE), and the calls' coverage among the DE pairs."""
     p = pred.loc[~pred["on_target"].astype(bool)]
     y, s = p["label"].to_numpy(dtype=np.int64), p["score"].to_numpy(dtype=np.float64)
     perts, c = p["perturbation"].to_numpy(), p["call"].to_numpy().astype(str)

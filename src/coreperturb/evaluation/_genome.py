@@ -4,8 +4,8 @@ A labelled table asks each perturbation about a sample of its genes (:mod:`corep
 asked row stands for ``w`` genome pairs: a DE row for 1 and an asked not-DE row for ``(U - n_de) / n_not_de``
 under a case-control design (``U`` readout genes), every row for ``U / n_asked`` under a uniform one, and 1
 where the table is complete (``s_p`` and whether a list is whole come from
-:func:`coreperturb.data._design.perturbation_design`, as the calls' weights do). Sums weighted so estimate genome sums (inverse-probability weighting, Horvitz &
-Thompson 1952). Perturbations whose lists may have been cut are left out: their DE count is unknown. Where
+:func:`coreperturb.data._design.perturbation_design`, as the calls' weights do). Sums weighted so estimate
+genome sums (inverse-probability weighting, Horvitz & Thompson 1952). Perturbations whose lists may have been cut are left out: their DE count is unknown. Where
 every readout gene's prior is given, an asked not-DE row stands for ``1 / r_g`` times more: its gene's asking rate
 relative to the mean gene, measured on the table's own whole-list perturbations
 (:func:`coreperturb.data._design.asking_factors`; PerturbQA asks frequent responders less often).
@@ -78,18 +78,18 @@ def genome_weights(
     asking factor (module docstring)."""
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(perturbations).astype(str)
-    rows = pd.DataFrame({"perturbation": p, "gene": "", "label": y})
+    g = np.asarray(genes).astype(str) if genes is not None else np.full(len(p), "")
+    rows = pd.DataFrame({"perturbation": p, "gene": g, "label": y})
     per = perturbation_design(rows, universe, design)  # the one home of s_p and of whole lists
-    whole = per["whole"].to_numpy(dtype=bool)[per.index.get_indexer(pd.Index(p))]
+    at = per.index.get_indexer(pd.Index(p))
+    whole = per["whole"].to_numpy(dtype=bool)[at]
     if design.kind == "uniform":
         n = (per["n_de"] + per["n_not_de"]).to_numpy(dtype=np.float64)
-        w = (universe / np.maximum(n, 1))[per.index.get_indexer(pd.Index(p))]
-        return np.where(whole, w, 0.0), whole
+        return np.where(whole, (universe / np.maximum(n, 1))[at], 0.0), whole
     factor = None
     if design.corrects and genes is not None and gene_priors is not None:
-        g = np.asarray(genes).astype(str)
-        held = pd.Index(per.index[per["whole"].to_numpy(dtype=bool)])
-        factor = asking_factors(rows.assign(gene=g), gene_priors, held).reindex(g).to_numpy()
+        held = per.index[per["whole"].to_numpy(dtype=bool)]
+        factor = asking_factors(rows, gene_priors, held).reindex(g).to_numpy()
     return row_weights(p, y, per, gene_factor=factor), whole
 
 
