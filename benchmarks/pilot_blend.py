@@ -1,7 +1,8 @@
 """Would a line's own model do better mixed with the answer for a line with no screen? (training pairs only)
 
     python benchmarks/pilot_blend.py [--shared ../shared/data] [--held-out hepg2[,k562,...]]
-                                     [--pilots 25,50,100,200,400,0.75] [--draws 3] [--out FILE.csv]
+                                     [--pilots 25,50,100,200,400,0.75] [--draws 3] [--task de|dir]
+                                     [--out FILE.csv]
 
 For each line named by ``--held-out``, the other PerturbQA lines are fitted on their TRAINING rows (their test
 split is never read; nor is the held-out line's). For each pilot size N (a number below 1: that share of the
@@ -13,12 +14,17 @@ scale (``score``) and on the table's (``score_sample``, where the library blends
 every w, writes them (with N) to ``--out``, and chooses the weight K of ``w = N / (N + K)``
 (``FitConfig.other_lines_weight``): the smallest K within 0.001 of the largest mean gain over the line's own
 answer, over every line, size and draw (``--choose FILE`` repeats the choice from a written CSV). Beside the
-library's pool of the probabilities (``linear``) it prints what pooling the log-odds would give (``logit``,
-``expit(w logit(own) + (1 - w) logit(no_screen))``) and, per pool, the mean excess DE@10 of the blends.
+pool of the probabilities (``linear``) it prints the pool of the log-odds (``logit``, ``expit(w logit(own) + (1 - w)
+logit(no_screen))``), each with another line's measurement of a pair read as its label or as the rate the lines'
+shared pairs give it (``FitConfig.measured_pairs``), and per pool the mean excess DE@10 of the blends; the
+library's pool is the one with the largest excess within 0.001 of the best gain, measurements read as rates.
+``--task dir`` pilots the direction task (AUROC only).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import warnings
 from pathlib import Path
 
@@ -28,10 +34,11 @@ from scipy.special import expit
 
 from _common import parser, start, write_frame
 from coreperturb import build_kg, fit, load_perturbqa, predict
+from coreperturb._defaults import OTHER_LINES_WEIGHT
 from coreperturb._util import logit
 from coreperturb.data._schema import QueryTable
 from coreperturb.evaluation._metrics import excess_de_at, grouped_auroc
-from coreperturb.stages import FitConfig
+from coreperturb.stages import FitConfig, FittedModels
 
 WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 POOLS = {
@@ -40,6 +47,14 @@ POOLS = {
 }
 """How the own and the other lines' answers are pooled: their probabilities (linear) or their log-odds
 (logarithmic opinion pool)."""
+READINGS = ("labels", "rates")
+"""How the other lines' answer reads a pair another line measured (``FitConfig.measured_pairs``)."""
+COMBOS = tuple(itertools.product(READINGS, POOLS))
+
+
+def read_as(models: FittedModels, reading: str) -> FittedModels:
+    """``models`` reading another line's measurement of a pair as ``reading``."""
+    return dataclasses.replace(models, config=dataclasses.replace(models.config, measured_pairs=reading))
 
 
 def main() -> None:
@@ -47,6 +62,7 @@ def main() -> None:
     ap.add_argument("--held-out", default="hepg2", help="the lines piloted, comma-separated")
     ap.add_argument("--pilots", default="25,50,100,200,400", help="pilot sizes N (below 1: a share)")
     ap.add_argument("--draws", type=int, default=3, help="random pilots per N")
+    ap.add_argument("--task", default="de", choices=("de", "dir"), help="the task piloted")
     ap.add_argument("--out", type=Path, default=None, help="CSV of every (line, N, draw, scale, w) AUROC")
     ap.add_argument("--choose", type=Path, default=None, help="only choose K from an earlier --out CSV")
     args = ap.parse_args()
@@ -56,7 +72,7 @@ def main() -> None:
     start(args)
     warnings.simplefilter("ignore")
     kg = build_kg(args.shared / "kg")
-    table = load_perturbqa(args.shared / "perturbqa", args.cell_lines, ["de"])
+    table = load_perturbqa(args.shared / "perturbqa", args.cell_lines, [args.task])
     frame = table.frame.astype({"cell_line": str, "perturbation": str, "gene": str})
     frame = frame.loc[frame["split"] == "train"]
     records = []
@@ -74,34 +90,37 @@ def main() -> None:
                 fitted = QueryTable(pd.concat([others, mine]), require_test=False, design=table.design)
                 piloted = fit(fitted, kg, FitConfig(seed=0, fit_lines=(line,)))
                 a = predict(piloted, val)
-                b = predict(none, val.assign(cell_line=f"{line}_unscreened"))
                 y, genes = val["label"].to_numpy(), val["gene"].to_numpy()
                 perts_v, prior = val["perturbation"].to_numpy(), a["p_prior_sample"].to_numpy()
-                for scale in ("score", "score_sample"):
+                unscreened = val.assign(cell_line=f"{line}_unscreened")
+                bs = {r: predict(read_as(none, r), unscreened) for r in READINGS}
+                for (reading, pool), scale in itertools.product(COMBOS, ("score", "score_sample")):
+                    b = bs[reading]
                     sa, sb = a[scale].to_numpy(), b[scale].to_numpy()
                     sb = np.where(np.isfinite(sb), sb, sa)
-                    for pool, mix in POOLS.items():
-                        res = {w: mix(sa, sb, w) for w in WEIGHTS}
-                        records += [
-                            {
-                                "line": line,
-                                "n": n,
-                                "draw": draw,
-                                "scale": scale,
-                                "pool": pool,
-                                "w": w,
-                                "auroc": grouped_auroc(y, v, genes)[0],
-                                "excess": excess_de_at(y, prior, v - prior, perts_v)
-                                if scale == "score_sample"
-                                else np.nan,
-                            }
-                            for w, v in res.items()
-                        ]
-                        print(
-                            f"{line} N={n} draw {draw} {scale} {pool}: "
-                            + "  ".join(f"w={r['w']}: {r['auroc']:.4f}" for r in records[-len(res) :]),
-                            flush=True,
-                        )
+                    mix = POOLS[pool]
+                    res = {w: mix(sa, sb, w) for w in WEIGHTS}
+                    records += [
+                        {
+                            "line": line,
+                            "n": n,
+                            "draw": draw,
+                            "scale": scale,
+                            "measured": reading,
+                            "pool": pool,
+                            "w": w,
+                            "auroc": grouped_auroc(y, v, genes)[0],
+                            "excess": excess_de_at(y, prior, v - prior, perts_v)
+                            if scale == "score_sample" and args.task == "de"
+                            else np.nan,
+                        }
+                        for w, v in res.items()
+                    ]
+                    print(
+                        f"{line} N={n} draw {draw} {scale} {reading}/{pool}: "
+                        + "  ".join(f"w={r['w']}: {r['auroc']:.4f}" for r in records[-len(res) :]),
+                        flush=True,
+                    )
                 if args.out is not None:
                     write_frame(pd.DataFrame(records), args.out)
     choose_weight(pd.DataFrame(records))
@@ -115,15 +134,20 @@ CANDIDATES = (0.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0)
 def choose_weight(records: pd.DataFrame) -> None:
     """The other lines' weight K of ``w = N / (N + K)``: per candidate, the AUROC of every (line, N, draw) at
     that w (linear between the grid's weights, table scale), its mean gain over the line's own answer alone
-    (K = 0) and the worst gain, and the mean excess DE@10; per pool, the smallest K within :data:`TIE` of its
-    largest mean gain (the least change to full screens): the linear pool's is the library's default."""
+    (K = 0) and the worst gain, and the mean excess DE@10; per reading and pool, the smallest K within
+    :data:`TIE` of its largest mean gain (the least change to full screens). The library's reading and pool:
+    among those choices, the largest mean excess DE@10 whose mean gain is within :data:`TIE` of the best."""
     rows = records.loc[records["scale"] == "score_sample"]
     if "pool" not in rows.columns:  # a CSV of an earlier release: linear pools only
         rows = rows.assign(pool="linear", excess=np.nan)
+    if "measured" not in rows.columns:  # ... and measurements read as labels
+        rows = rows.assign(measured="labels")
     out = []
-    for pool, k in [(p, k) for p in sorted(rows["pool"].unique()) for k in CANDIDATES]:
+    combos = sorted(set(zip(rows["measured"], rows["pool"], strict=True)))
+    for (reading, pool), k in itertools.product(combos, CANDIDATES):
         gains, excess = [], []
-        for (_, n, _), cell in rows.loc[rows["pool"] == pool].groupby(["line", "n", "draw"]):
+        cells = rows.loc[(rows["pool"] == pool) & (rows["measured"] == reading)]
+        for (_, n, _), cell in cells.groupby(["line", "n", "draw"]):
             cell = cell.sort_values("w")
             w = n / (n + k) if k > 0 else 1.0
             at = float(np.interp(w, cell["w"], cell["auroc"]))
@@ -131,6 +155,7 @@ def choose_weight(records: pd.DataFrame) -> None:
             excess.append(float(np.interp(w, cell["w"], cell["excess"])))
         out.append(
             {
+                "measured": reading,
                 "pool": pool,
                 "K": k,
                 "mean_gain": np.mean(gains),
@@ -141,16 +166,30 @@ def choose_weight(records: pd.DataFrame) -> None:
         )
     table = pd.DataFrame(out)
     print(table.to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
-    for pool, t in table.groupby("pool"):
+    chosen = []
+    for (reading, pool), t in table.groupby(["measured", "pool"]):
         best = t["mean_gain"].max()
         near = t.loc[t["mean_gain"] >= best - TIE]
+        pick = near.loc[near["K"] == near["K"].min()].iloc[0]
+        chosen.append(pick)
         print(
-            f"{pool} pool: largest mean gain {best:+.4f}; the smallest K within {TIE} of it (the least change to "
-            f"full screens): K = {near['K'].min():g}"
+            f"{reading}/{pool}: largest mean gain {best:+.4f}; the smallest K within {TIE} of it (the least change "
+            f"to full screens): K = {pick['K']:g}, excess DE@10 {pick['mean_excess_de_at_10']:.4f}"
         )
+    picks = pd.DataFrame(chosen)
+    # a measurement is read as the rate the lines' shared pairs give it (labels: the special case q1 = 1, q0 = 0,
+    # which reads a pair another line measured as a certainty here); the pool: the largest excess DE@10 among
+    # the pools within TIE of the best mean gain at the library's K
+    rates = table.loc[(table["measured"] == "rates") & (table["K"] == OTHER_LINES_WEIGHT)]
+    if rates.empty:
+        return
+    near = rates.loc[rates["mean_gain"] >= rates["mean_gain"].max() - TIE]
+    best = near.sort_values("mean_excess_de_at_10", ascending=False).iloc[0]
     print(
-        "the library pools the probabilities (linear: FitConfig.other_lines_weight is its K); the logit rows "
-        "say what pooling the log-odds would give (a measured pair enters it as a certainty, 1 - 1e-6)"
+        f"at K = {OTHER_LINES_WEIGHT:g}, measurements read as rates, the pool with the largest excess DE@10 within "
+        f"{TIE} of the best mean gain: other_lines_pool={'log_odds' if best['pool'] == 'logit' else 'probabilities'}"
+        f" (gain {best['mean_gain']:+.4f}, excess {best['mean_excess_de_at_10']:.4f}); the best K per reading and "
+        f"pool above: {', '.join(f'{r.measured}/{r.pool} {r.K:g}' for r in picks.itertuples())}"
     )
 
 

@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from coreperturb import _defaults as d
-from coreperturb._defaults import DEFAULT_METHODS, EXECUTOR, OTHER_LINES_WEIGHT, RAY_WORKERS, TASKS
+from coreperturb._defaults import (
+    DEFAULT_METHODS,
+    EXECUTOR,
+    MEASURED_PAIRS,
+    OTHER_LINES_POOL,
+    OTHER_LINES_WEIGHT,
+    RAY_WORKERS,
+    TASKS,
+)
 from coreperturb._util import split_names
 from coreperturb.data._design import DESIGNS
 from coreperturb.data._genes import DEFAULT_MODALITY, modality, parse_sexes
@@ -41,6 +49,10 @@ if TYPE_CHECKING:
 
 DATASETS: tuple[str, ...] = ("perturbqa", "lincs")
 EXECUTORS: tuple[str, ...] = ("local", "ray")
+POOLS: tuple[str, ...] = ("probabilities", "log_odds")
+"""How a line's own answer and the other lines' are pooled (:attr:`FitConfig.other_lines_pool`)."""
+MEASURED_READINGS: tuple[str, ...] = ("labels", "rates")
+"""How another line's measurement of a pair is read (:attr:`FitConfig.measured_pairs`)."""
 
 DEPRECATED_KEYS: dict[str, str] = {"task": "tasks", "model": "llm_model", "cache": "response_cache"}
 """Old option / file-key spellings, read for one release with a warning."""
@@ -256,8 +268,14 @@ class FitConfig:
             as evidence (chosen on training data); ``False``: its own screen only (the PerturbQA protocol).
         fit_lines: Fit models for these lines only (default: every line with training rows); the other lines'
             rows are their evidence and nothing else (e.g. public screens beside your own).
-        other_lines_weight: K: with ``cross_line``, a line's CORE answer is ``w * own + (1 - w) * the other lines'``,
-            ``w = N / (N + K)`` (N: its own training perturbations); 0: its own alone (docs: several screens).
+        other_lines_weight: K: with ``cross_line``, a line's CORE answer pools its own (weight ``w = N / (N + K)``,
+            N: its own training perturbations) with the other lines' (``1 - w``); 0: its own alone (docs: several
+            screens).
+        other_lines_pool: How the two answers are pooled: ``probabilities`` (``w * own + (1 - w) * others``) or
+            ``log_odds`` (``expit(w * logit(own) + (1 - w) * logit(others))``, a logarithmic opinion pool).
+        measured_pairs: How another line's measurement of a pair is read: ``labels`` (1 DE / 0 not DE, as
+            measured) or ``rates`` (the chance that a pair measured so in one line is DE in another, from the
+            pairs two lines both asked: :func:`coreperturb.stages._unscreened.transfer_rates`).
     """
 
     methods: tuple[str, ...] = ("core_voting",)
@@ -272,6 +290,8 @@ class FitConfig:
     cross_line: bool = True
     fit_lines: tuple[str, ...] = ()
     other_lines_weight: float = OTHER_LINES_WEIGHT
+    other_lines_pool: str = OTHER_LINES_POOL
+    measured_pairs: str = MEASURED_PAIRS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", split_names(self.methods) or ())
@@ -290,6 +310,11 @@ class FitConfig:
             raise ConfigError(f"design must be one of {', '.join(DESIGNS)} and lists_cut_from >= 1")
         if not self.other_lines_weight >= 0:  # NaN too
             raise ConfigError(f"other_lines_weight must be >= 0, got {self.other_lines_weight}")
+        if self.other_lines_pool not in POOLS or self.measured_pairs not in MEASURED_READINGS:
+            raise ConfigError(
+                f"other_lines_pool must be one of {', '.join(POOLS)} and measured_pairs one of "
+                f"{', '.join(MEASURED_READINGS)}; got {self.other_lines_pool!r}, {self.measured_pairs!r}"
+            )
 
     def llm_settings(self) -> LLMSettings:
         """How LLM methods reach their model (:meth:`LLMConfig.settings`)."""

@@ -58,10 +58,18 @@ TASKS: tuple[str, ...] = ("de", "dir")
 DEFAULT_METHODS: tuple[str, ...] = ("gene_frequency", "knn_retrieval", "core_voting")
 """The methods ``fit`` and ``benchmark`` run when none are named."""
 OTHER_LINES_WEIGHT = 200.0
-"""With several lines, a line's CORE answer is ``w * own + (1 - w) * the other lines' answer`` with ``w = N / (N +
-OTHER_LINES_WEIGHT)`` (N: the line's own training perturbations; ``FitConfig.other_lines_weight``, 0 = its own
+"""With several lines, a line's CORE answer pools its own (weight ``w``) and the other lines' (``1 - w``), ``w = N /
+(N + OTHER_LINES_WEIGHT)`` (N: the line's own training perturbations; ``FitConfig.other_lines_weight``, 0 = its own
 answer alone): the other lines' answer counts as this many perturbations of the line's own screen. Chosen on
 training pairs (``python benchmarks/pilot_blend.py``; docs: several screens)."""
+OTHER_LINES_POOL = "log_odds"
+"""How a line's own answer and the other lines' are pooled: ``log_odds`` (``expit(w * logit(own) + (1 - w) *
+logit(others))``, a logarithmic opinion pool) or ``probabilities`` (``FitConfig.other_lines_pool``). Chosen on
+training pairs (``python benchmarks/pilot_blend.py``): per-gene AUROC tied, more specific genes first."""
+MEASURED_PAIRS = "rates"
+"""How another line's measurement of a pair is read: ``rates`` (the chance that a pair measured so in one line is
+DE in another, from the pairs two lines both asked) or ``labels`` (as measured: a certainty;
+``FitConfig.measured_pairs``)."""
 NEGATIVES_PER_PERTURBATION = 200
 """Signature tables (LINCS): non-significant genes sampled per perturbation as negatives."""
 SIGNATURE_TEST_FRACTION = 0.3

@@ -385,10 +385,11 @@ def _blended(ex: Explanation, models: FittedModels) -> Explanation:
     if not np.isfinite(others[0]):
         return ex
     p = float(b.mix(np.array([ex.p]), others)[0])
+    pooled = "" if b.pool == "probabilities" else "the log-odds of "
     words = (
-        f"every screen counts: on the table's scale, this line's own answer {ex.p:.3f} x {b.own_weight:.2f} "
-        f"({b.own_perturbations} own perturbations) + the other lines' answer {others[0]:.3f} x "
-        f"{1 - b.own_weight:.2f} ({'; '.join(_source_words(ex, b.sources, per_source))})"
+        f"every screen counts: on the table's scale, {pooled}this line's own answer {ex.p:.3f} x "
+        f"{b.own_weight:.2f} ({b.own_perturbations} own perturbations) + {pooled}the other lines' answer "
+        f"{others[0]:.3f} x {1 - b.own_weight:.2f} ({'; '.join(_source_words(ex, b.sources, per_source))})"
     )
     effect = float(effect_score(np.array([p]), np.array([ex.p_prior]), np.array([ex.n_pos + ex.n_neg]))[0])
     return dataclasses.replace(ex, p=p, effect=effect, blend=words)
@@ -401,10 +402,11 @@ def _source_words(
     does not read out the gene."""
     labels = CALL_LABELS[ex.task]
     words = []
-    for source, (answer, seen) in zip(sources, answers, strict=True):
-        if bool(seen[0]):
-            said = labels[0] if answer[0] >= 0.5 else labels[1]
-            words.append(f"{ex.perturbation} in {source}: {ex.gene} {said} (measured)")
+    for source, (answer, label) in zip(sources, answers, strict=True):
+        if np.isfinite(label[0]):
+            said = labels[0] if label[0] >= 0.5 else labels[1]
+            read = "" if answer[0] == label[0] else f", read as {answer[0]:.3f} here"
+            words.append(f"{ex.perturbation} in {source}: {ex.gene} {said} (measured{read})")
         elif np.isfinite(answer[0]):
             words.append(f"{source}: not measured there, its model {answer[0]:.3f}")
         else:

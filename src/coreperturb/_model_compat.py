@@ -48,6 +48,9 @@ def fit_config_of(raw: dict[str, Any]) -> FitConfig:
     cfg["methods"] = tuple(cfg.get("methods", ()))
     # models of earlier releases answered each line from its own model alone (their calibration rows say so)
     cfg.setdefault("other_lines_weight", 0.0)
+    # and, where they blended, pooled probabilities and read another line's measurement as its label
+    cfg.setdefault("other_lines_pool", "probabilities")
+    cfg.setdefault("measured_pairs", "labels")
     return FitConfig(**cfg, llm_config=LLMConfig(**llm))
 
 

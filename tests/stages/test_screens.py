@@ -18,6 +18,7 @@ from coreperturb.errors import CorePerturbError
 from coreperturb.graph import KnowledgeGraph, build_kg
 from coreperturb.stages import FitConfig, predict
 from coreperturb.stages._grids import grid_plan, predict_grid
+from coreperturb.stages._unscreened import transfer_rates
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,8 @@ def test_each_line_blends_its_own_answer_with_the_other_lines(
     from coreperturb.stages._unscreened import measured
 
     table, kg = two_lines
-    blend = fit(table, kg, FitConfig(seed=0))
+    # the probabilities' pool, measurements read as labels (the default pool and reading: test_pools.py)
+    blend = fit(table, kg, FitConfig(seed=0, other_lines_pool="probabilities", measured_pairs="labels"))
     alone = fit(table, kg, FitConfig(seed=0, other_lines_weight=0))
     assert blend_of(alone, "synth_a", "de", "core_voting") is None
     b = blend_of(blend, "synth_a", "de", "core_voting")
@@ -71,7 +73,7 @@ def test_each_line_blends_its_own_answer_with_the_other_lines(
     own = predict(alone, q)["score_sample"].to_numpy()
     # synth_b's answer: its measurement where its screen asked the pair, its own model elsewhere
     other = predict(alone, q.assign(cell_line="synth_b"))["score_sample"].to_numpy()
-    seen = measured(alone, "synth_b", "de", q["perturbation"].to_numpy(), q["gene"].to_numpy())
+    seen = measured(blend, "synth_b", "de", q["perturbation"].to_numpy(), q["gene"].to_numpy())
     assert np.isfinite(seen).any()
     other = np.where(np.isfinite(seen), seen, other)
     got = predict(blend, q)
@@ -142,6 +144,9 @@ def test_model_files_record_the_screens_they_learned_from(model_dir: Path) -> No
         "own_weight": n / (n + 200),
         "other_lines": ["synth_b"],
         "own_perturbations": n,
+        "pool": "log_odds",
+        "measured_pairs": "rates",
+        "measured_rates": list(transfer_rates(models, "de") or ()),
     }
     assert blends[("synth_a", "de", "gene_frequency")] is None
 
@@ -178,13 +183,16 @@ def test_a_line_with_no_screen_is_the_mean_of_the_screened_lines(model_dir: Path
         each[1], on=["perturbation", "gene"], suffixes=("", "_b")
     )
     merged = merged.loc[~merged["on_target"]]
-    # each line's answer: its measurement where its screen measured the pair, its model elsewhere
+    # each line's answer: its measurement where its screen measured the pair (read as the chance it carries
+    # over to another line: measured_pairs "rates"), its model elsewhere
+    rates = transfer_rates(models, "de")
+    assert rates is not None and models.config.measured_pairs == "rates"
     for suffix, line in (("_a", "synth_a"), ("_b", "synth_b")):
         rows = models.training_rows(line, "de")
         seen = dict(zip(zip(rows["perturbation"], rows["gene"], strict=True), rows["label"], strict=True))
         got = [seen.get(k) for k in zip(merged["perturbation"], merged["gene"], strict=True)]
         merged["p_de" + suffix] = [
-            m if v is None else float(v) for v, m in zip(got, merged["p_de" + suffix], strict=True)
+            m if v is None else rates[int(v)] for v, m in zip(got, merged["p_de" + suffix], strict=True)
         ]
         assert any(v is not None for v in got)  # a training perturbation of each line
     assert np.allclose(merged["p_de"], (merged["p_de_a"] + merged["p_de_b"]) / 2, equal_nan=True)

@@ -173,9 +173,23 @@ OtherLinesWeightOpt = Annotated[
     float,
     typer.Option(
         min=0.0,
-        help="With several lines, each line's CORE answer is w * its own + (1 - w) * the other lines' answer, "
-        "w = N / (N + this) for a line of N own training perturbations: the other lines' answer counts as this "
-        "many perturbations of the line's own screen; 0: each line's own answer alone.",
+        help="With several lines, each line's CORE answer pools its own (weight w) and the other lines' answer "
+        "(1 - w), w = N / (N + this) for a line of N own training perturbations: the other lines' answer counts as "
+        "this many perturbations of the line's own screen; 0: each line's own answer alone.",
+    ),
+]
+OtherLinesPoolOpt = Annotated[
+    str,
+    typer.Option(
+        help="How a line's own answer and the other lines' answer are pooled: log_odds (w * logit(own) + (1 - w) * "
+        "logit(others)) or probabilities (the same mix of the probabilities).",
+    ),
+]
+MeasuredPairsOpt = Annotated[
+    str,
+    typer.Option(
+        help="How another line's measurement of a pair is read: labels (1 DE, 0 not, as measured) or rates (the "
+        "chance that a pair measured so in one line is DE in another, from the pairs two lines both asked).",
     ),
 ]
 FitLinesOpt = Annotated[

@@ -91,6 +91,8 @@ def _run_template(
     cross_line: o.CrossLineOpt = True,
     fit_lines: o.FitLinesOpt = None,
     other_lines_weight: o.OtherLinesWeightOpt = d.OTHER_LINES_WEIGHT,
+    other_lines_pool: o.OtherLinesPoolOpt = d.OTHER_LINES_POOL,
+    measured_pairs: o.MeasuredPairsOpt = d.MEASURED_PAIRS,
 ) -> None:
     """The data / KG / fit / LLM options that ``benchmark`` and ``fit`` share (declared once)."""
 

@@ -1,12 +1,14 @@
 """Every screen counts: a line's own answer blended with the other lines' answer.
 
-With several screened lines, a line's CORE answer is ``w * own + (1 - w) * others`` on the training table's
-scale, before the genome map and the calls: ``others`` is what the other lines answer for the pair (their
-measurement where their screen asked it, their model elsewhere: the answer for a line with no screen,
-:mod:`coreperturb.stages._unscreened`) and ``w = N / (N + K)``, N the line's own training perturbations of
-the task and K :attr:`coreperturb.FitConfig.other_lines_weight` (the other lines' answer counts as K
-perturbations of the line's own screen). A pilot of 50 perturbations leans on the other lines (w 0.2), a
-full screen of 1,000 on itself (w 0.83). Chosen on training pairs: ``python benchmarks/pilot_blend.py``.
+With several screened lines, a line's CORE answer pools its own answer and ``others`` on the training table's
+scale, before the genome map and the calls: ``expit(w * logit(own) + (1 - w) * logit(others))`` (or ``w * own + (1
+- w) * others``: :attr:`coreperturb.FitConfig.other_lines_pool`). ``others`` is what the other lines answer for the
+pair (their measurement where their screen asked it, read as the chance it carries over:
+:func:`coreperturb.stages._unscreened.read_measured`; their model elsewhere: the answer for a line with no screen,
+:mod:`coreperturb.stages._unscreened`) and ``w = N / (N + K)``, N the line's own training perturbations of the
+task and K :attr:`coreperturb.FitConfig.other_lines_weight` (the other lines' answer counts as K perturbations of
+the line's own screen). A pilot of 50 perturbations leans on the other lines (w 0.2), a full screen of 1,000 on
+itself (w 0.83). Chosen on training pairs: ``python benchmarks/pilot_blend.py``.
 
 The calls and the genome map are calibrated on blended calibration rows (the map on the calibration grid's,
 :mod:`coreperturb.stages._calibration_grid`): each other line answers a line's calibration pairs with a context
@@ -22,12 +24,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
-from coreperturb._util import nanmean
+from coreperturb._util import logit, nanmean
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.stages._fitted import FittedModels
-from coreperturb.stages._unscreened import measured, measured_or
+from coreperturb.stages._unscreened import measured_labels, measured_or, read_measured, transfer_rates
 
 ScoreWith = Callable[[Predictor, str], np.ndarray]
 """``score_with(model, line)``: a source line's model's raw answers (the training table's scale) for the pairs."""
@@ -41,16 +44,24 @@ class Blend:
         own_weight: ``w``: the weight of the line's own answer.
         sources: The other lines whose answers are averaged into ``others``.
         own_perturbations: N, the line's own training perturbations of the task.
+        pool: ``probabilities`` or ``log_odds`` (:attr:`coreperturb.FitConfig.other_lines_pool`).
     """
 
     own_weight: float
     sources: tuple[str, ...]
     own_perturbations: int
+    pool: str = "probabilities"
 
     def mix(self, own: np.ndarray, others: np.ndarray) -> np.ndarray:
-        """``w * own + (1 - w) * others``; ``own`` where either is NaN."""
+        """``w * own + (1 - w) * others`` (or their log-odds so pooled); ``own`` where either is NaN."""
         ok = np.isfinite(others) & np.isfinite(own)
-        return np.where(ok, self.own_weight * own + (1.0 - self.own_weight) * others, own)
+        w = self.own_weight
+        if self.pool == "log_odds":
+            with np.errstate(invalid="ignore"):
+                pooled = expit(w * logit(own) + (1.0 - w) * logit(others))
+        else:
+            pooled = w * own + (1.0 - w) * others
+        return np.where(ok, pooled, own)
 
     def describe(self) -> str:
         """``own screen (N perturbations) 0.83, hepg2 + jurkat 0.17``."""
@@ -77,7 +88,7 @@ def blend_of(models: FittedModels, cell_line: str, task: str, method: str) -> Bl
     if not sources:
         return None
     n = len(models.training_perturbations(cell_line, task))
-    return Blend(n / (n + k), sources, n)
+    return Blend(n / (n + k), sources, n, config.other_lines_pool)
 
 
 def blend_record(models: FittedModels, cell_line: str, task: str, method: str) -> dict[str, object] | None:
@@ -89,7 +100,15 @@ def blend_record(models: FittedModels, cell_line: str, task: str, method: str) -
         "own_weight": b.own_weight,
         "other_lines": list(b.sources),
         "own_perturbations": b.own_perturbations,
+        "pool": b.pool,
+        "measured_pairs": models.config.measured_pairs,
+        # the chance that a pair measured not DE / DE (direction: down / up) in another line is so here
+        "measured_rates": list(rates) if (rates := _rates(models, task)) is not None else None,
     }
+
+
+def _rates(models: FittedModels, task: str) -> tuple[float, float] | None:
+    return transfer_rates(models, task) if models.config.measured_pairs == "rates" else None
 
 
 def source_answers(
@@ -100,9 +119,10 @@ def source_answers(
     pairs: pd.DataFrame,
     score_with: ScoreWith,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per source line, ``(answer, measured)`` for each pair of the unit ``key``: its measurement where its
-    screen asked the pair (``measured`` True), else its model's answer (NaN for a gene it never read out).
-    The other lines' answer is their mean over the lines that answer."""
+    """Per source line, ``(answer, label)`` for each pair of the unit ``key``: its measurement where its
+    screen asked the pair (read as :func:`coreperturb.stages._unscreened.read_measured` reads it; ``label``: the
+    label it measured, NaN elsewhere), else its model's answer (NaN for a gene it never read out). The other
+    lines' answer is their mean over the lines that answer."""
     _, task, method = key
     perts = pairs["perturbation"].astype(str).to_numpy()
     genes = pairs["gene"].astype(str).to_numpy()
@@ -110,11 +130,14 @@ def source_answers(
     for s in sources:
         model = np.asarray(score_with(models.model(s, task, method), s), dtype=np.float64)
         model = np.where(models.readout_genes(s, task).get_indexer(pd.Index(genes)) >= 0, model, np.nan)
-        seen = (
-            measured(models, s, task, perts, genes) if task in models.tasks else np.full(len(genes), np.nan)
+        labels = (
+            measured_labels(models, s, task, perts, genes)
+            if task in models.tasks
+            else np.full(len(genes), np.nan)
         )
+        seen = read_measured(models, task, labels)
         answer = measured_or(model, models, s, task, (perts, genes), seen=seen)
-        out.append((answer, np.isfinite(model) & np.isfinite(seen)))
+        out.append((answer, np.where(np.isfinite(model) & np.isfinite(seen), labels, np.nan)))
     return out
 
 

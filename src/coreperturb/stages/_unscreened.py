@@ -20,13 +20,17 @@ from coreperturb.stages._on_target import OnTarget
 from coreperturb.stages._priors import gene_priors
 
 
-def measured(
+def measured_labels(
     models: FittedModels, line: str, task: str, perturbations: np.ndarray, genes: np.ndarray
 ) -> np.ndarray:
     """What ``line``'s screen measured of each pair: its label where the pair was asked (DE: 1 / 0; direction:
-    up 1 / down 0), NaN elsewhere (the line's model answers there). Chosen on training pairs over its model's
-    answer alone and over also reading an unlisted gene of a whole DE list as not DE
-    (``benchmarks/new_line.py --choose``)."""
+    up 1 / down 0), NaN elsewhere."""
+    key = pd.MultiIndex.from_arrays([np.asarray(perturbations).astype(str), np.asarray(genes).astype(str)])
+    return _labels(models, line, task).reindex(key).to_numpy(dtype=np.float64)
+
+
+def _labels(models: FittedModels, line: str, task: str) -> pd.Series:
+    """``line``'s training labels of ``task`` by (perturbation, gene), the first of any repeat (computed once)."""
 
     def make() -> pd.Series:
         rows = models.training_rows(line, task)
@@ -36,9 +40,65 @@ def measured(
         )
         return labels[~labels.index.duplicated()]
 
-    labels = models.cached(f"measured/{line}/{task}", make)
-    key = pd.MultiIndex.from_arrays([np.asarray(perturbations).astype(str), np.asarray(genes).astype(str)])
-    return labels.reindex(key).to_numpy(dtype=np.float64)
+    out: pd.Series = models.cached(f"measured/{line}/{task}", make)
+    return out
+
+
+def read_measured(models: FittedModels, task: str, labels: np.ndarray) -> np.ndarray:
+    """Another line's measured ``labels`` (NaN: not measured) as an answer for this line
+    (:attr:`coreperturb.FitConfig.measured_pairs`): the labels themselves, or :func:`transfer_rates`' chance
+    (NaN throughout where no pair was asked by two lines)."""
+    if models.config.measured_pairs != "rates":
+        return labels
+    rates = transfer_rates(models, task)
+    if rates is None:  # no pair asked by two lines: nothing says how a measurement carries over
+        return np.full(len(labels), np.nan)
+    return np.where(np.isfinite(labels), np.where(labels > 0.5, rates[1], rates[0]), np.nan)
+
+
+def measured(
+    models: FittedModels, line: str, task: str, perturbations: np.ndarray, genes: np.ndarray
+) -> np.ndarray:
+    """What ``line``'s screen measured of each pair (:func:`measured_labels`), read as an answer for another line
+    (:func:`read_measured`); NaN where it was not asked (the line's model answers there). Chosen on training
+    pairs over its model's answer alone and over also reading an unlisted gene of a whole DE list as not DE
+    (``benchmarks/new_line.py --choose``)."""
+    return read_measured(models, task, measured_labels(models, line, task, perturbations, genes))
+
+
+TRANSFER_PRIOR = 10.0
+"""Pseudo-pairs at the lines' base rate that :func:`transfer_rates` adds to each of its two counts."""
+
+
+def transfer_rates(models: FittedModels, task: str) -> tuple[float, float] | None:
+    """``(q0, q1)``: the chance that a pair one screened line measured not DE (q0) or DE (q1) is DE in another
+    (direction: up), over every ordered pair of lines, from the pairs both lines' training rows ask (on the
+    tables' scale, where the blend pools); each shrunk towards the rate of the asked pairs by
+    :data:`TRANSFER_PRIOR` pairs. ``None`` where no pair was asked by two lines."""
+
+    def make() -> tuple[float, float] | None:
+        lines = sorted(models.train["cell_line"].astype(str).unique())
+        tables = {line: _labels(models, line, task) for line in lines}
+        hits, pairs = np.zeros(2), np.zeros(2)
+        for source in lines:
+            for target in lines:
+                if source == target:
+                    continue
+                both = tables[source].index.intersection(tables[target].index)
+                if not len(both):
+                    continue
+                s, t = tables[source].reindex(both).to_numpy(), tables[target].reindex(both).to_numpy()
+                for label in (0, 1):
+                    hits[label] += t[s == label].sum()
+                    pairs[label] += (s == label).sum()
+        if not pairs.sum():
+            return None
+        rate = float(hits.sum() / pairs.sum())
+        q = (hits + TRANSFER_PRIOR * rate) / (pairs + TRANSFER_PRIOR)
+        return float(q[0]), float(q[1])
+
+    out: tuple[float, float] | None = models.cached(f"transfer_rates/{task}", make)
+    return out
 
 
 def measured_or(
@@ -196,4 +256,12 @@ def unscreened_unit(
     return parts
 
 
-__all__ = ["measured", "measured_or", "unscreened_frames", "unscreened_unit"]
+__all__ = [
+    "measured",
+    "measured_labels",
+    "measured_or",
+    "read_measured",
+    "transfer_rates",
+    "unscreened_frames",
+    "unscreened_unit",
+]

@@ -1,0 +1,120 @@
+"""How a line's own answer meets the other lines': the pool (probabilities or log-odds) and how another line's
+measurement of a pair is read (its label, or the chance it carries over, from the pairs two lines both asked)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from coreperturb import explain, fit
+from coreperturb.data import QueryTable, load_perturbqa, write_synthetic
+from coreperturb.graph import KnowledgeGraph, build_kg
+from coreperturb.stages import FitConfig, FittedModels, predict
+
+
+@pytest.fixture(scope="module")
+def two_lines(tmp_path_factory: pytest.TempPathFactory) -> tuple[QueryTable, KnowledgeGraph, FittedModels]:
+    paths = write_synthetic(tmp_path_factory.mktemp("pools"), seed=1, n_genes=200)
+    table, kg = load_perturbqa(paths.data_dir, paths.cell_lines, ("de",)), build_kg(paths.kg_dir)
+    return table, kg, fit(table, kg, FitConfig(seed=0))
+
+
+def _with(models: FittedModels, **changes: object) -> FittedModels:
+    return dataclasses.replace(models, config=dataclasses.replace(models.config, **changes))
+
+
+def test_transfer_rates_count_the_pairs_two_lines_both_asked(
+    two_lines: tuple[QueryTable, KnowledgeGraph, FittedModels],
+) -> None:
+    from coreperturb.stages._unscreened import TRANSFER_PRIOR, measured, transfer_rates
+
+    table, _, models = two_lines
+    train = table.split("train")
+    labels = {
+        line: rows.drop_duplicates(["perturbation", "gene"]).set_index(["perturbation", "gene"])["label"]
+        for line, rows in train.groupby("cell_line", observed=True)
+    }
+    hits, pairs = np.zeros(2), np.zeros(2)
+    for s, t in itertools.permutations(labels, 2):
+        both = pd.concat([labels[s].rename("s"), labels[t].rename("t")], axis=1, join="inner")
+        for label in (0, 1):
+            hits[label] += both.loc[both["s"] == label, "t"].sum()
+            pairs[label] += (both["s"] == label).sum()
+    assert pairs.min() > 100  # the synthetic lines share perturbations
+    base = hits.sum() / pairs.sum()
+    want = (hits + TRANSFER_PRIOR * base) / (pairs + TRANSFER_PRIOR)
+    got = transfer_rates(models, "de")
+    assert got is not None and np.allclose(got, want, rtol=0, atol=1e-12)
+    # read as rates, a measured DE pair is q1, a measured not-DE pair q0; unmeasured pairs stay NaN
+    rows = models.training_rows("synth_b", "de")
+    perts, genes = rows["perturbation"].to_numpy(), rows["gene"].to_numpy()
+    as_labels = measured(_with(models, measured_pairs="labels"), "synth_b", "de", perts, genes)
+    as_rates = measured(_with(models, measured_pairs="rates"), "synth_b", "de", perts, genes)
+    assert np.array_equal(as_labels, rows["label"].to_numpy(dtype=float))
+    assert np.allclose(as_rates, np.where(as_labels == 1, got[1], got[0]), rtol=0, atol=0)
+    missing = measured(_with(models, measured_pairs="rates"), "synth_b", "de", np.array(["NOPE"]), genes[:1])
+    assert np.isnan(missing).all()
+    # lines that share no pair say nothing of how a measurement carries over: their models answer instead
+    train, in_b = models.train, models.train["cell_line"] == "synth_b"
+    names = train["perturbation"].astype(str)
+    apart = train.assign(perturbation=np.where(in_b, "b_" + names, names))
+    unrelated = dataclasses.replace(_with(models, measured_pairs="rates"), train=apart)
+    assert transfer_rates(unrelated, "de") is None
+    assert np.isnan(measured(unrelated, "synth_b", "de", "b_" + perts.astype(str), genes)).all()
+
+
+def test_the_log_odds_pool_mixes_log_odds_and_reads_measurements_as_rates(
+    two_lines: tuple[QueryTable, KnowledgeGraph, FittedModels],
+) -> None:
+    from coreperturb.stages._blend import blend_of
+    from coreperturb.stages._unscreened import measured, transfer_rates
+
+    table, _, models = two_lines
+    pooled = _with(models, other_lines_pool="log_odds", measured_pairs="rates")
+    alone = _with(models, other_lines_weight=0)
+    b = blend_of(pooled, "synth_a", "de", "core_voting")
+    assert b is not None and b.pool == "log_odds"
+    q = table.split("test")
+    q = q.loc[q["cell_line"] == "synth_a"].head(2000).reset_index(drop=True)
+    own = predict(alone, q)["score_sample"].to_numpy()
+    other = predict(alone, q.assign(cell_line="synth_b"))["score_sample"].to_numpy()
+    seen = measured(pooled, "synth_b", "de", q["perturbation"].to_numpy(), q["gene"].to_numpy())
+    assert np.isfinite(seen).any()
+    other = np.where(np.isfinite(seen), seen, other)
+    w = b.own_weight
+    want = expit(w * np.log(own / (1 - own)) + (1 - w) * np.log(other / (1 - other)))
+    got = predict(pooled, q)
+    rule = got["on_target"].to_numpy()
+    assert np.allclose(got["score_sample"][~rule], want[~rule], rtol=0, atol=1e-9)
+    # the probabilities' pool of the same answers differs: the pool is a real choice
+    linear = predict(_with(models, other_lines_pool="probabilities"), q)["score_sample"].to_numpy()
+    assert not np.allclose(linear[~rule], want[~rule])
+    # explain says how the other line's measurement was read
+    rates = transfer_rates(pooled, "de")
+    assert rates is not None
+    i = int(np.flatnonzero(np.isfinite(seen) & ~rule)[0])
+    pert, gene = str(q.at[i, "perturbation"]), str(q.at[i, "gene"])
+    ex = explain(pert, gene, pooled, cell_line="synth_a")
+    said = "DE" if seen[i] == rates[1] else "not DE"
+    assert f"{pert} in synth_b: {gene} {said} (measured, read as {seen[i]:.3f} here)" in ex.blend, ex.blend
+    assert "the log-odds of this line's own answer" in ex.blend
+
+
+def test_pools_and_readings_are_checked_and_models_of_earlier_releases_keep_theirs() -> None:
+    from coreperturb._model_compat import fit_config_of
+    from coreperturb._provenance import jsonable
+
+    with pytest.raises(Exception, match="other_lines_pool must be one of probabilities, log_odds"):
+        FitConfig(other_lines_pool="geometric")
+    with pytest.raises(Exception, match="measured_pairs one of labels, rates"):
+        FitConfig(measured_pairs="soft")
+    old = fit_config_of({"methods": ["core_voting"], "other_lines_weight": 200.0})
+    assert (old.other_lines_pool, old.measured_pairs) == ("probabilities", "labels")
+    new = FitConfig(other_lines_pool="log_odds", measured_pairs="rates")
+    again = fit_config_of(jsonable(new))
+    assert (again.other_lines_pool, again.measured_pairs) == ("log_odds", "rates")
