@@ -15,6 +15,7 @@ from coreperturb import explain, fit
 from coreperturb.data import QueryTable, load_perturbqa, write_synthetic
 from coreperturb.graph import KnowledgeGraph, build_kg
 from coreperturb.stages import FitConfig, FittedModels, predict
+from tests.stages._answers import own_and_others
 
 
 @pytest.fixture(scope="module")
@@ -72,20 +73,14 @@ def test_the_log_odds_pool_mixes_log_odds_and_reads_measurements_as_rates(
     two_lines: tuple[QueryTable, KnowledgeGraph, FittedModels],
 ) -> None:
     from coreperturb.stages._blend import blend_of
-    from coreperturb.stages._unscreened import measured, transfer_rates
+    from coreperturb.stages._unscreened import transfer_rates
 
     table, _, models = two_lines
     pooled = _with(models, other_lines_pool="log_odds", measured_pairs="rates")
     alone = _with(models, other_lines_weight=0)
     b = blend_of(pooled, "synth_a", "de", "core_voting")
     assert b is not None and b.pool == "log_odds"
-    q = table.split("test")
-    q = q.loc[q["cell_line"] == "synth_a"].head(2000).reset_index(drop=True)
-    own = predict(alone, q)["score_sample"].to_numpy()
-    other = predict(alone, q.assign(cell_line="synth_b"))["score_sample"].to_numpy()
-    seen = measured(pooled, "synth_b", "de", q["perturbation"].to_numpy(), q["gene"].to_numpy())
-    assert np.isfinite(seen).any()
-    other = np.where(np.isfinite(seen), seen, other)
+    q, own, other, seen = own_and_others(alone, pooled, table)
     w = b.own_weight
     want = expit(w * np.log(own / (1 - own)) + (1 - w) * np.log(other / (1 - other)))
     got = predict(pooled, q)

@@ -19,6 +19,7 @@ from coreperturb.graph import KnowledgeGraph, build_kg
 from coreperturb.stages import FitConfig, predict
 from coreperturb.stages._grids import grid_plan, predict_grid
 from coreperturb.stages._unscreened import transfer_rates
+from tests.stages._answers import own_and_others
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,6 @@ def test_each_line_blends_its_own_answer_with_the_other_lines(
     two_lines: tuple[QueryTable, KnowledgeGraph],
 ) -> None:
     from coreperturb.stages._blend import blend_of
-    from coreperturb.stages._unscreened import measured
 
     table, kg = two_lines
     # the probabilities' pool, measurements read as labels (the default pool and reading: test_pools.py)
@@ -68,14 +68,8 @@ def test_each_line_blends_its_own_answer_with_the_other_lines(
     b = blend_of(blend, "synth_a", "de", "core_voting")
     n = len(blend.training_perturbations("synth_a"))
     assert b is not None and b.sources == ("synth_b",) and b.own_weight == n / (n + 200)
-    q = table.split("test")
-    q = q.loc[q["cell_line"] == "synth_a"].head(2000).reset_index(drop=True)
-    own = predict(alone, q)["score_sample"].to_numpy()
     # synth_b's answer: its measurement where its screen asked the pair, its own model elsewhere
-    other = predict(alone, q.assign(cell_line="synth_b"))["score_sample"].to_numpy()
-    seen = measured(blend, "synth_b", "de", q["perturbation"].to_numpy(), q["gene"].to_numpy())
-    assert np.isfinite(seen).any()
-    other = np.where(np.isfinite(seen), seen, other)
+    q, own, other, seen = own_and_others(alone, blend, table)
     got = predict(blend, q)
     want = b.own_weight * own + (1 - b.own_weight) * other
     rule = got["on_target"].to_numpy()  # the modality's rule decides a perturbation's own target
