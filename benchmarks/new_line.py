@@ -30,7 +30,8 @@ copy``, the answer's model part as ``score_sample``); and the product's own answ
 the ranking ``score`` has since averaging there was chosen); and a measurement weighted 2, 4 or infinitely many
 times a model's answer in that mean (infinite: the measurements alone where any source has one); and that mean
 times the perturbation's strength (its DE rate in the other lines that screened it over theirs) to the power
-0.5 or 1.
+0.5 or 1; and the sources read as the product reads them, averaged on the log-odds scale instead of the
+probabilities'.
 
 Scored on H's test split (its test perturbations are never a pilot): per-gene AUROC (PerturbQA's macro
 mean), excess DE@10 of the table (mean of label - p_prior_sample over each test perturbation's 10 highest
@@ -51,9 +52,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from _common import parser, start, write_frame
 from coreperturb import build_kg, fit, load_perturbqa, predict
+from coreperturb._util import logit
 from coreperturb.data._design import SamplingDesign
 from coreperturb.data._schema import QueryTable
 from coreperturb.evaluation._calls import call_metrics
@@ -62,6 +65,7 @@ from coreperturb.evaluation._metrics import grouped_auroc
 from coreperturb.stages import FitConfig, FittedModels
 from coreperturb.stages._fitted import TRAIN_COLUMNS
 from coreperturb.stages._pilots import propose_pilot
+from coreperturb.stages._unscreened import measured_or
 
 
 def copy_baseline(others: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
@@ -211,6 +215,26 @@ def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> 
             means[f"measured, table scale x strength^{gamma:g}"] = np.clip(
                 means["measured, table scale"] * strength**gamma, 0.0, 1.0
             )
+        # each source read as the product reads it (its measurement as FitConfig.measured_pairs reads it, its
+        # model elsewhere, table scale), averaged over the sources on the log-odds scale instead
+        read = np.vstack(
+            [
+                measured_or(
+                    scored[s]["score_sample"],
+                    models,
+                    s,
+                    "de",
+                    (pairs["perturbation"].to_numpy(), pairs["gene"].to_numpy()),
+                    target=line,
+                )
+                for s in answers
+            ]
+        )
+        ok = np.isfinite(read)
+        mean_logit = np.where(ok, logit(read), 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
+        means["no-screen rule, sources pooled on log-odds: table scale"] = np.where(
+            ok.any(axis=0), expit(mean_logit), np.nan
+        )
         means["no-screen rule (product): genome scale"] = product["score"].to_numpy()
         means["no-screen rule (product): table scale"] = product["score_sample"].to_numpy()
         for v in (0.25, 0.5, 0.75):  # the answer mixed with the copy baseline, both on the table's scale

@@ -16,8 +16,10 @@ every w, writes them (with N) to ``--out``, and chooses the weight K of ``w = N 
 answer, over every line, size and draw (``--choose FILE`` repeats the choice from a written CSV). Beside the
 pool of the probabilities (``linear``) it prints the pool of the log-odds (``logit``, ``expit(w logit(own) + (1 - w)
 logit(no_screen))``), each with another line's measurement of a pair read as its label or as the rate the lines'
-shared pairs give it (``FitConfig.measured_pairs``), and per pool the mean excess DE@10 of the blends; the
-library's pool is the one with the largest excess within 0.001 of the best gain, measurements read as rates.
+shared pairs give it, or given the gene's rate in the line answered (``FitConfig.measured_pairs``: labels,
+rates, gene_rates), and per pool the mean excess DE@10 of the blends; the library's reading and pool are the
+ones with the largest excess within 0.001 of the best gain, measurements read as rates (either kind). The
+answer for the held-out line, which has no screen in that model, reads a gene's rate as the other lines' mean.
 ``--task dir`` pilots the direction task (AUROC only).
 """
 
@@ -47,7 +49,7 @@ POOLS = {
 }
 """How the own and the other lines' answers are pooled: their probabilities (linear) or their log-odds
 (logarithmic opinion pool)."""
-READINGS = ("labels", "rates")
+READINGS = ("labels", "rates", "gene_rates")
 """How the other lines' answer reads a pair another line measured (``FitConfig.measured_pairs``)."""
 COMBOS = tuple(itertools.product(READINGS, POOLS))
 
@@ -177,17 +179,18 @@ def choose_weight(records: pd.DataFrame) -> None:
             f"to full screens): K = {pick['K']:g}, excess DE@10 {pick['mean_excess_de_at_10']:.4f}"
         )
     picks = pd.DataFrame(chosen)
-    # a measurement is read as the rate the lines' shared pairs give it (labels: the special case q1 = 1, q0 = 0,
-    # which reads a pair another line measured as a certainty here); the pool: the largest excess DE@10 among
-    # the pools within TIE of the best mean gain at the library's K
-    rates = table.loc[(table["measured"] == "rates") & (table["K"] == OTHER_LINES_WEIGHT)]
+    # a measurement is read as a rate, pooled or given the gene's rate in the line answered (labels: the
+    # special case q1 = 1, q0 = 0, which reads a pair another line measured as a certainty here); the reading
+    # and the pool: the largest excess DE@10 among those within TIE of the best mean gain at the library's K
+    rates = table.loc[(table["measured"] != "labels") & (table["K"] == OTHER_LINES_WEIGHT)]
     if rates.empty:
         return
     near = rates.loc[rates["mean_gain"] >= rates["mean_gain"].max() - TIE]
     best = near.sort_values("mean_excess_de_at_10", ascending=False).iloc[0]
     print(
-        f"at K = {OTHER_LINES_WEIGHT:g}, measurements read as rates, the pool with the largest excess DE@10 within "
-        f"{TIE} of the best mean gain: other_lines_pool={'log_odds' if best['pool'] == 'logit' else 'probabilities'}"
+        f"at K = {OTHER_LINES_WEIGHT:g}, measurements read as rates, the reading and pool with the largest excess "
+        f"DE@10 within {TIE} of the best mean gain: measured_pairs={best['measured']}, "
+        f"other_lines_pool={'log_odds' if best['pool'] == 'logit' else 'probabilities'}"
         f" (gain {best['mean_gain']:+.4f}, excess {best['mean_excess_de_at_10']:.4f}); the best K per reading and "
         f"pool above: {', '.join(f'{r.measured}/{r.pool} {r.K:g}' for r in picks.itertuples())}"
     )

@@ -51,7 +51,7 @@ DATASETS: tuple[str, ...] = ("perturbqa", "lincs")
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 POOLS: tuple[str, ...] = ("probabilities", "log_odds")
 """How a line's own answer and the other lines' are pooled (:attr:`FitConfig.other_lines_pool`)."""
-MEASURED_READINGS: tuple[str, ...] = ("labels", "rates")
+MEASURED_READINGS: tuple[str, ...] = ("labels", "rates", "gene_rates")
 """How another line's measurement of a pair is read (:attr:`FitConfig.measured_pairs`)."""
 
 DEPRECATED_KEYS: dict[str, str] = {"task": "tasks", "model": "llm_model", "cache": "response_cache"}
@@ -274,8 +274,10 @@ class FitConfig:
         other_lines_pool: How the two answers are pooled: ``probabilities`` (``w * own + (1 - w) * others``) or
             ``log_odds`` (``expit(w * logit(own) + (1 - w) * logit(others))``, a logarithmic opinion pool).
         measured_pairs: How another line's measurement of a pair is read: ``labels`` (1 DE / 0 not DE, as
-            measured) or ``rates`` (the chance that a pair measured so in one line is DE in another, from the
-            pairs two lines both asked: :func:`coreperturb.stages._unscreened.transfer_rates`).
+            measured), ``rates`` (the chance that a pair measured so in one line is DE in another, from the
+            pairs two lines both asked: :func:`coreperturb.stages._unscreened.transfer_rates`) or
+            ``gene_rates`` (that chance given how often the gene is DE in the line answered:
+            :func:`coreperturb.stages._unscreened.transfer_curves`).
     """
 
     methods: tuple[str, ...] = ("core_voting",)

@@ -66,10 +66,12 @@ OTHER_LINES_POOL = "log_odds"
 """How a line's own answer and the other lines' are pooled: ``log_odds`` (``expit(w * logit(own) + (1 - w) *
 logit(others))``, a logarithmic opinion pool) or ``probabilities`` (``FitConfig.other_lines_pool``). Chosen on
 training pairs (``python benchmarks/pilot_blend.py``): per-gene AUROC tied, more specific genes first."""
-MEASURED_PAIRS = "rates"
-"""How another line's measurement of a pair is read: ``rates`` (the chance that a pair measured so in one line is
-DE in another, from the pairs two lines both asked) or ``labels`` (as measured: a certainty;
-``FitConfig.measured_pairs``)."""
+MEASURED_PAIRS = "gene_rates"
+"""How another line's measurement of a pair is read: ``gene_rates`` (the chance that a pair measured so in one line
+is DE in another, given how often the gene is DE in that other line: a logistic curve per measurement over the
+pairs two lines both asked), ``rates`` (that chance over all genes alike) or ``labels`` (as measured: a certainty;
+``FitConfig.measured_pairs``). Chosen on training pairs (``python benchmarks/pilot_blend.py``): the best gain
+among the rate readings, and no less specific."""
 NEGATIVES_PER_PERTURBATION = 200
 """Signature tables (LINCS): non-significant genes sampled per perturbation as negatives."""
 SIGNATURE_TEST_FRACTION = 0.3

@@ -458,7 +458,7 @@ def test_cli_per_gene_rank_by_down_round_trip(model_dir: Path, tmp_path: Path) -
         models, genes=["G0010", "G0020"], top=4, rank_by="down", per="gene", cell_lines=["synth_a"]
     )
     assert list(got["gene"]) == list(want["gene"]) and list(got["perturbation"]) == list(want["perturbation"])
-    sizes = got.groupby("gene").size()  # at most 4 above the floor
-    assert set(sizes.index) == {"G0010", "G0020"} and sizes.le(4).all() and sizes.sum() >= 4
+    sizes = got.groupby("gene").size()  # at most 4 per gene, only those above the floor (G0010 may have none)
+    assert set(sizes.index) <= {"G0010", "G0020"} and sizes.le(4).all() and sizes.sum() >= 1
     res = runner.invoke(app, [*args, "--rank-by", "down", "--out", str(out)])
     assert res.exit_code == 2 and "give --top N too" in res.output

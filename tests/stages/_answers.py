@@ -20,6 +20,8 @@ def own_and_others(
     q = q.loc[q["cell_line"] == "synth_a"].head(2000).reset_index(drop=True)
     own = predict(alone, q)["score_sample"].to_numpy()
     other = predict(alone, q.assign(cell_line="synth_b"))["score_sample"].to_numpy()
-    seen = measured(blend, "synth_b", "de", q["perturbation"].to_numpy(), q["gene"].to_numpy())
+    seen = measured(
+        blend, "synth_b", "de", q["perturbation"].to_numpy(), q["gene"].to_numpy(), target="synth_a"
+    )
     assert np.isfinite(seen).any()
     return q, own, np.where(np.isfinite(seen), seen, other), seen

@@ -106,10 +106,86 @@ def test_pools_and_readings_are_checked_and_models_of_earlier_releases_keep_thei
 
     with pytest.raises(Exception, match="other_lines_pool must be one of probabilities, log_odds"):
         FitConfig(other_lines_pool="geometric")
-    with pytest.raises(Exception, match="measured_pairs one of labels, rates"):
+    with pytest.raises(Exception, match="measured_pairs one of labels, rates, gene_rates"):
         FitConfig(measured_pairs="soft")
     old = fit_config_of({"methods": ["core_voting"], "other_lines_weight": 200.0})
     assert (old.other_lines_pool, old.measured_pairs) == ("probabilities", "labels")
     new = FitConfig(other_lines_pool="log_odds", measured_pairs="rates")
     again = fit_config_of(jsonable(new))
     assert (again.other_lines_pool, again.measured_pairs) == ("log_odds", "rates")
+
+
+def test_gene_rates_read_a_measurement_given_how_often_the_gene_is_de_in_the_line_answered(
+    two_lines: tuple[QueryTable, KnowledgeGraph, FittedModels],
+) -> None:
+    from coreperturb.stages._blend import blend_record
+    from coreperturb.stages._unscreened import (
+        GENE_RATE_PRIOR,
+        gene_rates,
+        measured,
+        target_rates,
+        transfer_curves,
+    )
+
+    table, _, models = two_lines
+    reading = _with(models, measured_pairs="gene_rates")
+    train = table.split("train").drop_duplicates(["cell_line", "perturbation", "gene"])
+    labels = {
+        line: rows.set_index(["perturbation", "gene"])["label"].astype(float)
+        for line, rows in train.groupby("cell_line", observed=True)
+    }
+    # a gene's rate in a line, shrunk towards the line's rate
+    a = labels["synth_a"]
+    by = a.groupby(level="gene")
+    want_rate = (by.sum() + GENE_RATE_PRIOR * a.mean()) / (by.size() + GENE_RATE_PRIOR)
+    got_rate = gene_rates(reading, "synth_a", "de")
+    assert np.allclose(got_rate.reindex(want_rate.index).to_numpy(), want_rate.to_numpy(), rtol=0, atol=1e-12)
+    # the curves: each measurement's logistic fit on the pairs both lines asked, the pair left out of the rate
+    x, s, t = [], [], []
+    for src, tgt in itertools.permutations(labels, 2):
+        both = pd.concat([labels[src].rename("s"), labels[tgt].rename("t")], axis=1, join="inner")
+        tb = labels[tgt].groupby(level="gene")
+        g = both.index.get_level_values("gene")
+        r = (tb.sum().reindex(g).to_numpy() - both["t"].to_numpy() + GENE_RATE_PRIOR * labels[tgt].mean()) / (
+            tb.size().reindex(g).to_numpy() - 1 + GENE_RATE_PRIOR
+        )
+        x.append(np.log(r / (1 - r)))
+        s.append(both["s"].to_numpy())
+        t.append(both["t"].to_numpy())
+    xx, ss, tt = np.concatenate(x), np.concatenate(s), np.concatenate(t)
+    curves = transfer_curves(reading, "de")
+    assert curves is not None
+    for label, (a0, b0) in enumerate(curves):
+        on = ss == label
+        # a logistic fit with an intercept predicts as many DE pairs as it was shown, and a gene that is DE more
+        # often here is more likely DE after the same measurement
+        assert np.isclose(expit(a0 + b0 * xx[on]).sum(), tt[on].sum(), rtol=1e-3)
+        assert b0 > 0.3
+    # read for synth_a: each pair's chance follows its gene's rate in synth_a, measured pairs only
+    rows = models.training_rows("synth_a", "de")
+    perts, genes = rows["perturbation"].to_numpy(), rows["gene"].to_numpy()
+    seen = measured(reading, "synth_b", "de", perts, genes, target="synth_a")
+    seen_b = measured_labels_of(models, perts, genes)
+    rate = target_rates(reading, "de", genes.astype(str), "synth_a")
+    (a0, b0), (a1, b1) = curves
+    want = np.where(
+        seen_b == 1, expit(a1 + b1 * np.log(rate / (1 - rate))), expit(a0 + b0 * np.log(rate / (1 - rate)))
+    )
+    assert np.allclose(seen, np.where(np.isfinite(seen_b), want, np.nan), rtol=0, atol=1e-12, equal_nan=True)
+    # a line without a screen of its own reads the mean of the lines' rates
+    none = target_rates(reading, "de", genes.astype(str), "new_line")
+    mean = (
+        gene_rates(reading, "synth_a", "de").reindex(genes)
+        + gene_rates(reading, "synth_b", "de").reindex(genes)
+    ) / 2
+    ok = mean.notna().to_numpy()
+    assert np.allclose(none[ok], mean.to_numpy()[ok], rtol=0, atol=1e-12)
+    # model.json records the curves
+    record = blend_record(reading, "synth_a", "de", "core_voting")
+    assert record is not None and record["measured_curves"] == [list(c) for c in curves]
+
+
+def measured_labels_of(models: FittedModels, perts: np.ndarray, genes: np.ndarray) -> np.ndarray:
+    from coreperturb.stages._unscreened import measured_labels
+
+    return measured_labels(models, "synth_b", "de", perts, genes)

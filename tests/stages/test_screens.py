@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
 
 from coreperturb import fit, load_model
 from coreperturb.data import QueryTable, load_perturbqa, write_synthetic
@@ -18,7 +19,7 @@ from coreperturb.errors import CorePerturbError
 from coreperturb.graph import KnowledgeGraph, build_kg
 from coreperturb.stages import FitConfig, predict
 from coreperturb.stages._grids import grid_plan, predict_grid
-from coreperturb.stages._unscreened import transfer_rates
+from coreperturb.stages._unscreened import gene_rates, transfer_curves
 from tests.stages._answers import own_and_others
 
 
@@ -139,8 +140,9 @@ def test_model_files_record_the_screens_they_learned_from(model_dir: Path) -> No
         "other_lines": ["synth_b"],
         "own_perturbations": n,
         "pool": "log_odds",
-        "measured_pairs": "rates",
-        "measured_rates": list(transfer_rates(models, "de") or ()),
+        "measured_pairs": "gene_rates",
+        "measured_rates": None,
+        "measured_curves": [list(c) for c in transfer_curves(models, "de") or ()],
     }
     assert blends[("synth_a", "de", "gene_frequency")] is None
 
@@ -178,15 +180,21 @@ def test_a_line_with_no_screen_is_the_mean_of_the_screened_lines(model_dir: Path
     )
     merged = merged.loc[~merged["on_target"]]
     # each line's answer: its measurement where its screen measured the pair (read as the chance it carries
-    # over to another line: measured_pairs "rates"), its model elsewhere
-    rates = transfer_rates(models, "de")
-    assert rates is not None and models.config.measured_pairs == "rates"
+    # over to another line given the gene's rate, for a line without a screen the screened lines' mean rate:
+    # measured_pairs "gene_rates"), its model elsewhere
+    curves = transfer_curves(models, "de")
+    assert curves is not None and models.config.measured_pairs == "gene_rates"
+    rate = np.mean(
+        [gene_rates(models, line, "de").reindex(merged["gene"]) for line in models.cell_lines], axis=0
+    )
+    x = np.log(rate / (1 - rate))
     for suffix, line in (("_a", "synth_a"), ("_b", "synth_b")):
         rows = models.training_rows(line, "de")
         seen = dict(zip(zip(rows["perturbation"], rows["gene"], strict=True), rows["label"], strict=True))
         got = [seen.get(k) for k in zip(merged["perturbation"], merged["gene"], strict=True)]
         merged["p_de" + suffix] = [
-            m if v is None else rates[int(v)] for v, m in zip(got, merged["p_de" + suffix], strict=True)
+            m if v is None else expit(curves[int(v)][0] + curves[int(v)][1] * xi)
+            for v, m, xi in zip(got, merged["p_de" + suffix], x, strict=True)
         ]
         assert any(v is not None for v in got)  # a training perturbation of each line
     assert np.allclose(merged["p_de"], (merged["p_de_a"] + merged["p_de_b"]) / 2, equal_nan=True)

@@ -188,8 +188,9 @@ OtherLinesPoolOpt = Annotated[
 MeasuredPairsOpt = Annotated[
     str,
     typer.Option(
-        help="How another line's measurement of a pair is read: labels (1 DE, 0 not, as measured) or rates (the "
-        "chance that a pair measured so in one line is DE in another, from the pairs two lines both asked).",
+        help="How another line's measurement of a pair is read: labels (1 DE, 0 not, as measured), rates (the "
+        "chance that a pair measured so in one line is DE in another, from the pairs two lines both asked) or "
+        "gene_rates (that chance given how often the gene is DE in the line answered).",
     ),
 ]
 FitLinesOpt = Annotated[

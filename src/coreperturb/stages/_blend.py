@@ -30,7 +30,13 @@ from coreperturb._util import logit, nanmean
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.stages._fitted import FittedModels
-from coreperturb.stages._unscreened import measured_labels, measured_or, read_measured, transfer_rates
+from coreperturb.stages._unscreened import (
+    measured_labels,
+    measured_or,
+    read_measured,
+    transfer_curves,
+    transfer_rates,
+)
 
 ScoreWith = Callable[[Predictor, str], np.ndarray]
 """``score_with(model, line)``: a source line's model's raw answers (the training table's scale) for the pairs."""
@@ -103,12 +109,20 @@ def blend_record(models: FittedModels, cell_line: str, task: str, method: str) -
         "pool": b.pool,
         "measured_pairs": models.config.measured_pairs,
         # the chance that a pair measured not DE / DE (direction: down / up) in another line is so here
-        "measured_rates": list(rates) if (rates := _rates(models, task)) is not None else None,
+        **_reading(models, task),
     }
 
 
-def _rates(models: FittedModels, task: str) -> tuple[float, float] | None:
-    return transfer_rates(models, task) if models.config.measured_pairs == "rates" else None
+def _reading(models: FittedModels, task: str) -> dict[str, object]:
+    """How ``measured_pairs`` read a measurement: the rates (``q0, q1``) or the curves (``[a, b]`` of not DE,
+    of DE: :func:`coreperturb.stages._unscreened.transfer_curves`)."""
+    reading = models.config.measured_pairs
+    rates = transfer_rates(models, task) if reading == "rates" else None
+    out: dict[str, object] = {"measured_rates": list(rates) if rates is not None else None}
+    if reading == "gene_rates":
+        curves = transfer_curves(models, task)
+        out["measured_curves"] = [list(c) for c in curves] if curves is not None else None
+    return out
 
 
 def source_answers(
@@ -123,7 +137,7 @@ def source_answers(
     screen asked the pair (read as :func:`coreperturb.stages._unscreened.read_measured` reads it; ``label``: the
     label it measured, NaN elsewhere), else its model's answer (NaN for a gene it never read out). The other
     lines' answer is their mean over the lines that answer."""
-    _, task, method = key
+    line, task, method = key
     perts = pairs["perturbation"].astype(str).to_numpy()
     genes = pairs["gene"].astype(str).to_numpy()
     out = []
@@ -135,8 +149,8 @@ def source_answers(
             if task in models.tasks
             else np.full(len(genes), np.nan)
         )
-        seen = read_measured(models, task, labels)
-        answer = measured_or(model, models, s, task, (perts, genes), seen=seen)
+        seen = read_measured(models, task, labels, genes=genes, target=line)
+        answer = measured_or(model, models, s, task, (perts, genes), seen=seen, target=line)
         out.append((answer, np.where(np.isfinite(model) & np.isfinite(seen), labels, np.nan)))
     return out
 

@@ -4,13 +4,15 @@ averaged on the training tables' scale, then mapped to the genome (:meth:`Fitted
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
-from coreperturb._util import nanmean
+from coreperturb._util import logit, nanmean
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._effect import effect_score
 from coreperturb.stages._fitted import FittedModels
@@ -44,26 +46,53 @@ def _labels(models: FittedModels, line: str, task: str) -> pd.Series:
     return out
 
 
-def read_measured(models: FittedModels, task: str, labels: np.ndarray) -> np.ndarray:
-    """Another line's measured ``labels`` (NaN: not measured) as an answer for this line
-    (:attr:`coreperturb.FitConfig.measured_pairs`): the labels themselves, or :func:`transfer_rates`' chance
-    (NaN throughout where no pair was asked by two lines)."""
-    if models.config.measured_pairs != "rates":
+def read_measured(
+    models: FittedModels,
+    task: str,
+    labels: np.ndarray,
+    *,
+    genes: np.ndarray | None = None,
+    target: str | None = None,
+) -> np.ndarray:
+    """Another line's measured ``labels`` (NaN: not measured) of ``genes`` as an answer for the line ``target``
+    (:attr:`coreperturb.FitConfig.measured_pairs`): the labels themselves; :func:`transfer_rates`' chance; or
+    :func:`transfer_curves`' chance given the gene's rate in ``target`` (:func:`target_rates`). NaN throughout
+    where no pair was asked by two lines."""
+    reading = models.config.measured_pairs
+    if reading == "labels":
         return labels
-    rates = transfer_rates(models, task)
-    if rates is None:  # no pair asked by two lines: nothing says how a measurement carries over
-        return np.full(len(labels), np.nan)
-    return np.where(np.isfinite(labels), np.where(labels > 0.5, rates[1], rates[0]), np.nan)
+    if reading == "rates":
+        rates = transfer_rates(models, task)
+        if rates is None:  # no pair asked by two lines: nothing says how a measurement carries over
+            return np.full(len(labels), np.nan)
+        q0, q1 = np.full(len(labels), rates[0]), np.full(len(labels), rates[1])
+    else:
+        curves = transfer_curves(models, task)
+        if curves is None:
+            return np.full(len(labels), np.nan)
+        if genes is None:
+            raise ValueError("measured_pairs='gene_rates' reads a measurement with its genes")
+        x = logit(target_rates(models, task, np.asarray(genes).astype(str), target))
+        (a0, b0), (a1, b1) = curves
+        q0, q1 = expit(a0 + b0 * x), expit(a1 + b1 * x)
+    return np.where(np.isfinite(labels), np.where(labels > 0.5, q1, q0), np.nan)
 
 
 def measured(
-    models: FittedModels, line: str, task: str, perturbations: np.ndarray, genes: np.ndarray
+    models: FittedModels,
+    line: str,
+    task: str,
+    perturbations: np.ndarray,
+    genes: np.ndarray,
+    *,
+    target: str | None = None,
 ) -> np.ndarray:
-    """What ``line``'s screen measured of each pair (:func:`measured_labels`), read as an answer for another line
-    (:func:`read_measured`); NaN where it was not asked (the line's model answers there). Chosen on training
-    pairs over its model's answer alone and over also reading an unlisted gene of a whole DE list as not DE
-    (``benchmarks/new_line.py --choose``)."""
-    return read_measured(models, task, measured_labels(models, line, task, perturbations, genes))
+    """What ``line``'s screen measured of each pair (:func:`measured_labels`), read as an answer for the line
+    ``target`` (:func:`read_measured`); NaN where it was not asked (the line's model answers there). Chosen on
+    training pairs over its model's answer alone and over also reading an unlisted gene of a whole DE list as
+    not DE (``benchmarks/new_line.py --choose``)."""
+    labels = measured_labels(models, line, task, perturbations, genes)
+    return read_measured(models, task, labels, genes=genes, target=target)
 
 
 TRANSFER_PRIOR = 10.0
@@ -77,28 +106,111 @@ def transfer_rates(models: FittedModels, task: str) -> tuple[float, float] | Non
     :data:`TRANSFER_PRIOR` pairs. ``None`` where no pair was asked by two lines."""
 
     def make() -> tuple[float, float] | None:
-        lines = sorted(models.train["cell_line"].astype(str).unique())
-        tables = {line: _labels(models, line, task) for line in lines}
-        hits, pairs = np.zeros(2), np.zeros(2)
-        for source in lines:
-            for target in lines:
-                if source == target:
-                    continue
-                both = tables[source].index.intersection(tables[target].index)
-                if not len(both):
-                    continue
-                s, t = tables[source].reindex(both).to_numpy(), tables[target].reindex(both).to_numpy()
-                for label in (0, 1):
-                    hits[label] += t[s == label].sum()
-                    pairs[label] += (s == label).sum()
-        if not pairs.sum():
+        shared = _shared_pairs(models, task)
+        if shared is None:
             return None
+        s, t, _ = shared
+        hits = np.array([t[s == label].sum() for label in (0, 1)], dtype=np.float64)
+        pairs = np.array([(s == label).sum() for label in (0, 1)], dtype=np.float64)
         rate = float(hits.sum() / pairs.sum())
         q = (hits + TRANSFER_PRIOR * rate) / (pairs + TRANSFER_PRIOR)
         return float(q[0]), float(q[1])
 
     out: tuple[float, float] | None = models.cached(f"transfer_rates/{task}", make)
     return out
+
+
+GENE_RATE_PRIOR = 5.0
+"""Pseudo-asks at the line's rate by which :func:`gene_rates` shrinks a gene's rate in a line."""
+
+
+def gene_rates(models: FittedModels, line: str, task: str) -> pd.Series:
+    """``line``'s training rate of each gene it asked (DE; direction: up), shrunk towards the line's rate by
+    :data:`GENE_RATE_PRIOR` asks (empty for a line without training rows of ``task``)."""
+
+    def make() -> pd.Series:
+        labels = _labels(models, line, task)
+        if labels.empty:
+            return pd.Series(dtype=np.float64)
+        by = labels.groupby(level=1)
+        base = float(labels.mean())
+        return (by.sum() + GENE_RATE_PRIOR * base) / (by.size() + GENE_RATE_PRIOR)
+
+    out: pd.Series = models.cached(f"gene_rates/{line}/{task}", make)
+    return out
+
+
+def target_rates(models: FittedModels, task: str, genes: np.ndarray, target: str | None) -> np.ndarray:
+    """Each gene's rate in ``target`` (:func:`gene_rates`; its line's rate for a gene it never asked); for a
+    line without training rows of ``task`` (or ``None``), the mean over the lines that have them."""
+    own = target is not None and not gene_rates(models, target, task).empty
+    lines = [str(target)] if own else sorted(models.train["cell_line"].astype(str).unique())
+    rates = []
+    for line in lines:
+        r = gene_rates(models, line, task)
+        if not r.empty:
+            base = float(_labels(models, line, task).mean())
+            rates.append(r.reindex(genes).fillna(base).to_numpy(dtype=np.float64))
+    return nanmean(rates) if rates else np.full(len(genes), np.nan)
+
+
+def transfer_curves(models: FittedModels, task: str) -> tuple[tuple[float, float], ...] | None:
+    """``((a0, b0), (a1, b1))``: a pair one screened line measured not DE (0) or DE (1) (direction: down / up)
+    is DE (up) in another line with chance ``expit(a + b * logit(r))``, ``r`` the gene's rate in that line
+    (:func:`gene_rates`, the pair itself left out); a logistic regression per measurement over the pairs two
+    lines' training rows both ask, every ordered pair of lines (:func:`transfer_rates`' chance, ``b = 0``,
+    where one outcome has fewer than 10 pairs of each kind). ``None`` where no pair was asked by two lines."""
+
+    def make() -> tuple[tuple[float, float], ...] | None:
+        rates, shared = transfer_rates(models, task), _shared_pairs(models, task)
+        if rates is None or shared is None:
+            return None
+        s, t, x = shared
+        return tuple(_curve(x[s == label], t[s == label], rates[label]) for label in (0, 1))
+
+    out: tuple[tuple[float, float], ...] | None = models.cached(f"transfer_curves/{task}", make)
+    return out
+
+
+def _shared_pairs(models: FittedModels, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Over every ordered pair of lines, the pairs both lines' training rows ask: the source's label, the
+    target's, and the log-odds of the gene's rate in the target with the pair left out (:func:`gene_rates`).
+    ``None`` where no pair was asked by two lines."""
+
+    def make() -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        lines = sorted(models.train["cell_line"].astype(str).unique())
+        tables = {line: _labels(models, line, task) for line in lines}
+        ss, ts, xs = [], [], []
+        for source, target in itertools.permutations(lines, 2):
+            both = tables[source].index.intersection(tables[target].index)
+            if not len(both):
+                continue
+            labels = tables[target]
+            by = labels.groupby(level=1)
+            t = labels.reindex(both).to_numpy()
+            g = both.get_level_values(1)
+            r = (by.sum().reindex(g).to_numpy() - t + GENE_RATE_PRIOR * float(labels.mean())) / (
+                by.size().reindex(g).to_numpy() - 1 + GENE_RATE_PRIOR
+            )
+            ss.append(tables[source].reindex(both).to_numpy())
+            ts.append(t)
+            xs.append(logit(r))
+        if not ss:
+            return None
+        return np.concatenate(ss), np.concatenate(ts), np.concatenate(xs)
+
+    out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = models.cached(f"shared_pairs/{task}", make)
+    return out
+
+
+def _curve(x: np.ndarray, t: np.ndarray, rate: float) -> tuple[float, float]:
+    """``(a, b)`` of ``P(t) = expit(a + b * x)``; ``(logit(rate), 0)`` where either outcome has < 10 pairs."""
+    if min(int(t.sum()), int(len(t) - t.sum())) < 10:
+        return float(logit(np.array(rate))), 0.0
+    from sklearn.linear_model import LogisticRegression
+
+    fit = LogisticRegression().fit(x[:, None], t.astype(int))
+    return float(fit.intercept_[0]), float(fit.coef_[0, 0])
 
 
 def measured_or(
@@ -109,13 +221,14 @@ def measured_or(
     pairs: tuple[np.ndarray, np.ndarray],
     *,
     seen: np.ndarray | None = None,
+    target: str | None = None,
 ) -> np.ndarray:
-    """A source line's answer: its screen's measurement where it has one, else its model's (``seen``: the
-    line's :func:`measured` of the pairs, where the caller has it already)."""
+    """A source line's answer for the line ``target``: its screen's measurement where it has one, else its
+    model's (``seen``: the line's :func:`measured` of the pairs, where the caller has it already)."""
     model = np.asarray(answer, dtype=np.float64)
     if task not in models.tasks or not np.isfinite(model).any():
         return model
-    seen = measured(models, line, task, *pairs) if seen is None else seen
+    seen = measured(models, line, task, *pairs, target=target) if seen is None else seen
     return np.where(np.isfinite(seen) & np.isfinite(model), seen, model)
 
 
@@ -171,12 +284,18 @@ def unscreened_frames(
             cell_line,
             method,
             nanmean(
-                [measured_or(p["p_de"], models, s, "de", pairs) for s, p in zip(sources, parts, strict=True)]
+                [
+                    measured_or(p["p_de"], models, s, "de", pairs, target=cell_line)
+                    for s, p in zip(sources, parts, strict=True)
+                ]
             ),
             base["gene"],
         )
         p_up = nanmean(
-            [measured_or(p["p_up"], models, s, "dir", pairs) for s, p in zip(sources, parts, strict=True)]
+            [
+                measured_or(p["p_up"], models, s, "dir", pairs, target=cell_line)
+                for s, p in zip(sources, parts, strict=True)
+            ]
         )
         has_dir = any((line, "dir", method) in models.models for line in sources)
         call = models.calls(cell_line, "de", method, p_de, prior=prior, genes=base["gene"])
@@ -226,7 +345,10 @@ def unscreened_unit(
                 return nanmean([r[column].to_numpy(dtype=np.float64) for r in rows])
             pairs = (unit["perturbation"].to_numpy(), genes)
             return nanmean(
-                [measured_or(r[column], models, s, task, pairs) for s, r in zip(sources, rows, strict=True)]
+                [
+                    measured_or(r[column], models, s, task, pairs, target=line)
+                    for s, r in zip(sources, rows, strict=True)
+                ]
             )
 
         prior, score_sample = mean("p_prior"), mean("score_sample")
@@ -257,10 +379,13 @@ def unscreened_unit(
 
 
 __all__ = [
+    "gene_rates",
     "measured",
     "measured_labels",
     "measured_or",
     "read_measured",
+    "target_rates",
+    "transfer_curves",
     "transfer_rates",
     "unscreened_frames",
     "unscreened_unit",
