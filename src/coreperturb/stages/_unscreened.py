@@ -204,13 +204,30 @@ def _shared_pairs(models: FittedModels, task: str) -> tuple[np.ndarray, np.ndarr
 
 
 def _curve(x: np.ndarray, t: np.ndarray, rate: float) -> tuple[float, float]:
-    """``(a, b)`` of ``P(t) = expit(a + b * x)``; ``(logit(rate), 0)`` where either outcome has < 10 pairs."""
+    """``(a, b)`` of ``P(t) = expit(a + b * x)``: the logistic regression with scikit-learn's default penalty
+    (``b² / 2``, the intercept free), solved by Newton's method here so that a prediction does not import
+    scikit-learn; ``(logit(rate), 0)`` where either outcome has < 10 pairs."""
     if min(int(t.sum()), int(len(t) - t.sum())) < 10:
         return float(logit(np.array(rate))), 0.0
-    from sklearn.linear_model import LogisticRegression
+    design = np.column_stack([np.ones(len(x)), x])
+    penalty = np.array([0.0, 1.0])
 
-    fit = LogisticRegression().fit(x[:, None], t.astype(int))
-    return float(fit.intercept_[0]), float(fit.coef_[0, 0])
+    def loss(beta: np.ndarray) -> float:
+        z = design @ beta
+        return float(np.sum(np.logaddexp(0.0, z) - t * z) + 0.5 * penalty @ beta**2)
+
+    beta = np.array([float(logit(np.array(t.mean()))), 0.0])
+    for _ in range(200):  # Newton's method, each step halved until the loss falls
+        p = expit(design @ beta)
+        grad = design.T @ (p - t) + penalty * beta
+        hess = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty) + 1e-9 * np.eye(2)
+        step, size, now = np.linalg.solve(hess, grad), 1.0, loss(beta)
+        while size > 1e-8 and loss(beta - size * step) > now:
+            size /= 2
+        beta = beta - size * step
+        if np.abs(size * step).max() < 1e-12:
+            break
+    return float(beta[0]), float(beta[1])
 
 
 def measured_or(
