@@ -386,27 +386,28 @@ def _blended(ex: Explanation, models: FittedModels) -> Explanation:
         return ex
     p = float(b.mix(np.array([ex.p]), others)[0])
     pooled = "" if b.pool == "probabilities" else "the log-odds of "
+    read = models.config.measured_pairs != "labels"  # a measurement read as a chance, not as its label
     words = (
         f"every screen counts: on the table's scale, {pooled}this line's own answer {ex.p:.3f} x "
         f"{b.own_weight:.2f} ({b.own_perturbations} own perturbations) + {pooled}the other lines' answer "
-        f"{others[0]:.3f} x {1 - b.own_weight:.2f} ({'; '.join(_source_words(ex, b.sources, per_source))})"
+        f"{others[0]:.3f} x {1 - b.own_weight:.2f} ({'; '.join(_source_words(ex, b.sources, per_source, read=read))})"
     )
     effect = float(effect_score(np.array([p]), np.array([ex.p_prior]), np.array([ex.n_pos + ex.n_neg]))[0])
     return dataclasses.replace(ex, p=p, effect=effect, blend=words)
 
 
 def _source_words(
-    ex: Explanation, sources: tuple[str, ...], answers: list[tuple[np.ndarray, np.ndarray]]
+    ex: Explanation, sources: tuple[str, ...], answers: list[tuple[np.ndarray, np.ndarray]], *, read: bool
 ) -> list[str]:
-    """Each other line's part of the blend: ``p in rpe1: g DE (measured)``, its model's answer, or that it
-    does not read out the gene."""
+    """Each other line's part of the blend: ``p in rpe1: g DE (measured)`` (``read``: with the chance it was
+    read as here), its model's answer, or that it does not read out the gene."""
     labels = CALL_LABELS[ex.task]
     words = []
     for source, (answer, label) in zip(sources, answers, strict=True):
         if np.isfinite(label[0]):
             said = labels[0] if label[0] >= 0.5 else labels[1]
-            read = "" if answer[0] == label[0] else f", read as {answer[0]:.3f} here"
-            words.append(f"{ex.perturbation} in {source}: {ex.gene} {said} (measured{read})")
+            as_read = f", read as {answer[0]:.3f} here" if read else ""
+            words.append(f"{ex.perturbation} in {source}: {ex.gene} {said} (measured{as_read})")
         elif np.isfinite(answer[0]):
             words.append(f"{source}: not measured there, its model {answer[0]:.3f}")
         else:

@@ -123,6 +123,7 @@ def test_gene_rates_read_a_measurement_given_how_often_the_gene_is_de_in_the_lin
         GENE_RATE_PRIOR,
         gene_rates,
         measured,
+        measured_labels,
         target_rates,
         transfer_curves,
     )
@@ -165,7 +166,7 @@ def test_gene_rates_read_a_measurement_given_how_often_the_gene_is_de_in_the_lin
     rows = models.training_rows("synth_a", "de")
     perts, genes = rows["perturbation"].to_numpy(), rows["gene"].to_numpy()
     seen = measured(reading, "synth_b", "de", perts, genes, target="synth_a")
-    seen_b = measured_labels_of(models, perts, genes)
+    seen_b = measured_labels(models, "synth_b", "de", perts, genes)
     rate = target_rates(reading, "de", genes.astype(str), "synth_a")
     (a0, b0), (a1, b1) = curves
     want = np.where(
@@ -183,9 +184,3 @@ def test_gene_rates_read_a_measurement_given_how_often_the_gene_is_de_in_the_lin
     # model.json records the curves
     record = blend_record(reading, "synth_a", "de", "core_voting")
     assert record is not None and record["measured_curves"] == [list(c) for c in curves]
-
-
-def measured_labels_of(models: FittedModels, perts: np.ndarray, genes: np.ndarray) -> np.ndarray:
-    from coreperturb.stages._unscreened import measured_labels
-
-    return measured_labels(models, "synth_b", "de", perts, genes)

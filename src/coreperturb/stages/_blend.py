@@ -33,9 +33,8 @@ from coreperturb.stages._fitted import FittedModels
 from coreperturb.stages._unscreened import (
     measured_labels,
     measured_or,
+    measured_reading,
     read_measured,
-    transfer_curves,
-    transfer_rates,
 )
 
 ScoreWith = Callable[[Predictor, str], np.ndarray]
@@ -114,15 +113,15 @@ def blend_record(models: FittedModels, cell_line: str, task: str, method: str) -
 
 
 def _reading(models: FittedModels, task: str) -> dict[str, object]:
-    """How ``measured_pairs`` read a measurement: the rates (``q0, q1``) or the curves (``[a, b]`` of not DE,
-    of DE: :func:`coreperturb.stages._unscreened.transfer_curves`)."""
-    reading = models.config.measured_pairs
-    rates = transfer_rates(models, task) if reading == "rates" else None
-    out: dict[str, object] = {"measured_rates": list(rates) if rates is not None else None}
-    if reading == "gene_rates":
-        curves = transfer_curves(models, task)
-        out["measured_curves"] = [list(c) for c in curves] if curves is not None else None
-    return out
+    """How ``measured_pairs`` read a measurement (:func:`coreperturb.stages._unscreened.measured_reading`): the
+    rates (``q0, q1``) or the curves (``[a, b]`` of not DE, of DE)."""
+    reading = measured_reading(models, task)
+    if models.config.measured_pairs != "gene_rates":
+        return {"measured_rates": list(reading) if reading is not None else None}
+    return {
+        "measured_rates": None,
+        "measured_curves": [list(c) for c in reading] if reading is not None else None,
+    }
 
 
 def source_answers(
@@ -150,7 +149,7 @@ def source_answers(
             else np.full(len(genes), np.nan)
         )
         seen = read_measured(models, task, labels, genes=genes, target=line)
-        answer = measured_or(model, models, s, task, (perts, genes), seen=seen, target=line)
+        answer = measured_or(model, models, s, task, (perts, genes), seen=seen)
         out.append((answer, np.where(np.isfinite(model) & np.isfinite(seen), labels, np.nan)))
     return out
 

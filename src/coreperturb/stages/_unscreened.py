@@ -46,6 +46,16 @@ def _labels(models: FittedModels, line: str, task: str) -> pd.Series:
     return out
 
 
+def measured_reading(models: FittedModels, task: str) -> tuple[Any, ...] | None:
+    """What :attr:`coreperturb.FitConfig.measured_pairs` reads a measurement with: ``None`` for ``labels``;
+    :func:`transfer_rates` for ``rates``; :func:`transfer_curves` for ``gene_rates`` (either ``None`` where no
+    pair was asked by two lines)."""
+    reading = models.config.measured_pairs
+    if reading == "labels":
+        return None
+    return transfer_rates(models, task) if reading == "rates" else transfer_curves(models, task)
+
+
 def read_measured(
     models: FittedModels,
     task: str,
@@ -55,27 +65,29 @@ def read_measured(
     target: str | None = None,
 ) -> np.ndarray:
     """Another line's measured ``labels`` (NaN: not measured) of ``genes`` as an answer for the line ``target``
-    (:attr:`coreperturb.FitConfig.measured_pairs`): the labels themselves; :func:`transfer_rates`' chance; or
+    (:func:`measured_reading`): the labels themselves; :func:`transfer_rates`' chance; or
     :func:`transfer_curves`' chance given the gene's rate in ``target`` (:func:`target_rates`). NaN throughout
     where no pair was asked by two lines."""
-    reading = models.config.measured_pairs
-    if reading == "labels":
+    if models.config.measured_pairs == "labels":
         return labels
-    if reading == "rates":
-        rates = transfer_rates(models, task)
-        if rates is None:  # no pair asked by two lines: nothing says how a measurement carries over
-            return np.full(len(labels), np.nan)
-        q0, q1 = np.full(len(labels), rates[0]), np.full(len(labels), rates[1])
+    reading = measured_reading(models, task)
+    out = np.full(len(labels), np.nan)
+    seen = np.flatnonzero(np.isfinite(labels))
+    if reading is None or not len(
+        seen
+    ):  # no pair asked by two lines: nothing says how a measurement carries over
+        return out
+    if models.config.measured_pairs == "rates":
+        q0, q1 = reading
     else:
-        curves = transfer_curves(models, task)
-        if curves is None:
-            return np.full(len(labels), np.nan)
         if genes is None:
             raise ValueError("measured_pairs='gene_rates' reads a measurement with its genes")
-        x = logit(target_rates(models, task, np.asarray(genes).astype(str), target))
-        (a0, b0), (a1, b1) = curves
+        # the gene's rate of the measured pairs only (most pairs of a genome-wide query were never measured)
+        x = logit(target_rates(models, task, np.asarray(genes)[seen].astype(str), target))
+        (a0, b0), (a1, b1) = reading
         q0, q1 = expit(a0 + b0 * x), expit(a1 + b1 * x)
-    return np.where(np.isfinite(labels), np.where(labels > 0.5, q1, q0), np.nan)
+    out[seen] = np.where(labels[seen] > 0.5, q1, q0)
+    return out
 
 
 def measured(
@@ -400,6 +412,7 @@ __all__ = [
     "measured",
     "measured_labels",
     "measured_or",
+    "measured_reading",
     "read_measured",
     "target_rates",
     "transfer_curves",
