@@ -2,6 +2,7 @@
 
     python benchmarks/pilot_blend.py [--shared ../shared/data] [--held-out hepg2[,k562,...]]
                                      [--pilots 25,50,100,200,400,0.75] [--draws 3] [--task de|dir]
+                                     [--readings labels,rates,gene_rates] [--means probabilities,log_odds]
                                      [--out FILE.csv]
 
 For each line named by ``--held-out``, the other PerturbQA lines are fitted on their TRAINING rows (their test
@@ -17,9 +18,13 @@ answer, over every line, size and draw (``--choose FILE`` repeats the choice fro
 pool of the probabilities (``linear``) it prints the pool of the log-odds (``logit``, ``expit(w logit(own) + (1 - w)
 logit(no_screen))``), each with another line's measurement of a pair read as its label or as the rate the lines'
 shared pairs give it, or given the gene's rate in the line answered (``FitConfig.measured_pairs``: labels,
-rates, gene_rates), and per pool the mean excess DE@10 of the blends; the library's reading and pool are the
-ones with the largest excess within 0.001 of the best gain, measurements read as rates (either kind). The
-answer for the held-out line, which has no screen in that model, reads a gene's rate as the other lines' mean.
+rates, gene_rates), the other lines' answers averaged as probabilities or as log-odds
+(``--means``; ``FitConfig.no_screen_mean`` of the no-screen answer, which stands for the other lines' answer of a
+blend, ``FitConfig.other_lines_mean``), and per pool the mean excess DE@10 of the blends; the library's reading
+and pool are the ones with the largest excess within 0.001 of the best gain, measurements read as rates (either
+kind), the other lines' probabilities averaged; their log-odds averaged instead only where that raises both the
+mean gain and the mean excess. The answer for the held-out line, which has no screen in that model, reads a
+gene's rate as the other lines' mean.
 ``--task dir`` pilots the direction task (AUROC only).
 """
 
@@ -51,12 +56,13 @@ POOLS = {
 (logarithmic opinion pool)."""
 READINGS = ("labels", "rates", "gene_rates")
 """How the other lines' answer reads a pair another line measured (``FitConfig.measured_pairs``)."""
-COMBOS = tuple(itertools.product(READINGS, POOLS))
 
 
-def read_as(models: FittedModels, reading: str) -> FittedModels:
-    """``models`` reading another line's measurement of a pair as ``reading``."""
-    return dataclasses.replace(models, config=dataclasses.replace(models.config, measured_pairs=reading))
+def read_as(models: FittedModels, reading: str, mean: str = "probabilities") -> FittedModels:
+    """``models`` reading another line's measurement of a pair as ``reading`` and averaging the lines as
+    ``mean`` (the no-screen answer stands for the other lines' answer of a blend here)."""
+    config = dataclasses.replace(models.config, measured_pairs=reading, no_screen_mean=mean)
+    return dataclasses.replace(models, config=config)
 
 
 def main() -> None:
@@ -65,6 +71,10 @@ def main() -> None:
     ap.add_argument("--pilots", default="25,50,100,200,400", help="pilot sizes N (below 1: a share)")
     ap.add_argument("--draws", type=int, default=3, help="random pilots per N")
     ap.add_argument("--task", default="de", choices=("de", "dir"), help="the task piloted")
+    ap.add_argument("--readings", default=",".join(READINGS), help="measured_pairs readings compared")
+    ap.add_argument(
+        "--means", default="probabilities", help="other lines' means compared (probabilities, log_odds)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="CSV of every (line, N, draw, scale, w) AUROC")
     ap.add_argument("--choose", type=Path, default=None, help="only choose K from an earlier --out CSV")
     args = ap.parse_args()
@@ -78,6 +88,8 @@ def main() -> None:
     frame = table.frame.astype({"cell_line": str, "perturbation": str, "gene": str})
     frame = frame.loc[frame["split"] == "train"]
     records = []
+    variants = tuple(itertools.product(args.readings.split(","), args.means.split(",")))
+    combos = tuple(itertools.product(variants, POOLS))
     for line in args.held_out.split(","):
         others = frame.loc[frame["cell_line"] != line]
         own = frame.loc[frame["cell_line"] == line]
@@ -95,9 +107,9 @@ def main() -> None:
                 y, genes = val["label"].to_numpy(), val["gene"].to_numpy()
                 perts_v, prior = val["perturbation"].to_numpy(), a["p_prior_sample"].to_numpy()
                 unscreened = val.assign(cell_line=f"{line}_unscreened")
-                bs = {r: predict(read_as(none, r), unscreened) for r in READINGS}
-                for (reading, pool), scale in itertools.product(COMBOS, ("score", "score_sample")):
-                    b = bs[reading]
+                bs = {v: predict(read_as(none, *v), unscreened) for v in variants}
+                for ((reading, mean), pool), scale in itertools.product(combos, ("score", "score_sample")):
+                    b = bs[reading, mean]
                     sa, sb = a[scale].to_numpy(), b[scale].to_numpy()
                     sb = np.where(np.isfinite(sb), sb, sa)
                     mix = POOLS[pool]
@@ -109,6 +121,7 @@ def main() -> None:
                             "draw": draw,
                             "scale": scale,
                             "measured": reading,
+                            "mean": mean,
                             "pool": pool,
                             "w": w,
                             "auroc": grouped_auroc(y, v, genes)[0],
@@ -119,7 +132,7 @@ def main() -> None:
                         for w, v in res.items()
                     ]
                     print(
-                        f"{line} N={n} draw {draw} {scale} {reading}/{pool}: "
+                        f"{line} N={n} draw {draw} {scale} {reading}/{mean}/{pool}: "
                         + "  ".join(f"w={r['w']}: {r['auroc']:.4f}" for r in records[-len(res) :]),
                         flush=True,
                     )
@@ -144,11 +157,13 @@ def choose_weight(records: pd.DataFrame) -> None:
         rows = rows.assign(pool="linear", excess=np.nan)
     if "measured" not in rows.columns:  # ... and measurements read as labels
         rows = rows.assign(measured="labels")
+    if "mean" not in rows.columns:  # ... and the other lines' probabilities averaged
+        rows = rows.assign(mean="probabilities")
     out = []
-    combos = sorted(set(zip(rows["measured"], rows["pool"], strict=True)))
-    for (reading, pool), k in itertools.product(combos, CANDIDATES):
+    combos = sorted(set(zip(rows["measured"], rows["mean"], rows["pool"], strict=True)))
+    for (reading, mean, pool), k in itertools.product(combos, CANDIDATES):
         gains, excess = [], []
-        cells = rows.loc[(rows["pool"] == pool) & (rows["measured"] == reading)]
+        cells = rows.loc[(rows["pool"] == pool) & (rows["measured"] == reading) & (rows["mean"] == mean)]
         for (_, n, _), cell in cells.groupby(["line", "n", "draw"]):
             cell = cell.sort_values("w")
             w = n / (n + k) if k > 0 else 1.0
@@ -158,6 +173,7 @@ def choose_weight(records: pd.DataFrame) -> None:
         out.append(
             {
                 "measured": reading,
+                "mean": mean,
                 "pool": pool,
                 "K": k,
                 "mean_gain": np.mean(gains),
@@ -169,30 +185,49 @@ def choose_weight(records: pd.DataFrame) -> None:
     table = pd.DataFrame(out)
     print(table.to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
     chosen = []
-    for (reading, pool), t in table.groupby(["measured", "pool"]):
+    for (reading, mean, pool), t in table.groupby(["measured", "mean", "pool"]):
         best = t["mean_gain"].max()
         near = t.loc[t["mean_gain"] >= best - TIE]
         pick = near.loc[near["K"] == near["K"].min()].iloc[0]
         chosen.append(pick)
         print(
-            f"{reading}/{pool}: largest mean gain {best:+.4f}; the smallest K within {TIE} of it (the least change "
+            f"{reading}/{mean}/{pool}: largest mean gain {best:+.4f}; the smallest K within {TIE} of it (the least change "
             f"to full screens): K = {pick['K']:g}, excess DE@10 {pick['mean_excess_de_at_10']:.4f}"
         )
     picks = pd.DataFrame(chosen)
     # a measurement is read as a rate, pooled or given the gene's rate in the line answered (labels: the
     # special case q1 = 1, q0 = 0, which reads a pair another line measured as a certainty here); the reading
-    # and the pool: the largest excess DE@10 among those within TIE of the best mean gain at the library's K
-    rates = table.loc[(table["measured"] != "labels") & (table["K"] == OTHER_LINES_WEIGHT)]
+    # and the pool, the other lines' probabilities averaged: the largest excess DE@10 among those within TIE of
+    # the best mean gain at the library's K
+    at_k = table.loc[(table["measured"] != "labels") & (table["K"] == OTHER_LINES_WEIGHT)]
+    rates = at_k.loc[at_k["mean"] == "probabilities"]
     if rates.empty:
         return
     near = rates.loc[rates["mean_gain"] >= rates["mean_gain"].max() - TIE]
     best = near.sort_values("mean_excess_de_at_10", ascending=False).iloc[0]
+    # the other lines averaged on the log-odds scale instead: only where that raises both the mean gain and
+    # the mean excess DE@10 (a gain bought with specificity is not taken)
+    odds = at_k.loc[
+        (at_k["mean"] == "log_odds") & (at_k["measured"] == best["measured"]) & (at_k["pool"] == best["pool"])
+    ]
+    mean = "probabilities"
+    if not odds.empty:
+        o = odds.iloc[0]
+        better = (
+            o["mean_gain"] > best["mean_gain"] and o["mean_excess_de_at_10"] > best["mean_excess_de_at_10"]
+        )
+        mean = "log_odds" if better else mean
+        print(
+            f"the other lines' log-odds averaged: gain {o['mean_gain']:+.4f}, excess {o['mean_excess_de_at_10']:.4f}"
+            f" against {best['mean_gain']:+.4f}, {best['mean_excess_de_at_10']:.4f}"
+        )
     print(
         f"at K = {OTHER_LINES_WEIGHT:g}, measurements read as rates, the reading and pool with the largest excess "
         f"DE@10 within {TIE} of the best mean gain: measured_pairs={best['measured']}, "
         f"other_lines_pool={'log_odds' if best['pool'] == 'logit' else 'probabilities'}"
-        f" (gain {best['mean_gain']:+.4f}, excess {best['mean_excess_de_at_10']:.4f}); the best K per reading and "
-        f"pool above: {', '.join(f'{r.measured}/{r.pool} {r.K:g}' for r in picks.itertuples())}"
+        f" (gain {best['mean_gain']:+.4f}, excess {best['mean_excess_de_at_10']:.4f}); other_lines_mean={mean};"
+        f" the best K per reading, mean and pool above: "
+        f"{', '.join(f'{r.measured}/{r.mean}/{r.pool} {r.K:g}' for r in picks.itertuples())}"
     )
 
 

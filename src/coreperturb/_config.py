@@ -33,6 +33,8 @@ from coreperturb._defaults import (
     DEFAULT_METHODS,
     EXECUTOR,
     MEASURED_PAIRS,
+    NO_SCREEN_MEAN,
+    OTHER_LINES_MEAN,
     OTHER_LINES_POOL,
     OTHER_LINES_WEIGHT,
     RAY_WORKERS,
@@ -50,7 +52,8 @@ if TYPE_CHECKING:
 DATASETS: tuple[str, ...] = ("perturbqa", "lincs")
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 POOLS: tuple[str, ...] = ("probabilities", "log_odds")
-"""How a line's own answer and the other lines' are pooled (:attr:`FitConfig.other_lines_pool`)."""
+"""How a line's own answer and the other lines' are pooled (:attr:`FitConfig.other_lines_pool`); also how several
+lines' answers are averaged into one (:attr:`FitConfig.other_lines_mean`, :attr:`FitConfig.no_screen_mean`)."""
 MEASURED_READINGS: tuple[str, ...] = ("labels", "rates", "gene_rates")
 """How another line's measurement of a pair is read (:attr:`FitConfig.measured_pairs`)."""
 
@@ -273,6 +276,10 @@ class FitConfig:
             screens).
         other_lines_pool: How the two answers are pooled: ``probabilities`` (``w * own + (1 - w) * others``) or
             ``log_odds`` (``expit(w * logit(own) + (1 - w) * logit(others))``, a logarithmic opinion pool).
+        other_lines_mean: How the other lines' answers are averaged into ``others``: ``probabilities`` (their
+            mean) or ``log_odds`` (``expit`` of their log-odds' mean).
+        no_screen_mean: How the screened lines' answers are averaged into the answer for a line with no screen
+            of its own: ``log_odds`` or ``probabilities``, as above.
         measured_pairs: How another line's measurement of a pair is read: ``labels`` (1 DE / 0 not DE, as
             measured), ``rates`` (the chance that a pair measured so in one line is DE in another, from the
             pairs two lines both asked: :func:`coreperturb.stages._unscreened.transfer_rates`) or
@@ -293,6 +300,8 @@ class FitConfig:
     fit_lines: tuple[str, ...] = ()
     other_lines_weight: float = OTHER_LINES_WEIGHT
     other_lines_pool: str = OTHER_LINES_POOL
+    other_lines_mean: str = OTHER_LINES_MEAN
+    no_screen_mean: str = NO_SCREEN_MEAN
     measured_pairs: str = MEASURED_PAIRS
 
     def __post_init__(self) -> None:
@@ -317,6 +326,9 @@ class FitConfig:
                 f"other_lines_pool must be one of {', '.join(POOLS)} and measured_pairs one of "
                 f"{', '.join(MEASURED_READINGS)}; got {self.other_lines_pool!r}, {self.measured_pairs!r}"
             )
+        for name in ("other_lines_mean", "no_screen_mean"):
+            if getattr(self, name) not in POOLS:
+                raise ConfigError(f"{name} must be one of {', '.join(POOLS)}; got {getattr(self, name)!r}")
 
     def llm_settings(self) -> LLMSettings:
         """How LLM methods reach their model (:meth:`LLMConfig.settings`)."""

@@ -66,6 +66,15 @@ OTHER_LINES_POOL = "log_odds"
 """How a line's own answer and the other lines' are pooled: ``log_odds`` (``expit(w * logit(own) + (1 - w) *
 logit(others))``, a logarithmic opinion pool) or ``probabilities`` (``FitConfig.other_lines_pool``). Chosen on
 training pairs (``python benchmarks/pilot_blend.py``): per-gene AUROC tied, more specific genes first."""
+OTHER_LINES_MEAN = "probabilities"
+"""How the other lines' answers are averaged into the other lines' answer of a blend: ``probabilities`` (their mean)
+or ``log_odds`` (``expit`` of their log-odds' mean; ``FitConfig.other_lines_mean``). Measured on training pairs
+(``python benchmarks/pilot_blend.py --means probabilities,log_odds``): log-odds raise pilots' gain and lower full
+screens' gain and excess DE@10; kept (docs: results)."""
+NO_SCREEN_MEAN = "log_odds"
+"""How the screened lines' answers are averaged into the answer for a line with no screen: ``log_odds`` (``expit`` of
+their log-odds' mean) or ``probabilities`` (their mean; ``FitConfig.no_screen_mean``). Chosen on training pairs
+(``python benchmarks/new_line.py --choose``: the larger mean per-gene AUROC with each line held out in turn)."""
 MEASURED_PAIRS = "gene_rates"
 """How another line's measurement of a pair is read: ``gene_rates`` (the chance that a pair measured so in one line
 is DE in another, given how often the gene is DE in that other line: a logistic curve per measurement over the

@@ -27,7 +27,7 @@ import pandas as pd
 from coreperturb import _defaults as d
 from coreperturb._config import BenchmarkConfig, DataConfig, FitConfig
 from coreperturb._deprecation import keyword_options
-from coreperturb._util import nanmean, positions
+from coreperturb._util import positions
 from coreperturb.errors import CorePerturbError
 from coreperturb.evidence._contrastive import strongest_relations
 from coreperturb.evidence._words import DIR_DRIVERS, DRIVERS, drug_words
@@ -41,6 +41,7 @@ from coreperturb.stages._blend import blend_of, query_scorer, source_answers
 from coreperturb.stages._fitted import context_rows
 from coreperturb.stages._names import warn_names
 from coreperturb.stages._on_target import MIN_ON_TARGET_ROWS, OnTarget, on_target_rule
+from coreperturb.stages._unscreened import lines_mean
 
 
 @dataclass(frozen=True)
@@ -381,7 +382,7 @@ def _blended(ex: Explanation, models: FittedModels) -> Explanation:
     q = pd.DataFrame({"perturbation": [ex.perturbation], "gene": [ex.gene]})
     key = (ex.cell_line, ex.task, ex.method)
     per_source = source_answers(models, key, b.sources, pairs=q, score_with=query_scorer(q))
-    others = nanmean([a for a, _ in per_source])
+    others = lines_mean([a for a, _ in per_source], models.config.other_lines_mean)
     if not np.isfinite(others[0]):
         return ex
     p = float(b.mix(np.array([ex.p]), others)[0])
@@ -389,7 +390,8 @@ def _blended(ex: Explanation, models: FittedModels) -> Explanation:
     read = models.config.measured_pairs != "labels"  # a measurement read as a chance, not as its label
     words = (
         f"every screen counts: on the table's scale, {pooled}this line's own answer {ex.p:.3f} x "
-        f"{b.own_weight:.2f} ({b.own_perturbations} own perturbations) + {pooled}the other lines' answer "
+        f"{b.own_weight:.2f} ({b.own_perturbations} own perturbations) + {pooled}the other lines' answer"
+        f"{' (their log-odds averaged)' if models.config.other_lines_mean == 'log_odds' else ''} "
         f"{others[0]:.3f} x {1 - b.own_weight:.2f} ({'; '.join(_source_words(ex, b.sources, per_source, read=read))})"
     )
     effect = float(effect_score(np.array([p]), np.array([ex.p_prior]), np.array([ex.n_pos + ex.n_neg]))[0])

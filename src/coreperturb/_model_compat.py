@@ -51,6 +51,9 @@ def fit_config_of(raw: dict[str, Any]) -> FitConfig:
     # and, where they blended, pooled probabilities and read another line's measurement as its label
     cfg.setdefault("other_lines_pool", "probabilities")
     cfg.setdefault("measured_pairs", "labels")
+    # and averaged several lines' probabilities
+    cfg.setdefault("other_lines_mean", "probabilities")
+    cfg.setdefault("no_screen_mean", "probabilities")
     return FitConfig(**cfg, llm_config=LLMConfig(**llm))
 
 

@@ -184,3 +184,53 @@ def test_gene_rates_read_a_measurement_given_how_often_the_gene_is_de_in_the_lin
     # model.json records the curves
     record = blend_record(reading, "synth_a", "de", "core_voting")
     assert record is not None and record["measured_curves"] == [list(c) for c in curves]
+
+
+def test_several_lines_average_their_probabilities_or_their_log_odds(
+    two_lines: tuple[QueryTable, KnowledgeGraph, FittedModels],
+) -> None:
+    """A line with no screen (here two sources) is ``expit`` of their log-odds' mean by default
+    (``no_screen_mean``), their mean with ``probabilities``; the blend's other lines (``other_lines_mean``) are
+    averaged as probabilities by default; models of earlier releases averaged probabilities throughout."""
+    from coreperturb._model_compat import fit_config_of
+    from coreperturb.stages._unscreened import lines_mean
+
+    table, _, models = two_lines
+    a, b = np.array([0.1, 0.5, np.nan, np.nan]), np.array([0.9, 0.2, 0.3, np.nan])
+    assert np.allclose(lines_mean([a, b], "probabilities"), [0.5, 0.35, 0.3, np.nan], equal_nan=True)
+    want = expit((np.log(0.5 / 0.5) + np.log(0.2 / 0.8)) / 2)
+    assert np.allclose(lines_mean([a, b], "log_odds"), [0.5, want, 0.3, np.nan], equal_nan=True)
+    assert (models.config.no_screen_mean, models.config.other_lines_mean) == ("log_odds", "probabilities")
+    probs = _with(models, no_screen_mean="probabilities")
+    q = table.split("test")
+    q = q.loc[q["cell_line"] == "synth_a"].head(400).reset_index(drop=True)
+    new = q.assign(cell_line="hek293")
+    with pytest.warns(UserWarning, match="no screen"):
+        p, o = (predict(m, new, methods=["core_voting"])["score_sample"].to_numpy() for m in (probs, models))
+    assert np.isfinite(o).all() and not np.allclose(p, o)
+    # where neither line measured the pair, their models answer: the log-odds' mean, or the mean, of those
+    unseen = np.ones(len(q), dtype=bool)
+    for line in ("synth_a", "synth_b"):
+        rows = models.training_rows(line, "de")
+        asked = set(zip(rows["perturbation"], rows["gene"], strict=True))
+        unseen &= ~np.array([k in asked for k in zip(q["perturbation"], q["gene"], strict=True)])
+    assert unseen.sum() > 100
+    alone = _with(models, other_lines_weight=0)
+    own = [
+        predict(alone, q.assign(cell_line=line))["score_sample"].to_numpy() for line in ("synth_a", "synth_b")
+    ]
+    logits = np.mean([np.log(x / (1 - x)) for x in own], axis=0)
+    assert np.allclose(o[unseen], expit(logits)[unseen], rtol=0, atol=1e-9)
+    assert np.allclose(p[unseen], np.mean(own, axis=0)[unseen], rtol=0, atol=1e-9)
+    # synth_a's blend has one other line: its mean is that line's answer whichever way lines are averaged
+    one, other = (predict(_with(models, other_lines_mean=m), q)["score"].to_numpy() for m in POOL_NAMES)
+    assert np.allclose(one, other, rtol=0, atol=1e-12)
+    old = fit_config_of({"methods": ["core_voting"], "other_lines_weight": 200.0})
+    assert (old.other_lines_mean, old.no_screen_mean) == ("probabilities", "probabilities")
+    with pytest.raises(
+        Exception, match="no_screen_mean must be one of probabilities, log_odds; got 'median'"
+    ):
+        FitConfig(no_screen_mean="median")
+
+
+POOL_NAMES = ("probabilities", "log_odds")

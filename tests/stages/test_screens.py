@@ -23,6 +23,17 @@ from coreperturb.stages._unscreened import gene_rates, transfer_curves
 from tests.stages._answers import own_and_others
 
 
+def _log_odds_mean(answers: list[np.ndarray]) -> np.ndarray:
+    """``expit`` of the answers' log-odds' mean over those that are finite (FitConfig.no_screen_mean)."""
+    x = np.vstack(answers).astype(float)
+    with np.errstate(divide="ignore"):
+        z = np.log(x / (1 - x))
+    ok = np.isfinite(z)
+    return np.where(
+        ok.any(axis=0), expit(np.where(ok, z, 0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)), np.nan
+    )
+
+
 @pytest.fixture(scope="module")
 def two_lines(tmp_path_factory: pytest.TempPathFactory) -> tuple[QueryTable, KnowledgeGraph]:
     paths = write_synthetic(tmp_path_factory.mktemp("two"), seed=1, n_genes=200)
@@ -140,6 +151,7 @@ def test_model_files_record_the_screens_they_learned_from(model_dir: Path) -> No
         "other_lines": ["synth_b"],
         "own_perturbations": n,
         "pool": "log_odds",
+        "other_lines_mean": "probabilities",
         "measured_pairs": "gene_rates",
         "measured_rates": None,
         "measured_curves": [list(c) for c in transfer_curves(models, "de") or ()],
@@ -197,7 +209,10 @@ def test_a_line_with_no_screen_is_the_mean_of_the_screened_lines(model_dir: Path
             for v, m, xi in zip(got, merged["p_de" + suffix], x, strict=True)
         ]
         assert any(v is not None for v in got)  # a training perturbation of each line
-    assert np.allclose(merged["p_de"], (merged["p_de_a"] + merged["p_de_b"]) / 2, equal_nan=True)
+    # averaged on the log-odds scale (FitConfig.no_screen_mean), priors as rates
+    assert models.config.no_screen_mean == "log_odds"
+    want = _log_odds_mean([merged["p_de_a"].to_numpy(), merged["p_de_b"].to_numpy()])
+    assert np.allclose(merged["p_de"], want, equal_nan=True)
     assert np.allclose(merged["p_prior"], (merged["p_prior_a"] + merged["p_prior_b"]) / 2, equal_nan=True)
     assert set(new["call"]) <= {"DE", "not DE", "uncertain"} and (new["call"] != "").all()
     # the rows of a query table say so too, and score the same as the grid
@@ -328,7 +343,7 @@ def test_a_line_with_no_screen_averages_on_the_tables_scale_then_maps_to_the_gen
         seen = measured(models, line, "de", *pairs)
         assert np.isfinite(seen).any()  # synth_a measured its training perturbation
         parts.append(np.where(np.isfinite(seen) & o["score"].notna(), seen, o["score_sample"]))
-    table_scale = np.nanmean(np.vstack(parts), axis=0)
+    table_scale = _log_odds_mean(parts)
     assert np.allclose(rows["score_sample"], table_scale, equal_nan=True)
     maps = [models.scale(line, "core_voting") for line in models.cell_lines]
     reads = [q["gene"].isin(models.readout_genes(line)).to_numpy() for line in models.cell_lines]

@@ -185,6 +185,20 @@ OtherLinesPoolOpt = Annotated[
         "logit(others)) or probabilities (the same mix of the probabilities).",
     ),
 ]
+OtherLinesMeanOpt = Annotated[
+    str,
+    typer.Option(
+        help="How the other lines' answers are averaged into the other lines' answer of the pool above: "
+        "probabilities (their mean) or log_odds (the mean of their log-odds).",
+    ),
+]
+NoScreenMeanOpt = Annotated[
+    str,
+    typer.Option(
+        help="How the screened lines' answers are averaged into the answer for a line with no screen of its "
+        "own: log_odds (the mean of their log-odds) or probabilities (their mean).",
+    ),
+]
 MeasuredPairsOpt = Annotated[
     str,
     typer.Option(

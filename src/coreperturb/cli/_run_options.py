@@ -92,6 +92,8 @@ def _run_template(
     fit_lines: o.FitLinesOpt = None,
     other_lines_weight: o.OtherLinesWeightOpt = d.OTHER_LINES_WEIGHT,
     other_lines_pool: o.OtherLinesPoolOpt = d.OTHER_LINES_POOL,
+    other_lines_mean: o.OtherLinesMeanOpt = d.OTHER_LINES_MEAN,
+    no_screen_mean: o.NoScreenMeanOpt = d.NO_SCREEN_MEAN,
     measured_pairs: o.MeasuredPairsOpt = d.MEASURED_PAIRS,
 ) -> None:
     """The data / KG / fit / LLM options that ``benchmark`` and ``fit`` share (declared once)."""

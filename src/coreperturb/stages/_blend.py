@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from coreperturb._util import logit, nanmean
+from coreperturb._util import logit
 from coreperturb.predictors._base import Predictor
 from coreperturb.predictors._core_voting import CoreVoting
 from coreperturb.stages._fitted import FittedModels
 from coreperturb.stages._unscreened import (
+    lines_mean,
     measured_labels,
     measured_or,
     measured_reading,
@@ -106,6 +107,7 @@ def blend_record(models: FittedModels, cell_line: str, task: str, method: str) -
         "other_lines": list(b.sources),
         "own_perturbations": b.own_perturbations,
         "pool": b.pool,
+        "other_lines_mean": models.config.other_lines_mean,
         "measured_pairs": models.config.measured_pairs,
         # the chance that a pair measured not DE / DE (direction: down / up) in another line is so here
         **_reading(models, task),
@@ -175,7 +177,7 @@ def blended(
     if b is None or not len(own):
         return own
     answers = source_answers(models, key, b.sources, pairs=pairs, score_with=score_with)
-    return b.mix(own, nanmean([a for a, _ in answers]))
+    return b.mix(own, lines_mean([a for a, _ in answers], models.config.other_lines_mean))
 
 
 def _hiding(models: FittedModels, key: tuple[str, str, str], rows: pd.DataFrame) -> ScoreWith:

@@ -216,9 +216,10 @@ class FittedModels:
             said: set[str] = self.cached("unscreened_said", set)
             if line not in said:  # once per model and line
                 said.add(line)
+                mean = "their log-odds" if self.config.no_screen_mean == "log_odds" else "their predictions"
                 warnings.warn(
                     f"cell line {line!r} has no screen in this model{hint}: answered from the screens of "
-                    f"{', '.join(self.cell_lines)} (their predictions averaged, calls calibrated on their "
+                    f"{', '.join(self.cell_lines)} ({mean} averaged, calls calibrated on their "
                     "held-out perturbations; rows flagged no_screen)",
                     UserWarning,
                     stacklevel=2,

@@ -1,6 +1,7 @@
 """A line with no screen of its own is answered from the lines the model holds: what each of them measured of a
-pair where it did, its model's answer elsewhere, averaged (:meth:`FittedModels.source_lines`); DE answers are
-averaged on the training tables' scale, then mapped to the genome (:meth:`FittedModels.no_screen_genome`)."""
+pair where it did, its model's answer elsewhere, averaged (:meth:`FittedModels.source_lines`; their log-odds by
+default, :attr:`coreperturb.FitConfig.no_screen_mean`); DE answers are averaged on the training tables' scale, then
+mapped to the genome (:meth:`FittedModels.no_screen_genome`)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,16 @@ def _labels(models: FittedModels, line: str, task: str) -> pd.Series:
 
     out: pd.Series = models.cached(f"measured/{line}/{task}", make)
     return out
+
+
+def lines_mean(answers: Sequence[np.ndarray], how: str) -> np.ndarray:
+    """Several lines' answers averaged into one, row by row over those that answer (NaN where none does):
+    ``how`` ``probabilities``, their mean; ``log_odds``, ``expit`` of their log-odds' mean
+    (:attr:`coreperturb.FitConfig.other_lines_mean`, :attr:`coreperturb.FitConfig.no_screen_mean`)."""
+    if how != "log_odds":
+        return nanmean(answers)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(expit(nanmean([logit(np.asarray(a, dtype=np.float64)) for a in answers])))
 
 
 def measured_reading(models: FittedModels, task: str) -> tuple[Any, ...] | None:
@@ -312,19 +323,21 @@ def unscreened_frames(
         p_de = models.no_screen_genome(
             cell_line,
             method,
-            nanmean(
+            lines_mean(
                 [
                     measured_or(p["p_de"], models, s, "de", pairs, target=cell_line)
                     for s, p in zip(sources, parts, strict=True)
-                ]
+                ],
+                models.config.no_screen_mean,
             ),
             base["gene"],
         )
-        p_up = nanmean(
+        p_up = lines_mean(
             [
                 measured_or(p["p_up"], models, s, "dir", pairs, target=cell_line)
                 for s, p in zip(sources, parts, strict=True)
-            ]
+            ],
+            models.config.no_screen_mean,
         )
         has_dir = any((line, "dir", method) in models.models for line in sources)
         call = models.calls(cell_line, "de", method, p_de, prior=prior, genes=base["gene"])
@@ -373,11 +386,12 @@ def unscreened_unit(
             if column not in ("score", "score_sample"):
                 return nanmean([r[column].to_numpy(dtype=np.float64) for r in rows])
             pairs = (unit["perturbation"].to_numpy(), genes)
-            return nanmean(
+            return lines_mean(
                 [
                     measured_or(r[column], models, s, task, pairs, target=line)
                     for s, r in zip(sources, rows, strict=True)
-                ]
+                ],
+                models.config.no_screen_mean,
             )
 
         prior, score_sample = mean("p_prior"), mean("score_sample")
@@ -409,6 +423,7 @@ def unscreened_unit(
 
 __all__ = [
     "gene_rates",
+    "lines_mean",
     "measured",
     "measured_labels",
     "measured_or",
