@@ -185,19 +185,14 @@ OtherLinesPoolOpt = Annotated[
         "logit(others)) or probabilities (the same mix of the probabilities).",
     ),
 ]
+_MEANS = "log_odds (the mean of their log-odds) or probabilities (their mean)"
 OtherLinesMeanOpt = Annotated[
     str,
-    typer.Option(
-        help="How the other lines' answers are averaged into the other lines' answer of the pool above: "
-        "probabilities (their mean) or log_odds (the mean of their log-odds).",
-    ),
+    typer.Option(help=f"How the other lines' answers are averaged into one for the pool above: {_MEANS}."),
 ]
 NoScreenMeanOpt = Annotated[
     str,
-    typer.Option(
-        help="How the screened lines' answers are averaged into the answer for a line with no screen of its "
-        "own: log_odds (the mean of their log-odds) or probabilities (their mean).",
-    ),
+    typer.Option(help=f"How the screened lines' answers are averaged for a line with no screen: {_MEANS}."),
 ]
 MeasuredPairsOpt = Annotated[
     str,
