@@ -52,11 +52,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from _common import parser, start, write_frame
 from coreperturb import build_kg, fit, load_perturbqa, predict
-from coreperturb._util import logit
 from coreperturb.data._design import SamplingDesign
 from coreperturb.data._schema import QueryTable
 from coreperturb.evaluation._calls import call_metrics
@@ -65,7 +63,7 @@ from coreperturb.evaluation._metrics import grouped_auroc
 from coreperturb.stages import FitConfig, FittedModels
 from coreperturb.stages._fitted import TRAIN_COLUMNS
 from coreperturb.stages._pilots import propose_pilot
-from coreperturb.stages._unscreened import measured_or
+from coreperturb.stages._unscreened import lines_mean, measured_or
 
 
 def copy_baseline(others: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
@@ -230,11 +228,7 @@ def choose(frame: pd.DataFrame, kg: object, design: object, held: list[str]) -> 
                 for s in answers
             ]
         )
-        ok = np.isfinite(read)
-        mean_logit = np.where(ok, logit(read), 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
-        means["no-screen rule, sources pooled on log-odds: table scale"] = np.where(
-            ok.any(axis=0), expit(mean_logit), np.nan
-        )
+        means["no-screen rule, sources pooled on log-odds: table scale"] = lines_mean(list(read), "log_odds")
         means["no-screen rule (product): genome scale"] = product["score"].to_numpy()
         means["no-screen rule (product): table scale"] = product["score_sample"].to_numpy()
         for v in (0.25, 0.5, 0.75):  # the answer mixed with the copy baseline, both on the table's scale

@@ -53,8 +53,7 @@ def lines_mean(answers: Sequence[np.ndarray], how: str) -> np.ndarray:
     (:attr:`coreperturb.FitConfig.other_lines_mean`, :attr:`coreperturb.FitConfig.no_screen_mean`)."""
     if how != "log_odds":
         return nanmean(answers)
-    with np.errstate(invalid="ignore"):
-        return np.asarray(expit(nanmean([logit(np.asarray(a, dtype=np.float64)) for a in answers])))
+    return np.asarray(expit(nanmean([logit(np.asarray(a, dtype=np.float64)) for a in answers])))
 
 
 def measured_reading(models: FittedModels, task: str) -> tuple[Any, ...] | None:
@@ -147,17 +146,28 @@ GENE_RATE_PRIOR = 5.0
 """Pseudo-asks at the line's rate by which :func:`gene_rates` shrinks a gene's rate in a line."""
 
 
+def _gene_counts(models: FittedModels, line: str, task: str) -> tuple[pd.Series, pd.Series, float]:
+    """``line``'s training labels of ``task`` per gene: their sum, their count, and the line's rate (computed
+    once; the rate NaN for a line without such rows)."""
+
+    def make() -> tuple[pd.Series, pd.Series, float]:
+        labels = _labels(models, line, task)
+        by = labels.groupby(level=1)
+        return by.sum(), by.size(), float(labels.mean())
+
+    out: tuple[pd.Series, pd.Series, float] = models.cached(f"gene_counts/{line}/{task}", make)
+    return out
+
+
 def gene_rates(models: FittedModels, line: str, task: str) -> pd.Series:
     """``line``'s training rate of each gene it asked (DE; direction: up), shrunk towards the line's rate by
     :data:`GENE_RATE_PRIOR` asks (empty for a line without training rows of ``task``)."""
 
     def make() -> pd.Series:
-        labels = _labels(models, line, task)
-        if labels.empty:
+        if _labels(models, line, task).empty:
             return pd.Series(dtype=np.float64)
-        by = labels.groupby(level=1)
-        base = float(labels.mean())
-        return (by.sum() + GENE_RATE_PRIOR * base) / (by.size() + GENE_RATE_PRIOR)
+        sums, sizes, base = _gene_counts(models, line, task)
+        return (sums + GENE_RATE_PRIOR * base) / (sizes + GENE_RATE_PRIOR)
 
     out: pd.Series = models.cached(f"gene_rates/{line}/{task}", make)
     return out
@@ -172,7 +182,7 @@ def target_rates(models: FittedModels, task: str, genes: np.ndarray, target: str
     for line in lines:
         r = gene_rates(models, line, task)
         if not r.empty:
-            base = float(_labels(models, line, task).mean())
+            base = _gene_counts(models, line, task)[2]
             rates.append(r.reindex(genes).fillna(base).to_numpy(dtype=np.float64))
     return nanmean(rates) if rates else np.full(len(genes), np.nan)
 
@@ -208,12 +218,12 @@ def _shared_pairs(models: FittedModels, task: str) -> tuple[np.ndarray, np.ndarr
             both = tables[source].index.intersection(tables[target].index)
             if not len(both):
                 continue
-            labels = tables[target]
-            by = labels.groupby(level=1)
-            t = labels.reindex(both).to_numpy()
+            sums, sizes, base = _gene_counts(models, target, task)
+            t = tables[target].reindex(both).to_numpy()
             g = both.get_level_values(1)
-            r = (by.sum().reindex(g).to_numpy() - t + GENE_RATE_PRIOR * float(labels.mean())) / (
-                by.size().reindex(g).to_numpy() - 1 + GENE_RATE_PRIOR
+            # the gene's rate in the target (gene_rates) with the pair itself left out
+            r = (sums.reindex(g).to_numpy() - t + GENE_RATE_PRIOR * base) / (
+                sizes.reindex(g).to_numpy() - 1 + GENE_RATE_PRIOR
             )
             ss.append(tables[source].reindex(both).to_numpy())
             ts.append(t)
