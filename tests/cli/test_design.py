@@ -32,6 +32,9 @@ def test_predict_for_a_line_with_no_screen_says_so(model_dir: Path, tmp_path: Pa
     assert res.exit_code == 0, res.output
     assert "'hek293' has no screen in this model" in res.output
     assert "hek293: no screen, the mean of synth_a, synth_b's" in res.output
+    assert (
+        "hek293: no screen, the mean of synth_a, synth_b's log-odds" in res.output
+    )  # FitConfig.no_screen_mean
     rows = pd.read_csv(out)
     assert (rows["cell_line"] == "hek293").all() and rows["flag"].str.contains("no_screen").all()
 

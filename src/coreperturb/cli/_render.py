@@ -223,7 +223,10 @@ def scale_line(models: FittedModels, cell_lines: Sequence[str]) -> str:
         if not models.screened(line):
             genome = any(models.scale_name(s) == "genome" for s in models.source_lines(line))
             how = " (P(DE) averaged on their tables' scale, then mapped to the genome)" if genome else ""
-            parts.append(f"{line}: no screen, the mean of {', '.join(models.source_lines(line))}'s{how}")
+            mean = " log-odds" if models.config.no_screen_mean == "log_odds" else ""
+            parts.append(
+                f"{line}: no screen, the mean of {', '.join(models.source_lines(line))}'s{mean}{how}"
+            )
             continue
         n = len(models.readout_genes(line, "de")) if "de" in models.tasks else 0
         if models.scale_name(line) == "genome":
